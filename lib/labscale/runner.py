@@ -1,0 +1,220 @@
+"""Plan and run an experiment grid (models x tasks x shots) into run records.
+
+:func:`plan_experiment` validates every parameter, loads every task's data and constructs every backend
+(weights load lazily; API keys are checked) -- so bad input fails here, before any model loads or any API
+call is paid for. :func:`run_experiment` then generates (through the response cache), parses, scores and
+writes one run record per (model, task, shots).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import records
+from .backends import Backend, Decoding, ModelSpec, load_backend, parse_model_spec
+from .cache import ResponseCache
+from .config import PROJECT_ROOT
+from .errors import InvalidParameter, check_choice, check_range
+from .prompts import SHOT_STYLES
+from .tasks import INVALID, SOURCES, TASK_NAMES, Example, Task, TaskData, get_task
+from .tasks.base import SPLITS, sample_examples
+
+
+@dataclass
+class TaskPlan:
+    """One task's data, the evaluation items drawn from it and its load settings."""
+
+    task: Task
+    source: str
+    data: TaskData
+    items: list[Example]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentPlan:
+    """A validated experiment: what will run, on which data, written where."""
+
+    name: str
+    models: list[ModelSpec]
+    backends: dict[str, Backend]
+    tasks: list[TaskPlan]
+    shots: list[int]
+    limit: int | None
+    seed: int
+    split: str
+    output_dir: Path
+    n_resamples: int
+    max_new_tokens: dict[str, int]
+    shot_style: str | None
+    data_path: str | None
+
+    def summary(self) -> pd.DataFrame:
+        """A table of the planned runs' data: task, source, origin, synthetic, items, hash, malformed rows."""
+        rows = []
+        for tp in self.tasks:
+            prov = tp.data.provenance()
+            rows.append({"task": tp.task.name, "source": tp.source, "origin": prov["origin"],
+                         "synthetic": prov["synthetic"], "split": self.split, "items": len(tp.items),
+                         "split size": prov["sizes"].get(self.split), "malformed rows": prov["malformed"]["count"],
+                         "content sha256": prov["content_sha256"][:12]})
+        return pd.DataFrame(rows)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.models) * len(self.tasks) * len(self.shots)
+
+
+def _as_list(value: Any, what: str) -> list:
+    if isinstance(value, (str, int)):
+        return [value]
+    if not isinstance(value, Iterable) or isinstance(value, Mapping):
+        raise InvalidParameter(f"{what} must be a list, got {value!r}")
+    items = list(value)
+    if not items:
+        raise InvalidParameter(f"{what} must not be empty")
+    return items
+
+
+def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
+                    tasks: Sequence[str] | str = TASK_NAMES,
+                    shots: Sequence[int] | int = (0, 1, 2, 3),
+                    *,
+                    limit: int | None = None,
+                    source: str | Mapping[str, str] = "offline",
+                    data_path: str | None = None,
+                    task_options: Mapping[str, Mapping[str, Any]] | None = None,
+                    seed: int = 0,
+                    split: str = "test",
+                    output_dir: str | Path = "runs/domain_adaptation",
+                    name: str = "domain_adaptation",
+                    n_resamples: int = 1000,
+                    max_new_tokens: Mapping[str, int] | None = None,
+                    shot_style: str | None = None,
+                    cache: ResponseCache | None = None) -> ExperimentPlan:
+    """Validate parameters, load data and construct backends. Raises :class:`InvalidParameter` on bad input."""
+    model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
+    task_names = _as_list(tasks, "tasks")
+    for t in task_names:
+        check_choice("task", t, TASK_NAMES)
+    shot_list = _as_list(shots, "shots")
+    for k in shot_list:
+        check_range("shots", k, 0, 3, integer=True)
+    if limit is not None:
+        check_range("limit", limit, 1, None, integer=True)
+    check_range("seed", seed, 0, 2**32 - 1, integer=True)
+    check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
+    check_choice("split", split, SPLITS)
+    if shot_style is not None:
+        check_choice("shot_style", shot_style, SHOT_STYLES)
+    sources = dict(source) if isinstance(source, Mapping) else {t: source for t in task_names}
+    for t, s in sources.items():
+        check_choice("task in source mapping", t, TASK_NAMES)
+        check_choice(f"data source for task {t!r}", s, SOURCES)
+    missing = [t for t in task_names if t not in sources]
+    if missing:
+        raise InvalidParameter(f"source mapping names no source for tasks {missing}; valid sources: {SOURCES}")
+    options = {t: dict(o) for t, o in (task_options or {}).items()}
+    for t in options:
+        check_choice("task in task_options", t, TASK_NAMES)
+    budgets = dict(max_new_tokens or {})
+    for t, n in budgets.items():
+        check_choice("task in max_new_tokens", t, TASK_NAMES)
+        check_range(f"max_new_tokens[{t!r}]", n, 1, 4096, integer=True)
+
+    # Data before models: a bad path or a malformed file fails here, before anything loads.
+    task_plans = []
+    for t in task_names:
+        task = get_task(t)
+        data = task.load(sources[t], path=data_path, seed=seed, **options.get(t, {}))
+        items = sample_examples(data.split(split), limit, seed)
+        if not items:
+            raise InvalidParameter(f"task {t!r} has no {split!r} items from source {sources[t]!r}")
+        task_plans.append(TaskPlan(task, sources[t], data, items, options.get(t, {})))
+
+    cache = cache if cache is not None else ResponseCache()
+    backends = {spec.label: load_backend(spec, cache=cache, seed=seed) for spec in model_specs}
+    out = Path(output_dir)
+    if not out.is_absolute():
+        out = Path.cwd() / out
+    return ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, split, out, n_resamples,
+                          budgets, shot_style, data_path)
+
+
+def _run_key(params: dict[str, Any], identity: dict[str, Any], item_ids: list[str]) -> str:
+    payload = json.dumps([params, identity, item_ids], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, reuse: bool = True) -> Path:
+    """Generate, parse, score and record one (model, task, shots) run; returns its record folder."""
+    backend = plan.backends[spec.label]
+    task = tp.task
+    decoding = Decoding(max_new_tokens=plan.max_new_tokens.get(task.name, task.max_new_tokens), seed=plan.seed)
+    style = plan.shot_style or task.shot_style
+    params = {"experiment": plan.name, "model": spec.label, "task": task.name, "source": tp.source,
+              "task_options": tp.options, "data_path": plan.data_path, "split": plan.split, "shots": k,
+              "shot_style": style, "limit": plan.limit, "seed": plan.seed, "decoding": decoding.as_dict(),
+              "n_resamples": plan.n_resamples}
+    item_ids = [ex.id for ex in tp.items]
+    key = _run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids)
+    run_dir = plan.output_dir / spec.slug / task.name / f"{k}shot"
+    manifest_path = run_dir / "manifest.json"
+    if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
+        return run_dir  # an identical, complete record already exists
+
+    shots = task.shots(tp.data, k)
+    conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
+    backend.reset_stats()
+    start = time.perf_counter()
+    generations = backend.generate(conversations, decoding, desc=f"{spec.label} {task.name} {k}-shot")
+    parsed = [task.parse(g.text) for g in generations]
+    metrics = task.score(tp.items, parsed, seed=plan.seed, n_resamples=plan.n_resamples)
+    wall = time.perf_counter() - start
+
+    predictions = [{"id": ex.id, "target": ex.target, "reply": g.text, "parsed": p, "invalid": p == INVALID,
+                    "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+                    "cached": g.cached, **({"kind": ex.meta["kind"]} if "kind" in ex.meta else {}),
+                    **({"logprob": g.extra["logprob"]} if "logprob" in g.extra else {})}
+                   for ex, g, p in zip(tp.items, generations, parsed)]
+    stats = backend.stats.as_dict()
+    manifest = {
+        "run_key": key,
+        "model": {"spec": spec.text, **backend.identity()},
+        "data": tp.data.provenance(),
+        "items": len(tp.items),
+        "seed": plan.seed,
+        "shots": [{"user": s.user, "assistant": s.assistant} for s in shots],
+        "example_messages": conversations[0],
+        "versions": records.package_versions(),
+        "git_commit": records.git_commit(PROJECT_ROOT),
+        "hardware": {**records.hardware(), **(backend.runtime_info() if hasattr(backend, "runtime_info") else {})},
+        "wall_seconds": round(wall, 3),
+        "usage": stats,
+        "cache_hit_rate": stats["cache_hits"] / max(stats["requests"], 1),
+        # Prices come from the dated price table of the cost chapter; recorded here as unknown until then.
+        "cost_usd": None,
+    }
+    return records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
+
+
+def run_experiment(plan: ExperimentPlan, *, reuse: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Run every (model, task, shots) of ``plan``; returns the tidy metrics table of the runs written."""
+    run_dirs = []
+    with tqdm(total=plan.n_runs, desc=plan.name, disable=not progress) as bar:
+        for spec in plan.models:
+            for tp in plan.tasks:
+                for k in plan.shots:
+                    run_dirs.append(run_one(plan, spec, tp, k, reuse=reuse))
+                    bar.update(1)
+            plan.backends[spec.label].close()
+    table = records.metrics_table(plan.output_dir)
+    return table[table["run"].isin({str(d) for d in run_dirs})].reset_index(drop=True)

