@@ -50,6 +50,7 @@ class ExperimentPlan:
     shots: list[int]
     limit: int | None
     seed: int
+    data_seed: int
     split: str
     output_dir: Path
     n_resamples: int
@@ -93,6 +94,7 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
                     data_path: str | None = None,
                     task_options: Mapping[str, Mapping[str, Any]] | None = None,
                     seed: int = 0,
+                    data_seed: int = 0,
                     split: str = "test",
                     output_dir: str | Path = "runs/domain_adaptation",
                     name: str = "domain_adaptation",
@@ -100,7 +102,11 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
                     max_new_tokens: Mapping[str, int] | None = None,
                     shot_style: str | None = None,
                     cache: ResponseCache | None = None) -> ExperimentPlan:
-    """Validate parameters, load data and construct backends. Raises :class:`InvalidParameter` on bad input."""
+    """Validate parameters, load data and construct backends. Raises :class:`InvalidParameter` on bad input.
+
+    ``seed`` draws the evaluation sample (``limit`` items) and seeds decoding; ``data_seed`` fixes the offline
+    generators and deterministic splits, so runs with different seeds evaluate samples of the same data.
+    """
     model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
     task_names = _as_list(tasks, "tasks")
     for t in task_names:
@@ -111,6 +117,7 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     if limit is not None:
         check_range("limit", limit, 1, None, integer=True)
     check_range("seed", seed, 0, 2**32 - 1, integer=True)
+    check_range("data_seed", data_seed, 0, 2**32 - 1, integer=True)
     check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
     check_choice("split", split, SPLITS)
     if shot_style is not None:
@@ -134,7 +141,8 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     task_plans = []
     for t in task_names:
         task = get_task(t)
-        data = task.load(sources[t], path=data_path, seed=seed, **options.get(t, {}))
+        # data_seed fixes generated/split data across runs; seed draws the evaluation sample and seeds decoding
+        data = task.load(sources[t], path=data_path, seed=data_seed, **options.get(t, {}))
         items = sample_examples(data.split(split), limit, seed)
         if not items:
             raise InvalidParameter(f"task {t!r} has no {split!r} items from source {sources[t]!r}")
@@ -145,8 +153,8 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     out = Path(output_dir)
     if not out.is_absolute():
         out = Path.cwd() / out
-    return ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, split, out, n_resamples,
-                          budgets, shot_style, data_path)
+    return ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, data_seed, split, out,
+                          n_resamples, budgets, shot_style, data_path)
 
 
 def _run_key(params: dict[str, Any], identity: dict[str, Any], item_ids: list[str]) -> str:
@@ -162,7 +170,7 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, reus
     style = plan.shot_style or task.shot_style
     params = {"experiment": plan.name, "model": spec.label, "task": task.name, "source": tp.source,
               "task_options": tp.options, "data_path": plan.data_path, "split": plan.split, "shots": k,
-              "shot_style": style, "limit": plan.limit, "seed": plan.seed, "decoding": decoding.as_dict(),
+              "shot_style": style, "limit": plan.limit, "seed": plan.seed, "data_seed": plan.data_seed, "decoding": decoding.as_dict(),
               "n_resamples": plan.n_resamples}
     item_ids = [ex.id for ex in tp.items]
     key = _run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids)

@@ -1,0 +1,196 @@
+"""Climate-FEVER for the fact-checking task: the study's Hugging Face copy, and the original release file.
+
+* :func:`load_hub` reads ``amandakonet/climate_fever_adopted``, the copy with train/valid/test splits that the
+  study used (4,298 / 1,842 / 1,535 claim-evidence pairs).
+* :func:`load_release` reads the authors' original ``climate-fever.jsonl`` (Diggelmann et al. 2020,
+  ``tdiggelm/climate-fever-dataset``): 1,535 claims with 5 labelled evidence sentences each, 7,675 pairs, and
+  **no split**. We make one: every claim goes, with all 5 of its evidences, to one split chosen by a SHA-256
+  hash of its ``claim_id``; claims are ranked by that hash and cut at 56% / 24% / 20%, the proportions of the
+  study's 4,298 / 1,842 / 1,535. **This is not the hub dataset's split**, so numbers on it are not comparable
+  item by item with the study's. Claims that the task uses as fixed few-shot examples are removed from every
+  split (matched on normalized claim text, so quoting differences do not hide a duplicate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import InvalidParameter
+from ..tasks.base import MalformedRows
+
+HUB_ID = "amandakonet/climate_fever_adopted"
+#: the hub dataset's split names -> ours
+HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+RELEASE_FILE = "climate-fever.jsonl"
+RELEASE_FOLDER = "climate-fever"
+LABELS = ("SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO")
+#: (split, share of claims): the study's 4,298 / 1,842 / 1,535 of 7,675 pairs
+SPLIT_SHARES = (("train", 0.56), ("validation", 0.24), ("test", 0.20))
+SPLIT_SALT = "labscale:climate-fever:v1"
+
+
+def normalize_claim(text: str) -> str:
+    """Lower case with everything but letters and digits removed: how claims are matched against shots."""
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def hub_error(dataset_id: str, exc: BaseException) -> InvalidParameter:
+    """The error raised when a Hugging Face dataset cannot be loaded (offline mode, no network, no cache)."""
+    import os
+
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+                  for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+    why = " (Hugging Face offline mode is on and the dataset is not in the local cache)" if offline else ""
+    return InvalidParameter(
+        f"source 'hub' could not load the Hugging Face dataset {dataset_id!r}{why}: "
+        f"{type(exc).__name__}: {str(exc)[:300]}. Use source='offline' (synthetic data, no download) or "
+        f"source='local' (the original release files in shared/data, or data_path=...).")
+
+
+def load_hub_dataset(dataset_id: str, revision: str | None = None):
+    """``datasets.load_dataset(dataset_id, revision=revision)`` with a clear error when it cannot be had."""
+    try:
+        import datasets
+
+        return datasets.load_dataset(dataset_id, revision=revision)
+    except Exception as exc:  # offline mode, network, missing cache, gated repo...
+        raise hub_error(dataset_id, exc) from exc
+
+
+def _label_name(value: Any, feature: Any) -> str:
+    if isinstance(value, int) and hasattr(feature, "int2str"):
+        return feature.int2str(value)
+    return str(value).strip()
+
+
+def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The study's splits as ``{split: [{"id", "claim", "evidence", "label"}, ...]}`` (valid -> validation)."""
+    dataset = load_hub_dataset(HUB_ID, revision)
+    splits: dict[str, list[dict[str, Any]]] = {}
+    for hub_name, name in HUB_SPLITS.items():
+        if hub_name not in dataset:
+            continue
+        part = dataset[hub_name]
+        feature = part.features.get("evidence_label")
+        splits[name] = [{"id": f"{name}-{i:05d}", "claim": row["claim"], "evidence": row["evidence"],
+                         "label": _label_name(row["evidence_label"], feature)} for i, row in enumerate(part)]
+    return splits
+
+
+# -- the original release ---------------------------------------------------------------------------------
+@dataclass
+class Release:
+    """The parsed release: pairs per split, the dropped rows, the excluded shot claims and the file read."""
+
+    file: Path
+    splits: dict[str, list[dict[str, Any]]]
+    malformed: MalformedRows = field(default_factory=MalformedRows)
+    excluded_claim_ids: list[str] = field(default_factory=list)
+    excluded_pairs: int = 0
+    claims_per_split: dict[str, int] = field(default_factory=dict)
+
+
+def release_file(path: str | Path) -> Path:
+    """``climate-fever.jsonl`` from the file itself, its folder, or the shared data root holding that folder."""
+    path = Path(path)
+    for candidate in (path, path / RELEASE_FILE, path / RELEASE_FOLDER / RELEASE_FILE):
+        if candidate.is_file():
+            return candidate
+    raise InvalidParameter(
+        f"no {RELEASE_FILE} at {str(path)!r} (looked for the file, {RELEASE_FILE} inside it, and "
+        f"{RELEASE_FOLDER}/{RELEASE_FILE} inside it)")
+
+
+def split_of_claims(claim_ids: Iterable[str]) -> dict[str, str]:
+    """Claim id -> split: claims ranked by SHA-256 of salt + id, cut at the :data:`SPLIT_SHARES` proportions."""
+    ranked = sorted(set(claim_ids), key=lambda c: hashlib.sha256(f"{SPLIT_SALT}:{c}".encode()).hexdigest())
+    n = len(ranked)
+    n_train = round(SPLIT_SHARES[0][1] * n)
+    n_validation = round(SPLIT_SHARES[1][1] * n)
+    out = {}
+    for i, claim_id in enumerate(ranked):
+        out[claim_id] = "train" if i < n_train else "validation" if i < n_train + n_validation else "test"
+    return out
+
+
+def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Release:
+    """Read the release JSONL into claim-evidence pairs, dropping malformed rows and the ``exclude_claims``.
+
+    A malformed line (bad JSON, no claim id or text, no evidence list) drops its claim; a malformed evidence
+    (missing or unknown ``evidence_label``, empty text) drops that pair only. Both are counted in
+    ``Release.malformed`` with the first offending row as an example.
+    """
+    file = release_file(path)
+    excluded = {normalize_claim(c) for c in exclude_claims}
+    malformed = MalformedRows()
+    claims: list[tuple[str, str, dict[str, Any], list[dict[str, Any]]]] = []
+    excluded_ids: list[str] = []
+    excluded_pairs = 0
+    seen_ids: set[str] = set()
+    with file.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                malformed.add("bad JSON", f"line {line_no}: {line.strip()}")
+                continue
+            if not isinstance(row, dict):
+                malformed.add("not a JSON object", f"line {line_no}: {line.strip()}")
+                continue
+            claim_id, claim = row.get("claim_id"), row.get("claim")
+            evidences = row.get("evidences")
+            if claim_id is None or str(claim_id).strip() == "":
+                malformed.add("missing claim_id", row)
+                continue
+            claim_id = str(claim_id)
+            if claim_id in seen_ids:
+                malformed.add("duplicate claim_id", row)
+                continue
+            if not isinstance(claim, str) or not claim.strip():
+                malformed.add("missing or empty claim", row)
+                continue
+            if not isinstance(evidences, list) or not evidences:
+                malformed.add("missing evidences", row)
+                continue
+            seen_ids.add(claim_id)
+            if normalize_claim(claim) in excluded:
+                excluded_ids.append(claim_id)
+                excluded_pairs += len(evidences)
+                continue
+            pairs = []
+            for j, ev in enumerate(evidences):
+                if not isinstance(ev, dict):
+                    malformed.add("evidence is not an object", {"claim_id": claim_id, "evidence": ev})
+                    continue
+                label = ev.get("evidence_label")
+                text = ev.get("evidence")
+                if label is None:
+                    malformed.add("missing evidence_label", {"claim_id": claim_id, **ev})
+                    continue
+                if label not in LABELS:
+                    malformed.add("unknown evidence_label", {"claim_id": claim_id, **ev})
+                    continue
+                if not isinstance(text, str) or not text.strip():
+                    malformed.add("empty evidence", {"claim_id": claim_id, **ev})
+                    continue
+                pairs.append({"id": f"cf-{claim_id}-{j}", "claim": claim.strip(), "evidence": text.strip(),
+                              "label": label,
+                              "meta": {"claim_id": claim_id, "evidence_id": ev.get("evidence_id"),
+                                       "article": ev.get("article"), "claim_label": row.get("claim_label")}})
+            claims.append((claim_id, claim, row, pairs))
+    assignment = split_of_claims(c[0] for c in claims)
+    splits: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in SPLIT_SHARES}
+    claims_per_split = {name: 0 for name, _ in SPLIT_SHARES}
+    for claim_id, _, _, pairs in claims:  # file order within each split
+        name = assignment[claim_id]
+        splits[name].extend(pairs)
+        claims_per_split[name] += 1
+    return Release(file=file, splits=splits, malformed=malformed, excluded_claim_ids=excluded_ids,
+                   excluded_pairs=excluded_pairs, claims_per_split=claims_per_split)

