@@ -173,7 +173,8 @@ def test_transient_faults_are_retried_and_nothing_is_lost(reference, server, cac
     assert len(cache) == len(CONVERSATIONS)
 
 
-BAD = user("This request always fails.")
+# The longest conversation: batches are ordered by length, so BAD is sent after every other item.
+BAD = user("This request always fails, whatever the server is asked to answer about it.")
 
 
 def _fail_bad(n, request):
@@ -182,7 +183,7 @@ def _fail_bad(n, request):
 
 def test_exhausted_retries_keep_completed_items_and_resume(reference, server, cache):
     _, _, clean = reference
-    conversations = CONVERSATIONS[:3] + [BAD]  # BAD is submitted last, so every other item has started
+    conversations = CONVERSATIONS[:3] + [BAD]  # BAD is submitted last (longest), so every other item has started
     transport = FaultyTransport(_fail_bad)
     backend = backend_with(server, transport, cache, concurrency=2, max_retries=1)
     with pytest.raises(RuntimeError) as failure:
@@ -205,7 +206,7 @@ def test_exhausted_retries_keep_completed_items_and_resume(reference, server, ca
 
 
 def test_a_failing_batch_stops_sending(server, cache):
-    conversations = [BAD] + CONVERSATIONS[:3]
+    conversations = [user("always fails")] + CONVERSATIONS[:3]  # the shortest, so it is sent first
     transport = FaultyTransport(_fail_bad)
     backend = backend_with(server, transport, cache, concurrency=1, max_retries=1)
     with pytest.raises(RuntimeError) as failure:
