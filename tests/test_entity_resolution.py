@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from labscale.data import magellan
-from labscale.errors import InvalidParameter
+from labscale.errors import DataUnavailable, InvalidParameter
 from labscale.tasks import INVALID, get_task
 from labscale.tasks.base import Example, TaskData, file_sha256
 from labscale.tasks.entity_resolution import (ENTITY_INSTRUCTION, HUB_DATASET, PERSON_INSTRUCTION,
@@ -216,7 +216,7 @@ def test_bad_input_names_value_and_choices(task, shared_data, tmp_path):
 def test_hub_offline_fails_with_a_clear_message(task, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(DataUnavailable) as info:
         task.load("hub", revision="main")
     message = str(info.value)
     assert HUB_DATASET in message and "revision 'main'" in message

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from labscale.data import climate_fever
-from labscale.errors import InvalidParameter
+from labscale.errors import DataUnavailable, InvalidParameter
 from labscale.tasks import INVALID, Example, TaskData, get_task
 from labscale.tasks.base import file_sha256
 from labscale.tasks.fact_checking import INSTRUCTION, LABELS, STUDY_SHOTS, TRANSITION, FactChecking
@@ -247,7 +247,7 @@ def test_local_missing_path(task, tmp_path):
 def test_hub_offline_error(task, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InvalidParameter) as info:
+    with pytest.raises(DataUnavailable) as info:
         task.load("hub")
     message = str(info.value)
     assert "amandakonet/climate_fever_adopted" in message

@@ -83,7 +83,7 @@ def test_positives_are_true_links_and_negatives_are_not(pairs, tables):
 def test_hard_negatives_have_their_defining_property(pairs, tables):
     seen_variants = Counter()
     for pair in pairs:
-        left, right = _number(pair["left_id"]), _number(pair["right_id"])
+        left = _number(pair["left_id"])
         org = tables.originals[left]
         kind = pair["kind"]
         if kind == "shared_surname":

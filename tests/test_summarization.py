@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from labscale.data import mts_dialog
-from labscale.errors import InvalidParameter
+from labscale.errors import DataUnavailable, InvalidParameter
 from labscale.tasks import INVALID, Example, get_task
 from labscale.tasks.base import file_sha256
 from labscale.tasks.summarization import INSTRUCTION, SYSTEM_MESSAGE, Summarization
@@ -160,7 +160,7 @@ def test_local_missing_column_and_file(task, tmp_path):
 def test_hub_offline_error(task, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InvalidParameter) as info:
+    with pytest.raises(DataUnavailable) as info:
         task.load("hub")
     message = str(info.value)
     assert "beanham/medsum" in message

@@ -33,3 +33,7 @@ def check_range(what: str, value: object, low: int | float | None = None, high: 
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise InvalidParameter(f"{what}={value!r} is out of range; valid range: [{lo}, {hi}]")
+
+
+class DataUnavailable(RuntimeError):
+    """Data that exists but cannot be had here (offline mode, no network, no cache, gated dataset)."""

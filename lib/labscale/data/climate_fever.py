@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 from ..errors import InvalidParameter
 from ..tasks.base import MalformedRows
+from .hub import load_hub_dataset
 
 HUB_ID = "amandakonet/climate_fever_adopted"
 #: the hub dataset's split names -> ours
@@ -37,29 +38,6 @@ SPLIT_SALT = "labscale:climate-fever:v1"
 def normalize_claim(text: str) -> str:
     """Lower case with everything but letters and digits removed: how claims are matched against shots."""
     return re.sub(r"[^a-z0-9]+", "", text.lower())
-
-
-def hub_error(dataset_id: str, exc: BaseException) -> InvalidParameter:
-    """The error raised when a Hugging Face dataset cannot be loaded (offline mode, no network, no cache)."""
-    import os
-
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-                  for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-    why = " (Hugging Face offline mode is on and the dataset is not in the local cache)" if offline else ""
-    return InvalidParameter(
-        f"source 'hub' could not load the Hugging Face dataset {dataset_id!r}{why}: "
-        f"{type(exc).__name__}: {str(exc)[:300]}. Use source='offline' (synthetic data, no download) or "
-        f"source='local' (the original release files in shared/data, or data_path=...).")
-
-
-def load_hub_dataset(dataset_id: str, revision: str | None = None):
-    """``datasets.load_dataset(dataset_id, revision=revision)`` with a clear error when it cannot be had."""
-    try:
-        import datasets
-
-        return datasets.load_dataset(dataset_id, revision=revision)
-    except Exception as exc:  # offline mode, network, missing cache, gated repo...
-        raise hub_error(dataset_id, exc) from exc
 
 
 def _label_name(value: Any, feature: Any) -> str:

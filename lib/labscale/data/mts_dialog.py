@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InvalidParameter
 from ..tasks.base import MalformedRows
-from .climate_fever import load_hub_dataset
+from .hub import load_hub_dataset
 
 HUB_ID = "beanham/medsum"
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import string
 from typing import Any, Sequence
 
+from ..data.hub import load_hub_dataset
 from ..errors import InvalidParameter
 from ..prompts import Shot, build_messages
 from .base import INVALID, SPLITS, Example, MalformedRows, Task, TaskData, require_path
@@ -191,16 +192,7 @@ class EntityResolution(Task):
         """The study's dataset from the Hugging Face Hub (option ``revision`` pins a commit)."""
         _check_options("hub", options)
         revision = options.get("revision")
-        try:
-            from datasets import load_dataset
-
-            dataset = load_dataset(HUB_DATASET, revision=revision)
-        except Exception as err:  # offline, missing dataset, auth, ...: one clear message
-            pinned = f" at revision {revision!r}" if revision else ""
-            raise RuntimeError(
-                f"could not load the Hugging Face dataset {HUB_DATASET!r}{pinned} ({type(err).__name__}: {err}). "
-                "It needs network access to the Hub; offline, use source='offline' (synthetic FEBRL-4 person "
-                "pairs) or source='local' (the ER-Magellan benchmarks)") from err
+        dataset = load_hub_dataset(HUB_DATASET, revision)
         malformed = MalformedRows()
         splits: dict[str, list[Example]] = {}
         for split in SPLITS:
