@@ -68,6 +68,20 @@ def beside_study(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return wide[order].fillna("–")
 
 
+def metric_details(table: pd.DataFrame) -> pd.DataFrame:
+    """The non-numeric details each run record stores with its metrics (e.g. the BERTScore encoder and layer)."""
+    import json
+    from pathlib import Path
+
+    rows = []
+    for run in dict.fromkeys(table["run"]):
+        for name, m in json.loads((Path(run) / "metrics.json").read_text()).items():
+            extra = {k: v for k, v in m.items() if k not in ("value", "ci_low", "ci_high", "n")}
+            if extra:
+                rows.append({"task": Path(run).parent.name, "metric": name, **extra})
+    return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
+
+
 def invalid_rates(table: pd.DataFrame) -> pd.DataFrame:
     """Share of replies that did not follow the output format, per model, task and shots (with CI)."""
     rows = table[table["metric"] == "invalid_rate"].copy()

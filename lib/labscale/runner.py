@@ -59,13 +59,14 @@ class ExperimentPlan:
     data_path: str | None
 
     def summary(self) -> pd.DataFrame:
-        """A table of the planned runs' data: task, source, origin, synthetic, items, hash, malformed rows."""
+        """A table of the planned runs' data: task, source, origin, synthetic, items, hash, malformed rows (+ example)."""
         rows = []
         for tp in self.tasks:
             prov = tp.data.provenance()
             rows.append({"task": tp.task.name, "source": tp.source, "origin": prov["origin"],
                          "synthetic": prov["synthetic"], "split": self.split, "items": len(tp.items),
                          "split size": prov["sizes"].get(self.split), "malformed rows": prov["malformed"]["count"],
+                         "malformed example": prov["malformed"]["example"] or "",
                          "content sha256": prov["content_sha256"][:12]})
         return pd.DataFrame(rows)
 
