@@ -171,10 +171,14 @@ class Task(ABC):
     def fixed_shots(self, data: TaskData) -> list[Shot]:
         """All fixed shots (at least ``max_shots``) for this data source."""
 
+    def instruction_for(self, example: Example) -> str:
+        """The instruction opening the first user turn (tasks whose wording depends on the example override it)."""
+        return self.instruction
+
     def messages(self, example: Example, shots: Sequence[Shot], *, shot_style: str | None = None) -> list[dict]:
         """Chat messages for one example with the given shots."""
         return build_messages(
-            instruction=self.instruction,
+            instruction=self.instruction_for(example),
             query=self.format_input(example),
             shots=shots,
             system=self.system_message,

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from ..data.hub import load_hub_dataset
 from ..errors import InvalidParameter
-from ..prompts import Shot, build_messages
+from ..prompts import Shot
 from .base import INVALID, SPLITS, Example, MalformedRows, Task, TaskData, require_path
 
 #: the study's dataset on the Hugging Face Hub
@@ -228,16 +228,11 @@ class EntityResolution(Task):
         return kind
 
     def instruction_for(self, example: Example) -> str:
+        """The study's person wording for Name/Address records, the entity wording otherwise."""
         return PERSON_INSTRUCTION if self.entity_kind(example) == "person" else ENTITY_INSTRUCTION
 
     def format_input(self, example: Example) -> str:
         return example.fields["record"].strip("\n") + transaction(self.entity_kind(example))
-
-    def messages(self, example: Example, shots: Sequence[Shot], *, shot_style: str | None = None) -> list[dict]:
-        """As :meth:`Task.messages`, with the instruction chosen by the example's record kind."""
-        return build_messages(instruction=self.instruction_for(example), query=self.format_input(example),
-                              shots=shots, system=self.system_message, style=shot_style or self.shot_style,
-                              transition=self.transition)
 
     def fixed_shots(self, data: TaskData) -> list[Shot]:
         """The study's shots for person data; for other data, n/y/n shots from the data's own train split."""
