@@ -47,6 +47,9 @@ def test_task_attributes(task):
 @pytest.mark.parametrize("reply, expected", [
     ("SUPPORTS", "SUPPORTS"),
     ("supports", "SUPPORTS"),
+    ("**REFUTES**", "REFUTES"),
+    ("It is unclear whether the evidence supports it.", INVALID),  # a label inside a sentence is no answer
+    ("I cannot say it SUPPORTS", INVALID),
     (" SUPPORTS.\n", "SUPPORTS"),
     ("REFUTES</s>", "REFUTES"),
     ("The answer is refutes.", "REFUTES"),

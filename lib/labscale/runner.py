@@ -8,6 +8,7 @@ writes one run record per (model, task, shots).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -158,8 +159,21 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
                           n_resamples, budgets, shot_style, data_path)
 
 
-def _run_key(params: dict[str, Any], identity: dict[str, Any], item_ids: list[str]) -> str:
-    payload = json.dumps([params, identity, item_ids], sort_keys=True, default=str)
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 over the library's source: a change to a prompt, parser or metric invalidates reused records."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")) + sorted((root / "reference").glob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run_key(params: dict[str, Any], identity: dict[str, Any], item_ids: list[str],
+             conversations: list) -> str:
+    payload = json.dumps([params, identity, item_ids, conversations, code_fingerprint(),
+                          records.package_versions()], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -173,15 +187,15 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, reus
               "task_options": tp.options, "data_path": plan.data_path, "split": plan.split, "shots": k,
               "shot_style": style, "limit": plan.limit, "seed": plan.seed, "data_seed": plan.data_seed, "decoding": decoding.as_dict(),
               "n_resamples": plan.n_resamples}
+    shots = task.shots(tp.data, k)
+    conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
     item_ids = [ex.id for ex in tp.items]
-    key = _run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids)
+    key = _run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids, conversations)
     run_dir = plan.output_dir / spec.slug / task.name / f"{k}shot"
     manifest_path = run_dir / "manifest.json"
     if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
-        return run_dir  # an identical, complete record already exists
+        return run_dir  # an identical, complete record (same prompts, data, model, code, versions) exists
 
-    shots = task.shots(tp.data, k)
-    conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
     backend.reset_stats()
     start = time.perf_counter()
     generations = backend.generate(conversations, decoding, desc=f"{spec.label} {task.name} {k}-shot")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .base import Backend, Decoding, Generation, Messages
+from ..errors import InvalidParameter
 from ..prompts import render_plain, render_prompt
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,20 @@ class HFBackend(Backend):
 
         options = dict(spec.options)
         if spec.model == EMBEDDED_MODEL:
+            if spec.revision:
+                raise InvalidParameter(f"the embedded model has one revision (the wheel's GGUF); remove "
+                                       f"'@{spec.revision}' from {spec.text!r}")
             embedded.gguf_path()  # fail now, with install advice, if the wheel is missing
-            return cls(embedded.UPSTREAM_ID, revision=spec.revision or embedded.revision(), cache=cache,
+            return cls(embedded.UPSTREAM_ID, revision=embedded.revision(), cache=cache,
                        seed=seed, embedded=True, **options)
         return cls(spec.model, revision=spec.revision, cache=cache, seed=seed, **options)
 
     # -- identity ---------------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
-        ident.update({"load_in_4bit": self.load_in_4bit, "dtype": self.dtype_name,
-                      "chat_template": self.chat_template})
+        # the resolved dtype and device: a cache filled in fp32 on CPU is not reused for bf16 on CUDA
+        ident.update({"load_in_4bit": self.load_in_4bit, "dtype": str(self._torch_dtype()).replace("torch.", ""),
+                      "device": self.device, "chat_template": self.chat_template})
         if self.adapter:
             ident["adapter"] = {"id": str(self.adapter), "fingerprint": self.adapter_fingerprint}
         return ident

@@ -162,18 +162,23 @@ class FactChecking(Task):
 
     # -- parsing and scoring ----------------------------------------------------------------------------
     def parse(self, text: str) -> str:
-        """The one label a reply names (any case, "NOT ENOUGH INFO" and "not enough information" included);
-        :data:`INVALID` for no label, two different labels, or a negated label ("not SUPPORTS")."""
+        """The label the reply *starts* with (any case; "NOT ENOUGH INFO" and "not enough information" included,
+        after a preamble such as "The answer is" or "Label:"); :data:`INVALID` when the reply does not start with
+        a label, names a second, different label, or negates one ("not SUPPORTS"). A label buried in a sentence
+        ("it is unclear whether the evidence supports it") is not an answer."""
         if not isinstance(text, str):
             return INVALID
-        text = _PREAMBLE.sub("", _SPECIAL_TOKENS.sub(" ", text)).strip()
+        text = _PREAMBLE.sub("", _SPECIAL_TOKENS.sub(" ", text)).strip().lstrip("\"'*`([ ")
         found = set()
+        first = None
         for label, pattern in _PATTERNS:
             for match in pattern.finditer(text):
                 if label != NOT_ENOUGH_INFO and _NEGATED.search(text[:match.start()]):
                     return INVALID
                 found.add(label)
-        return found.pop() if len(found) == 1 else INVALID
+                if match.start() == 0:
+                    first = label
+        return first if first is not None and found == {first} else INVALID
 
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:
