@@ -151,7 +151,7 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
         task_plans.append(TaskPlan(task, sources[t], data, items, options.get(t, {})))
 
     cache = cache if cache is not None else ResponseCache()
-    backends = {spec.label: load_backend(spec, cache=cache, seed=seed) for spec in model_specs}
+    backends = {spec.label: load_backend(spec, cache=cache) for spec in model_specs}
     out = Path(output_dir)
     if not out.is_absolute():
         out = Path.cwd() / out

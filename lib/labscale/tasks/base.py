@@ -14,9 +14,10 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from ..errors import InvalidParameter, check_choice, check_range
+from ..hashing import sha256_files as file_sha256  # noqa: F401  (the loaders' provenance hash)
 from ..prompts import Shot, build_messages
 
 #: The parsed outcome of a reply that does not follow the requested format. It is always scored as wrong.
@@ -97,15 +98,6 @@ def content_hash(splits: dict[str, list[Example]]) -> str:
     for name in sorted(splits):
         for ex in splits[name]:
             digest.update(json.dumps([name, ex.id, ex.fields, ex.target], sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(paths: Iterable[Path]) -> str:
-    """SHA-256 over the bytes of files (sorted by name), for the provenance of release files."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
