@@ -15,15 +15,18 @@ METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1", "f1_weighted": "Weighted F1
                  "invalid_rate": "Invalid-answer rate"}
 
 
-def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
-    """One panel per (task, headline metric): our value by shots with 95 % CI bars, the study's models in grey.
+#: x position of each scenario on the by-shots plots
+SCENARIO_X = {"0-shot": 0, "1-shot": 1, "2-shot": 2, "3-shot": 3, "fine-tuned": 4}
 
-    Returns the matplotlib figure.
-    """
+
+def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
+    """One panel per (task, headline metric): our value by scenario (0-3 shots, then fine-tuned) with 95 % CI bars;
+    the study's models in grey. Returns the matplotlib figure."""
     heads = headline_metrics()
     panels = [(t, m) for t in TASK_NAMES for m in heads[t] if ((table["task"] == t) & (table["metric"] == m)).any()]
     if not panels:
         raise ValueError("the table holds no headline metric to plot")
+    tuned = (table["scenario"] == "fine-tuned").any()
     cols = min(len(panels), 2 if len(panels) == 4 else 3)
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows), squeeze=False)
@@ -31,20 +34,26 @@ def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float =
     ref = study_table2() if reference else None
     for ax, (task, metric) in zip(axes.flat, panels):
         if ref is not None:
-            sel = ref[(ref["task"] == task) & (ref["metric"] == metric) & ref["scenario"].str.endswith("-shot")]
+            sel = ref[(ref["task"] == task) & (ref["metric"] == metric)]
+            if not tuned:
+                sel = sel[sel["scenario"] != "fine-tuned"]
             for i, (model, grp) in enumerate(sel.groupby("model")):
-                shots = grp["scenario"].str[0].astype(int)
-                ax.plot(shots, grp["value"], color="0.7", lw=1, ls="--", marker=".",
+                x = grp["scenario"].map(SCENARIO_X)
+                ax.plot(x, grp["value"], color="0.7", lw=1, ls="--", marker=".",
                         label="Wolfe et al. 2024 (Table 2), one line per model" if i == 0 else None)
         ours = table[(table["task"] == task) & (table["metric"] == metric)]
         for color, (model, grp) in zip(palette, ours.groupby("model")):
-            grp = grp.sort_values("shots")
-            err = np.vstack([grp["value"] - grp["ci_low"], grp["ci_high"] - grp["value"]])
-            ax.errorbar(grp["shots"], grp["value"], yerr=err, color=color, marker="o", capsize=3,
-                        label=f"{model} (this book, 95% CI)")
+            grp = grp.assign(x=grp["scenario"].map(SCENARIO_X)).sort_values("x")
+            for part, marker, style in ((grp[grp["x"] < 4], "o", "-"), (grp[grp["x"] == 4], "*", "none")):
+                if part.empty:
+                    continue
+                err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
+                ax.errorbar(part["x"], part["value"], yerr=err, color=color, marker=marker, ls=style, capsize=3,
+                            markersize=10 if marker == "*" else 6,
+                            label=f"{model} (this book, 95% CI)" if marker == "o" else f"{model} fine-tuned")
         ax.set_title(f"{task.replace('_', ' ')}: {METRIC_LABELS.get(metric, metric)}", fontsize=10)
-        ax.set_xticks([0, 1, 2, 3])
-        ax.set_xlabel("shots")
+        ax.set_xticks(range(5 if tuned else 4), ["0", "1", "2", "3", "FT"][: 5 if tuned else 4])
+        ax.set_xlabel("shots" + (" / fine-tuned" if tuned else ""))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
@@ -56,21 +65,21 @@ def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float =
 
 
 def invalid_rate_bars(table: pd.DataFrame, *, height: float = 3.0):
-    """Bars of the invalid-answer rate per task and shots (with 95 % CI), one hue per model."""
+    """Bars of the invalid-answer rate per task and model, one hue per scenario (with 95 % CI)."""
     rows = table[table["metric"] == "invalid_rate"].copy()
     if rows.empty:
         raise ValueError("the table holds no invalid_rate rows")
     rows["label"] = rows["task"].str.replace("_", " ") + "\n" + rows["model"]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * rows["label"].nunique()), height))
     labels = list(dict.fromkeys(rows["label"]))
-    shots = sorted(rows["shots"].unique())
-    width = 0.8 / len(shots)
-    colors = sns.color_palette("crest", n_colors=len(shots))
-    for i, k in enumerate(shots):
-        sel = rows[rows["shots"] == k].set_index("label").reindex(labels)
-        x = np.arange(len(labels)) + (i - (len(shots) - 1) / 2) * width
+    scenarios = sorted(rows["scenario"].unique(), key=SCENARIO_X.get)
+    width = 0.8 / len(scenarios)
+    colors = sns.color_palette("crest", n_colors=len(scenarios))
+    for i, scenario in enumerate(scenarios):
+        sel = rows[rows["scenario"] == scenario].set_index("label").reindex(labels)
+        x = np.arange(len(labels)) + (i - (len(scenarios) - 1) / 2) * width
         err = np.vstack([sel["value"] - sel["ci_low"], sel["ci_high"] - sel["value"]])
-        ax.bar(x, sel["value"], width, yerr=err, capsize=2, color=colors[i], label=f"{k}-shot")
+        ax.bar(x, sel["value"], width, yerr=err, capsize=2, color=colors[i], label=scenario)
     ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
     ax.set_ylabel("invalid-answer rate")
     ax.set_ylim(0, 1.02)

@@ -105,15 +105,17 @@ def find_runs(root: str | Path) -> list[Path]:
 
 
 def metrics_table(root: str | Path) -> pd.DataFrame:
-    """One tidy row per (run, metric): model, task, source, shots, metric, value, ci_low, ci_high, n, run."""
+    """One tidy row per (run, metric): model, task, source, shots, scenario ("k-shot" or "fine-tuned"), metric,
+    value, ci_low, ci_high, n, run."""
     rows = []
     for run_dir in find_runs(root):
         params = json.loads((run_dir / "params.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
         for name, m in metrics.items():
             rows.append({"model": params["model"], "task": params["task"], "source": params["source"],
-                         "shots": params["shots"], "metric": name, "value": m["value"],
+                         "shots": params["shots"], "scenario": params.get("scenario", f"{params['shots']}-shot"),
+                         "metric": name, "value": m["value"],
                          "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"), "n": m.get("n"),
                          "run": str(run_dir)})
-    return pd.DataFrame(rows, columns=["model", "task", "source", "shots", "metric", "value", "ci_low", "ci_high",
-                                       "n", "run"])
+    return pd.DataFrame(rows, columns=["model", "task", "source", "shots", "scenario", "metric", "value", "ci_low",
+                                       "ci_high", "n", "run"])

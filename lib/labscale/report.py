@@ -26,6 +26,16 @@ def study_table2() -> pd.DataFrame:
     return tidy.drop(columns="column")[["model", "scenario", "task", "metric", "value"]]
 
 
+SCENARIOS = ("0-shot", "1-shot", "2-shot", "3-shot", "fine-tuned")
+
+
+def _scenario_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by model, then scenario in the study's order (0- to 3-shot, then fine-tuned)."""
+    rank = {s: i for i, s in enumerate(SCENARIOS)}
+    return frame.sort_index(level=["model", "scenario"], key=lambda idx: idx.map(rank) if idx.name == "scenario"
+                            else idx)
+
+
 def format_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
     if low is None or pd.isna(low):
         return f"{value:.{digits}f}"
@@ -33,16 +43,16 @@ def format_ci(value: float, low: float | None, high: float | None, digits: int =
 
 
 def results_table(table: pd.DataFrame, *, headline_only: bool = True, digits: int = 2) -> pd.DataFrame:
-    """Wide table: one row per (model, shots), one column per task metric, cells "value [95% CI]"."""
+    """Wide table: one row per (model, scenario), one column per task metric, cells "value [95% CI]"."""
     heads = headline_metrics()
     rows = table.copy()
     if headline_only:
         rows = rows[[m in heads.get(t, ()) for t, m in zip(rows["task"], rows["metric"])]]
     rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
-    wide = rows.pivot_table(index=["model", "shots"], columns=["task", "metric"], values="cell", aggfunc="first")
+    wide = rows.pivot_table(index=["model", "scenario"], columns=["task", "metric"], values="cell", aggfunc="first")
     order = [(t, m) for t in TASK_NAMES for m in (heads[t] if headline_only else sorted(set(rows["metric"])))
              if (t, m) in wide.columns]
-    return wide[order]
+    return _scenario_order(wide[order]).fillna("–")
 
 
 def beside_study(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
@@ -53,7 +63,6 @@ def beside_study(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """
     heads = headline_metrics()
     ours = table[[m in heads.get(t, ()) for t, m in zip(table["task"], table["metric"])]].copy()
-    ours["scenario"] = ours["shots"].map(lambda k: f"{k}-shot")
     ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
     ours["origin"] = "this book (run records)"
     ref = study_table2()
@@ -83,7 +92,8 @@ def metric_details(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def invalid_rates(table: pd.DataFrame) -> pd.DataFrame:
-    """Share of replies that did not follow the output format, per model, task and shots (with CI)."""
+    """Share of replies that did not follow the output format, per model, task and scenario (with CI)."""
     rows = table[table["metric"] == "invalid_rate"].copy()
     rows["invalid rate"] = [format_ci(v, lo, hi) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
-    return rows.pivot_table(index=["model", "shots"], columns="task", values="invalid rate", aggfunc="first")
+    wide = rows.pivot_table(index=["model", "scenario"], columns="task", values="invalid rate", aggfunc="first")
+    return _scenario_order(wide)

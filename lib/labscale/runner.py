@@ -58,6 +58,10 @@ class ExperimentPlan:
     max_new_tokens: dict[str, int]
     shot_style: str | None
     data_path: str | None
+    #: task -> LoRA adapter folder: each HF model is also evaluated zero-shot with that adapter ("fine-tuned")
+    adapters: dict[str, str] = field(default_factory=dict)
+    #: (model label, task) -> backend with the task's adapter loaded
+    tuned_backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """A table of the planned runs' data: task, source, origin, synthetic, items, hash, malformed rows (+ example)."""
@@ -73,7 +77,7 @@ class ExperimentPlan:
 
     @property
     def n_runs(self) -> int:
-        return len(self.models) * len(self.tasks) * len(self.shots)
+        return len(self.models) * len(self.tasks) * len(self.shots) + len(self.tuned_backends)
 
 
 def _as_list(value: Any, what: str) -> list:
@@ -103,11 +107,14 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
                     n_resamples: int = 1000,
                     max_new_tokens: Mapping[str, int] | None = None,
                     shot_style: str | None = None,
+                    adapters: Mapping[str, str] | None = None,
                     cache: ResponseCache | None = None) -> ExperimentPlan:
     """Validate parameters, load data and construct backends. Raises :class:`InvalidParameter` on bad input.
 
     ``seed`` draws the evaluation sample (``limit`` items) and seeds decoding; ``data_seed`` fixes the offline
     generators and deterministic splits, so runs with different seeds evaluate samples of the same data.
+    ``adapters`` maps a task to a LoRA adapter folder: every Hugging Face model is then also evaluated on that
+    task zero-shot with the adapter loaded (the study's "fine-tuned" scenario).
     """
     model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
     task_names = _as_list(tasks, "tasks")
@@ -150,13 +157,28 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
             raise InvalidParameter(f"task {t!r} has no {split!r} items from source {sources[t]!r}")
         task_plans.append(TaskPlan(task, sources[t], data, items, options.get(t, {})))
 
+    adapter_map = {t: str(a) for t, a in (adapters or {}).items()}
+    for t in adapter_map:
+        check_choice("task in adapters (it must also be in tasks)", t, task_names)
+
     cache = cache if cache is not None else ResponseCache()
     backends = {spec.label: load_backend(spec, cache=cache) for spec in model_specs}
+    tuned = {}
+    for spec in model_specs:
+        for t, adapter in adapter_map.items():
+            if spec.backend != "hf":
+                raise InvalidParameter(f"adapters apply to Hugging Face models only, not {spec.label!r}; evaluate an "
+                                       "API fine-tune by its model id (openai:ft:...)")
+            from .finetune import check_adapter
+
+            check_adapter(adapter, spec.text)
+            joined = "&" if "?" in spec.text else "?"
+            tuned[(spec.label, t)] = load_backend(f"{spec.text}{joined}adapter={adapter}", cache=cache)
     out = Path(output_dir)
     if not out.is_absolute():
         out = Path.cwd() / out
     return ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, data_seed, split, out,
-                          n_resamples, budgets, shot_style, data_path)
+                          n_resamples, budgets, shot_style, data_path, adapter_map, tuned)
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,21 +199,24 @@ def _run_key(params: dict[str, Any], identity: dict[str, Any], item_ids: list[st
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, reuse: bool = True) -> Path:
-    """Generate, parse, score and record one (model, task, shots) run; returns its record folder."""
-    backend = plan.backends[spec.label]
+def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tuned: bool = False,
+            reuse: bool = True) -> Path:
+    """Generate, parse, score and record one run: (model, task, k shots), or the task's adapter when ``tuned``."""
     task = tp.task
+    backend = plan.tuned_backends[(spec.label, task.name)] if tuned else plan.backends[spec.label]
+    scenario = "fine-tuned" if tuned else f"{k}-shot"
     decoding = Decoding(max_new_tokens=plan.max_new_tokens.get(task.name, task.max_new_tokens), seed=plan.seed)
     style = plan.shot_style or task.shot_style
     params = {"experiment": plan.name, "model": spec.label, "task": task.name, "source": tp.source,
               "task_options": tp.options, "data_path": plan.data_path, "split": plan.split, "shots": k,
               "shot_style": style, "limit": plan.limit, "seed": plan.seed, "data_seed": plan.data_seed, "decoding": decoding.as_dict(),
-              "n_resamples": plan.n_resamples}
+              "n_resamples": plan.n_resamples, "scenario": scenario,
+              "adapter": plan.adapters.get(task.name) if tuned else None}
     shots = task.shots(tp.data, k)
     conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
     item_ids = [ex.id for ex in tp.items]
     key = _run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids, conversations)
-    run_dir = plan.output_dir / spec.slug / task.name / f"{k}shot"
+    run_dir = plan.output_dir / spec.slug / task.name / ("finetuned" if tuned else f"{k}shot")
     manifest_path = run_dir / "manifest.json"
     if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
         return run_dir  # an identical, complete record (same prompts, data, model, code, versions) exists
@@ -230,13 +255,17 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, reus
 
 
 def run_experiment(plan: ExperimentPlan, *, reuse: bool = True, progress: bool = True) -> pd.DataFrame:
-    """Run every (model, task, shots) of ``plan``; returns the tidy metrics table of the runs written."""
+    """Run every (model, task, shots) of ``plan`` and every adapter; returns the tidy metrics table of those runs."""
     run_dirs = []
     with tqdm(total=plan.n_runs, desc=plan.name, disable=not progress) as bar:
         for spec in plan.models:
             for tp in plan.tasks:
                 for k in plan.shots:
                     run_dirs.append(run_one(plan, spec, tp, k, reuse=reuse))
+                    bar.update(1)
+                if (spec.label, tp.task.name) in plan.tuned_backends:
+                    run_dirs.append(run_one(plan, spec, tp, 0, tuned=True, reuse=reuse))
+                    plan.tuned_backends[(spec.label, tp.task.name)].close()
                     bar.update(1)
             plan.backends[spec.label].close()
     table = records.metrics_table(plan.output_dir)
