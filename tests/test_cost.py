@@ -149,7 +149,7 @@ def test_tiktoken_counts_when_its_encoding_is_available():
 
 # -- our runs -----------------------------------------------------------------------------------------------------
 def write_eval(root, name, *, model, model_info, shots=0, wall=0.0, tokens=None, usage=None, accuracy=0.5,
-               task="fact_checking", hardware=CPU, example=None, written=None):
+               task="fact_checking", hardware=CPU, example=None, written=None, adapter=None):
     n = len(tokens) if tokens else 3
     predictions = [{"id": str(i), "target": "SUPPORTS", "reply": "SUPPORTS", "parsed": "SUPPORTS", "invalid": False,
                     "prompt_tokens": tokens[i][0] if tokens else None,
@@ -159,7 +159,10 @@ def write_eval(root, name, *, model, model_info, shots=0, wall=0.0, tokens=None,
                                    "completion_tokens": 0, "generation_seconds": wall}}
     if example is not None:
         manifest["example_messages"] = example
-    run = records.write_run(root / name, params={"model": model, "task": task, "source": "offline", "shots": shots},
+    params = {"model": model, "task": task, "source": "offline", "shots": shots}
+    if adapter is not None:  # as labscale.runner records an adapter run: the base model's label, the adapter apart
+        params.update(adapter=adapter, scenario="fine-tuned")
+    run = records.write_run(root / name, params=params,
                             predictions=predictions,
                             metrics={"accuracy": {"value": accuracy, "ci_low": accuracy - 0.1,
                                                   "ci_high": accuracy + 0.1, "n": n}},
@@ -212,7 +215,7 @@ def runs(tmp_path):
     (root / "adapters" / "merged").mkdir()
     (root / "adapters" / "merged" / "labscale_card.json").write_text(
         json.dumps({**card, "merged_from_adapter": str(smol)}))
-    write_eval(root, "smol-ft/fc/0shot", model=f"smollm2-135m?adapter={smol}", wall=360, accuracy=0.4,
+    write_eval(root, "smol-ft/fc/0shot", model="smollm2-135m", adapter=str(smol), wall=360, accuracy=0.4,
                model_info={"backend": "hf", "model": "smollm2-135m"})
     local = tmp_path / "adapters" / "fc"
     local.mkdir(parents=True)

@@ -409,3 +409,18 @@ def test_merged_model_equals_base_plus_adapter(tuned, tmp_path):
         b = merged.model(input_ids=ids).logits[0, -1]
     assert torch.allclose(a, b, atol=2e-3), (a - b).abs().max()
     assert a.argmax() == b.argmax()
+
+
+def test_study_epochs_table_shows_the_original_four_passes():
+    from labscale.finetune import study_epochs_table
+
+    table = study_epochs_table().set_index("task")
+    assert table.loc["entity_resolution", "original code: optimizer steps"] == 700
+    assert table.loc["entity_resolution", "original code: samples seen"] == 2800
+    assert table.loc["entity_resolution", "original code: epochs"] == 4.0
+    assert table.loc["entity_resolution", "one true epoch: optimizer steps"] == 175
+    assert table.loc["fact_checking", "original code: samples seen"] == 17186
+    assert table.loc["fact_checking", "original code: epochs"] == round(17186 / 4298, 6)
+    assert table.loc["fact_checking", "one true epoch: optimizer steps"] == 1075
+    assert table.loc["summarization", "original code: epochs"] == 1.0  # num_train_epochs=1 really was one pass
+    assert table.loc["summarization", "one true epoch: optimizer steps"] == 301

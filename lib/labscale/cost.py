@@ -378,7 +378,8 @@ def _model_info(record: Mapping[str, Any]) -> dict[str, Any]:
             pass
     info["label"] = label or info.get("model") or "?"
     query = dict(parse_qsl(str(info["label"]).partition("?")[2]))
-    info["adapter"] = query.get("adapter")
+    # the runner records an adapter in params (its model label stays the base model's)
+    info["adapter"] = query.get("adapter") or params.get("adapter")
     return info
 
 
@@ -808,7 +809,7 @@ def join_quality(costs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.
         raise invalid_choice("metric", metric, sorted(set(metrics["metric"])))
     by_run = dict(zip(sel["run"].astype(str), sel["value"]))
     out = costs.copy()
-    out["quality"] = [by_run.get(str(r)) for r in out["run"]]
+    out["quality"] = pd.Series([by_run.get(str(r)) for r in out["run"]], index=out.index, dtype=object)
     tuned = {(m, t): q for m, t, g, q in zip(out["model"], out["task"], out["regime"], out["quality"])
              if g == "fine-tuned"}
     out.loc[out["regime"] == "fine-tuning", "quality"] = [

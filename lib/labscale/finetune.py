@@ -41,10 +41,12 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from .errors import InvalidParameter, check_choice, check_range, invalid_choice
 from .records import git_commit, hardware, package_versions, write_json
@@ -133,6 +135,8 @@ class FinetuneConfig:
     logging_steps: int = 1
     train_fraction: float = 1.0
     checkpoint_every_samples: int | None = None
+    #: adapt only the top N decoder layers (None: all, as in the study); backpropagation then stops below them
+    top_layers: int | None = None
     preset_name: str | None = None
 
     PRESETS = ("paper", "cpu")
@@ -205,6 +209,8 @@ class FinetuneConfig:
         if isinstance(self.target_modules, (list, tuple)) and "lm_head" in self.target_modules:
             raise InvalidParameter("target_modules must not contain 'lm_head' (the study adapted every linear "
                                    "layer except the output head; trl cannot train an adapter on it)")
+        if self.top_layers is not None:
+            check_range("top_layers", self.top_layers, 1, None, integer=True)
         if self.checkpoint_every_samples is not None:
             check_range("checkpoint_every_samples", self.checkpoint_every_samples, 1, None, integer=True)
             if self.checkpoint_every_samples % self.effective_batch:
@@ -316,6 +322,29 @@ def plan_steps(n_examples: int, config: FinetuneConfig) -> StepPlan:
                     nominal_samples=steps * b * a, nominal_epochs=round(steps * b * a / n_examples, 6))
 
 
+#: the study's training-set sizes (study.md §4) and how its released code set the length of training
+STUDY_TRAINING = {"entity_resolution": (700, "original"), "fact_checking": (4298, "original"),
+                  "summarization": (1201, "true")}
+
+
+def study_epochs_table() -> pd.DataFrame:
+    """The study's "one epoch" as its released code ran it (``max_steps = n_examples`` for entity resolution and
+    fact-checking; ``num_train_epochs=1`` for summarization) beside one true epoch, under the paper preset."""
+    rows = []
+    for task, (n, semantics) in STUDY_TRAINING.items():
+        original = plan_steps(n, FinetuneConfig.preset("paper", step_semantics=semantics))
+        true = plan_steps(n, FinetuneConfig.preset("paper"))
+        rows.append({"task": task, "training examples": n,
+                     "original code: setting": "max_steps = examples" if semantics == "original"
+                     else "num_train_epochs = 1",
+                     "original code: optimizer steps": original.optimizer_steps,
+                     "original code: samples seen": original.samples,
+                     "original code: epochs": original.effective_epochs,
+                     "one true epoch: optimizer steps": true.optimizer_steps,
+                     "one true epoch: samples seen": true.samples})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Training data
 # ---------------------------------------------------------------------------------------------------------------
@@ -332,7 +361,8 @@ def select_train_examples(examples: Sequence, fraction: float, seed: int) -> lis
     return [examples[i] for i in sorted(order[:k])]
 
 
-def _check_enough(n: int, config: FinetuneConfig, what: str) -> None:
+def check_train_size(n: int, config: FinetuneConfig, what: str) -> None:
+    """Refuse a training set smaller than one optimizer step's batch (``what`` says which set, for the message)."""
     if n < 1 or n < config.effective_batch:
         raise InvalidParameter(
             f"{what}: {n} training example(s), fewer than one optimizer step's batch "
@@ -390,7 +420,7 @@ def build_training_set(task, data, backend, config: FinetuneConfig) -> TrainingS
     """
     train = data.split("train")
     selected = select_train_examples(train, config.train_fraction, config.seed)
-    _check_enough(len(selected), config, f"train_fraction={config.train_fraction} of {len(train)}")
+    check_train_size(len(selected), config, f"train_fraction={config.train_fraction} of {len(train)}")
     tokenizer = backend.tokenizer
     eos = tokenizer.eos_token
     if not eos:
@@ -415,7 +445,7 @@ def build_training_set(task, data, backend, config: FinetuneConfig) -> TrainingS
     if dropped:
         log.warning("dropped %d of %d training examples longer than max_length=%d tokens", len(dropped),
                     len(selected), config.max_length)
-    _check_enough(len(rows), config, f"after dropping {len(dropped)} example(s) longer than "
+    check_train_size(len(rows), config, f"after dropping {len(dropped)} example(s) longer than "
                                      f"max_length={config.max_length}")
     return tset
 
@@ -528,7 +558,7 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     task_obj = get_task(task)
     data = task_obj.load(source, path=data_path, seed=data_seed, **(task_options or {}))
     train_split = data.split("train")
-    _check_enough(math.floor(config.train_fraction * len(train_split) + 1e-9), config,
+    check_train_size(math.floor(config.train_fraction * len(train_split) + 1e-9), config,
                   f"train_fraction={config.train_fraction} of {len(train_split)}")
 
     import torch
@@ -555,7 +585,8 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     checkpoint_dir = output_dir / "checkpoints"
     request = {
         "base_model": {"spec": base_model, **{k: v for k, v in backend.identity().items() if k != "adapter"}},
-        "task": task, "source": source, "data_seed": data_seed, "task_options": task_options or {},
+        "task": task, "source": source, "data_path": str(data_path) if data_path else None,
+        "data_seed": data_seed, "task_options": task_options or {},
         "data_sha256": data.content_hash, "train_ids_sha256": tset.ids_sha256(),
         "config": config.as_dict(), "resolved": settings, "plan": plan.as_dict(),
     }
@@ -586,9 +617,18 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=config.target_modules if config.target_modules == "all-linear"
-                      else list(config.target_modules), bias="none", task_type="CAUSAL_LM")
+    layers = None
+    if config.top_layers is not None:
+        n_layers = model.config.num_hidden_layers
+        if config.top_layers > n_layers:
+            raise InvalidParameter(f"top_layers={config.top_layers} but {base_model!r} has {n_layers} layers; "
+                                   f"valid range: 1..{n_layers}")
+        layers = list(range(n_layers - config.top_layers, n_layers))
+    targets = config.target_modules if config.target_modules == "all-linear" else list(config.target_modules)
+    if layers is not None and targets == "all-linear":  # peft takes layers_to_transform with explicit names only
+        targets = _linear_module_names(model)
+    lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
+                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
     save_steps = (config.checkpoint_every_samples // config.effective_batch if config.checkpoint_every_samples
                   else config.save_steps)
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns)
@@ -664,7 +704,8 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
         "config": config.as_dict(),
         "resolved": settings,
         "lora": {"r": lora_cfg.r, "alpha": lora_cfg.lora_alpha, "dropout": lora_cfg.lora_dropout,
-                 "target_modules": sorted(lora_cfg.target_modules), "trainable_parameters": trainable,
+                 "target_modules": sorted(lora_cfg.target_modules), "layers": layers or "all",
+                 "trainable_parameters": trainable,
                  "total_parameters": total},
         "steps": {**plan.as_dict(), "global_step": state.global_step,
                   "resumed_from_step": _step_of(resume_from)},
@@ -721,6 +762,23 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _linear_module_names(model) -> list[str]:
+    """The names of every linear layer but the output head: what peft's ``"all-linear"`` selects."""
+    import torch
+
+    head = model.get_output_embeddings()
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and module is not head}
+    try:  # bitsandbytes' 4-bit layers are not torch.nn.Linear subclasses
+        import bitsandbytes as bnb
+
+        names |= {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                  if isinstance(module, bnb.nn.Linear4bit) and module is not head}
+    except ImportError:
+        pass
+    return sorted(names)
+
+
 def _hardware() -> dict[str, Any]:
     import torch
 
@@ -750,6 +808,51 @@ def _save_adapter(peft_model, backend, adapter_dir: Path, card: dict[str, Any]) 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return adapter_dir
+
+
+def finetune_tasks(base_model: str, tasks: Sequence[str], *, config: FinetuneConfig | Mapping[str, FinetuneConfig],
+                   output_root: str | Path = "runs/adapters", source: str = "offline",
+                   data_path: str | Path | None = None, data_seed: int = 0,
+                   task_options: Mapping[str, Mapping[str, Any]] | None = None,
+                   progress: bool = True) -> dict[str, AdapterResult]:
+    """Fine-tune one adapter per task into ``output_root/<model>/<task>``; ``config`` is one
+    :class:`FinetuneConfig` for every task or a mapping task -> config. Every task and config is validated before
+    the first one trains; finished identical fine-tunes are reused. Returns task -> :class:`AdapterResult`."""
+    from .tasks import TASK_NAMES
+
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    for t in tasks:
+        check_choice("task to fine-tune", t, TASK_NAMES)
+    configs = dict(config) if isinstance(config, Mapping) else {t: config for t in tasks}
+    for t in tasks:
+        if t not in configs:
+            raise InvalidParameter(f"no fine-tuning config for task {t!r}; configs given for {sorted(configs)}")
+        if not isinstance(configs[t], FinetuneConfig):
+            raise InvalidParameter(f"config for {t!r} must be a FinetuneConfig, got {type(configs[t]).__name__}")
+        configs[t].validate()
+    slug = _resolve_base(base_model).slug
+    options = {t: dict(o) for t, o in (task_options or {}).items()}
+    return {t: finetune(base_model, t, source=source, data_path=data_path, data_seed=data_seed, config=configs[t],
+                        output_dir=Path(output_root) / slug / t, task_options=options.get(t), progress=progress)
+            for t in tasks}
+
+
+def training_summary(results: Mapping[str, AdapterResult]) -> pd.DataFrame:
+    """One row per fine-tune: data used, steps, effective epochs, tokens, wall time, throughput, loss, memory."""
+    rows = []
+    for task, r in results.items():
+        card = r.model_card
+        runtime = card.get("train_runtime_seconds") or r.wall_seconds
+        rows.append({"task": task, "base model": card["base_model"].get("model"),
+                     "examples used": card["data"]["train_used"], "of train split": card["data"]["train_split_size"],
+                     "optimizer steps": r.optimizer_steps, "samples": card["steps"]["samples"],
+                     "effective epochs": r.effective_epochs, "train tokens": r.train_tokens,
+                     "train s": round(runtime, 1), "tokens/s": round(r.train_tokens / runtime, 1) if runtime else None,
+                     "loss first 5": card["train_loss"]["mean_first5"], "loss last 5": card["train_loss"]["mean_last5"],
+                     "peak memory MB": r.peak_memory_mb, "device": card["resolved"]["device"],
+                     "4-bit": card["resolved"]["load_in_4bit"], "reused": r.reused})
+    return pd.DataFrame(rows)
 
 
 def list_checkpoints(output_dir: str | Path) -> list[dict[str, Any]]:
@@ -816,7 +919,9 @@ def render_model_card(card: dict[str, Any]) -> str:
         "## Training",
         "",
         f"- preset: `{cfg.get('preset_name')}`; LoRA r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}"
-        f" on {', '.join(lora['target_modules'])} ({lora['trainable_parameters']:,} trainable of "
+        f" on {', '.join(lora['target_modules'])}"
+        + (f" of layers {lora['layers'][0]}-{lora['layers'][-1]}" if isinstance(lora.get("layers"), list) else "")
+        + f" ({lora['trainable_parameters']:,} trainable of "
         f"{lora['total_parameters']:,} parameters)",
         f"- optimizer `{res['optim']}`, lr {cfg['learning_rate']}, {cfg['lr_scheduler']} schedule, "
         f"{cfg['warmup_steps']} warmup steps, batch {cfg['per_device_batch_size']} x accumulation "
@@ -950,13 +1055,17 @@ __all__ = [
     "TrainingSet",
     "build_training_set",
     "check_adapter",
+    "check_train_size",
     "encode_prompt",
     "finetune",
+    "finetune_tasks",
     "list_checkpoints",
     "merge_adapter",
     "plan_steps",
     "render_model_card",
     "samples_for_steps",
     "select_train_examples",
+    "study_epochs_table",
+    "training_summary",
     "updates_per_epoch",
 ]

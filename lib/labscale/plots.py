@@ -91,34 +91,59 @@ def invalid_rate_bars(table: pd.DataFrame, *, height: float = 3.0):
 
 def learning_curve(curve: pd.DataFrame, metric: str, *, x: str = "samples", reference: float | None = None,
                    reference_label: str | None = None, study: pd.DataFrame | None = None, height: float = 3.6):
-    """A learning curve: ``metric`` against training size ``x`` with its 95 % confidence band, one line per model;
-    a dotted line at ``reference`` (e.g. the study's few-shot GPT-4-Turbo) with the first point reaching it
-    marked; and, when given, the study's own curves (``study``: columns model, x, value) in grey."""
+    """A learning curve: ``metric`` against training size ``x`` with its 95 % confidence band, one line per model,
+    a dotted line at ``reference`` (e.g. the study's few-shot GPT-4-Turbo) and a star where a curve first reaches
+    it. With ``study`` (columns model, x, value: the study's Fig. 2, :func:`labscale.sweep.study_fig2`) a second
+    panel shows the published curves, in grey, on their own axis (their training sizes are not ours)."""
     rows = curve[curve["metric"] == metric].sort_values(x)
     if rows.empty:
         raise ValueError(f"the curve holds no {metric!r} rows")
-    fig, ax = plt.subplots(figsize=(6.4, height))
-    if study is not None and not study.empty:
-        for i, (model, grp) in enumerate(study.groupby("model")):
-            ax.plot(grp["x"], grp["value"], color="0.72", lw=1, ls="--", marker=".",
-                    label="Wolfe et al. 2024 (Fig. 2), one line per model" if i == 0 else None)
+    panels = 2 if study is not None and not study.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, height), squeeze=False, sharey=True)
+    ax = axes[0, 0]
     palette = sns.color_palette("colorblind", n_colors=max(rows["model"].nunique(), 1))
     for color, (model, grp) in zip(palette, rows.groupby("model")):
         ax.fill_between(grp[x], grp["ci_low"], grp["ci_high"], color=color, alpha=0.2, lw=0)
         ax.plot(grp[x], grp["value"], color=color, marker="o", label=f"{model} (this book, 95% CI band)")
-        if reference is not None:
-            reached = grp[grp["value"] >= reference]
-            if not reached.empty:
-                first = reached.iloc[0]
-                ax.plot([first[x]], [first["value"]], marker="*", markersize=16, color=color, ls="none",
-                        label=f"first reaches the reference at {x} = {first[x]:g}")
-    if reference is not None:
-        ax.axhline(reference, color="0.25", ls=":", lw=1.2, label=reference_label or f"reference {reference:.2f}")
+        reached = grp[grp["value"] >= reference] if reference is not None else grp.iloc[:0]
+        if not reached.empty:
+            first = reached.iloc[0]
+            ax.plot([first[x]], [first["value"]], marker="*", markersize=16, color=color, ls="none",
+                    label=f"first reaches the reference ({x} = {first[x]:g})")
     ax.set_xlabel({"samples": "training samples seen", "fraction": "fraction of the training set",
                    "train_examples": "distinct training examples"}.get(x, x))
+    ax.set_title("this book", fontsize=10)
+    if panels == 2:
+        ref_ax = axes[0, 1]
+        for i, (model, grp) in enumerate(study.groupby("model")):
+            grp = grp.sort_values("x")
+            ref_ax.plot(grp["x"], grp["value"], color=sns.color_palette("Greys", 6)[2 + i % 4], marker=".",
+                        ls="--", label=model)
+        ref_ax.set_xlabel("training samples seen (study)")
+        ref_ax.set_title("Wolfe et al. 2024, Fig. 2 (reference values)", fontsize=10)
+    for a in axes.flat:
+        if reference is not None:
+            a.axhline(reference, color="0.25", ls=":", lw=1.2, label=reference_label or f"reference {reference:.2f}")
+        a.set_ylim(-0.02, 1.02)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, frameon=False, loc="best")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    return fig
+
+
+def training_loss(results, *, height: float = 3.0):
+    """Training loss per optimizer step, one line per fine-tune (``results``: task -> AdapterResult)."""
+    fig, ax = plt.subplots(figsize=(6.4, height))
+    palette = sns.color_palette("colorblind", n_colors=max(len(results), 1))
+    for color, (task, result) in zip(palette, results.items()):
+        steps = [row["step"] for row in result.train_loss]
+        ax.plot(steps, result.losses, color=color, marker=".", lw=1, label=task.replace("_", " "))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (answer tokens)" if all(
+        r.model_card["config"]["completion_only_loss"] for r in results.values()) else "training loss")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig

@@ -97,3 +97,13 @@ def invalid_rates(table: pd.DataFrame) -> pd.DataFrame:
     rows["invalid rate"] = [format_ci(v, lo, hi) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
     wide = rows.pivot_table(index=["model", "scenario"], columns="task", values="invalid rate", aggfunc="first")
     return _scenario_order(wide)
+
+
+def curve_table(curve: pd.DataFrame, metric: str, digits: int = 2) -> pd.DataFrame:
+    """A learning curve as a table: one row per point (base, then checkpoints or fractions) with the training
+    size and ``metric`` with its 95 % confidence interval."""
+    rows = curve[curve["metric"] == metric].sort_values(["model", "samples", "fraction"])
+    table = rows[["model", "point", "samples", "train_examples", "epochs"]].copy()
+    table[metric] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    table["items"] = rows["n"].values
+    return table.rename(columns={"train_examples": "distinct examples"}).reset_index(drop=True)

@@ -62,6 +62,28 @@ class ExperimentPlan:
     adapters: dict[str, str] = field(default_factory=dict)
     #: (model label, task) -> backend with the task's adapter loaded
     tuned_backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
+    cache: ResponseCache | None = None
+
+    def add_adapters(self, adapters: Mapping[str, Any]) -> ExperimentPlan:
+        """Also evaluate every Hugging Face model on each task zero-shot with that task's LoRA adapter (the
+        "fine-tuned" scenario). Each adapter is checked (complete, trained on this base model) before any run."""
+        task_names = [tp.task.name for tp in self.tasks]
+        adapter_map = {t: str(a) for t, a in adapters.items()}
+        for t in adapter_map:
+            check_choice("task in adapters (it must also be in tasks)", t, task_names)
+        from .finetune import check_adapter
+
+        for spec in self.models:
+            for t, adapter in adapter_map.items():
+                if spec.backend != "hf":
+                    raise InvalidParameter(f"adapters apply to Hugging Face models only, not {spec.label!r}; evaluate "
+                                           "an API fine-tune by its model id (openai:ft:...)")
+                check_adapter(adapter, spec.text)
+                joined = "&" if "?" in spec.text else "?"
+                self.tuned_backends[(spec.label, t)] = load_backend(f"{spec.text}{joined}adapter={adapter}",
+                                                                    cache=self.cache)
+        self.adapters.update(adapter_map)
+        return self
 
     def summary(self) -> pd.DataFrame:
         """A table of the planned runs' data: task, source, origin, synthetic, items, hash, malformed rows (+ example)."""
@@ -114,13 +136,15 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     ``seed`` draws the evaluation sample (``limit`` items) and seeds decoding; ``data_seed`` fixes the offline
     generators and deterministic splits, so runs with different seeds evaluate samples of the same data.
     ``adapters`` maps a task to a LoRA adapter folder: every Hugging Face model is then also evaluated on that
-    task zero-shot with the adapter loaded (the study's "fine-tuned" scenario).
+    task zero-shot with the adapter loaded (the study's "fine-tuned" scenario; see
+    :meth:`ExperimentPlan.add_adapters` to add them after planning). With adapters, ``shots=[]`` runs only those.
     """
     model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
     task_names = _as_list(tasks, "tasks")
     for t in task_names:
         check_choice("task", t, TASK_NAMES)
-    shot_list = _as_list(shots, "shots")
+    # shots=[] evaluates the adapters alone (e.g. the points of a learning curve)
+    shot_list = [] if adapters and isinstance(shots, (list, tuple)) and not shots else _as_list(shots, "shots")
     for k in shot_list:
         check_range("shots", k, 0, 3, integer=True)
     if limit is not None:
@@ -157,28 +181,14 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
             raise InvalidParameter(f"task {t!r} has no {split!r} items from source {sources[t]!r}")
         task_plans.append(TaskPlan(task, sources[t], data, items, options.get(t, {})))
 
-    adapter_map = {t: str(a) for t, a in (adapters or {}).items()}
-    for t in adapter_map:
-        check_choice("task in adapters (it must also be in tasks)", t, task_names)
-
     cache = cache if cache is not None else ResponseCache()
     backends = {spec.label: load_backend(spec, cache=cache) for spec in model_specs}
-    tuned = {}
-    for spec in model_specs:
-        for t, adapter in adapter_map.items():
-            if spec.backend != "hf":
-                raise InvalidParameter(f"adapters apply to Hugging Face models only, not {spec.label!r}; evaluate an "
-                                       "API fine-tune by its model id (openai:ft:...)")
-            from .finetune import check_adapter
-
-            check_adapter(adapter, spec.text)
-            joined = "&" if "?" in spec.text else "?"
-            tuned[(spec.label, t)] = load_backend(f"{spec.text}{joined}adapter={adapter}", cache=cache)
     out = Path(output_dir)
     if not out.is_absolute():
         out = Path.cwd() / out
-    return ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, data_seed, split, out,
-                          n_resamples, budgets, shot_style, data_path, adapter_map, tuned)
+    plan = ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, data_seed, split, out,
+                          n_resamples, budgets, shot_style, data_path, cache=cache)
+    return plan.add_adapters(adapters or {})
 
 
 @functools.lru_cache(maxsize=1)

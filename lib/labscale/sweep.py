@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -138,7 +139,7 @@ def fraction_sweep(base_model: str, task: str, fractions: Sequence[float], *, co
     Every fraction is checked against the training-set size (at least one optimizer batch) before anything
     trains, so an impossible sweep fails at once.
     """
-    from .finetune import FinetuneConfig, _check_enough, finetune
+    from .finetune import FinetuneConfig, check_train_size, finetune
     from .tasks import get_task
 
     fractions = check_fractions(fractions)
@@ -146,11 +147,9 @@ def fraction_sweep(base_model: str, task: str, fractions: Sequence[float], *, co
         raise InvalidParameter(f"config must be a FinetuneConfig, got {type(config).__name__}")
     data = get_task(task).load(source, path=data_path, seed=data_seed, **dict(task_options or {}))
     n_train = len(data.split("train"))
-    import math
-
     for f in fractions:
         if f > 0:
-            _check_enough(math.floor(f * n_train + 1e-9), config, f"train_fraction={f} of {n_train}")
+            check_train_size(math.floor(f * n_train + 1e-9), config, f"train_fraction={f} of {n_train}")
     request = {"source": source, "data_path": str(data_path) if data_path else None, "data_seed": data_seed,
                "task_options": dict(task_options or {}), "data_sha256": data.content_hash}
     tables = []
@@ -216,3 +215,10 @@ def study_reference(task: str, metric: str, *, model: str = "gpt-4-turbo", scena
                                f"metric={metric!r}; models: {sorted(set(table['model']))}, scenarios: "
                                f"{sorted(set(table['scenario']))}")
     return float(row["value"].iloc[0])
+
+
+def check_curve_task(curve_task: str | None, finetune_tasks: Sequence[str]) -> None:
+    """A learning curve needs a fine-tune with checkpoints: ``curve_task`` must be None or a fine-tuned task."""
+    if curve_task is not None and curve_task not in finetune_tasks:
+        raise InvalidParameter(f"curve_task={curve_task!r} is not fine-tuned here; valid choices: "
+                               f"{[None, *finetune_tasks]}")
