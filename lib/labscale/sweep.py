@@ -185,9 +185,9 @@ def first_reaching(curve: pd.DataFrame, metric: str, reference: float, *, x: str
     low = rows[rows["ci_low"] >= reference]
     best = rows.loc[rows["value"].idxmax()]
     return {"metric": metric, "reference": reference,
-            "by_estimate": None if est.empty else est[x].iloc[0],
-            "by_lower_bound": None if low.empty else low[x].iloc[0],
-            "best_x": best[x], "best_value": float(best["value"]),
+            "by_estimate": None if est.empty else est[x].iloc[0].item(),
+            "by_lower_bound": None if low.empty else low[x].iloc[0].item(),
+            "best_x": best[x].item(), "best_value": float(best["value"]),
             "best_ci": (float(best["ci_low"]), float(best["ci_high"]))}
 
 
