@@ -818,12 +818,12 @@ def finetune_tasks(base_model: str, tasks: Sequence[str], *, config: FinetuneCon
     """Fine-tune one adapter per task into ``output_root/<model>/<task>``; ``config`` is one
     :class:`FinetuneConfig` for every task or a mapping task -> config. Every task and config is validated before
     the first one trains; finished identical fine-tunes are reused. Returns task -> :class:`AdapterResult`."""
-    from .tasks import TASK_NAMES
+    from .tasks import ALL_TASK_NAMES
 
     if isinstance(tasks, str):
         tasks = [tasks]
     for t in tasks:
-        check_choice("task to fine-tune", t, TASK_NAMES)
+        check_choice("task to fine-tune", t, ALL_TASK_NAMES)
     configs = dict(config) if isinstance(config, Mapping) else {t: config for t in tasks}
     for t in tasks:
         if t not in configs:

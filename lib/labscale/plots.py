@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from .report import headline_metrics, study_table2
-from .tasks import TASK_NAMES
+from .tasks import ALL_TASK_NAMES
 
 METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1", "f1_weighted": "Weighted F1", "f1_macro": "Macro F1",
                  "bleu": "BLEU", "bertscore_f1": "BERTScore F1", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L",
@@ -22,8 +22,8 @@ SCENARIO_X = {"0-shot": 0, "1-shot": 1, "2-shot": 2, "3-shot": 3, "fine-tuned": 
 def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
     """One panel per (task, headline metric): our value by scenario (0-3 shots, then fine-tuned) with 95 % CI bars;
     the study's models in grey. Returns the matplotlib figure."""
-    heads = headline_metrics()
-    panels = [(t, m) for t in TASK_NAMES for m in heads[t] if ((table["task"] == t) & (table["metric"] == m)).any()]
+    heads = headline_metrics(table["task"].unique())
+    panels = [(t, m) for t in ALL_TASK_NAMES for m in heads.get(t, ()) if ((table["task"] == t) & (table["metric"] == m)).any()]
     if not panels:
         raise ValueError("the table holds no headline metric to plot")
     tuned = (table["scenario"] == "fine-tuned").any()

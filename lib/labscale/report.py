@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Iterable
 
 import pandas as pd
 
-from .tasks import TASK_NAMES, get_task
+from .tasks import ALL_TASK_NAMES, get_task
 
 CITATION = ("Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even in "
             "Low-Resource Settings, ACM FAccT '24, Table 2")
 
 
-def headline_metrics() -> dict[str, tuple[str, ...]]:
-    """Each task's headline metrics, in the study's column order."""
-    return {t: get_task(t).headline_metrics for t in TASK_NAMES}
+def headline_metrics(tasks: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Each task's headline metrics, in the study's column order (``tasks``: those tasks only, default all)."""
+    return {t: get_task(t).headline_metrics for t in (ALL_TASK_NAMES if tasks is None else tasks)}
 
 
 def study_table2() -> pd.DataFrame:
@@ -44,13 +45,13 @@ def format_ci(value: float, low: float | None, high: float | None, digits: int =
 
 def results_table(table: pd.DataFrame, *, headline_only: bool = True, digits: int = 2) -> pd.DataFrame:
     """Wide table: one row per (model, scenario), one column per task metric, cells "value [95% CI]"."""
-    heads = headline_metrics()
+    heads = headline_metrics(table["task"].unique())
     rows = table.copy()
     if headline_only:
         rows = rows[[m in heads.get(t, ()) for t, m in zip(rows["task"], rows["metric"])]]
     rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
     wide = rows.pivot_table(index=["model", "scenario"], columns=["task", "metric"], values="cell", aggfunc="first")
-    order = [(t, m) for t in TASK_NAMES for m in (heads[t] if headline_only else sorted(set(rows["metric"])))
+    order = [(t, m) for t in ALL_TASK_NAMES for m in (heads.get(t, ()) if headline_only else sorted(set(rows["metric"])))
              if (t, m) in wide.columns]
     return _scenario_order(wide[order]).fillna("–")
 
@@ -61,7 +62,7 @@ def beside_study(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     The ``origin`` column keeps the two apart: ours come from run records; the study's are cited reference
     values (:data:`CITATION`) and are never presented as our results.
     """
-    heads = headline_metrics()
+    heads = headline_metrics(table["task"].unique())
     ours = table[[m in heads.get(t, ()) for t, m in zip(table["task"], table["metric"])]].copy()
     ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
     ours["origin"] = "this book (run records)"
@@ -73,7 +74,7 @@ def beside_study(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                       ref[["origin", "model", "scenario", "task", "metric", "cell"]]])
     wide = both.pivot_table(index=["origin", "model", "scenario"], columns=["task", "metric"], values="cell",
                             aggfunc="first", sort=False)
-    order = [(t, m) for t in TASK_NAMES for m in heads[t] if (t, m) in wide.columns]
+    order = [(t, m) for t in ALL_TASK_NAMES for m in heads.get(t, ()) if (t, m) in wide.columns]
     return wide[order].fillna("–")
 
 

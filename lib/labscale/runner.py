@@ -25,7 +25,7 @@ from .cache import ResponseCache
 from .config import PROJECT_ROOT
 from .errors import InvalidParameter, check_choice, check_range
 from .prompts import SHOT_STYLES
-from .tasks import INVALID, SOURCES, TASK_NAMES, Example, Task, TaskData, get_task
+from .tasks import ALL_TASK_NAMES, INVALID, SOURCES, TASK_NAMES, Example, Task, TaskData, get_task
 from .tasks.base import SPLITS, sample_examples
 
 
@@ -142,7 +142,7 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
     task_names = _as_list(tasks, "tasks")
     for t in task_names:
-        check_choice("task", t, TASK_NAMES)
+        check_choice("task", t, ALL_TASK_NAMES)
     # shots=[] evaluates the adapters alone (e.g. the points of a learning curve)
     shot_list = [] if adapters and isinstance(shots, (list, tuple)) and not shots else _as_list(shots, "shots")
     for k in shot_list:
@@ -157,17 +157,17 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
         check_choice("shot_style", shot_style, SHOT_STYLES)
     sources = dict(source) if isinstance(source, Mapping) else {t: source for t in task_names}
     for t, s in sources.items():
-        check_choice("task in source mapping", t, TASK_NAMES)
+        check_choice("task in source mapping", t, ALL_TASK_NAMES)
         check_choice(f"data source for task {t!r}", s, SOURCES)
     missing = [t for t in task_names if t not in sources]
     if missing:
         raise InvalidParameter(f"source mapping names no source for tasks {missing}; valid sources: {SOURCES}")
     options = {t: dict(o) for t, o in (task_options or {}).items()}
     for t in options:
-        check_choice("task in task_options", t, TASK_NAMES)
+        check_choice("task in task_options", t, ALL_TASK_NAMES)
     budgets = dict(max_new_tokens or {})
     for t, n in budgets.items():
-        check_choice("task in max_new_tokens", t, TASK_NAMES)
+        check_choice("task in max_new_tokens", t, ALL_TASK_NAMES)
         check_range(f"max_new_tokens[{t!r}]", n, 1, 4096, integer=True)
 
     # Data before models: a bad path or a malformed file fails here, before anything loads.

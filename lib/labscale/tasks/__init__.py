@@ -1,4 +1,4 @@
-"""The task registry: the study's three domain-adaptation tasks, by name."""
+"""The task registry: the study's domain-adaptation tasks and its value-sensitive tasks, by name."""
 
 from __future__ import annotations
 
@@ -6,19 +6,30 @@ from ..errors import invalid_choice
 from .base import INVALID, SOURCES, Example, MalformedRows, Task, TaskData
 
 _TASK_CLASSES = {
+    # domain adaptation (study §4.1, Table 2)
     "entity_resolution": ("entity_resolution", "EntityResolution"),
     "fact_checking": ("fact_checking", "FactChecking"),
     "summarization": ("summarization", "Summarization"),
+    # value-sensitive (study §4.2) and the standard benchmarks the book adds beside them
+    "toxicity": ("toxicity", "Toxicity"),
+    "bbq": ("bbq", "BBQ"),
+    "medqa_tf": ("medqa_tf", "MedQATrueFalse"),
+    "qasper": ("qasper", "Qasper"),
+    "squad_v2": ("squad_v2", "SquadV2"),
 }
 
-#: task names in the order of the study's Table 2
-TASK_NAMES = tuple(_TASK_CLASSES)
+#: the domain-adaptation tasks, in the order of the study's Table 2 (the default task list of an experiment)
+TASK_NAMES = ("entity_resolution", "fact_checking", "summarization")
+#: the value-sensitive tasks: bias (toxicity, BBQ), privacy (MedQA true/false), abstention (QASPER, SQuAD 2.0)
+VALUE_TASK_NAMES = ("toxicity", "bbq", "medqa_tf", "qasper", "squad_v2")
+#: every task, in display order
+ALL_TASK_NAMES = TASK_NAMES + VALUE_TASK_NAMES
 
 
 def get_task(name: str) -> Task:
     """The task called ``name``; an :class:`~labscale.errors.InvalidParameter` naming the valid ones otherwise."""
     if name not in _TASK_CLASSES:
-        raise invalid_choice("task", name, TASK_NAMES)
+        raise invalid_choice("task", name, ALL_TASK_NAMES)
     import importlib
 
     module_name, class_name = _TASK_CLASSES[name]
@@ -26,4 +37,5 @@ def get_task(name: str) -> Task:
     return getattr(module, class_name)()
 
 
-__all__ = ["INVALID", "SOURCES", "TASK_NAMES", "Example", "MalformedRows", "Task", "TaskData", "get_task"]
+__all__ = ["ALL_TASK_NAMES", "INVALID", "SOURCES", "TASK_NAMES", "VALUE_TASK_NAMES", "Example", "MalformedRows",
+           "Task", "TaskData", "get_task"]

@@ -1,0 +1,115 @@
+"""Token log-probabilities of given text under a local model: the white-box measurements behind log-likelihood
+multiple choice (TruthfulQA MC1/MC2), membership inference and canary exposure.
+
+Every function takes an :class:`~labscale.backends.hf.HFBackend` (with or without a LoRA adapter) and scores a
+*continuation* given a *prompt*: the prompt is encoded exactly as the backend encodes it for generation (chat
+template included, see :func:`labscale.finetune.encode_prompt`), the continuation is appended without special
+tokens, and the model's log-probability of each continuation token is read off one forward pass. API models
+cannot be scored this way (chat APIs return no log-probabilities of given text), which is why these
+measurements are for open models only.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import InvalidParameter, check_range
+
+
+@dataclass
+class ScoredText:
+    """Per-token log-probabilities of one continuation (natural log), with the token count of its prompt."""
+
+    token_logprobs: np.ndarray
+    prompt_tokens: int
+
+    @property
+    def total(self) -> float:
+        """log p(continuation | prompt): the sum over its tokens."""
+        return float(self.token_logprobs.sum())
+
+    @property
+    def mean(self) -> float:
+        """Mean token log-probability (minus the loss, in nats per token)."""
+        return float(self.token_logprobs.mean()) if len(self.token_logprobs) else 0.0
+
+
+def _check_backend(backend) -> None:
+    from .backends.hf import HFBackend
+
+    if not isinstance(backend, HFBackend):
+        raise InvalidParameter(
+            f"log-probability scoring needs a local Hugging Face model, got a {type(backend).__name__} "
+            f"({getattr(backend, 'model_id', '?')}); chat APIs return no log-probabilities of given text")
+
+
+def continuation_logprobs(backend, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16,
+                          desc: str | None = None, progress: bool = True) -> list[ScoredText]:
+    """log p(each continuation token | prompt, earlier continuation tokens) for every (prompt, continuation) pair.
+
+    ``prompts`` are rendered prompt strings (``backend.prompt_text(messages)``, or ``""`` to score a raw text from
+    the start; its first token is then conditioned on the tokenizer's BOS token when it has one, else not
+    scored). Pairs are batched by length with right padding; results keep the input order.
+    """
+    _check_backend(backend)
+    if len(prompts) != len(continuations):
+        raise InvalidParameter(f"prompts and continuations differ in length: {len(prompts)} vs {len(continuations)}")
+    check_range("batch_size", batch_size, 1, None, integer=True)
+    import torch
+
+    from .finetune import encode_prompt
+
+    tokenizer, model = backend.tokenizer, backend.model
+    encoded: list[tuple[list[int], list[int]]] = []
+    for prompt, continuation in zip(prompts, continuations):
+        if not continuation:
+            raise InvalidParameter("cannot score an empty continuation")
+        head = encode_prompt(backend, prompt) if prompt else []
+        if not head and tokenizer.bos_token_id is not None:
+            head = [tokenizer.bos_token_id]
+        tail = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
+        if not head:  # nothing to condition the first token on: it is not scored
+            head, tail = tail[:1], tail[1:]
+        encoded.append((head, tail))
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+    results: list[ScoredText | None] = [None] * len(encoded)
+    with tqdm(total=len(order), desc=desc or "scoring", disable=not progress, leave=False) as bar:
+        for offset in range(0, len(order), batch_size):
+            chunk = order[offset: offset + batch_size]
+            width = max(len(encoded[i][0]) + len(encoded[i][1]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                seq = encoded[i][0] + encoded[i][1]
+                ids[row, :len(seq)] = torch.tensor(seq)
+                mask[row, :len(seq)] = 1
+            device = model.device
+            with torch.inference_mode():
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
+            for row, i in enumerate(chunk):
+                head, tail = encoded[i]
+                start = len(head) - 1  # position predicting the first continuation token
+                results[i] = ScoredText(token_lp[row, start: start + len(tail)].astype(float), len(head))
+            bar.update(len(chunk))
+    return results  # type: ignore[return-value]
+
+
+def choice_logprobs(backend, prompt: str, choices: Sequence[str], **options) -> np.ndarray:
+    """Total log-probability of each answer choice after one prompt (log-likelihood multiple choice)."""
+    if not choices:
+        raise InvalidParameter("choice_logprobs needs at least one choice")
+    return np.array([s.total for s in continuation_logprobs(backend, [prompt] * len(choices), choices, **options)])
+
+
+def zlib_entropy(text: str) -> int:
+    """Length in bytes of the zlib-compressed UTF-8 text: the reference entropy of the zlib membership score."""
+    return len(zlib.compress(text.encode("utf-8")))
