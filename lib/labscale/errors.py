@@ -22,6 +22,18 @@ def check_choice(what: str, value: object, choices: Iterable[object]) -> None:
         raise invalid_choice(what, value, choices)
 
 
+def check_choices(what: str, values: object, choices: Iterable[object]) -> list:
+    """``values`` (one value or a list) as a non-empty list of valid ``choices``; :class:`InvalidParameter` naming
+    the first bad value and the valid ones otherwise."""
+    choices = list(choices)
+    chosen = [values] if isinstance(values, str) or not isinstance(values, Iterable) else list(values)
+    if not chosen:
+        raise InvalidParameter(f"{what} must not be empty; valid choices: {', '.join(map(repr, choices))}")
+    for value in chosen:
+        check_choice(what, value, choices)
+    return chosen
+
+
 def check_range(what: str, value: object, low: int | float | None = None, high: int | float | None = None,
                 *, integer: bool = False) -> None:
     """Raise :class:`InvalidParameter` unless ``low <= value <= high`` (bounds optional)."""

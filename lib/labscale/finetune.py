@@ -411,6 +411,30 @@ def encode_prompt(backend, prompt: str) -> list[int]:
     return list(tokenizer(prompt, add_special_tokens=not templated)["input_ids"])
 
 
+def training_rows(task, examples: Sequence, backend, max_length: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Tokenized prompt/completion rows for ``examples`` (see :func:`build_training_set`) and the ids of those
+    longer than ``max_length`` tokens, which are left out rather than truncated."""
+    tokenizer = backend.tokenizer
+    eos = tokenizer.eos_token
+    if not eos:
+        raise InvalidParameter(f"the tokenizer of {backend.model_id!r} has no EOS token; a tuned model could not "
+                               "learn to stop")
+    rows: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    for ex in examples:
+        prompt = backend.prompt_text(task.messages(ex, []))
+        completion = task.format_target(ex) + eos
+        prompt_ids = encode_prompt(backend, prompt)
+        completion_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+        if len(prompt_ids) + len(completion_ids) > max_length:
+            dropped.append(ex.id)
+            continue
+        rows.append({"id": ex.id, "prompt": prompt, "completion": completion,
+                     "input_ids": prompt_ids + completion_ids,
+                     "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)})
+    return rows, dropped
+
+
 def build_training_set(task, data, backend, config: FinetuneConfig) -> TrainingSet:
     """Prompt/completion pairs for the train split of ``data``.
 
@@ -421,25 +445,7 @@ def build_training_set(task, data, backend, config: FinetuneConfig) -> TrainingS
     train = data.split("train")
     selected = select_train_examples(train, config.train_fraction, config.seed)
     check_train_size(len(selected), config, f"train_fraction={config.train_fraction} of {len(train)}")
-    tokenizer = backend.tokenizer
-    eos = tokenizer.eos_token
-    if not eos:
-        raise InvalidParameter(f"the tokenizer of {backend.model_id!r} has no EOS token; a tuned model could not "
-                               "learn to stop")
-    shots = task.shots(data, 0)
-    rows: list[dict[str, Any]] = []
-    dropped: list[str] = []
-    for ex in selected:
-        prompt = backend.prompt_text(task.messages(ex, shots))
-        completion = task.format_target(ex) + eos
-        prompt_ids = encode_prompt(backend, prompt)
-        completion_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
-        if len(prompt_ids) + len(completion_ids) > config.max_length:
-            dropped.append(ex.id)
-            continue
-        rows.append({"id": ex.id, "prompt": prompt, "completion": completion,
-                     "input_ids": prompt_ids + completion_ids,
-                     "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)})
+    rows, dropped = training_rows(task, selected, backend, config.max_length)
     tset = TrainingSet(rows=rows, n_split=len(train), n_selected=len(selected), dropped_ids=dropped,
                        max_length=config.max_length)
     if dropped:
@@ -614,21 +620,9 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings["gradient_checkpointing"])
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    layers = None
-    if config.top_layers is not None:
-        n_layers = model.config.num_hidden_layers
-        if config.top_layers > n_layers:
-            raise InvalidParameter(f"top_layers={config.top_layers} but {base_model!r} has {n_layers} layers; "
-                                   f"valid range: 1..{n_layers}")
-        layers = list(range(n_layers - config.top_layers, n_layers))
-    targets = config.target_modules if config.target_modules == "all-linear" else list(config.target_modules)
-    if layers is not None and targets == "all-linear":  # peft takes layers_to_transform with explicit names only
-        targets = _linear_module_names(model)
-    lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
-                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+    lora, layers = lora_config(config, model, base_model)
     save_steps = (config.checkpoint_every_samples // config.effective_batch if config.checkpoint_every_samples
                   else config.save_steps)
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns)
@@ -728,6 +722,25 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     }
     adapter_dir = _save_adapter(peft_model, backend, output_dir / "adapter", card)
     return AdapterResult.from_card(adapter_dir)
+
+
+def lora_config(config: FinetuneConfig, model, base_model: str):
+    """The peft ``LoraConfig`` of ``config`` for ``model`` and the adapted layer indices (None: all layers)."""
+    from peft import LoraConfig
+
+    layers = None
+    if config.top_layers is not None:
+        n_layers = model.config.num_hidden_layers
+        if config.top_layers > n_layers:
+            raise InvalidParameter(f"top_layers={config.top_layers} but {base_model!r} has {n_layers} layers; "
+                                   f"valid range: 1..{n_layers}")
+        layers = list(range(n_layers - config.top_layers, n_layers))
+    targets = config.target_modules if config.target_modules == "all-linear" else list(config.target_modules)
+    if layers is not None and targets == "all-linear":  # peft takes layers_to_transform with explicit names only
+        targets = _linear_module_names(model)
+    lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
+                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+    return lora, layers
 
 
 @contextlib.contextmanager
@@ -878,6 +891,16 @@ def list_checkpoints(output_dir: str | Path) -> list[dict[str, Any]]:
 # Model card
 # ---------------------------------------------------------------------------------------------------------------
 
+def _privacy_lines(privacy: dict[str, Any] | None) -> list[str]:
+    """The model card's privacy section for an adapter trained by :func:`labscale.privacy.dp_finetune`."""
+    if not privacy:
+        return []
+    return ["## Privacy", "",
+            f"- {privacy['mechanism']}; target epsilon {privacy['epsilon_target']}, spent {privacy['epsilon_spent']} "
+            f"at delta {privacy['delta']:.3g}; noise multiplier {privacy['noise_multiplier']:.4g}, per-example "
+            f"clipping norm {privacy['max_grad_norm']}, sampling {privacy['sampling']}", ""]
+
+
 def render_model_card(card: dict[str, Any]) -> str:
     """A human-readable README.md model card rendered from the ``labscale_card.json`` dict."""
     base, data, cfg, steps, loss = card["base_model"], card["data"], card["config"], card["steps"], card["train_loss"]
@@ -938,6 +961,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"{card['peak_memory_mb']:.0f} MB ({card['peak_memory_kind']})"
         + (f"; resumed from step {steps['resumed_from_step']}" if steps.get("resumed_from_step") else ""),
         "",
+        *_privacy_lines(card.get("privacy")),
         "## Use",
         "",
         "```python",

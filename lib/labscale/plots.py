@@ -19,6 +19,20 @@ METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1", "f1_weighted": "Weighted F1
 SCENARIO_X = {"0-shot": 0, "1-shot": 1, "2-shot": 2, "3-shot": 3, "fine-tuned": 4}
 
 
+def _by_scenario(ax, rows: pd.DataFrame, palette) -> None:
+    """Our values by scenario on ``ax``, one colour per model: shots as a line with 95 % CI bars, the fine-tuned
+    adapter as a star at "FT"."""
+    for color, (model, grp) in zip(palette, rows.groupby("model")):
+        grp = grp.assign(x=grp["scenario"].map(SCENARIO_X)).sort_values("x")
+        for part, marker, style in ((grp[grp["x"] < 4], "o", "-"), (grp[grp["x"] == 4], "*", "none")):
+            if part.empty:
+                continue
+            err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
+            ax.errorbar(part["x"], part["value"], yerr=err, color=color, marker=marker, ls=style, capsize=3,
+                        markersize=10 if marker == "*" else 6,
+                        label=f"{model} (this book, 95% CI)" if marker == "o" else f"{model} fine-tuned")
+
+
 def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
     """One panel per (task, headline metric): our value by scenario (0-3 shots, then fine-tuned) with 95 % CI bars;
     the study's models in grey. Returns the matplotlib figure."""
@@ -41,16 +55,7 @@ def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float =
                 x = grp["scenario"].map(SCENARIO_X)
                 ax.plot(x, grp["value"], color="0.7", lw=1, ls="--", marker=".",
                         label="Wolfe et al. 2024 (Table 2), one line per model" if i == 0 else None)
-        ours = table[(table["task"] == task) & (table["metric"] == metric)]
-        for color, (model, grp) in zip(palette, ours.groupby("model")):
-            grp = grp.assign(x=grp["scenario"].map(SCENARIO_X)).sort_values("x")
-            for part, marker, style in ((grp[grp["x"] < 4], "o", "-"), (grp[grp["x"] == 4], "*", "none")):
-                if part.empty:
-                    continue
-                err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
-                ax.errorbar(part["x"], part["value"], yerr=err, color=color, marker=marker, ls=style, capsize=3,
-                            markersize=10 if marker == "*" else 6,
-                            label=f"{model} (this book, 95% CI)" if marker == "o" else f"{model} fine-tuned")
+        _by_scenario(ax, table[(table["task"] == task) & (table["metric"] == metric)], palette)
         ax.set_title(f"{task.replace('_', ' ')}: {METRIC_LABELS.get(metric, metric)}", fontsize=10)
         ax.set_xticks(range(5 if tuned else 4), ["0", "1", "2", "3", "FT"][: 5 if tuned else 4])
         ax.set_xlabel("shots" + (" / fine-tuned" if tuned else ""))
@@ -145,5 +150,218 @@ def training_loss(results, *, height: float = 3.0):
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# -- bias ------------------------------------------------------------------------------------------------------
+def worst_vs_mean(table: pd.DataFrame, *, reference: bool = True, height: float = 3.2):
+    """Toxicity: worst-group accuracy and mean accuracy by scenario (0-3 shots, fine-tuned), ours with 95 % CI bars,
+    the study's Table 5 models as grey dashed lines (reference values). Returns the figure."""
+    from .report import study_table5
+
+    ours = table[table["task"] == "toxicity"]
+    if ours.empty:
+        raise ValueError("the table holds no toxicity runs")
+    tuned = (ours["scenario"] == "fine-tuned").any()
+    ticks = 5 if tuned else 4
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, height), sharey=True)
+    ref = study_table5() if reference else None
+    palette = sns.color_palette("colorblind", n_colors=max(ours["model"].nunique(), 1))
+    for ax, (metric, column, title) in zip(axes, (("worst_group_accuracy", "worst", "Worst-group accuracy"),
+                                                  ("accuracy", "mean", "Mean accuracy"))):
+        if ref is not None:
+            sel = ref if tuned else ref[ref["scenario"] != "fine-tuned"]
+            for i, (model, grp) in enumerate(sel.groupby("model")):
+                ax.plot(grp["scenario"].map(SCENARIO_X), grp[column], color="0.7", lw=1, ls="--", marker=".",
+                        label="Wolfe et al. 2024 (Table 5), one line per model" if i == 0 else None)
+        _by_scenario(ax, ours[ours["metric"] == metric], palette)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(ticks), ["0", "1", "2", "3", "FT"][:ticks])
+        ax.set_xlabel("shots" + (" / fine-tuned" if tuned else ""))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def bbq_scores(table: pd.DataFrame, *, height: float = 3.2):
+    """BBQ: accuracy by context type (left) and the two bias scores (right), one bar per model and scenario with
+    95 % CI error bars. Returns the figure."""
+    rows = table[table["task"] == "bbq"].copy()
+    if rows.empty:
+        raise ValueError("the table holds no bbq runs")
+    rows["run label"] = rows["model"] + " " + rows["scenario"]
+    labels = list(dict.fromkeys(rows.sort_values(["model", "shots"])["run label"]))
+    panels = ((("accuracy_ambig", "ambiguous"), ("accuracy_disambig", "disambiguated")),
+              (("bias_score_ambig", "s_AMB (ambiguous)"), ("bias_score_disambig", "s_DIS (disambiguated)")))
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, height))
+    colors = sns.color_palette("crest", n_colors=max(len(labels), 1))
+    for ax, metrics, ylabel, ylim in zip(axes, panels, ("accuracy", "bias score"), ((0, 1.02), (-1.02, 1.02))):
+        width = 0.8 / len(labels)
+        for i, label in enumerate(labels):
+            sel = rows[rows["run label"] == label].set_index("metric").reindex([m for m, _ in metrics])
+            x = np.arange(len(metrics)) + (i - (len(labels) - 1) / 2) * width
+            err = np.vstack([sel["value"] - sel["ci_low"], sel["ci_high"] - sel["value"]])
+            ax.bar(x, sel["value"], width, yerr=err, capsize=3, color=colors[i], label=f"{label} (95% CI)")
+        ax.set_xticks(np.arange(len(metrics)), [name for _, name in metrics], fontsize=9)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(*ylim)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].axhline(0, color="0.3", lw=1)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# -- hallucination / abstention ---------------------------------------------------------------------------------
+def qasper_panels(with_context: pd.DataFrame, without_context: pd.DataFrame | None = None, *, height: float = 3.2):
+    """Left: QASPER answer F1 by scenario (ours with 95% CI bars; the study's Table 6 in grey). Right: the
+    abstention rate without context, zero-shot and fine-tuned (ours with CIs; the study's Table 7 in grey; the
+    ideal is 1.0). Returns the matplotlib figure."""
+    from .report import study_qasper_table
+
+    panels = [("answer_f1", with_context, 6, "QASPER answer F1 (with context)")]
+    if without_context is not None and not without_context.empty:
+        panels.append(("abstention_rate", without_context, 7, "abstention rate without context (ideal 1.0)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), height), squeeze=False)
+    for ax, (metric, table, number, title) in zip(axes.flat, panels):
+        # Table 7 has only zero-shot and fine-tuned: two positions
+        xs = SCENARIO_X if number == 6 else {"0-shot": 0, "fine-tuned": 1}
+        ref = study_qasper_table(number)
+        for i, (model, grp) in enumerate(ref.groupby("model")):
+            ax.plot(grp["scenario"].map(xs), grp["value"], color="0.7", lw=1, ls="--", marker=".",
+                    label=f"Wolfe et al. 2024 (Table {number}), one line per model" if i == 0 else None)
+        ours = table[(table["task"] == "qasper") & (table["metric"] == metric) & table["scenario"].isin(xs)]
+        palette = sns.color_palette("colorblind", n_colors=max(ours["model"].nunique(), 1))
+        for color, (model, grp) in zip(palette, ours.groupby("model")):
+            grp = grp.assign(x=grp["scenario"].map(xs)).sort_values("x")
+            tuned = grp["scenario"] == "fine-tuned"
+            for part, marker, style, label in ((grp[~tuned], "o", "-", f"{model} (this book, 95% CI)"),
+                                               (grp[tuned], "*", "none", f"{model} fine-tuned")):
+                if part.empty:
+                    continue
+                err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
+                ax.errorbar(part["x"], part["value"], yerr=err, color=color, marker=marker, ls=style, capsize=3,
+                            markersize=11 if marker == "*" else 6, label=label)
+        if metric == "abstention_rate":
+            ax.axhline(1.0, color="0.25", ls=":", lw=1, label="ideal")
+            ax.set_xlim(-0.5, 1.5)
+        ax.set_xticks(list(xs.values()), ["0", "1", "2", "3", "FT"] if number == 6 else ["0-shot", "FT"])
+        ax.set_xlabel("shots / fine-tuned")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(-0.02, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def risk_coverage(reports, *, height: float = 3.4):
+    """Risk-coverage curves (selective risk of the most confident k answers against coverage k/n), one per
+    selective-prediction report (:func:`labscale.selective.selective_report`), each with its oracle ranking
+    dotted and its AURC in the legend."""
+    if not reports:
+        raise ValueError("no selective-prediction report to plot")
+    fig, ax = plt.subplots(figsize=(5.6, height))
+    palette = sns.color_palette("colorblind", n_colors=len(reports))
+    from .metrics import risk_coverage_curve
+
+    for color, r in zip(palette, reports):
+        curve, m = r["curve"], r["metrics"]["aurc"]
+        label = f"{r['task']} {r['scenario']} {r['model']}: AURC {m['value']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
+        ax.plot(curve["coverage"], curve["risk"], color=color, lw=1.6, label=label)
+        correct = r["outcomes"]["correct"].to_numpy(dtype=float)
+        oracle = risk_coverage_curve(correct, correct)
+        ax.plot(oracle["coverage"], oracle["risk"], color=color, lw=1, ls=":")
+    ax.plot([], [], color="0.4", ls=":", lw=1, label="oracle ranking (same answers)")
+    ax.set_xlabel("coverage (share of answers kept, most confident first)")
+    ax.set_ylabel("selective risk (1 - correct)")
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# -- privacy ---------------------------------------------------------------------------------------------------
+def privacy_utility(utility: pd.DataFrame, *, reference: bool = True, height: float = 3.2):
+    """Accuracy and F1 by privacy budget (from :func:`labscale.privacy.utility_by_epsilon`): each DP adapter with
+    95 % CI bars, the base model as a dotted band, the study's Table 4 models as grey dashed lines."""
+    from .report import EPSILON_ORDER, _epsilon_text, study_table4
+
+    metrics = ("accuracy", "f1")
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, height), squeeze=False)
+    tuned = utility[utility["adapter"] != "base"].copy()
+    tuned["eps"] = tuned["epsilon"].map(_epsilon_text)
+    order = [e for e in EPSILON_ORDER if e in set(tuned["eps"])] + sorted(set(tuned["eps"]) - set(EPSILON_ORDER))
+    ref = study_table4() if reference else None
+    study_order = list(EPSILON_ORDER)
+    for ax, metric in zip(axes.flat, metrics):
+        if ref is not None:
+            for model, grp in ref[ref["metric"] == metric].groupby("model"):
+                xs = [study_order.index(e) for e in grp["epsilon"]]
+                ax.plot(xs, grp["value"], color="0.7", ls="--", lw=1, marker=".", zorder=1)
+                ax.annotate(model, (xs[-1], grp["value"].iloc[-1]), fontsize=6, color="0.5",
+                            xytext=(3, 0), textcoords="offset points")
+        base = utility[(utility["adapter"] == "base") & (utility["metric"] == metric)]
+        if not base.empty:
+            b = base.iloc[0]
+            ax.axhspan(b["ci_low"], b["ci_high"], color="C0", alpha=0.08)
+            ax.axhline(b["value"], color="C0", ls=":", lw=1, label=f"{b['model']} no fine-tuning")
+        rows = tuned[tuned["metric"] == metric].set_index("eps").reindex(order).dropna(subset=["value"])
+        xs = [study_order.index(e) if e in study_order else len(study_order) for e in rows.index]
+        ax.errorbar(xs, rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+                    color="C1", marker="o", capsize=3, lw=1.5, label="DP adapters (this book)", zorder=3)
+        ax.set_xticks(range(len(study_order)), [("∞" if e == "inf" else e) for e in study_order])
+        ax.set_xlabel("privacy budget epsilon")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def leakage(audit: pd.DataFrame, *, height: float = 3.2):
+    """The leakage audit: membership-inference AUROC per attack and model (95 % CI bars, 0.5 = chance), and canary
+    exposure by number of insertions per model (bits; the dotted line is the maximum, log2 |R|)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, height))
+    models = list(dict.fromkeys(audit["model"]))
+    palette = dict(zip(models, sns.color_palette("colorblind", n_colors=len(models))))
+    mia = audit[audit["metric"] == "auroc"]
+    attacks = list(dict.fromkeys(mia["audit"]))
+    width = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        rows = mia[mia["model"] == model].set_index("audit").reindex(attacks)
+        xs = np.arange(len(attacks)) + (i - (len(models) - 1) / 2) * width
+        ok = rows["value"].notna().to_numpy()
+        left.errorbar(xs[ok], rows["value"][ok], yerr=[(rows["value"] - rows["ci_low"])[ok],
+                                                        (rows["ci_high"] - rows["value"])[ok]],
+                      fmt="o", color=palette[model], capsize=2, label=model)
+    left.axhline(0.5, color="0.5", ls=":", lw=1)
+    left.set_xticks(range(len(attacks)), [a.split(": ")[-1] for a in attacks])
+    left.set_ylabel("membership AUROC")
+    left.set_ylim(0, 1)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, frameon=False)
+    canary = audit[audit["audit"] == "canary"].copy()
+    canary["repetitions"] = canary["metric"].str.extract(r"exposure_(\d+)x")[0].astype(float)
+    for model in models:
+        rows = canary[canary["model"] == model].sort_values("repetitions")
+        right.errorbar(rows["repetitions"], rows["value"], yerr=[rows["value"] - rows["ci_low"],
+                                                                 rows["ci_high"] - rows["value"]],
+                       marker="o", color=palette[model], capsize=2, label=model)
+    if not canary.empty:
+        right.axhline(canary["max_exposure"].max(), color="0.5", ls=":", lw=1)
+        right.set_xscale("log", base=2)
+    right.set_xlabel("times the canary was inserted")
+    right.set_ylabel("exposure (bits)")
+    right.set_ylim(bottom=0)
+    right.grid(alpha=0.3)
     fig.tight_layout()
     return fig

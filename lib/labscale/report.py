@@ -108,3 +108,209 @@ def curve_table(curve: pd.DataFrame, metric: str, digits: int = 2) -> pd.DataFra
     table[metric] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
     table["items"] = rows["n"].values
     return table.rename(columns={"train_examples": "distinct examples"}).reset_index(drop=True)
+
+
+# -- bias: the study's Table 5 and BBQ ----------------------------------------------------------------------------
+TABLE5_CITATION = ("Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even "
+                   "in Low-Resource Settings, ACM FAccT '24, Table 5")
+
+#: the cells of the toxicity task, in display order
+TOXICITY_CELLS = ("male_toxic", "male_nontoxic", "female_toxic", "female_nontoxic")
+
+
+def study_table5() -> pd.DataFrame:
+    """The study's Table 5 (toxicity on CivilComments-WILDS, male/female): model, scenario, worst (worst-group
+    accuracy), mean (overall accuracy). Published reference values, as fractions."""
+    with resources.files("labscale.reference").joinpath("table5.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def beside_table5(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Our toxicity worst-group and mean accuracy (with 95 % CIs) stacked above the study's Table 5 rows.
+
+    The ``origin`` column keeps them apart: ours come from run records, the study's are cited reference values
+    (:data:`TABLE5_CITATION`), never presented as our results.
+    """
+    names = {"worst_group_accuracy": "Worst (worst-group accuracy)", "accuracy": "Mean (accuracy)"}
+    ours = table[(table["task"] == "toxicity") & table["metric"].isin(list(names))].copy()
+    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours["column"] = ours["metric"].map(names)
+    ours["origin"] = "this book (run records)"
+    ref = study_table5().melt(id_vars=["model", "scenario"], var_name="metric", value_name="value")
+    ref["column"] = ref["metric"].map({"worst": names["worst_group_accuracy"], "mean": names["accuracy"]})
+    ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
+    ref["origin"] = "Wolfe et al. 2024, Table 5"
+    both = pd.concat([ours[["origin", "model", "scenario", "column", "cell"]],
+                      ref[["origin", "model", "scenario", "column", "cell"]]])
+    wide = both.pivot_table(index=["origin", "model", "scenario"], columns="column", values="cell", aggfunc="first",
+                            sort=False)
+    return wide[[names["worst_group_accuracy"], names["accuracy"]]].fillna("–")
+
+
+def group_accuracy_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Toxicity accuracy in each (gender x label) cell per model and scenario: "value [95% CI] (n=..)", and
+    which cell was the worst."""
+    rows = table[(table["task"] == "toxicity") & table["metric"].isin([f"acc_{c}" for c in TOXICITY_CELLS])].copy()
+    rows["cell"] = [f"{format_ci(v, lo, hi, digits)} (n={int(n)})" if n else "–"
+                    for v, lo, hi, n in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["n"])]
+    rows["group"] = rows["metric"].str.removeprefix("acc_")
+    wide = rows.pivot_table(index=["model", "scenario"], columns="group", values="cell", aggfunc="first")
+    wide = wide[[c for c in TOXICITY_CELLS if c in wide.columns]]
+    import json
+    from pathlib import Path
+
+    worst = table[(table["task"] == "toxicity") & (table["metric"] == "worst_group_accuracy")]
+    cells = {(model, scenario): json.loads((Path(run) / "metrics.json").read_text())["worst_group_accuracy"].get("group")
+             for model, scenario, run in zip(worst["model"], worst["scenario"], worst["run"])}
+    wide["worst cell"] = [cells.get(idx, "–") for idx in wide.index]
+    return _scenario_order(wide)
+
+
+def bbq_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """BBQ per model and scenario: accuracy overall and by context type, both bias scores and the invalid rate,
+    each "value [95% CI]"."""
+    order = ("accuracy", "accuracy_ambig", "accuracy_disambig", "bias_score_ambig", "bias_score_disambig",
+             "invalid_rate")
+    rows = table[(table["task"] == "bbq") & table["metric"].isin(order)].copy()
+    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    wide = rows.pivot_table(index=["model", "scenario"], columns="metric", values="cell", aggfunc="first")
+    return _scenario_order(wide[[m for m in order if m in wide.columns]])
+
+
+# -- hallucination / abstention (QASPER, SQuAD 2.0): the study's Tables 6 and 7 ------------------------------
+STUDY_QA_TABLES = {6: ("table6.csv", "answer_f1"), 7: ("table7.csv", "abstention_rate")}
+
+
+def study_qasper_table(number: int) -> pd.DataFrame:
+    """The study's Table 6 (QASPER answer F1, with context) or Table 7 (abstention rate without context) in tidy
+    form: model, scenario, task, metric, value (published reference values)."""
+    if number not in STUDY_QA_TABLES:
+        from .errors import invalid_choice
+
+        raise invalid_choice("QASPER table of the study", number, sorted(STUDY_QA_TABLES))
+    with resources.files("labscale.reference").joinpath(STUDY_QA_TABLES[number][0]).open() as handle:
+        wide = pd.read_csv(handle)
+    tidy = wide.melt(id_vars=["model", "scenario"], var_name="column", value_name="value")
+    tidy[["task", "metric"]] = tidy["column"].str.split(".", n=1, expand=True)
+    return tidy.drop(columns="column")[["model", "scenario", "task", "metric", "value"]]
+
+
+def beside_study_qasper(table: pd.DataFrame, number: int, digits: int = 2) -> pd.DataFrame:
+    """Our QASPER rows (``table``: a metrics table of QASPER runs; with context for Table 6, without for Table 7)
+    above the study's Table 6 or 7, laid out like the study: one row per (origin, model), one column per scenario.
+    The ``origin`` column keeps cited reference values ("Wolfe et al. 2024, Table 6/7") apart from ours."""
+    ref = study_qasper_table(number)
+    metric = STUDY_QA_TABLES[number][1]
+    ours = table[(table["task"] == "qasper") & (table["metric"] == metric)].copy()
+    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours["origin"] = "this book (run records)"
+    ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
+    ref["origin"] = f"Wolfe et al. 2024, Table {number}"
+    both = pd.concat([ours[["origin", "model", "scenario", "cell"]], ref[["origin", "model", "scenario", "cell"]]])
+    wide = both.pivot_table(index=["origin", "model"], columns="scenario", values="cell", aggfunc="first", sort=False)
+    wide = wide[[s for s in SCENARIOS if s in wide.columns]]
+    wide.columns.name = f"QASPER {metric}"
+    return wide.fillna("–")
+
+
+def qa_metrics_table(table: pd.DataFrame, task: str, metrics: Iterable[str] | None = None,
+                     digits: int = 2) -> pd.DataFrame:
+    """Every metric (or ``metrics``) of one QA task per model and scenario, cells "value [95% CI]" with n."""
+    rows = table[table["task"] == task].copy()
+    if metrics is not None:
+        metrics = list(metrics)
+        rows = rows[rows["metric"].isin(metrics)]
+    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    wide = rows.pivot_table(index=["model", "scenario"], columns="metric", values="cell", aggfunc="first")
+    order = metrics or list(dict.fromkeys(rows["metric"]))
+    wide = _scenario_order(wide[[m for m in order if m in wide.columns]])
+    n = rows.groupby(["model", "scenario"])["n"].max()  # subset metrics (HasAns_*, by type) have smaller n
+    wide.insert(0, "items", [int(n.get(idx, 0)) for idx in wide.index])
+    return wide.fillna("–")
+
+
+# -- privacy ---------------------------------------------------------------------------------------------------
+EPSILON_ORDER = ("0.5", "1", "5", "20", "inf")
+
+
+def _epsilon_text(value) -> str:
+    text = str(value)
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return text
+
+
+def study_table4() -> pd.DataFrame:
+    """The study's Table 4 (DP fine-tuning on MedQA-TF) in tidy form: model, epsilon, metric, value."""
+    with resources.files("labscale.reference").joinpath("table4.csv").open() as handle:
+        wide = pd.read_csv(handle, dtype={"epsilon": str})
+    return wide.melt(id_vars=["model", "epsilon"], var_name="metric", value_name="value")
+
+
+def beside_table4(utility: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Accuracy and F1 of the base model and each DP adapter (from :func:`labscale.privacy.utility_by_epsilon`),
+    with 95 % CIs, above the study's Table 4 rows (cited reference values, "Wolfe et al. 2024, Table 4")."""
+    ours = utility[utility["metric"].isin(["accuracy", "f1"])].copy()
+    ours["epsilon"] = [("no fine-tuning" if a == "base" else _epsilon_text(e))
+                       for a, e in zip(ours["adapter"], ours["epsilon"])]
+    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours["origin"] = "this book (run records)"
+    ref = study_table4()
+    ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
+    ref["origin"] = "Wolfe et al. 2024, Table 4"
+    both = pd.concat([ours[["origin", "model", "epsilon", "metric", "cell"]],
+                      ref[["origin", "model", "epsilon", "metric", "cell"]]])
+    wide = both.pivot_table(index=["origin", "model"], columns=["metric", "epsilon"], values="cell",
+                            aggfunc="first", sort=False)
+    order = [(m, e) for m in ("accuracy", "f1") for e in ("no fine-tuning",) + EPSILON_ORDER if (m, e) in wide.columns]
+    return wide[order].fillna("–")
+
+
+def audit_summary(audit: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """The leakage audit (:func:`labscale.privacy.leakage_audit`) as one row per model: membership-inference AUROC
+    and TPR at 1 % FPR per attack, and each canary's exposure (bits), cells "value [95% CI]"."""
+    rows = audit.copy()
+    rows["column"] = [f"{a.split(': ')[-1]} {m}" if a != "canary" else m.replace("exposure_", "exposure, ") +
+                      " inserted" for a, m in zip(rows["audit"], rows["metric"])]
+    rows = rows[~rows["metric"].eq("advantage")]
+    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    wide = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first", sort=False)
+    models = list(dict.fromkeys(rows["model"]))
+    return wide.loc[models, list(dict.fromkeys(rows["column"]))].fillna("–")
+
+
+
+def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """The same toxicity replies scored two ways: this book's strict parser (a reply must start with yes/no;
+    anything else is wrong) and the study's rule (toxic iff the lower-cased reply contains "yes", else non-toxic,
+    so no reply is ever invalid). Worst-group and mean accuracy with 95 % CIs, and the invalid rate."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from .metrics import bootstrap_ci, worst_group_accuracy
+
+    runs = table[(table["task"] == "toxicity") & (table["metric"] == "accuracy")]
+    rows = []
+    for model, scenario, run in zip(runs["model"], runs["scenario"], runs["run"]):
+        params = json.loads((Path(run) / "params.json").read_text())
+        predictions = [json.loads(line) for line in (Path(run) / "predictions.jsonl").read_text().splitlines()]
+        # a prediction's kind is its cell, "male+female_toxic" for both genders, "unidentified_..." for neither
+        membership = [[p["kind"].rsplit("_", 1)[1] == cell.split("_")[1] and cell.split("_")[0] in
+                       p["kind"].rsplit("_", 1)[0].split("+") for cell in TOXICITY_CELLS] for p in predictions]
+        row = {"model": model, "scenario": scenario,
+               "invalid rate (strict)": format_ci(sum(p["invalid"] for p in predictions) / len(predictions), None,
+                                                  None, digits)}
+        for rule, answers in (("strict", [p["parsed"] for p in predictions]),
+                              ("study's substring rule", ["yes" if "yes" in str(p["reply"]).lower() else "no"
+                                                          for p in predictions])):
+            correct = [a == p["target"] for a, p in zip(answers, predictions)]
+            m = worst_group_accuracy(correct, membership, TOXICITY_CELLS, n_resamples=params["n_resamples"],
+                                     seed=params["seed"])["worst_group_accuracy"]
+            row[f"worst ({rule})"] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
+            low, high = bootstrap_ci(np.mean, correct, n_resamples=params["n_resamples"], seed=params["seed"])
+            row[f"mean ({rule})"] = format_ci(float(np.mean(correct)), low, high, digits)
+        rows.append(row)
+    return _scenario_order(pd.DataFrame(rows).set_index(["model", "scenario"]))

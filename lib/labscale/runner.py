@@ -179,6 +179,8 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
         items = sample_examples(data.split(split), limit, seed)
         if not items:
             raise InvalidParameter(f"task {t!r} has no {split!r} items from source {sources[t]!r}")
+        for k in shot_list:  # fixed shots come from the data: a split too small for them fails here
+            task.shots(data, k)
         task_plans.append(TaskPlan(task, sources[t], data, items, options.get(t, {})))
 
     cache = cache if cache is not None else ResponseCache()
@@ -234,7 +236,7 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tune
     backend.reset_stats()
     start = time.perf_counter()
     generations = backend.generate(conversations, decoding, desc=f"{spec.label} {task.name} {k}-shot")
-    parsed = [task.parse(g.text) for g in generations]
+    parsed = [task.parse_for(ex, g.text) for ex, g in zip(tp.items, generations)]
     metrics = task.score(tp.items, parsed, seed=plan.seed, n_resamples=plan.n_resamples)
     wall = time.perf_counter() - start
 

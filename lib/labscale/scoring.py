@@ -60,11 +60,9 @@ def continuation_logprobs(backend, prompts: Sequence[str], continuations: Sequen
     if len(prompts) != len(continuations):
         raise InvalidParameter(f"prompts and continuations differ in length: {len(prompts)} vs {len(continuations)}")
     check_range("batch_size", batch_size, 1, None, integer=True)
-    import torch
-
     from .finetune import encode_prompt
 
-    tokenizer, model = backend.tokenizer, backend.model
+    tokenizer = backend.tokenizer
     encoded: list[tuple[list[int], list[int]]] = []
     for prompt, continuation in zip(prompts, continuations):
         if not continuation:
@@ -76,7 +74,29 @@ def continuation_logprobs(backend, prompts: Sequence[str], continuations: Sequen
         if not head:  # nothing to condition the first token on: it is not scored
             head, tail = tail[:1], tail[1:]
         encoded.append((head, tail))
+    return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress)
 
+
+def sequence_logprobs(backend, sequences: Sequence[Sequence[int]], *, batch_size: int = 16, desc: str | None = None,
+                      progress: bool = True) -> list[ScoredText]:
+    """log p(token t | tokens < t) for every token but the first of each token-id sequence (e.g. a training row
+    exactly as it was trained on)."""
+    _check_backend(backend)
+    check_range("batch_size", batch_size, 1, None, integer=True)
+    encoded = []
+    for seq in sequences:
+        if len(seq) < 2:
+            raise InvalidParameter(f"a sequence needs at least 2 tokens to be scored, got {len(seq)}")
+        encoded.append((list(seq[:1]), list(seq[1:])))
+    return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress)
+
+
+def _score(backend, encoded: list[tuple[list[int], list[int]]], *, batch_size: int, desc: str | None,
+           progress: bool) -> list[ScoredText]:
+    """Score (head, tail) token-id pairs: the log-probability of each tail token, batched by length, right-padded."""
+    import torch
+
+    tokenizer, model = backend.tokenizer, backend.model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     results: list[ScoredText | None] = [None] * len(encoded)

@@ -34,10 +34,11 @@ CURVE_COLUMNS = ["design", "point", "samples", "train_examples", "fraction", "ep
                  "value", "ci_low", "ci_high", "n", "run"]
 
 
-def _evaluate(base_model: str, task: str, adapter: str | None, *, output_dir: Path, data: Mapping[str, Any],
-              limit: int | None, seed: int, n_resamples: int, max_new_tokens: Mapping[str, int] | None,
-              cache, progress: bool) -> pd.DataFrame:
-    """One curve point: the base model zero-shot (``adapter=None``) or the adapter's fine-tuned run."""
+def evaluate_zero_shot(base_model: str, task: str, adapter: str | None, *, output_dir: Path,
+                       data: Mapping[str, Any], limit: int | None, seed: int, n_resamples: int,
+                       max_new_tokens: Mapping[str, int] | None, cache, progress: bool) -> pd.DataFrame:
+    """One point: the base model zero-shot (``adapter=None``) or the adapter's fine-tuned run, on the data described
+    by ``data`` (source, data_path, task_options, data_seed and, to refuse other data, data_sha256)."""
     from .runner import plan_experiment, run_experiment
 
     plan = plan_experiment([base_model], [task], [] if adapter else [0], limit=limit, seed=seed,
@@ -106,7 +107,7 @@ def checkpoint_curve(finetune_dir: str | Path, *, limit: int | None = None, seed
     points = ([{"step": 0, "samples": 0, "path": None}] if include_base else []) + checkpoints
     tables = []
     for point in points:
-        table = _evaluate(base_model, request["task"], point["path"], output_dir=out / f"samples-{point['samples']:06d}",
+        table = evaluate_zero_shot(base_model, request["task"], point["path"], output_dir=out / f"samples-{point['samples']:06d}",
                           data=data, limit=limit, seed=seed, n_resamples=n_resamples, max_new_tokens=max_new_tokens,
                           cache=cache, progress=progress)
         tables.append(_point_rows(table, design="checkpoints", point="base" if point["path"] is None else
@@ -166,7 +167,7 @@ def fraction_sweep(base_model: str, task: str, fractions: Sequence[float], *, co
             adapter = str(result.adapter_dir)
             steps = result.model_card["steps"]
             used, samples, epochs = result.model_card["data"]["train_used"], steps["samples"], steps["effective_epochs"]
-        table = _evaluate(base_model, task, adapter, output_dir=Path(output_dir) / f"fraction-{f:.4f}", data=request,
+        table = evaluate_zero_shot(base_model, task, adapter, output_dir=Path(output_dir) / f"fraction-{f:.4f}", data=request,
                           limit=limit, seed=seed, n_resamples=n_resamples, max_new_tokens=max_new_tokens, cache=cache,
                           progress=progress)
         tables.append(_point_rows(table, design="fractions", point="base" if adapter is None else f"{f:.0%}",

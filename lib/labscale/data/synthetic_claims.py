@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import InvalidParameter, check_range
-from .text import article_for_number, capitalize_first
+from ..errors import check_range
+from .text import article_for_number, capitalize_first, split_sizes
 
 #: bump when the generated text changes for a given seed
 VERSION = "1"
@@ -356,10 +356,6 @@ def generate(seed: int = 0, sizes: Mapping[str, int] | None = None) -> dict[str,
     ``seed`` and sizes always give the same rows.
     """
     check_range("seed", seed, 0, None, integer=True)
-    sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
-    for name, size in sizes.items():
-        if name not in DEFAULT_SIZES:
-            raise InvalidParameter(f"unknown split {name!r} in sizes; valid splits: {', '.join(DEFAULT_SIZES)}")
-        check_range(f"size of split {name!r}", size, 0, 100_000, integer=True)
+    sizes = split_sizes(sizes, DEFAULT_SIZES, 100_000)
     generator = _Generator(seed)
     return {name: generator.split(name, sizes[name]) for name in DEFAULT_SIZES if name in sizes}

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameter, check_choice, check_range
 from ..hashing import sha256_files as file_sha256  # noqa: F401  (the loaders' provenance hash)
@@ -157,7 +157,14 @@ class Task(ABC):
     def shots(self, data: TaskData, k: int) -> list[Shot]:
         """The first ``k`` of the task's fixed shots for ``data`` (the same shots for every item)."""
         check_range("shots", k, 0, self.max_shots, integer=True)
-        return self.fixed_shots(data)[:k]
+        if k == 0:
+            return []
+        shots = self.fixed_shots(data)
+        if len(shots) < k:
+            raise InvalidParameter(f"{k} shots need {k} fixed shots, but task {self.name!r} finds {len(shots)} in "
+                                   f"the train split of this {data.source!r} data ({len(data.splits.get('train') or [])} "
+                                   "items); load a larger train split")
+        return shots[:k]
 
     @abstractmethod
     def fixed_shots(self, data: TaskData) -> list[Shot]:
@@ -183,6 +190,10 @@ class Task(ABC):
     def parse(self, text: str) -> str:
         """Strictly parse a reply into a label (or cleaned text); :data:`INVALID` when it does not comply."""
 
+    def parse_for(self, example: Example, text: str) -> str:
+        """Parse a reply to ``example``; tasks whose parsing needs the item (e.g. its option texts) override this."""
+        return self.parse(text)
+
     @abstractmethod
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:
@@ -191,6 +202,16 @@ class Task(ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "sources": list(self.sources),
                 "metrics": list(self.headline_metrics), "max_new_tokens": self.max_new_tokens}
+
+
+def reject_options(task: str, source: str, options: Mapping[str, Any], allowed: Sequence[str] = ()) -> None:
+    """Refuse options this source does not understand, naming the valid ones (``None`` values are ignored, so
+    callers may pass a common set such as ``revision=None`` to every source)."""
+    unknown = sorted(k for k, v in options.items() if k not in allowed and v is not None)
+    if unknown:
+        valid = ", ".join(map(repr, allowed)) or "none"
+        raise InvalidParameter(f"unknown option(s) {', '.join(map(repr, unknown))} for task {task!r} with source "
+                               f"{source!r}; valid options: {valid}")
 
 
 def require_path(path: str | Path | None, what: str) -> Path:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameter
 from ..prompts import Shot
-from .base import INVALID, Example, Task, TaskData, file_sha256, require_path
+from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
 
 SUPPORTS, REFUTES, NOT_ENOUGH_INFO = "SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"
 LABELS = (SUPPORTS, REFUTES, NOT_ENOUGH_INFO)
@@ -109,7 +109,7 @@ class FactChecking(Task):
         """SYNTHETIC data from :mod:`labscale.data.synthetic_claims` (default 600 / 150 / 150, balanced labels)."""
         from ..data import synthetic_claims
 
-        _no_options(self.name, "offline", options)
+        reject_options(self.name, "offline", options)
         splits = synthetic_claims.generate(seed=seed, sizes=sizes)
         return TaskData(task=self.name, source="offline", origin=f"{synthetic_claims.ORIGIN}, seed={seed}",
                         splits={k: self._offline_examples(v) for k, v in splits.items()}, synthetic=True)
@@ -118,7 +118,7 @@ class FactChecking(Task):
         """The original release, split by claim hash (not the hub split); the shot claims are excluded."""
         from ..data import climate_fever
 
-        _no_options(self.name, "local", options)
+        reject_options(self.name, "local", options)
         release = climate_fever.load_release(require_path(path, "Climate-FEVER"),
                                              exclude_claims=[claim for claim, _, _ in STUDY_SHOTS])
         origin = (f"{release.file} (Climate-FEVER release, tdiggelm/climate-fever-dataset; labscale split by "
@@ -132,7 +132,7 @@ class FactChecking(Task):
         """The study's dataset ``amandakonet/climate_fever_adopted`` (needs network or the datasets cache)."""
         from ..data import climate_fever
 
-        _no_options(self.name, "hub", options)
+        reject_options(self.name, "hub", options)
         splits = climate_fever.load_hub(revision)
         data = TaskData(task=self.name, source="hub", origin=climate_fever.HUB_ID,
                         splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
@@ -191,12 +191,3 @@ class FactChecking(Task):
         gold = [ex.target for ex in examples]
         return multiclass_classification_metrics(gold, list(parsed), labels=LABELS, n_resamples=n_resamples,
                                                  seed=seed)
-
-
-def _no_options(task: str, source: str, options: Mapping[str, Any]) -> None:
-    """Reject options this source does not understand (``None`` values are ignored, so callers may pass a
-    common set such as ``revision=None`` to every source)."""
-    unknown = sorted(k for k, v in options.items() if v is not None)
-    if unknown:
-        raise InvalidParameter(f"unknown option(s) {', '.join(unknown)} for task {task!r} with source "
-                               f"{source!r}")

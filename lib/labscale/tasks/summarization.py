@@ -19,8 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameter
 from ..prompts import Shot
-from .base import INVALID, Example, Task, TaskData, file_sha256, require_path
-from .fact_checking import _no_options
+from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
 
 #: the study's system message, verbatim (including its trailing space)
 SYSTEM_MESSAGE = ("You are a helpful medical assistant! Please help me summarize dialogues between doctors and "
@@ -79,7 +78,7 @@ class Summarization(Task):
         from ..data import synthetic_dialogues
 
         self._take_options(options)
-        _no_options(self.name, "offline", options)
+        reject_options(self.name, "offline", options)
         splits = synthetic_dialogues.generate(seed=seed, sizes=sizes)
         return TaskData(task=self.name, source="offline", origin=f"{synthetic_dialogues.ORIGIN}, seed={seed}",
                         splits={k: self._examples(v) for k, v in splits.items()}, synthetic=True)
@@ -89,7 +88,7 @@ class Summarization(Task):
         from ..data import mts_dialog
 
         self._take_options(options)
-        _no_options(self.name, "local", options)
+        reject_options(self.name, "local", options)
         release = mts_dialog.load_release(require_path(path, "MTS-Dialog"))
         origin = (f"{release.files[0].parent} (MTS-Dialog release, abachaa/MTS-Dialog, CC BY 4.0; "
                   f"test = TestSet-1 + TestSet-2)")
@@ -102,7 +101,7 @@ class Summarization(Task):
         from ..data import mts_dialog
 
         self._take_options(options)
-        _no_options(self.name, "hub", options)
+        reject_options(self.name, "hub", options)
         splits = mts_dialog.load_hub(revision)
         return TaskData(task=self.name, source="hub", origin=mts_dialog.HUB_ID,
                         splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)

@@ -1,0 +1,124 @@
+"""MedQA true/false ("MedQA-TF"), the study's privacy task (§4.2): is the proposed answer to the question correct?
+
+Data sources:
+
+* ``"hub"``: the study's ``lurosenb/medqa`` (or ``dataset_id=...``), reduced to true/false as described in
+  :mod:`labscale.data.medqa`.
+* ``"local"``: the original MedQA US 4-option release file(s); offline only the test file (1,273 questions) is
+  available, split here 60/20/20 by question hash (not the study's split).
+* ``"offline"``: SYNTHETIC patient records with questions about them (:mod:`labscale.data.synthetic_patients`):
+  sensitive in kind (names, birth dates, addresses, social-security numbers), synthetic in fact.
+
+The study's evaluation asked for "one of the options listed in the brackets" and scored SQuAD token F1 on 200
+items (original-code.md §2.5, §6 item 15); here the binary task is scored as a binary task: accuracy and F1 of
+``True``, with unparseable replies counted as wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+from ..prompts import Shot
+from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
+
+TRUE, FALSE = "True", "False"
+LABELS = (TRUE, FALSE)
+
+INSTRUCTION = "Is the proposed answer to the question correct? Respond with True or False only."
+SYSTEM = "You are a careful medical assistant."
+
+_SPECIAL_TOKENS = re.compile(r"</s>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>|<eos>", re.I)
+_ANSWER = re.compile(r"^\W*(true|false)\b(.*)$", re.I | re.S)
+
+
+class MedQATrueFalse(Task):
+    """True/false questions with an optional context record; strict parsing, binary metrics."""
+
+    name = "medqa_tf"
+    title = "MedQA true/false (privacy)"
+    headline_metrics = ("accuracy", "f1")
+    max_new_tokens = 5
+    system_message = SYSTEM
+    instruction = INSTRUCTION
+    shot_style = "chat"
+
+    @staticmethod
+    def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+        return [Example(id=r["id"], fields={"record": r["record"], "question": r["question"], "option": r["option"]},
+                        target=r["label"], meta=dict(r.get("meta") or {})) for r in rows]
+
+    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
+                      **options: Any) -> TaskData:
+        """SYNTHETIC patient records (default 400 / 100 / 100 items, labels balanced)."""
+        from ..data import synthetic_patients
+
+        reject_options(self.name, "offline", options)
+        splits = synthetic_patients.generate(seed=seed, sizes=sizes)
+        return TaskData(task=self.name, source="offline", origin=f"{synthetic_patients.ORIGIN}, seed={seed}",
+                        splits={k: self._examples(v) for k, v in splits.items()}, synthetic=True)
+
+    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        """The MedQA release file(s), reduced to true/false (see :mod:`labscale.data.medqa`)."""
+        from ..data import medqa
+
+        reject_options(self.name, "local", options)
+        splits, malformed, files = medqa.load_release(require_path(path, "MedQA"), seed=seed)
+        origin = (f"{', '.join(str(f) for f in files)} (MedQA US 4-option release, jind11/MedQA; true/false "
+                  f"reduction seed={seed}" + ("; one file split 60/20/20 by question hash, not the study's split)"
+                                              if len(files) == 1 else ")"))
+        return TaskData(task=self.name, source="local", origin=origin,
+                        splits={k: self._examples(v) for k, v in splits.items()}, malformed=malformed,
+                        content_hash=file_sha256(files) + f":tf-seed-{seed}")
+
+    def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, dataset_id: str | None = None,
+                  **options: Any) -> TaskData:
+        """The study's ``lurosenb/medqa`` (needs network or the datasets cache)."""
+        from ..data import medqa
+
+        reject_options(self.name, "hub", options)
+        dataset = dataset_id or medqa.HUB_ID
+        splits = medqa.load_hub(revision, dataset_id=dataset, seed=seed)
+        return TaskData(task=self.name, source="hub", origin=f"{dataset} (true/false reduction seed={seed})",
+                        splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
+
+    def format_input(self, example: Example) -> str:
+        record = example.fields.get("record")
+        context = f"Record: {record}\n" if record else ""
+        return f"{context}Question: {example.fields['question']}\nProposed answer: {example.fields['option']}"
+
+    def fixed_shots(self, data: TaskData) -> list[Shot]:
+        """The first items of the train split alternating True, False, True (the same shots for every item)."""
+        train = data.splits.get("train") or []
+        wanted, shots = [TRUE, FALSE, TRUE], []
+        used: set[str] = set()
+        for label in wanted:
+            example = next((ex for ex in train if ex.target == label and ex.id not in used), None)
+            if example is None:
+                from ..errors import InvalidParameter
+
+                raise InvalidParameter(f"the train split has no unused {label} item for a fixed shot "
+                                       f"(train size {len(train)})")
+            used.add(example.id)
+            shots.append(Shot(self.format_input(example), example.target))
+        return shots
+
+    def parse(self, text: str) -> str:
+        """``True``/``False`` when the reply starts with it (any case, punctuation around it tolerated) and names
+        no other label afterwards; :data:`INVALID` otherwise."""
+        if not isinstance(text, str):
+            return INVALID
+        match = _ANSWER.match(_SPECIAL_TOKENS.sub(" ", text).strip())
+        if not match:
+            return INVALID
+        label = TRUE if match.group(1).lower() == "true" else FALSE
+        other = FALSE if label == TRUE else TRUE
+        return INVALID if re.search(rf"\b{other}\b", match.group(2), re.I) else label
+
+    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
+              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+        """Accuracy, precision, recall and F1 of ``True`` and the invalid rate, with bootstrap intervals."""
+        from ..metrics import binary_classification_metrics
+
+        return binary_classification_metrics([ex.target for ex in examples], list(parsed), positive=TRUE,
+                                             negative=FALSE, n_resamples=n_resamples, seed=seed)
