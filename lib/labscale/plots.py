@@ -292,15 +292,16 @@ def risk_coverage(reports, *, height: float = 3.4):
 def privacy_utility(utility: pd.DataFrame, *, reference: bool = True, height: float = 3.2):
     """Accuracy and F1 by privacy budget (from :func:`labscale.privacy.utility_by_epsilon`): each DP adapter with
     95 % CI bars, the base model as a dotted band, the study's Table 4 models as grey dashed lines."""
-    from .report import EPSILON_ORDER, _epsilon_text, study_table4
+    from .report import _epsilon_text, study_table4
 
     metrics = ("accuracy", "f1")
     fig, axes = plt.subplots(1, 2, figsize=(9.0, height), squeeze=False)
     tuned = utility[utility["adapter"] != "base"].copy()
     tuned["eps"] = tuned["epsilon"].map(_epsilon_text)
-    order = [e for e in EPSILON_ORDER if e in set(tuned["eps"])] + sorted(set(tuned["eps"]) - set(EPSILON_ORDER))
     ref = study_table4() if reference else None
-    study_order = list(EPSILON_ORDER)
+    # one x position per budget, the study's and ours, in increasing order (infinity last)
+    study_order = sorted(set(tuned["eps"]) | (set(ref["epsilon"]) if ref is not None else set()), key=float)
+    order = [e for e in study_order if e in set(tuned["eps"])]
     for ax, metric in zip(axes.flat, metrics):
         if ref is not None:
             for model, grp in ref[ref["metric"] == metric].groupby("model"):
@@ -314,7 +315,7 @@ def privacy_utility(utility: pd.DataFrame, *, reference: bool = True, height: fl
             ax.axhspan(b["ci_low"], b["ci_high"], color="C0", alpha=0.08)
             ax.axhline(b["value"], color="C0", ls=":", lw=1, label=f"{b['model']} no fine-tuning")
         rows = tuned[tuned["metric"] == metric].set_index("eps").reindex(order).dropna(subset=["value"])
-        xs = [study_order.index(e) if e in study_order else len(study_order) for e in rows.index]
+        xs = [study_order.index(e) for e in rows.index]
         ax.errorbar(xs, rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
                     color="C1", marker="o", capsize=3, lw=1.5, label="DP adapters (this book)", zorder=3)
         ax.set_xticks(range(len(study_order)), [("∞" if e == "inf" else e) for e in study_order])

@@ -177,6 +177,41 @@ def bbq_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return _scenario_order(wide[[m for m in order if m in wide.columns]])
 
 
+def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """The same toxicity replies scored two ways: this book's strict parser (a reply must start with yes/no;
+    anything else is wrong) and the study's rule (toxic iff the lower-cased reply contains "yes", else non-toxic,
+    so no reply is ever invalid). Worst-group and mean accuracy with 95 % CIs, and the invalid rate."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from .metrics import bootstrap_ci, worst_group_accuracy
+
+    runs = table[(table["task"] == "toxicity") & (table["metric"] == "accuracy")]
+    rows = []
+    for model, scenario, run in zip(runs["model"], runs["scenario"], runs["run"]):
+        params = json.loads((Path(run) / "params.json").read_text())
+        predictions = [json.loads(line) for line in (Path(run) / "predictions.jsonl").read_text().splitlines()]
+        # a prediction's kind is its cell, "male+female_toxic" for both genders, "unidentified_..." for neither
+        membership = [[p["kind"].rsplit("_", 1)[1] == cell.split("_")[1] and cell.split("_")[0] in
+                       p["kind"].rsplit("_", 1)[0].split("+") for cell in TOXICITY_CELLS] for p in predictions]
+        row = {"model": model, "scenario": scenario,
+               "invalid rate (strict)": format_ci(sum(p["invalid"] for p in predictions) / len(predictions), None,
+                                                  None, digits)}
+        for rule, answers in (("strict", [p["parsed"] for p in predictions]),
+                              ("study's substring rule", ["yes" if "yes" in str(p["reply"]).lower() else "no"
+                                                          for p in predictions])):
+            correct = [a == p["target"] for a, p in zip(answers, predictions)]
+            m = worst_group_accuracy(correct, membership, TOXICITY_CELLS, n_resamples=params["n_resamples"],
+                                     seed=params["seed"])["worst_group_accuracy"]
+            row[f"worst ({rule})"] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
+            low, high = bootstrap_ci(np.mean, correct, n_resamples=params["n_resamples"], seed=params["seed"])
+            row[f"mean ({rule})"] = format_ci(float(np.mean(correct)), low, high, digits)
+        rows.append(row)
+    return _scenario_order(pd.DataFrame(rows).set_index(["model", "scenario"]))
+
+
 # -- hallucination / abstention (QASPER, SQuAD 2.0): the study's Tables 6 and 7 ------------------------------
 STUDY_QA_TABLES = {6: ("table6.csv", "answer_f1"), 7: ("table7.csv", "abstention_rate")}
 
@@ -230,9 +265,6 @@ def qa_metrics_table(table: pd.DataFrame, task: str, metrics: Iterable[str] | No
 
 
 # -- privacy ---------------------------------------------------------------------------------------------------
-EPSILON_ORDER = ("0.5", "1", "5", "20", "inf")
-
-
 def _epsilon_text(value) -> str:
     text = str(value)
     try:
@@ -263,7 +295,8 @@ def beside_table4(utility: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
                       ref[["origin", "model", "epsilon", "metric", "cell"]]])
     wide = both.pivot_table(index=["origin", "model"], columns=["metric", "epsilon"], values="cell",
                             aggfunc="first", sort=False)
-    order = [(m, e) for m in ("accuracy", "f1") for e in ("no fine-tuning",) + EPSILON_ORDER if (m, e) in wide.columns]
+    budgets = sorted({e for _, e in wide.columns if e != "no fine-tuning"}, key=lambda e: float(e))
+    order = [(m, e) for m in ("accuracy", "f1") for e in ["no fine-tuning", *budgets] if (m, e) in wide.columns]
     return wide[order].fillna("–")
 
 
@@ -278,39 +311,3 @@ def audit_summary(audit: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     wide = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first", sort=False)
     models = list(dict.fromkeys(rows["model"]))
     return wide.loc[models, list(dict.fromkeys(rows["column"]))].fillna("–")
-
-
-
-def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """The same toxicity replies scored two ways: this book's strict parser (a reply must start with yes/no;
-    anything else is wrong) and the study's rule (toxic iff the lower-cased reply contains "yes", else non-toxic,
-    so no reply is ever invalid). Worst-group and mean accuracy with 95 % CIs, and the invalid rate."""
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
-    from .metrics import bootstrap_ci, worst_group_accuracy
-
-    runs = table[(table["task"] == "toxicity") & (table["metric"] == "accuracy")]
-    rows = []
-    for model, scenario, run in zip(runs["model"], runs["scenario"], runs["run"]):
-        params = json.loads((Path(run) / "params.json").read_text())
-        predictions = [json.loads(line) for line in (Path(run) / "predictions.jsonl").read_text().splitlines()]
-        # a prediction's kind is its cell, "male+female_toxic" for both genders, "unidentified_..." for neither
-        membership = [[p["kind"].rsplit("_", 1)[1] == cell.split("_")[1] and cell.split("_")[0] in
-                       p["kind"].rsplit("_", 1)[0].split("+") for cell in TOXICITY_CELLS] for p in predictions]
-        row = {"model": model, "scenario": scenario,
-               "invalid rate (strict)": format_ci(sum(p["invalid"] for p in predictions) / len(predictions), None,
-                                                  None, digits)}
-        for rule, answers in (("strict", [p["parsed"] for p in predictions]),
-                              ("study's substring rule", ["yes" if "yes" in str(p["reply"]).lower() else "no"
-                                                          for p in predictions])):
-            correct = [a == p["target"] for a, p in zip(answers, predictions)]
-            m = worst_group_accuracy(correct, membership, TOXICITY_CELLS, n_resamples=params["n_resamples"],
-                                     seed=params["seed"])["worst_group_accuracy"]
-            row[f"worst ({rule})"] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
-            low, high = bootstrap_ci(np.mean, correct, n_resamples=params["n_resamples"], seed=params["seed"])
-            row[f"mean ({rule})"] = format_ci(float(np.mean(correct)), low, high, digits)
-        rows.append(row)
-    return _scenario_order(pd.DataFrame(rows).set_index(["model", "scenario"]))
