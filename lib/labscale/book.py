@@ -21,7 +21,7 @@ from .config import PROJECT_ROOT, set_offline
 #: chapter name -> notebook source under notebooks/
 CHAPTERS = {"domain_adaptation": "notebooks/domain_adaptation.md", "cost": "notebooks/cost.md",
             "bias": "notebooks/bias.md", "privacy": "notebooks/privacy.md",
-            "hallucination": "notebooks/hallucination.md"}
+            "hallucination": "notebooks/hallucination.md", "generality": "notebooks/generality.md"}
 
 
 def execute_chapter(name: str, *, root: Path = PROJECT_ROOT, parameters: dict | None = None,

@@ -366,3 +366,58 @@ def leakage(audit: pd.DataFrame, *, height: float = 3.2):
     right.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+
+def transfer_heatmap(deltas: pd.DataFrame, *, reference: bool = True, height: float = 2.8):
+    """Adapter-minus-base deltas as a heatmap (rows: adapter -> target task, columns: shots), each cell annotated
+    with its 95% CI; beside it the study's Fig. 3 deltas (Wolfe et al. 2024) when ``reference``."""
+    from .report import study_fig3_deltas
+
+    def grid(frame):
+        frame = frame.assign(row=[f"{a.removesuffix(' adapter')} → {t}\n({m})" for a, t, m in
+                                  zip(frame["adapter"], frame["task"], frame["metric"])])
+        return frame.pivot_table(index="row", columns="shots", values="delta", aggfunc="first")
+
+    ours = grid(deltas)
+    ci = deltas.assign(text=[f"{d:+.2f}\n[{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in
+                             zip(deltas["delta"], deltas["ci_low"], deltas["ci_high"])])
+    labels = grid(ci.assign(delta=ci["text"])) if not deltas.empty else ours
+    panels = [("this book (95% CI)", ours, labels)]
+    if reference:
+        study = study_fig3_deltas()
+        st = grid(study)
+        panels.append(("Wolfe et al. 2024, Fig. 3 (Llama-2-7B)", st, st.map(lambda v: f"{v:+.2f}")))
+    width = 4.6 * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, max(height, 0.55 * max(len(p[1]) for p in panels) + 1)),
+                             squeeze=False)
+    limit = max(0.1, max(float(np.nanmax(np.abs(p[1].to_numpy(float)))) if p[1].size else 0 for p in panels))
+    for ax, (title, values, text) in zip(axes[0], panels):
+        sns.heatmap(values.astype(float), annot=text.reindex_like(values).to_numpy(), fmt="", cmap="RdBu",
+                    vmin=-limit, vmax=limit, center=0, cbar=False, ax=ax, annot_kws={"fontsize": 7})
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("shots")
+        ax.set_ylabel("")
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def lm_eval_bars(table: pd.DataFrame, *, height: float = 2.8):
+    """lm-eval accuracy per model/adapter with 95% intervals (±1.96 lm-eval stderr), one panel per task."""
+    rows = table[table["metric"].isin(["acc", "exact_match", "acc_norm"])]
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(3.6 * max(len(tasks), 1), height), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = rows[rows["task"] == task]
+        xs = np.arange(len(part))
+        err = [(part["value"] - part["ci_low"]).clip(lower=0).fillna(0), (part["ci_high"] - part["value"]).fillna(0)]
+        ax.errorbar(xs, part["value"], yerr=err, fmt="o", capsize=3)
+        ax.axhline(0.25, color="0.5", ls=":", lw=1, label="chance (4 options)")
+        ax.set_xticks(xs, [f"{lbl}\n{m}" for lbl, m in zip(part["label"], part["metric"])], fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

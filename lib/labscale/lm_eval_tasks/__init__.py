@@ -1,0 +1,1 @@
+"""lm-evaluation-harness task configs shipped with labscale (registered via ``TaskManager(include_path=...)``)."""

