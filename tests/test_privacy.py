@@ -175,3 +175,9 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     assert len(exposure) == 3 * 2 and exposure["value"].between(0, math.log2(10**4) + 1e-9).all()
     record = json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())
     assert record["data"]["members"] == 12 and record["data"]["non_members"] == 12
+    # an identical audit is read back from its records (no model is scored again), with the same numbers
+    again = leakage_audit("smollm2-135m", {k: r.adapter_dir for k, r in results.items()},
+                          output_dir=tmp_path / "audit", n_candidates=20, n_resamples=100, progress=False)
+    assert again["value"].tolist() == table["value"].tolist()
+    assert json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())["written_at"] == \
+        record["written_at"]

@@ -440,6 +440,18 @@ def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int) -> tuple
     return float(nll[0]), nll[1:]
 
 
+def _audit_key(identity: dict[str, Any], data: AuditData, **settings: Any) -> str:
+    """What an audit's numbers depend on: the model (with its adapter's content hash), the audited rows and canaries,
+    the settings, the library's code and the package versions."""
+    import hashlib
+
+    from .runner import code_fingerprint
+
+    payload = [identity, data.request["train_ids_sha256"], data.request["data_sha256"], data.request["canaries"],
+               [r["id"] for r in data.non_members], settings, code_fingerprint(), records.package_versions()]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output_dir: str | Path = "runs/privacy_audit",
                   min_k: float = 0.2, fpr: float = 0.01, n_candidates: int = 99, seed: int = 0,
                   n_resamples: int = 1000, progress: bool = True) -> pd.DataFrame:
@@ -463,6 +475,17 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
         started = time.perf_counter()
         spec = base_model if folder is None else f"{base_model}{'&' if '?' in base_model else '?'}adapter={folder}"
         backend = load_backend(spec)
+        run_dir = Path(output_dir) / label.replace("=", "-")
+        key = _audit_key(backend.identity(), data, min_k=min_k, fpr=fpr, n_candidates=n_candidates, seed=seed,
+                         n_resamples=n_resamples)
+        manifest_path = run_dir / "manifest.json"
+        if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("audit_key") == key:
+            # an identical, complete audit (same model and adapter, rows, canaries, settings, code): reuse it
+            if folder is None:  # the base model's losses are every adapter's reference
+                predictions = records.read_run(run_dir)["predictions"]
+                reference = predictions.loc[predictions["member"].notna(), "nll"].tolist()
+            tables.append(audit_table(run_dir))
+            continue
         scores = _membership_scores(backend, rows, reference, min_k, progress=False)
         if folder is None:
             reference = [s["nll"] for s in scores]  # the base model is the reference of every adapter
@@ -487,15 +510,14 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
                   "source": data.request["source"], "shots": 0, "scenario": "audit", "adapter": str(folder) if folder
                   else None, "min_k": min_k, "fpr": fpr, "n_candidates": n_candidates, "seed": seed,
                   "n_resamples": n_resamples}
-        manifest = {"model": {"spec": spec, **backend.identity()}, "data": {
+        manifest = {"audit_key": key, "model": {"spec": spec, **backend.identity()}, "data": {
                         "members": len(data.members), "non_members": len(data.non_members),
                         "non_member_source": "validation split, built exactly as the training rows",
                         "train_ids_sha256": data.request["train_ids_sha256"], "data_sha256": data.request["data_sha256"]},
                     "canaries": [c.__dict__ for c in data.canaries], "versions": records.package_versions(),
                     "git_commit": records.git_commit(), "hardware": records.hardware(),
                     "wall_seconds": round(time.perf_counter() - started, 3)}
-        run_dir = records.write_run(Path(output_dir) / label.replace("=", "-"), params=params,
-                                    predictions=predictions, metrics=metrics, manifest=manifest)
+        records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
         tables.append(audit_table(run_dir))
     return pd.concat(tables, ignore_index=True)
 
