@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from .backends import parse_model_spec
 from .config import PROJECT_ROOT
 from .errors import InvalidParameter, check_range
 from .metrics import bootstrap_ci
-from .runner import ExperimentPlan, code_fingerprint, plan_experiment, run_one
+from .runner import ExperimentPlan, is_current, plan_experiment, run_key, run_one
 from .tasks import ALL_TASK_NAMES, INVALID
 
 #: label of the base model in transfer tables
@@ -302,11 +300,9 @@ def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, 
                   "adapter": str(adapter) if adapter else None, "lm_eval_model": kind, "limit": limit,
                   "num_fewshot": num_fewshot, "seed": seed, "batch_size": batch_size,
                   "apply_chat_template": apply_chat_template, "lm_eval_version": version}
-        key = hashlib.sha256(json.dumps([params, identity, code_fingerprint(), records.package_versions()],
-                                        sort_keys=True, default=str).encode()).hexdigest()
+        key = run_key(params, identity)
         run_dir = out / slug / name
-        manifest_path = run_dir / "manifest.json"
-        if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
+        if reuse and is_current(run_dir, key):
             run_dirs.append(run_dir)
             continue
         start = time.perf_counter()

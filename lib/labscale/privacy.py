@@ -443,13 +443,10 @@ def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int) -> tuple
 def _audit_key(identity: dict[str, Any], data: AuditData, **settings: Any) -> str:
     """What an audit's numbers depend on: the model (with its adapter's content hash), the audited rows and canaries,
     the settings, the library's code and the package versions."""
-    import hashlib
+    from .runner import run_key
 
-    from .runner import code_fingerprint
-
-    payload = [identity, data.request["train_ids_sha256"], data.request["data_sha256"], data.request["canaries"],
-               [r["id"] for r in data.non_members], settings, code_fingerprint(), records.package_versions()]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return run_key(identity, data.request["train_ids_sha256"], data.request["data_sha256"], data.request["canaries"],
+                   [r["id"] for r in data.non_members], settings)
 
 
 def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output_dir: str | Path = "runs/privacy_audit",
@@ -460,6 +457,7 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
     record per model to ``output_dir/<label>`` and returns the tidy table (model, audit, metric, value, CI...)."""
     from .backends import load_backend
     from .finetune import check_adapter
+    from .runner import is_current
 
     check_range("min_k", min_k, 0.01, 1.0)
     check_range("n_candidates", n_candidates, 10, 100_000, integer=True)
@@ -478,8 +476,7 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
         run_dir = Path(output_dir) / label.replace("=", "-")
         key = _audit_key(backend.identity(), data, min_k=min_k, fpr=fpr, n_candidates=n_candidates, seed=seed,
                          n_resamples=n_resamples)
-        manifest_path = run_dir / "manifest.json"
-        if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("audit_key") == key:
+        if is_current(run_dir, key):
             # an identical, complete audit (same model and adapter, rows, canaries, settings, code): reuse it
             if folder is None:  # the base model's losses are every adapter's reference
                 predictions = records.read_run(run_dir)["predictions"]
@@ -510,7 +507,7 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
                   "source": data.request["source"], "shots": 0, "scenario": "audit", "adapter": str(folder) if folder
                   else None, "min_k": min_k, "fpr": fpr, "n_candidates": n_candidates, "seed": seed,
                   "n_resamples": n_resamples}
-        manifest = {"audit_key": key, "model": {"spec": spec, **backend.identity()}, "data": {
+        manifest = {"run_key": key, "model": {"spec": spec, **backend.identity()}, "data": {
                         "members": len(data.members), "non_members": len(data.non_members),
                         "non_member_source": "validation split, built exactly as the training rows",
                         "train_ids_sha256": data.request["train_ids_sha256"], "data_sha256": data.request["data_sha256"]},

@@ -204,11 +204,17 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _run_key(params: dict[str, Any], identity: dict[str, Any], item_ids: list[str],
-             conversations: list) -> str:
-    payload = json.dumps([params, identity, item_ids, conversations, code_fingerprint(),
-                          records.package_versions()], sort_keys=True, default=str)
+def run_key(*parts: Any) -> str:
+    """SHA-256 of what a record's numbers depend on: ``parts`` (parameters, model identity, items, prompts...) plus
+    the library's code and the package versions. Every reusable record stores it as ``run_key``."""
+    payload = json.dumps([*parts, code_fingerprint(), records.package_versions()], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def is_current(run_dir: Path, key: str) -> bool:
+    """Whether ``run_dir`` holds a complete record (its manifest is written last) made under ``key``."""
+    manifest = Path(run_dir) / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text()).get("run_key") == key
 
 
 def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tuned: bool = False,
@@ -227,10 +233,9 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tune
     shots = task.shots(tp.data, k)
     conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
     item_ids = [ex.id for ex in tp.items]
-    key = _run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids, conversations)
+    key = run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids, conversations)
     run_dir = plan.output_dir / spec.slug / task.name / ("finetuned" if tuned else f"{k}shot")
-    manifest_path = run_dir / "manifest.json"
-    if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
+    if reuse and is_current(run_dir, key):
         return run_dir  # an identical, complete record (same prompts, data, model, code, versions) exists
 
     backend.reset_stats()

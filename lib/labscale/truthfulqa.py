@@ -199,7 +199,7 @@ def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = N
     """Score ``questions`` (a seeded sample of ``limit``) by log-likelihood and write a run record with MC1, MC2
     (bootstrap 95% CIs) and per-question choice log-probabilities; returns the run folder."""
     from .backends import parse_model_spec
-    from .runner import code_fingerprint
+    from .runner import is_current, run_key
     from .tasks.base import sample_examples
 
     if isinstance(model, str):
@@ -219,11 +219,9 @@ def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = N
               "scenario": "0-shot", "limit": limit, "seed": seed, "primer": primer, "n_resamples": n_resamples,
               "prompt": mc_prompt("<question>", primer=primer), "scoring": "sum of token log-probs of ' ' + choice"}
     data_hash = questions_sha256(items)
-    key = hashlib.sha256(json.dumps([params, backend.identity(), data_hash, code_fingerprint(),
-                                     records.package_versions()], sort_keys=True, default=str).encode()).hexdigest()
+    key = run_key(params, backend.identity(), data_hash)
     run_dir = Path(output_dir) / slug / TASK_NAME / "0shot"
-    manifest_path = run_dir / "manifest.json"
-    if reuse and manifest_path.is_file() and json.loads(manifest_path.read_text()).get("run_key") == key:
+    if reuse and is_current(run_dir, key):
         return run_dir
 
     from .metrics import _mean, _scored, truthfulqa_mc_scores

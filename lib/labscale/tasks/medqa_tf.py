@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
+from ..errors import InvalidParameter
 from ..prompts import Shot
 from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
 
@@ -95,8 +96,6 @@ class MedQATrueFalse(Task):
         for label in wanted:
             example = next((ex for ex in train if ex.target == label and ex.id not in used), None)
             if example is None:
-                from ..errors import InvalidParameter
-
                 raise InvalidParameter(f"the train split has no unused {label} item for a fixed shot "
                                        f"(train size {len(train)})")
             used.add(example.id)
