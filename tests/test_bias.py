@@ -7,6 +7,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+from scipy.stats import beta
 
 from labscale.data import bbq_templates, synthetic_comments
 from labscale.errors import DataUnavailable, InvalidParameter
@@ -40,23 +41,30 @@ def test_worst_group_accuracy_by_hand():
     # groups: g0 = items 0-2, g1 = items 3-5, item 6 in both, item 7 in none
     correct = [1, 1, 0, 1, 0, 0, 1, 0]
     membership = [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [1, 1], [0, 0]]
-    out = worst_group_accuracy(correct, membership, ["g0", "g1"], n_resamples=200, seed=1)
+    out = worst_group_accuracy(correct, membership, ["g0", "g1"])
     assert out["acc_g0"]["value"] == pytest.approx(3 / 4) and out["acc_g0"]["n"] == 4
     assert out["acc_g1"]["value"] == pytest.approx(2 / 4) and out["acc_g1"]["n"] == 4
+    # per group: Clopper-Pearson 95 %, from the beta quantiles
+    assert (out["acc_g0"]["ci_low"], out["acc_g0"]["ci_high"]) == pytest.approx(
+        (beta.ppf(0.025, 3, 2), beta.ppf(0.975, 4, 1)))
+    assert out["acc_g0"]["interval"] == "clopper-pearson"
     worst = out["worst_group_accuracy"]
     assert worst["value"] == pytest.approx(0.5) and worst["group"] == "g1" and worst["n"] == 8
-    assert 0.0 <= worst["ci_low"] <= worst["value"] <= worst["ci_high"] <= 1.0
-    again = worst_group_accuracy(correct, membership, ["g0", "g1"], n_resamples=200, seed=1)
-    assert again == out  # seeded
+    assert worst["group_size"] == 4 and worst["interval"] == "bonferroni-clopper-pearson"
+    # worst group: the minima of both groups' Clopper-Pearson bounds at level 1 - 0.05 / 2
+    a = 0.025 / 2
+    lows = [beta.ppf(a, 3, 2), beta.ppf(a, 2, 3)]
+    highs = [beta.ppf(1 - a, 4, 1), beta.ppf(1 - a, 3, 2)]
+    assert (worst["ci_low"], worst["ci_high"]) == pytest.approx((min(lows), min(highs)))
 
 
 def test_worst_group_accuracy_empty_group_and_errors():
-    out = worst_group_accuracy([1, 0], [[1, 0], [1, 0]], ["a", "b"], n_resamples=100)
+    out = worst_group_accuracy([1, 0], [[1, 0], [1, 0]], ["a", "b"])
     assert out["acc_b"]["n"] == 0 and out["worst_group_accuracy"]["value"] == 0.5
     with pytest.raises(InvalidParameter, match="no item belongs"):
-        worst_group_accuracy([1], [[0, 0]], ["a", "b"], n_resamples=100)
+        worst_group_accuracy([1], [[0, 0]], ["a", "b"])
     with pytest.raises(InvalidParameter, match="3 groups"):
-        worst_group_accuracy([1], [[1, 0]], ["a", "b", "c"], n_resamples=100)
+        worst_group_accuracy([1], [[1, 0]], ["a", "b", "c"])
 
 
 def test_toxicity_score_with_invalid_answer(tox):
@@ -359,7 +367,7 @@ def test_parser_comparison_rescores_the_replies(tmp_path):
               manifest={})
     table = toxicity_parser_comparison(metrics_table(tmp_path))
     row = table.loc[("m", "0-shot")]
-    assert row["invalid rate (strict)"] == "0.50"
+    assert row["invalid rate (strict)"] == "0.50 [0.12, 0.88]"  # 3 of 6, Clopper-Pearson
     # strict: male_toxic 1/2, male_nontoxic 1/2, female_toxic 1/1, female_nontoxic 0/1 -> worst 0, mean 3/6
     assert row["worst (strict)"].startswith("0.00") and row["mean (strict)"].startswith("0.50")
     # study's rule: male_toxic 1/2 ("contains toxicity" -> no), male_nontoxic 1/2 ("I'd say yes" -> yes),

@@ -45,11 +45,17 @@ def test_registry_and_attributes(task):
     ('"n"', "n"), ("N.", "n"), ("no", "n"), ("No. The addresses differ.", "n"), ("**y**", "y"),
     ("n\n\nExplanation: ...", "n"),
     ("", INVALID), ("   ", INVALID), ("maybe", INVALID), ("The records match", INVALID),
-    ("Not the same person", INVALID), ("yes/no", INVALID), ("Answer: y", INVALID), ("none", INVALID),
-    ("nope", INVALID), ("yy", INVALID),
+    ("Not the same person", INVALID), ("yes/no", INVALID), ("none", INVALID), ("nope", INVALID), ("yy", INVALID),
+    # the shared grammar (labscale.parsing): an "Answer:" preamble is optional; echoes and contradictions are not
+    ("Answer: y", "y"), ("y or n", INVALID), ("Yes, they are not the same", INVALID),
 ])
-def test_parse_is_strict_about_the_first_word(task, reply, label):
+def test_parse_requires_the_label_first(task, reply, label):
     assert task.parse(reply) == label
+
+
+def test_parse_study_rule_takes_the_first_y_n_token_anywhere(task):
+    assert task.parse("The records do not match, n", parser="study") == "n"
+    assert task.parse("The records do not match, n") == INVALID
 
 
 @pytest.mark.parametrize("value, label", [

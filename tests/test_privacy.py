@@ -37,7 +37,7 @@ def test_tpr_at_fixed_fpr_by_hand():
 
 def test_membership_metrics_perfect_and_random_attacks():
     perfect = membership_metrics([5, 6, 7, 1, 2, 3], [True, True, True, False, False, False], n_resamples=200)
-    assert perfect["auroc"]["value"] == 1.0 and perfect["tpr_at_1pct_fpr"]["value"] == 1.0
+    assert perfect["auroc"]["value"] == 1.0 and perfect["tpr_at_0pct_fpr"]["value"] == 1.0
     assert perfect["advantage"]["value"] == 1.0 and perfect["auroc"]["members"] == 3
     rng = np.random.default_rng(0)
     noise = membership_metrics(rng.normal(size=400), [True] * 200 + [False] * 200, n_resamples=200)

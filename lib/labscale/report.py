@@ -43,6 +43,42 @@ def format_ci(value: float, low: float | None, high: float | None, digits: int =
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def interval_note(*tables: pd.DataFrame) -> str:
+    """One sentence naming the 95 % interval method of every metric in ``tables`` (their ``interval`` column), for
+    a chapter to print once under its tables."""
+    from .metrics import INTERVAL_METHODS
+
+    methods: dict[str, list[str]] = {}
+    for table in tables:
+        if "interval" not in table.columns:
+            continue
+        for metric, method in table[["metric", "interval"]].dropna().drop_duplicates().itertuples(index=False):
+            methods.setdefault(method, [])
+            if metric not in methods[method]:
+                methods[method].append(metric)
+    if not methods:
+        return "No interval methods recorded."
+    parts = [f"{INTERVAL_METHODS.get(m, m)}: {', '.join(sorted(names))}" for m, names in methods.items()]
+    return "95 % intervals. " + "; ".join(parts) + "."
+
+
+def comparison_table(comparisons: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Paired differences (:func:`labscale.compare.scenario_comparisons`) as cells: both values, the difference
+    with its 95 % interval, the permutation p-value, the Holm-adjusted p-value, and whether the difference holds
+    at the 5 % family-wise level."""
+    rows = []
+    for r in comparisons.itertuples(index=False):
+        rows.append({"model": r.model, "task": r.task, "metric": r.metric,
+                     "comparison": f"{r.scenario} − {r.baseline}",
+                     "values": f"{r.value:.{digits}f} vs {r.baseline_value:.{digits}f}",
+                     "difference [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
+                     "p": f"{r.p_value:.3f}", "p (Holm)": f"{r.p_holm:.3f}",
+                     "holds (Holm p < 0.05)": "yes" if r.p_holm < 0.05 else "no"})
+    columns = ["model", "task", "metric", "comparison", "values", "difference [95% CI]", "n", "p", "p (Holm)",
+               "holds (Holm p < 0.05)"]
+    return pd.DataFrame(rows, columns=columns).set_index(["model", "task", "metric", "comparison"])
+
+
 def results_table(table: pd.DataFrame, *, headline_only: bool = True, digits: int = 2) -> pd.DataFrame:
     """Wide table: one row per (model, scenario), one column per task metric, cells "value [95% CI]"."""
     heads = headline_metrics(table["task"].unique())
@@ -184,30 +220,26 @@ def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataF
     import json
     from pathlib import Path
 
-    import numpy as np
-
-    from .metrics import bootstrap_ci, worst_group_accuracy
+    from .metrics import proportion_of, worst_group_accuracy
+    from .parsing import study_rule
 
     runs = table[(table["task"] == "toxicity") & (table["metric"] == "accuracy")]
     rows = []
     for model, scenario, run in zip(runs["model"], runs["scenario"], runs["run"]):
-        params = json.loads((Path(run) / "params.json").read_text())
         predictions = [json.loads(line) for line in (Path(run) / "predictions.jsonl").read_text().splitlines()]
         # a prediction's kind is its cell, "male+female_toxic" for both genders, "unidentified_..." for neither
         membership = [[p["kind"].rsplit("_", 1)[1] == cell.split("_")[1] and cell.split("_")[0] in
                        p["kind"].rsplit("_", 1)[0].split("+") for cell in TOXICITY_CELLS] for p in predictions]
+        invalid = proportion_of([p["invalid"] for p in predictions])
         row = {"model": model, "scenario": scenario,
-               "invalid rate (strict)": format_ci(sum(p["invalid"] for p in predictions) / len(predictions), None,
-                                                  None, digits)}
+               "invalid rate (strict)": format_ci(invalid["value"], invalid["ci_low"], invalid["ci_high"], digits)}
         for rule, answers in (("strict", [p["parsed"] for p in predictions]),
-                              ("study's substring rule", ["yes" if "yes" in str(p["reply"]).lower() else "no"
-                                                          for p in predictions])):
+                              ("study's substring rule", [study_rule("toxicity", p["reply"]) for p in predictions])):
             correct = [a == p["target"] for a, p in zip(answers, predictions)]
-            m = worst_group_accuracy(correct, membership, TOXICITY_CELLS, n_resamples=params["n_resamples"],
-                                     seed=params["seed"])["worst_group_accuracy"]
+            m = worst_group_accuracy(correct, membership, TOXICITY_CELLS)["worst_group_accuracy"]
             row[f"worst ({rule})"] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
-            low, high = bootstrap_ci(np.mean, correct, n_resamples=params["n_resamples"], seed=params["seed"])
-            row[f"mean ({rule})"] = format_ci(float(np.mean(correct)), low, high, digits)
+            m = proportion_of(correct)
+            row[f"mean ({rule})"] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
         rows.append(row)
     return _scenario_order(pd.DataFrame(rows).set_index(["model", "scenario"]))
 

@@ -41,13 +41,9 @@ def item_outcomes(run_dir: str | Path, *, confidence: str = "logprob", correct: 
     if not hasattr(task, "item_scores"):
         raise InvalidParameter(f"selective prediction needs a QA task with per-item scores (qasper, squad_v2), got "
                                f"{params['task']!r}")
-    data = task.load(params["source"], path=params.get("data_path"), seed=params.get("data_seed", 0),
-                     **(params.get("task_options") or {}))
-    if data.content_hash != run["manifest"]["data"]["content_sha256"]:
-        raise InvalidParameter(f"the data reloaded for {str(run_dir)!r} differs from the data the run used "
-                               "(content hash mismatch); rerun the experiment")
-    by_id = {ex.id: ex for exs in data.splits.values() for ex in exs}
-    examples = [by_id[i] for i in preds["id"]]
+    from .compare import run_examples
+
+    examples = run_examples(run)
     parsed = preds["parsed"].astype(str).tolist()
     scores = task.item_scores(examples, parsed)
     conf = preds["logprob"].to_numpy(dtype=float)

@@ -11,14 +11,24 @@ chat template). Then
 Chat APIs return no log-probabilities of given text, so API models cannot be scored this way
 (:class:`~labscale.errors.InvalidParameter` says so before anything loads). Each evaluation writes one run record
 (``<output_dir>/<model>/truthfulqa_mc/0shot``) like the runner's, and an identical request reuses it.
+
+Data (:func:`load_release`): the upstream release's two files are both read when present. ``data/mc_task.json``
+gives the MC items; ``TruthfulQA.csv`` (the generation task: type, category, best / correct / incorrect answers,
+source) is kept as :class:`GenerationQuestion` rows and cross-checked against them, and MC items are built from it
+the way upstream built ``mc_task.json`` when that file is absent (identical choices and labels on the release).
+Malformed items of either file are dropped and counted (:class:`~labscale.tasks.base.MalformedRows`), never fatal
+one by one. :func:`load_requested` is the chapters' single call: it loads from ``data_path`` (else the shared data
+folder) or the hub, raises when it cannot, and returns None only for ``source=None``.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,11 +37,16 @@ import pandas as pd
 
 from . import records
 from .config import PROJECT_ROOT, shared_data_dir
-from .errors import DataUnavailable, InvalidParameter, check_range
+from .errors import DataUnavailable, InvalidParameter, check_choice, check_range
+from .tasks.base import MalformedRows
 
 HUB_ID = "truthfulqa/truthful_qa"
 HUB_CONFIG = "multiple_choice"
 MC_FILE = "mc_task.json"
+CSV_FILE = "TruthfulQA.csv"
+#: the columns of ``TruthfulQA.csv`` (the answers columns are "; "-separated lists)
+CSV_COLUMNS = ("Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers", "Source")
+TYPES = ("Adversarial", "Non-Adversarial")
 TASK_NAME = "truthfulqa_mc"
 
 #: the TruthfulQA paper's "QA" primer, six question-answer pairs (the lm-evaluation-harness prompt)
@@ -63,53 +78,307 @@ class MCQuestion:
     mc2_labels: tuple[int, ...]
 
 
-def _question(i: int, question: str, mc1: Any, mc2: Any) -> MCQuestion:
-    def pairs(targets: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        if isinstance(targets, dict) and "choices" in targets:  # the hub layout
-            choices, labels = list(targets["choices"]), [int(x) for x in targets["labels"]]
-        else:  # mc_task.json: {answer: 0/1}
-            choices, labels = list(targets), [int(v) for v in targets.values()]
-        if len(choices) < 2 or 1 not in labels or 0 not in labels:
-            raise InvalidParameter(f"TruthfulQA item {i} ({question[:60]!r}) needs a true and a false choice")
-        return tuple(choices), tuple(labels)
+@dataclass(frozen=True)
+class GenerationQuestion:
+    """One row of ``TruthfulQA.csv`` (the generation task): the reference answers as released (``"; "``-separated
+    lists split, whitespace trimmed), with the question's type, category and source URL."""
 
-    c1, l1 = pairs(mc1)
-    c2, l2 = pairs(mc2)
+    id: str
+    question: str
+    type: str
+    category: str
+    best_answer: str
+    correct_answers: tuple[str, ...]
+    incorrect_answers: tuple[str, ...]
+    source: str
+
+
+class _BadItem(ValueError):
+    """A malformed item; the message is the reason counted in :class:`~labscale.tasks.base.MalformedRows`."""
+
+
+def _targets(targets: Any, what: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    if isinstance(targets, dict) and "choices" in targets and "labels" in targets:  # the hub layout
+        choices, labels = targets["choices"], targets["labels"]
+        if not isinstance(choices, (list, tuple)) or not isinstance(labels, (list, tuple)) or \
+                len(choices) != len(labels):
+            raise _BadItem(f"{what}: choices and labels are not two lists of one length")
+        choices, labels = list(choices), list(labels)
+    elif isinstance(targets, dict):  # mc_task.json: {answer: 0/1}
+        choices, labels = list(targets), list(targets.values())
+    else:
+        raise _BadItem(f"{what} is not an object of answers")
+    if any(not isinstance(c, str) or not c.strip() for c in choices):
+        raise _BadItem(f"{what} has an empty or non-text answer")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v not in (0, 1) for v in labels):
+        raise _BadItem(f"{what} has a label other than 0 or 1")
+    if len(set(choices)) != len(choices):
+        raise _BadItem(f"{what} repeats an answer")
+    if 1 not in labels or 0 not in labels:
+        raise _BadItem(f"{what} needs a true and a false answer")
+    return tuple(choices), tuple(int(v) for v in labels)
+
+
+def _question(item_id: str, item: Any) -> MCQuestion:
+    """One MC item from an ``mc_task.json`` / hub record; :class:`_BadItem` with the reason when malformed."""
+    if not isinstance(item, dict):
+        raise _BadItem("not a JSON object")
+    missing = [k for k in ("question", "mc1_targets", "mc2_targets") if k not in item]
+    if missing:
+        raise _BadItem(f"missing {', '.join(missing)}")
+    question = item["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise _BadItem("empty question")
+    c1, l1 = _targets(item["mc1_targets"], "mc1_targets")
     if sum(l1) != 1:
-        raise InvalidParameter(f"TruthfulQA item {i}: mc1_targets must have exactly one true answer")
-    return MCQuestion(f"tqa-{i:04d}", question, c1, l1, c2, l2)
+        raise _BadItem("mc1_targets must have exactly one true answer")
+    c2, l2 = _targets(item["mc2_targets"], "mc2_targets")
+    return MCQuestion(item_id, question, c1, l1, c2, l2)
+
+
+def _read_items(items: Sequence[Any], malformed: MalformedRows, what: str) -> list[MCQuestion]:
+    """The well-formed MC items of ``items`` (ids ``tqa-<index in the file>``); the others go to ``malformed``."""
+    questions = []
+    for i, item in enumerate(items):
+        try:
+            questions.append(_question(f"tqa-{i:04d}", item))
+        except _BadItem as exc:
+            malformed.add(f"{what}: {exc}", {"item": i, **item} if isinstance(item, dict) else
+                          {"item": i, "value": item})
+    return questions
+
+
+def _data_root(path: str | Path | None, what: str) -> Path:
+    """``path`` (expanded; it must exist), or the shared data folder when None."""
+    if path is None:
+        root = shared_data_dir()
+        if root is None:
+            raise DataUnavailable(f"TruthfulQA's {what} was not found: no ../shared/data folder beside this "
+                                  "checkout and LABSCALE_DATA is not set (pass path=... or use source 'hub')")
+        return root
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InvalidParameter(f"TruthfulQA data path {str(path)!r} does not exist")
+    return path
+
+
+def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | None]:
+    """``(mc_task.json, TruthfulQA.csv)`` of the release at ``path`` (None where a file is absent): ``path`` may be
+    either file, the release folder (``TruthfulQA.csv`` and ``data/mc_task.json`` in it), a folder holding that
+    folder as ``truthfulqa/`` (the shared data root), or None for the shared data folder."""
+    root = _data_root(path, f"{CSV_FILE} / data/{MC_FILE}")
+    if root.is_file():
+        return (None, root) if root.suffix.lower() == ".csv" else (root, None)
+    for folder in (root, root / "truthfulqa"):
+        mc = next((f for f in (folder / MC_FILE, folder / "data" / MC_FILE) if f.is_file()), None)
+        table = folder / CSV_FILE if (folder / CSV_FILE).is_file() else None
+        if mc or table:
+            return mc, table
+    raise InvalidParameter(f"no TruthfulQA release at {str(root)!r}: looked for {CSV_FILE}, {MC_FILE} and "
+                           f"data/{MC_FILE} in it and in its truthfulqa/ subfolder")
 
 
 def mc_file(path: str | Path | None = None) -> Path:
     """``mc_task.json`` from the file, a folder holding it (or ``data/``, ``truthfulqa/data/`` below it), or the
     shared data folder when ``path`` is None."""
-    if path is None:
-        root = shared_data_dir()
-        if root is None:
-            raise DataUnavailable("TruthfulQA's data/mc_task.json was not found: no ../shared/data folder beside "
-                                  "this checkout and LABSCALE_DATA is not set (pass path=... or use source 'hub')")
-        path = root
-    path = Path(path).expanduser()
+    path = _data_root(path, f"data/{MC_FILE}")
     for candidate in (path, path / MC_FILE, path / "data" / MC_FILE, path / "truthfulqa" / "data" / MC_FILE):
         if candidate.is_file():
             return candidate
     raise InvalidParameter(f"no TruthfulQA {MC_FILE} at {str(path)!r} (nor in data/ or truthfulqa/data/ below it)")
 
 
-def load_mc(path: str | Path | None = None) -> list[MCQuestion]:
-    """The TruthfulQA multiple-choice questions from the upstream ``data/mc_task.json`` (817 questions)."""
+def _no_items(file: Path | str, malformed: MalformedRows) -> InvalidParameter:
+    return InvalidParameter(f"{str(file)!r} holds no usable TruthfulQA item ({malformed.count} malformed; first: "
+                            f"{malformed.example})")
+
+
+def load_mc(path: str | Path | None = None, malformed: MalformedRows | None = None) -> list[MCQuestion]:
+    """The TruthfulQA multiple-choice questions from the upstream ``data/mc_task.json`` (817 questions).
+
+    A malformed item (not an object, a missing field, answers that are not ``{text: 0/1}``, no true or no false
+    answer, MC1 without exactly one true answer) is dropped and counted in ``malformed`` (pass a
+    :class:`~labscale.tasks.base.MalformedRows` to see them); the others keep their ids ``tqa-<index>``."""
     file = mc_file(path)
+    malformed = malformed if malformed is not None else MalformedRows()
     try:
         items = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidParameter(f"{str(file)!r} is not a TruthfulQA mc_task.json file: {exc}") from exc
     if not isinstance(items, list):
         raise InvalidParameter(f"{str(file)!r} is not a TruthfulQA mc_task.json file (expected a list)")
-    return [_question(i, it["question"], it["mc1_targets"], it["mc2_targets"]) for i, it in enumerate(items)]
+    questions = _read_items(items, malformed, file.name)
+    if not questions:
+        raise _no_items(file, malformed)
+    return questions
 
 
-def load_hub(revision: str | None = None) -> list[MCQuestion]:
-    """``truthfulqa/truthful_qa`` config ``multiple_choice`` (validation, 817 questions) from the hub."""
+def _split_answers(text: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(";") if a.strip())
+
+
+def _read_csv(file: Path, malformed: MalformedRows) -> list[GenerationQuestion]:
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidParameter(f"{str(file)!r} is not a TruthfulQA {CSV_FILE} file: {exc}") from exc
+    # a copy with a leading blank line (SOURCE.md) reads the same
+    reader = csv.DictReader(io.StringIO(text.lstrip("\r\n"), newline=""))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InvalidParameter(f"{str(file)!r} lacks the column(s) {', '.join(missing)}; its header is "
+                               f"{reader.fieldnames!r}, expected {', '.join(CSV_COLUMNS)}")
+    rows: list[GenerationQuestion] = []
+    seen: set[str] = set()
+    for i, row in enumerate(reader):
+        where = {"row": i + 2}  # the file's line of the row when no field spans lines (the header is row 1)
+        if None in row or any(row.get(c) is None for c in CSV_COLUMNS):
+            malformed.add(f"{file.name}: missing or extra fields", {**where, **{str(k): v for k, v in row.items()}})
+            continue
+        question, kind = row["Question"].strip(), row["Type"].strip()
+        correct, incorrect = _split_answers(row["Correct Answers"]), _split_answers(row["Incorrect Answers"])
+        reason = ("empty Question" if not question else
+                  f"unknown Type {kind!r}" if kind not in TYPES else
+                  "empty Best Answer" if not row["Best Answer"].strip() else
+                  "no Correct Answers" if not correct else
+                  "no Incorrect Answers" if not incorrect else
+                  "duplicate Question" if question in seen else None)
+        if reason:
+            malformed.add(f"{file.name}: {reason}", {**where, **row})
+            continue
+        seen.add(question)
+        rows.append(GenerationQuestion(f"tqa-csv-{i:04d}", question, kind, row["Category"].strip(),
+                                       row["Best Answer"].strip(), correct, incorrect, row["Source"].strip()))
+    return rows
+
+
+def load_csv(path: str | Path | None = None, malformed: MalformedRows | None = None) -> list[GenerationQuestion]:
+    """The rows of the upstream ``TruthfulQA.csv`` (817 questions; the generation task's reference answers).
+
+    A row with missing or extra fields, an empty question or best answer, no correct or no incorrect answer, a
+    ``Type`` other than Adversarial / Non-Adversarial, or a question already seen is dropped and counted in
+    ``malformed``. Ids are ``tqa-csv-<row index>``: the CSV's order is not ``mc_task.json``'s."""
+    mc, file = release_files(path)
+    if file is None:
+        raise InvalidParameter(f"no TruthfulQA {CSV_FILE} at {str(path)!r} (only {mc})")
+    malformed = malformed if malformed is not None else MalformedRows()
+    rows = _read_csv(file, malformed)
+    if not rows:
+        raise _no_items(file, malformed)
+    return rows
+
+
+def _closed(answer: str) -> str:
+    """An answer as ``mc_task.json`` writes it: with a final period (upstream ``format_best``)."""
+    return answer if answer.endswith(".") else answer + "."
+
+
+def mc_from_generation(rows: Sequence[GenerationQuestion], malformed: MalformedRows | None = None
+                       ) -> list[MCQuestion]:
+    """MC items built from ``TruthfulQA.csv`` rows the way upstream built ``mc_task.json``: every answer closed
+    with a period; MC1 = the best answer (true) and the incorrect answers (false); MC2 = the correct answers (true)
+    and the incorrect answers (false). An answer listed as both correct and incorrect counts as incorrect, as in
+    ``mc_task.json`` (two questions of the release list "Unknown" in both). On the release this gives the same
+    choices and labels as ``mc_task.json`` for all 817 questions, in the CSV's order and with the CSV's ids."""
+    malformed = malformed if malformed is not None else MalformedRows()
+    questions = []
+    for row in rows:
+        incorrect = {_closed(a): 0 for a in row.incorrect_answers}
+        item = {"question": row.question, "mc1_targets": {_closed(row.best_answer): 1, **incorrect},
+                "mc2_targets": {**{_closed(a): 1 for a in row.correct_answers}, **incorrect}}
+        try:
+            questions.append(_question(row.id, item))
+        except _BadItem as exc:
+            malformed.add(f"{CSV_FILE}: MC item {exc}", {"id": row.id, **item})
+    return questions
+
+
+def _same_mc(a: MCQuestion, b: MCQuestion) -> bool:
+    return (dict(zip(a.mc1_choices, a.mc1_labels)) == dict(zip(b.mc1_choices, b.mc1_labels))
+            and dict(zip(a.mc2_choices, a.mc2_labels)) == dict(zip(b.mc2_choices, b.mc2_labels)))
+
+
+def cross_check(questions: Sequence[MCQuestion], rows: Sequence[GenerationQuestion]) -> dict[str, Any]:
+    """Compare ``mc_task.json`` items with the MC items :func:`mc_from_generation` builds from the CSV rows,
+    matched on the question text (trimmed): how many are identical (same choices and labels, any order), differ,
+    or are in one file only, with the first differing question."""
+    built = {q.question.strip(): q for q in mc_from_generation(rows)}
+    in_csv = {r.question for r in rows}
+    check: dict[str, Any] = {"in_both": 0, "identical": 0, "different": 0, "only_in_mc_task": 0,
+                             "only_in_csv": 0, "first_difference": None}
+    for q in questions:
+        key = q.question.strip()
+        if key not in in_csv:
+            check["only_in_mc_task"] += 1
+            continue
+        check["in_both"] += 1
+        if key in built and _same_mc(q, built[key]):
+            check["identical"] += 1
+        else:
+            check["different"] += 1
+            check["first_difference"] = check["first_difference"] or key
+    check["only_in_csv"] = len(in_csv - {q.question.strip() for q in questions})
+    return check
+
+
+@dataclass
+class Release:
+    """TruthfulQA as loaded: the MC questions, the ``TruthfulQA.csv`` rows, the files read and the dropped items.
+
+    ``mc_from`` says where the MC items come from: ``mc_task.json`` when the release has it, else ``TruthfulQA.csv``
+    (built by :func:`mc_from_generation`), or the hub dataset. When both files are there, ``cross_check`` compares
+    them (:func:`cross_check`)."""
+
+    questions: list[MCQuestion]
+    origin: str
+    mc_from: str
+    files: list[Path] = field(default_factory=list)
+    generation: list[GenerationQuestion] = field(default_factory=list)
+    malformed: MalformedRows = field(default_factory=MalformedRows)
+    cross_check: dict[str, Any] | None = None
+
+    def summary(self) -> str:
+        """One line for a chapter: questions, origin, malformed items and the cross-check."""
+        parts = [f"TruthfulQA: {len(self.questions)} questions, MC items from {self.mc_from} ({self.origin})"]
+        if self.generation:
+            parts.append(f"{len(self.generation)} {CSV_FILE} rows")
+        m = self.malformed
+        parts.append(f"{m.count} malformed item(s) dropped" +
+                     (f" {dict(m.reasons)}, first: {m.example}" if m.count else ""))
+        if self.cross_check is not None:
+            c = self.cross_check
+            parts.append(f"{CSV_FILE} cross-check: {c['identical']} of {c['in_both']} shared questions identical, "
+                         f"{c['different']} different, {c['only_in_mc_task']} only in {MC_FILE}, "
+                         f"{c['only_in_csv']} only in {CSV_FILE}")
+        return "; ".join(parts)
+
+
+def load_release(path: str | Path | None = None) -> Release:
+    """The local TruthfulQA release at ``path`` (see :func:`release_files`; None: the shared data folder).
+
+    Both release files are read when present. MC items come from ``mc_task.json``; without it they are built from
+    ``TruthfulQA.csv`` (:func:`mc_from_generation`: same choices and labels on the release, CSV order and ids).
+    The CSV rows are kept in ``Release.generation`` and, with both files, cross-checked against the MC items.
+    Malformed items of either file are dropped and counted in ``Release.malformed``."""
+    mc, table = release_files(path)
+    malformed = MalformedRows()
+    generation = _read_csv(table, malformed) if table else []
+    if mc is not None:
+        questions = load_mc(mc, malformed)
+        origin = f"{mc} (TruthfulQA, sylinrl/TruthfulQA data/mc_task.json)"
+        check = cross_check(questions, generation) if table else None
+        return Release(questions, origin, MC_FILE, [mc, *([table] if table else [])], generation, malformed, check)
+    questions = mc_from_generation(generation, malformed)
+    if not questions:
+        raise _no_items(table, malformed)
+    origin = (f"{table} (TruthfulQA, sylinrl/TruthfulQA TruthfulQA.csv; MC items built as mc_task.json's, in the "
+              "CSV's order)")
+    return Release(questions, origin, CSV_FILE, [table], generation, malformed)
+
+
+def load_hub(revision: str | None = None, malformed: MalformedRows | None = None) -> list[MCQuestion]:
+    """``truthfulqa/truthful_qa`` config ``multiple_choice`` (validation, 817 questions) from the hub; malformed
+    items are dropped and counted in ``malformed``."""
     try:
         import datasets
 
@@ -117,7 +386,11 @@ def load_hub(revision: str | None = None) -> list[MCQuestion]:
     except Exception as exc:  # offline mode, network, missing cache
         raise DataUnavailable(f"could not load {HUB_ID!r} ({HUB_CONFIG}): {type(exc).__name__}: {str(exc)[:300]}; "
                               "use load_mc() with the upstream data/mc_task.json instead") from exc
-    return [_question(i, r["question"], r["mc1_targets"], r["mc2_targets"]) for i, r in enumerate(part)]
+    malformed = malformed if malformed is not None else MalformedRows()
+    questions = _read_items(list(part), malformed, HUB_ID)
+    if not questions:
+        raise _no_items(HUB_ID, malformed)
+    return questions
 
 
 SOURCES = ("local", "hub")
@@ -125,15 +398,47 @@ SOURCES = ("local", "hub")
 
 def load(source: str = "local", *, path: str | Path | None = None, revision: str | None = None
          ) -> tuple[list[MCQuestion], str]:
-    """(questions, origin) from ``source``: "local" (the upstream ``data/mc_task.json``; default: the shared data
-    folder) or "hub"; :class:`~labscale.errors.DataUnavailable` when the data cannot be had here."""
-    from .errors import check_choice
-
+    """(questions, origin) from ``source``: "local" (the release at ``path``, default the shared data folder; see
+    :func:`load_release`) or "hub"; :class:`~labscale.errors.DataUnavailable` when the data cannot be had here.
+    :func:`load_requested` returns the malformed items and the CSV cross-check too."""
     check_choice("TruthfulQA source", source, SOURCES)
     if source == "hub":
         return load_hub(revision), f"{HUB_ID} ({HUB_CONFIG}, validation)"
-    file = mc_file(path)
-    return load_mc(file), f"{file} (TruthfulQA, sylinrl/TruthfulQA data/mc_task.json)"
+    release = load_release(path)
+    return release.questions, release.origin
+
+
+def load_requested(source: str | None, data_path: str | Path | None = None, revision: str | None = None
+                   ) -> Release | None:
+    """TruthfulQA for a chapter whose ``truthfulqa_source`` is ``source``: None only when ``source`` is None (the
+    part is switched off). Otherwise the data is loaded or an error says why not; it never skips silently.
+
+    * ``"local"``: the release at ``data_path`` when given (the TruthfulQA folder, a file of it, or a data root
+      holding ``truthfulqa/``), else the shared data folder; :class:`~labscale.errors.InvalidParameter` when
+      ``data_path`` holds no TruthfulQA release, :class:`~labscale.errors.DataUnavailable` when no data_path is
+      given and there is no shared data folder.
+    * ``"hub"``: ``truthfulqa/truthful_qa`` (``data_path`` is not used);
+      :class:`~labscale.errors.DataUnavailable` when the hub cannot be reached.
+    """
+    if source is None:
+        return None
+    check_choice("truthfulqa_source", source, SOURCES)
+    advice = "or set truthfulqa_source='hub', or truthfulqa_source=None to skip TruthfulQA"
+    if source == "hub":
+        malformed = MalformedRows()
+        questions = load_hub(revision, malformed)
+        return Release(questions, f"{HUB_ID} ({HUB_CONFIG}, validation)", HUB_ID, malformed=malformed)
+    if data_path is None and shared_data_dir() is None:
+        raise DataUnavailable(f"truthfulqa_source='local' needs the TruthfulQA release ({CSV_FILE} and/or "
+                              f"data/{MC_FILE}), but data_path is None, there is no ../shared/data folder beside "
+                              f"this checkout and LABSCALE_DATA is not set: pass data_path=..., {advice}")
+    try:
+        return load_release(data_path)
+    except InvalidParameter as exc:
+        where = "data_path" if data_path is not None else "the shared data folder"
+        raise InvalidParameter(f"truthfulqa_source='local' could not load TruthfulQA from {where}: {exc}. Point "
+                               f"data_path at the TruthfulQA release folder or at a data folder holding "
+                               f"truthfulqa/, {advice}") from exc
 
 
 def scorable(model) -> bool:
@@ -224,7 +529,7 @@ def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = N
     if reuse and is_current(run_dir, key):
         return run_dir
 
-    from .metrics import _mean, _scored, truthfulqa_mc_scores
+    from .metrics import _mean, _scored, proportion_of, truthfulqa_mc_scores
     from .scoring import continuation_logprobs
 
     start = time.perf_counter()
@@ -250,7 +555,7 @@ def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = N
         predictions.append({"id": q.id, "question": q.question, "target": q.mc1_choices[q.mc1_labels.index(1)],
                             "parsed": best, "mc1": s1, "mc2": s2, "logprob": table[best],
                             "choice_logprobs": table})
-    metrics = {"mc1": _scored(_mean, np.array(mc1), n_resamples=n_resamples, seed=seed),
+    metrics = {"mc1": proportion_of(mc1),
                "mc2": _scored(_mean, np.array(mc2), n_resamples=n_resamples, seed=seed)}
     wall = time.perf_counter() - start
     manifest = {

@@ -30,6 +30,8 @@ HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 RELEASE_FILE = "climate-fever.jsonl"
 RELEASE_FOLDER = "climate-fever"
 LABELS = ("SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO")
+#: the release's claim-level labels (the evidence labels plus DISPUTED)
+CLAIM_LABELS = ("SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO", "DISPUTED")
 #: (split, share of claims): the study's 4,298 / 1,842 / 1,535 of 7,675 pairs
 SPLIT_SHARES = (("train", 0.56), ("validation", 0.24), ("test", 0.20))
 SPLIT_SALT = "labscale:climate-fever:v1"
@@ -99,9 +101,12 @@ def split_of_claims(claim_ids: Iterable[str]) -> dict[str, str]:
 def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Release:
     """Read the release JSONL into claim-evidence pairs, dropping malformed rows and the ``exclude_claims``.
 
-    A malformed line (bad JSON, no claim id or text, no evidence list) drops its claim; a malformed evidence
-    (missing or unknown ``evidence_label``, empty text) drops that pair only. Both are counted in
-    ``Release.malformed`` with the first offending row as an example.
+    A malformed line (bad JSON, no claim id or text, no evidence list, a ``claim_label`` that is present but not
+    one of :data:`CLAIM_LABELS`) drops its claim; a malformed evidence (missing or unknown ``evidence_label``,
+    empty text) drops that pair only. Both are counted in ``Release.malformed`` with the reason and the first
+    offending row as an example. Labels are matched exactly: an unknown one (``"supports"``, ``"MIXED"``) is
+    reported, never mapped onto a known label. A line without ``claim_label`` keeps its pairs (the claim label
+    is carried in ``meta`` only; the targets are the evidence labels), with ``meta["claim_label"] = None``.
     """
     file = release_file(path)
     excluded = {normalize_claim(c) for c in exclude_claims}
@@ -137,6 +142,10 @@ def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Releas
             if not isinstance(evidences, list) or not evidences:
                 malformed.add("missing evidences", row)
                 continue
+            claim_label = row.get("claim_label")
+            if claim_label is not None and claim_label not in CLAIM_LABELS:
+                malformed.add(f"unknown claim_label {claim_label!r}", row)
+                continue
             seen_ids.add(claim_id)
             if normalize_claim(claim) in excluded:
                 excluded_ids.append(claim_id)
@@ -161,7 +170,7 @@ def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Releas
                 pairs.append({"id": f"cf-{claim_id}-{j}", "claim": claim.strip(), "evidence": text.strip(),
                               "label": label,
                               "meta": {"claim_id": claim_id, "evidence_id": ev.get("evidence_id"),
-                                       "article": ev.get("article"), "claim_label": row.get("claim_label")}})
+                                       "article": ev.get("article"), "claim_label": claim_label}})
             claims.append((claim_id, claim, row, pairs))
     assignment = split_of_claims(c[0] for c in claims)
     splits: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in SPLIT_SHARES}

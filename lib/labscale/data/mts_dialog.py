@@ -3,7 +3,13 @@
 * :func:`load_hub` reads ``beanham/medsum`` (splits train / validation / test), the copy the study used.
 * :func:`load_release` reads the official CSVs (Ben Abacha et al., EACL 2023; ``abachaa/MTS-Dialog``, CC BY 4.0):
   the training set (1,201) -> train, the validation set (100) -> validation, and test sets 1 and 2 (MEDIQA-Chat
-  and MEDIQA-Sum 2023, 200 each) -> test (400, the size of the study's test set).
+  and MEDIQA-Sum 2023, 200 each) -> test (400, the size of the study's test set). ``test_set="1"`` or ``"2"``
+  reads only that test set (200 items); ``"both"`` (the default) reads both.
+
+A release row whose ``section_header`` is not one of the release's 20 headers (:data:`SECTION_HEADERS`; each of
+them occurs in all four CSVs) is dropped and counted in ``Release.malformed`` as
+``unknown section_header '<value>'``; headers are matched exactly, so a lower-cased or misspelled header is
+reported, never mapped onto a known one.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ RELEASE_FILES = {
              ("test2", "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv")),
 }
 COLUMNS = ("ID", "section_header", "section_text", "dialogue")
+#: ``test_set`` choices: which release test set(s) make the test split
+TEST_SETS = ("1", "2", "both")
+#: the 20 section headers of the release (each occurs in all four CSVs of commit 3ff0801)
+SECTION_HEADERS = frozenset({
+    "ALLERGY", "ASSESSMENT", "CC", "DIAGNOSIS", "DISPOSITION", "EDCOURSE", "EXAM", "FAM/SOCHX", "GENHX", "GYNHX",
+    "IMAGING", "IMMUNIZATIONS", "LABS", "MEDICATIONS", "OTHER_HISTORY", "PASTMEDICALHX", "PASTSURGICAL", "PLAN",
+    "PROCEDURES", "ROS",
+})
 
 
 def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -52,6 +66,25 @@ class Release:
     malformed: MalformedRows = field(default_factory=MalformedRows)
 
 
+def check_test_set(test_set: object) -> str:
+    """``test_set`` as one of :data:`TEST_SETS` (the integers 1 and 2 are accepted for "1" and "2");
+    :class:`~labscale.errors.InvalidParameter` naming the valid choices otherwise."""
+    value = str(test_set) if isinstance(test_set, int) and not isinstance(test_set, bool) else test_set
+    if value not in TEST_SETS:
+        raise InvalidParameter(f"unknown MTS-Dialog test_set {test_set!r}; valid choices: '1' (TestSet-1, "
+                               "MEDIQA-Chat 2023), '2' (TestSet-2, MEDIQA-Sum 2023), 'both' (the two, 400 items)")
+    return value
+
+
+def release_files(test_set: str = "both") -> dict[str, tuple[tuple[str, str], ...]]:
+    """:data:`RELEASE_FILES` with the test split restricted to ``test_set``."""
+    test_set = check_test_set(test_set)
+    files = dict(RELEASE_FILES)
+    if test_set != "both":
+        files["test"] = tuple(part for part in RELEASE_FILES["test"] if part[0] == f"test{test_set}")
+    return files
+
+
 def release_folder(path: str | Path) -> Path:
     """The folder holding the CSVs: ``path`` itself or its ``mts-dialog`` subfolder (the shared data root)."""
     path = Path(path)
@@ -63,19 +96,21 @@ def release_folder(path: str | Path) -> Path:
                            f"{RELEASE_FOLDER}/ subfolder")
 
 
-def load_release(path: str | Path) -> Release:
-    """Read the four CSVs; rows with an empty dialogue or section text, or missing fields, are dropped."""
+def load_release(path: str | Path, test_set: str = "both") -> Release:
+    """Read the CSVs (the test split from ``test_set``: "1", "2" or "both"); rows with an empty dialogue,
+    section text or header, an unknown section header, or missing fields are dropped and counted."""
+    wanted = release_files(test_set)  # a bad test_set is named before any file is opened
     folder = release_folder(path)
     malformed = MalformedRows()
     splits: dict[str, list[dict[str, Any]]] = {}
     files: list[Path] = []
-    for split, parts in RELEASE_FILES.items():
+    for split, parts in wanted.items():
         rows: list[dict[str, Any]] = []
         for tag, name in parts:
             file = folder / name
             if not file.is_file():
                 raise InvalidParameter(f"MTS-Dialog file {name} is missing from {str(folder)!r}; expected "
-                                       f"{', '.join(n for ps in RELEASE_FILES.values() for _, n in ps)}")
+                                       f"{', '.join(n for ps in wanted.values() for _, n in ps)}")
             files.append(file)
             with file.open(encoding="utf-8", newline="") as handle:
                 reader = csv.DictReader(handle)
@@ -96,6 +131,10 @@ def load_release(path: str | Path) -> Release:
                         continue
                     if not row["section_header"].strip():
                         malformed.add("empty section_header", {"file": name, **row})
+                        continue
+                    if row["section_header"].strip() not in SECTION_HEADERS:
+                        malformed.add(f"unknown section_header {row['section_header'].strip()!r}",
+                                      {"file": name, "row": line_no, **row})
                         continue
                     rows.append({"id": f"mts-{tag}-{row['ID'].strip()}", "dialogue": row["dialogue"].strip(),
                                  "section_header": row["section_header"].strip(),

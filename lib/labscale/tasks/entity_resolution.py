@@ -18,10 +18,13 @@ Person data (hub, offline) use the study's wording and shots verbatim; non-perso
 structure with "entity" wording, an ``attr: value; ...`` record block, and fixed shots taken from the
 benchmark's own train split (its first non-match, first match and second non-match, in that order).
 
-Parsing is strict (:meth:`EntityResolution.parse`): the **first word** of the reply must be y/yes or n/no. The
-original code instead took the first ``y``/``n`` token anywhere in the reply (then yes/no), so "The records do
-not match, n" counted as a valid ``n``; here such replies are INVALID and scored as wrong, and the invalid rate
-is reported separately, so formatting failures are visible instead of being silently resolved.
+Parsing is strict (:meth:`EntityResolution.parse`, the shared grammar of :mod:`labscale.parsing` over
+:data:`~labscale.parsing.MATCH_YN`): the reply must *start* with y/yes or n/no (after an optional "Answer:"-style
+preamble), may go on with an explanation, and must not echo or hedge ("y or n", "yes/no", "Yes, they are not the
+same" are INVALID). The original code instead took the first ``y``/``n`` token anywhere in the reply (then
+yes/no), so "The records do not match, n" counted as a valid ``n``; here such replies are INVALID and scored as
+wrong, and the invalid rate is reported separately, so formatting failures are visible instead of being silently
+resolved. ``parse(reply, parser="study")`` applies the original rule (:func:`labscale.parsing.study_rule`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from typing import Any, Sequence
 
 from ..data.hub import load_hub_dataset
 from ..errors import InvalidParameter
+from ..parsing import MATCH_YN, parse_reply
 from ..prompts import Shot
-from .base import INVALID, SPLITS, Example, MalformedRows, Task, TaskData, require_path
+from .base import SPLITS, Example, MalformedRows, Task, TaskData, require_path
 
 #: the study's dataset on the Hugging Face Hub
 HUB_DATASET = "isaacOnline/deeds-and-voting-matching"
@@ -64,9 +68,8 @@ STUDY_SHOT_RECORDS: tuple[tuple[str, str, str, str, str], ...] = (
 
 _OPTIONS = {"offline": ("sizes", "positive_share", "negative_mix"), "local": ("benchmark",), "hub": ("revision",)}
 
-# quotes and punctuation stripped around the first word of a reply
+# quotes and punctuation stripped around a gold label
 _STRIP = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014"
-_YES = {"y": POSITIVE, "yes": POSITIVE, "n": NEGATIVE, "no": NEGATIVE}
 
 _LABEL_WORDS = {
     POSITIVE: {"y", "yes", "1", "1.0", "true", "t", "match", "matched", "same", "positive"},
@@ -109,16 +112,6 @@ def read_label(value: Any) -> str | None:
         if text in words:
             return label
     return None
-
-
-def parse_reply(text: str | None) -> str:
-    """Strict reply parser: the first word (case-, quote- and punctuation-insensitive) must be y/yes or n/no."""
-    if not text:
-        return INVALID
-    words = text.strip(_STRIP).split()
-    if not words:
-        return INVALID
-    return _YES.get(words[0].strip(_STRIP).lower(), INVALID)
 
 
 def _check_options(source: str, options: dict[str, Any]) -> None:
@@ -250,10 +243,12 @@ class EntityResolution(Task):
                 for ex in (negatives[0], positives[0], negatives[1])]
 
     # -- parsing and scoring ----------------------------------------------------------------------------
-    def parse(self, text: str) -> str:
-        """``"y"``/``"n"`` when the reply's first word is y/yes or n/no (any case, quotes and punctuation
-        ignored); :data:`INVALID` otherwise, e.g. for "", "maybe" or "The records match"."""
-        return parse_reply(text)
+    def parse(self, text: str, *, parser: str = "strict") -> str:
+        """``"y"``/``"n"`` when the reply starts with y/yes or n/no (:func:`labscale.parsing.parse_label` over
+        :data:`~labscale.parsing.MATCH_YN`: "Yes, they match" -> y, "Answer: n" -> n); :data:`INVALID` otherwise,
+        e.g. for "", "maybe", "y or n", "The records match" or "Yes, they are not the same".
+        ``parser="study"``: the original rule instead (first y/n token anywhere, then yes/no)."""
+        return parse_reply(self.name, text, MATCH_YN, parser)
 
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:
@@ -269,5 +264,5 @@ class EntityResolution(Task):
                                              n_resamples=n_resamples, seed=seed)
 
 
-__all__ = ["ENTITY_INSTRUCTION", "HUB_DATASET", "PERSON_INSTRUCTION", "EntityResolution", "parse_reply",
-           "read_label", "study_shots", "transaction"]
+__all__ = ["ENTITY_INSTRUCTION", "HUB_DATASET", "PERSON_INSTRUCTION", "EntityResolution", "read_label",
+           "study_shots", "transaction"]

@@ -9,16 +9,19 @@ Data sources:
   split**. The claims used as fixed shots are removed from every split. See :mod:`labscale.data.climate_fever`.
 * ``"offline"``: SYNTHETIC claims about fictional places (:mod:`labscale.data.synthetic_claims`), with fixed
   shots taken from its own train split.
+
+Replies are parsed by the shared grammar of :mod:`labscale.parsing` over :data:`~labscale.parsing.FACT_CHECK`
+(see :meth:`FactChecking.parse`); ``parse(reply, parser="study")`` applies the study's case-sensitive exact match.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameter
+from ..parsing import FACT_CHECK, parse_reply
 from ..prompts import Shot
-from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
+from .base import Example, Task, TaskData, file_sha256, reject_options, require_path
 
 SUPPORTS, REFUTES, NOT_ENOUGH_INFO = "SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"
 LABELS = (SUPPORTS, REFUTES, NOT_ENOUGH_INFO)
@@ -53,17 +56,6 @@ STUDY_SHOTS = (
 
 _SHOT_ORDER = (SUPPORTS, NOT_ENOUGH_INFO, REFUTES)
 
-# label mentions; a letter or digit may not touch either side, so "supportsx" or "unrefutes" never count
-_EDGE_L, _EDGE_R = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
-_PATTERNS = (
-    (NOT_ENOUGH_INFO, re.compile(_EDGE_L + r"not[\s_\-]*enough[\s_\-]*info(?:rmation)?" + _EDGE_R, re.I)),
-    (SUPPORTS, re.compile(_EDGE_L + r"supports" + _EDGE_R, re.I)),
-    (REFUTES, re.compile(_EDGE_L + r"refutes" + _EDGE_R, re.I)),
-)
-_NEGATED = re.compile(r"(?:\bnot|n't|\bno)\s*$", re.I)
-_SPECIAL_TOKENS = re.compile(r"</s>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>|<eos>|\[/INST\]", re.I)
-_PREAMBLE = re.compile(r"^\s*(?:the\s+)?(?:correct\s+|final\s+)?(?:answer|label|classification|prediction)"
-                       r"\s*(?:is|:)\s*", re.I)
 
 
 class FactChecking(Task):
@@ -76,8 +68,9 @@ class FactChecking(Task):
     Python; original-code.md §6 item 7), so every "multiturn" run fell back to one prompt. ``"chat"`` (shots
     as user/assistant turns) stays available through ``messages(..., shot_style="chat")``.
 
-    Parsing is case-insensitive and tolerant of preambles ("The answer is refutes."), where the original did
-    a case-sensitive exact match (§6 item 12); a reply that names no label, or two different labels, is
+    Parsing (:mod:`labscale.parsing`) is case-insensitive and tolerant of preambles ("The answer is refutes.")
+    and explanations after the label, where the original did a case-sensitive exact match (§6 item 12); a reply
+    that does not start with a label, or names a second, different label in its first sentence, is
     :data:`~labscale.tasks.base.INVALID` and scored as wrong.
     """
 
@@ -161,24 +154,15 @@ class FactChecking(Task):
         return shots
 
     # -- parsing and scoring ----------------------------------------------------------------------------
-    def parse(self, text: str) -> str:
+    def parse(self, text: str, *, parser: str = "strict") -> str:
         """The label the reply *starts* with (any case; "NOT ENOUGH INFO" and "not enough information" included,
-        after a preamble such as "The answer is" or "Label:"); :data:`INVALID` when the reply does not start with
-        a label, names a second, different label, or negates one ("not SUPPORTS"). A label buried in a sentence
-        ("it is unclear whether the evidence supports it") is not an answer."""
-        if not isinstance(text, str):
-            return INVALID
-        text = _PREAMBLE.sub("", _SPECIAL_TOKENS.sub(" ", text)).strip().lstrip("\"'*`([ ")
-        found = set()
-        first = None
-        for label, pattern in _PATTERNS:
-            for match in pattern.finditer(text):
-                if label != NOT_ENOUGH_INFO and _NEGATED.search(text[:match.start()]):
-                    return INVALID
-                found.add(label)
-                if match.start() == 0:
-                    first = label
-        return first if first is not None and found == {first} else INVALID
+        after a preamble such as "The answer is" or "Label:"), by :func:`labscale.parsing.parse_label` over
+        :data:`~labscale.parsing.FACT_CHECK`; :data:`~labscale.tasks.base.INVALID` when the reply does not start
+        with a label ("not SUPPORTS"; "it is unclear whether the evidence supports it"), offers alternatives
+        ("SUPPORTS or REFUTES") or names a second, different label in its first sentence. Later sentences are an
+        explanation: "NOT_ENOUGH_INFO. The evidence neither supports nor refutes it." is NOT_ENOUGH_INFO.
+        ``parser="study"``: the study's rule instead (``.`` removed, case-sensitive exact match)."""
+        return parse_reply(self.name, text, FACT_CHECK, parser)
 
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:

@@ -11,26 +11,24 @@ Data sources:
 
 The study's evaluation asked for "one of the options listed in the brackets" and scored SQuAD token F1 on 200
 items (original-code.md §2.5, §6 item 15); here the binary task is scored as a binary task: accuracy and F1 of
-``True``, with unparseable replies counted as wrong.
+``True``, with unparseable replies counted as wrong. Replies are parsed by the shared grammar of
+:mod:`labscale.parsing` over :data:`~labscale.parsing.TRUE_FALSE`; the study has no true/false rule to reproduce.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameter
+from ..parsing import TRUE_FALSE, parse_reply
 from ..prompts import Shot
-from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
+from .base import Example, Task, TaskData, file_sha256, reject_options, require_path
 
 TRUE, FALSE = "True", "False"
 LABELS = (TRUE, FALSE)
 
 INSTRUCTION = "Is the proposed answer to the question correct? Respond with True or False only."
 SYSTEM = "You are a careful medical assistant."
-
-_SPECIAL_TOKENS = re.compile(r"</s>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>|<eos>", re.I)
-_ANSWER = re.compile(r"^\W*(true|false)\b(.*)$", re.I | re.S)
 
 
 class MedQATrueFalse(Task):
@@ -102,17 +100,12 @@ class MedQATrueFalse(Task):
             shots.append(Shot(self.format_input(example), example.target))
         return shots
 
-    def parse(self, text: str) -> str:
-        """``True``/``False`` when the reply starts with it (any case, punctuation around it tolerated) and names
-        no other label afterwards; :data:`INVALID` otherwise."""
-        if not isinstance(text, str):
-            return INVALID
-        match = _ANSWER.match(_SPECIAL_TOKENS.sub(" ", text).strip())
-        if not match:
-            return INVALID
-        label = TRUE if match.group(1).lower() == "true" else FALSE
-        other = FALSE if label == TRUE else TRUE
-        return INVALID if re.search(rf"\b{other}\b", match.group(2), re.I) else label
+    def parse(self, text: str, *, parser: str = "strict") -> str:
+        """``True``/``False`` when the reply starts with it (any case, after an optional "Answer:"-style preamble;
+        "TRUE, the record says so" -> True) by :func:`labscale.parsing.parse_label` over
+        :data:`~labscale.parsing.TRUE_FALSE`; :data:`~labscale.tasks.base.INVALID` otherwise ("True or False",
+        "It is true", "False, not true"). ``parser="study"`` is refused: the study has no true/false rule."""
+        return parse_reply(self.name, text, TRUE_FALSE, parser)
 
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:

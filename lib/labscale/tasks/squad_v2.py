@@ -184,11 +184,12 @@ class SquadV2(Task):
         return "" if parsed in (INVALID, UNANSWERABLE) else parsed
 
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
-        """Per-item official (exact, f1), for selective prediction."""
-        from ..metrics import squad_v2_item
+        """Per-item official (exact, f1), an invalid reply scoring 0 (for selective prediction)."""
+        from ..metrics import squad_v2_item_scores
 
-        pairs = [squad_v2_item(self._prediction(p), ex.fields["answers"]) for ex, p in zip(examples, parsed)]
-        return {"exact": [e for e, _ in pairs], "f1": [f for _, f in pairs]}
+        scores = squad_v2_item_scores([ex.fields["answers"] for ex in examples],
+                                      [self._prediction(p) for p in parsed], [p == INVALID for p in parsed])
+        return {"exact": scores[:, 0].tolist(), "f1": scores[:, 1].tolist()}
 
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:

@@ -5,7 +5,10 @@ Data sources:
 
 * ``"hub"``: ``beanham/medsum``, the study's copy (train / validation / test). Pass ``revision=...`` to pin it.
 * ``"local"``: the official MTS-Dialog CSVs: training 1,201 -> train, validation 100 -> validation, test sets
-  1 + 2 -> test (400, like the study's test set). See :mod:`labscale.data.mts_dialog`.
+  1 + 2 -> test (400, like the study's test set). ``load("local", test_set="1")`` or ``test_set="2"`` makes the
+  test split from one test set only (TestSet-1, MEDIQA-Chat 2023, or TestSet-2, MEDIQA-Sum 2023; 200 items
+  each); ``"both"`` is the default. Rows with an unknown section header are counted as malformed. See
+  :mod:`labscale.data.mts_dialog`.
 * ``"offline"``: SYNTHETIC dialogues about fictional patients (:mod:`labscale.data.synthetic_dialogues`).
 
 Fixed shots are validation items 0, 1 and 5 of whichever source is loaded, the study's picks (commented
@@ -57,6 +60,14 @@ class Summarization(Task):
     bertscore_model: str | None = None
 
     # -- data -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _refuse_test_set(source: str, options: Mapping[str, Any]) -> None:
+        """``test_set`` picks a file of the MTS-Dialog release: only source 'local' has one."""
+        if options.get("test_set") is not None:
+            raise InvalidParameter(f"test_set={options['test_set']!r} selects an MTS-Dialog release test set "
+                                   f"('1', '2' or 'both') and needs source='local'; source {source!r} has one "
+                                   "fixed test split")
+
     def _take_options(self, options: dict[str, Any]) -> None:
         """Options every source accepts: ``bertscore_model`` (kept on the task for :meth:`score`)."""
         model = options.pop("bertscore_model", None)
@@ -77,21 +88,26 @@ class Summarization(Task):
         """SYNTHETIC dialogues from :mod:`labscale.data.synthetic_dialogues` (default 300 / 40 / 60)."""
         from ..data import synthetic_dialogues
 
+        self._refuse_test_set("offline", options)
         self._take_options(options)
         reject_options(self.name, "offline", options)
         splits = synthetic_dialogues.generate(seed=seed, sizes=sizes)
         return TaskData(task=self.name, source="offline", origin=f"{synthetic_dialogues.ORIGIN}, seed={seed}",
                         splits={k: self._examples(v) for k, v in splits.items()}, synthetic=True)
 
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The official MTS-Dialog CSVs (test = test sets 1 + 2)."""
+    def _load_local(self, *, path=None, seed: int = 0, test_set: str | int | None = None,
+                    **options: Any) -> TaskData:
+        """The official MTS-Dialog CSVs; the test split is TestSet-1 + TestSet-2 (``test_set="both"``, the
+        default), or one of them (``test_set="1"`` or ``"2"``)."""
         from ..data import mts_dialog
 
+        test_set = mts_dialog.check_test_set("both" if test_set is None else test_set)
         self._take_options(options)
-        reject_options(self.name, "local", options)
-        release = mts_dialog.load_release(require_path(path, "MTS-Dialog"))
-        origin = (f"{release.files[0].parent} (MTS-Dialog release, abachaa/MTS-Dialog, CC BY 4.0; "
-                  f"test = TestSet-1 + TestSet-2)")
+        reject_options(self.name, "local", options, allowed=("test_set", "bertscore_model"))
+        release = mts_dialog.load_release(require_path(path, "MTS-Dialog"), test_set=test_set)
+        test = {"1": "TestSet-1 (MEDIQA-Chat 2023)", "2": "TestSet-2 (MEDIQA-Sum 2023)",
+                "both": "TestSet-1 + TestSet-2"}[test_set]
+        origin = f"{release.files[0].parent} (MTS-Dialog release, abachaa/MTS-Dialog, CC BY 4.0; test = {test})"
         return TaskData(task=self.name, source="local", origin=origin,
                         splits={k: self._examples(v) for k, v in release.splits.items()},
                         malformed=release.malformed, content_hash=file_sha256(release.files))
@@ -100,6 +116,7 @@ class Summarization(Task):
         """The study's dataset ``beanham/medsum`` (needs network or the datasets cache)."""
         from ..data import mts_dialog
 
+        self._refuse_test_set("hub", options)
         self._take_options(options)
         reject_options(self.name, "hub", options)
         splits = mts_dialog.load_hub(revision)

@@ -32,24 +32,26 @@ validation split: a deterministic choice that mirrors the study, not the study's
 Shot answers and fine-tuning targets are ``yes`` / ``no`` (what the instruction asks for); the study used the
 dataset's raw ``label`` string there, which the prompt's instruction does not name.
 
-Parsing is strict: the reply's first word (case, quotes and punctuation ignored, after an optional
-"Response:"/"Answer:" label) must be ``yes`` or ``no``; anything else is :data:`~labscale.tasks.base.INVALID`,
-scored as wrong and counted in ``invalid_rate``. The original code called **any output containing "yes"** toxic
+Parsing is strict (the shared grammar of :mod:`labscale.parsing` over :data:`~labscale.parsing.YES_NO`): the
+reply must start with ``yes`` or ``no`` (case, quotes and markdown ignored, after an optional "Response:"/"Answer:"
+preamble), may go on with an explanation, and must not echo or hedge ("yes or no", "Yes, it is not toxic");
+anything else is :data:`~labscale.tasks.base.INVALID`, scored as wrong and counted in ``invalid_rate``. The
+original code called **any output containing "yes"** toxic
 and everything else non-toxic, so "I cannot say yes or no", "Yesterday..." and "Not toxic, yes?" were all
 "toxic" and a refusal or an empty reply was "non-toxic" -- which moves the non-toxic cells' accuracy, the very
-numbers worst-group accuracy is made of.
+numbers worst-group accuracy is made of. ``parse(reply, parser="study")`` applies that substring rule
+(:func:`labscale.parsing.study_rule`), so a chapter can report both.
 """
 
 from __future__ import annotations
 
-import re
-import string
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameter, check_range
+from ..parsing import YES_NO, parse_reply
 from ..prompts import SHOT_STYLES, Shot
-from .base import INVALID, SPLITS, Example, MalformedRows, Task, TaskData, reject_options, require_path
+from .base import SPLITS, Example, MalformedRows, Task, TaskData, reject_options, require_path
 
 HUB_DATASET = "yanyiwei/civil-comments-sampled"
 LOCAL_FILE = "all_data_with_identities.csv"
@@ -72,9 +74,6 @@ IDENTITY_THRESHOLD = 0.5
 DEFAULT_SAMPLE = {"train": 800, "validation": 100, "test": 200}
 
 _OPTIONS = {"offline": ("sizes",), "local": ("sample",), "hub": ("revision",)}
-_STRIP = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014"
-_LABEL = re.compile(r"^\W*(?:response|answer)\s*:\s*", re.I)
-_SPECIAL_TOKENS = re.compile(r"</s>|<\|endoftext\|>|<\|im_end\|>|<\|eot_id\|>|<eos>", re.I)
 
 
 def cell_of(gender_scores: Mapping[str, float], toxic: bool) -> str:
@@ -83,18 +82,6 @@ def cell_of(gender_scores: Mapping[str, float], toxic: bool) -> str:
     genders = [g for g in GENDERS if (gender_scores.get(g) or 0.0) >= IDENTITY_THRESHOLD]
     who = "+".join(genders) if genders else "unidentified"
     return f"{who}_{'toxic' if toxic else 'nontoxic'}"
-
-
-def parse_reply(text: str | None) -> str:
-    """``"yes"``/``"no"`` when the reply's first word is yes/no (any case, punctuation ignored); else INVALID."""
-    if not isinstance(text, str):
-        return INVALID
-    text = _LABEL.sub("", _SPECIAL_TOKENS.sub(" ", text).strip())
-    words = text.strip(_STRIP).split()
-    if not words:
-        return INVALID
-    word = words[0].strip(_STRIP).lower()
-    return word if word in (TOXIC, NONTOXIC) else INVALID
 
 
 def _check_options(source: str, options: Mapping[str, Any]) -> None:
@@ -186,7 +173,7 @@ class Toxicity(Task):
     title = "Toxicity (gender bias)"
     sources = ("offline", "local", "hub")
     headline_metrics = ("worst_group_accuracy", "accuracy")
-    #: the first word decides (strict parsing), and 5 tokens hold it with its punctuation; the study allowed 50
+    #: the label comes first (strict parsing), and 5 tokens hold it with its punctuation; the study allowed 50
     max_new_tokens = 5
     system_message = None
     instruction = MODERATOR + "\n\n" + TRANSACTION
@@ -297,15 +284,17 @@ class Toxicity(Task):
         return messages
 
     # -- parsing and scoring ----------------------------------------------------------------------------
-    def parse(self, text: str) -> str:
-        """``"yes"``/``"no"`` when the reply starts with yes/no; INVALID otherwise ("Yes, it does." -> yes, "No." ->
-        no, "The comment is toxic, yes" -> INVALID, "Yesterday" -> INVALID)."""
-        return parse_reply(text)
+    def parse(self, text: str, *, parser: str = "strict") -> str:
+        """``"yes"``/``"no"`` when the reply starts with yes/no (:func:`labscale.parsing.parse_label` over
+        :data:`~labscale.parsing.YES_NO`); INVALID otherwise ("Yes, it does." -> yes, "No." -> no, "The comment is
+        toxic, yes" -> INVALID, "Yesterday" -> INVALID, "yes or no" -> INVALID). ``parser="study"``: the study's
+        substring rule instead ("yes" anywhere in the lower-cased reply -> yes, else no; never INVALID)."""
+        return parse_reply(self.name, text, YES_NO, parser)
 
     def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
               n_resamples: int = 1000) -> dict[str, dict[str, float]]:
         """Accuracy, precision, recall, F1 (toxic = positive) and invalid rate, plus worst-group accuracy and the
-        accuracy of each (gender x label) cell, all with bootstrap 95 % CIs; INVALID is wrong everywhere."""
+        accuracy of each (gender x label) cell, all with 95 % CIs (:mod:`labscale.metrics`); INVALID is wrong everywhere."""
         from ..metrics import binary_classification_metrics, worst_group_accuracy
 
         if len(examples) != len(parsed):
@@ -315,8 +304,7 @@ class Toxicity(Task):
                                             n_resamples=n_resamples, seed=seed)
         membership = [[(ex.meta.get(cell.split("_")[0]) or 0.0) >= IDENTITY_THRESHOLD
                        and (ex.target == TOXIC) == (cell.endswith("_toxic")) for cell in CELLS] for ex in examples]
-        out.update(worst_group_accuracy([p == g for p, g in zip(parsed, gold)], membership, CELLS,
-                                        n_resamples=n_resamples, seed=seed))
+        out.update(worst_group_accuracy([p == g for p, g in zip(parsed, gold)], membership, CELLS))
         return out
 
 
@@ -333,4 +321,4 @@ def _find_csv(root: Path) -> Path:
 
 
 __all__ = ["CELLS", "HUB_DATASET", "MODERATOR", "STUDY_SHOT_INDICES", "TRANSACTION", "Toxicity", "balanced_sample",
-           "cell_of", "parse_reply", "read_wilds_csv"]
+           "cell_of", "read_wilds_csv"]
