@@ -390,3 +390,17 @@ def test_table5_reference_and_beside():
     table = beside_table5(ours)
     assert table.loc[("this book (run records)", "m", "0-shot")].tolist() == ["0.50 [0.40, 0.60]"] * 2
     assert table.loc[("Wolfe et al. 2024, Table 5", "falcon-7b-instruct", "0-shot")].tolist() == ["0.00", "0.51"]
+
+
+def test_bbq_category_table_puts_each_category_beside_the_pooled_score():
+    from labscale.report import bbq_category_table
+
+    rows = [{"model": "m", "scenario": "0-shot", "task": "bbq", "metric": metric, "value": value, "ci_low": value - 0.1,
+             "ci_high": value + 0.1, "n": n}
+            for metric, value, n in (("bias_score_ambig", 0.2, 8), ("bias_score_disambig", -0.1, 8),
+                                     ("bias_score_ambig[Age]", 0.5, 4), ("bias_score_disambig[Age]", 0.0, 4),
+                                     ("accuracy", 0.6, 16))]
+    table = bbq_category_table(pd.DataFrame(rows))
+    assert table.loc[("m", "0-shot", "Age"), "s_AMB"] == "0.50 [0.40, 0.60] (n=4)"
+    assert table.loc[("m", "0-shot", "all (pooled)"), "s_DIS"] == "-0.10 [-0.20, 0.00] (n=8)"
+    assert len(table) == 2  # accuracy rows are not bias scores

@@ -78,7 +78,7 @@ def test_scenario_comparisons_adjust_for_multiplicity(tmp_path):
     _record(tmp_path, "entity_resolution", "1-shot", _noisy(["y", "n"], 0.55), seed=11)
     _record(tmp_path, "entity_resolution", "fine-tuned", _noisy(["y", "n"], 0.95), seed=12)
     out = scenario_comparisons(metrics_table(tmp_path), n_resamples=300)
-    assert set(out["scenario"]) == {"1-shot", "fine-tuned"} and set(out["metric"]) == {"accuracy", "f1"}
+    assert set(out["condition"]) == {"1-shot", "fine-tuned"} and set(out["metric"]) == {"accuracy", "f1"}
     assert np.allclose(out["p_holm"], M.holm(out["p_value"])) and (out["p_holm"] >= out["p_value"]).all()
 
 
@@ -89,3 +89,20 @@ def test_mismatched_runs_and_metrics_are_refused(tmp_path):
         paired_comparison(a, b, "accuracy")
     with pytest.raises(InvalidParameter, match="valid choices: 'accuracy', 'f1', 'invalid_rate'"):
         rescoring("entity_resolution", "bleu")
+
+
+def test_report_names_interval_methods_and_formats_comparisons(tmp_path):
+    from labscale.report import comparison_table, interval_note
+
+    _record(tmp_path, "entity_resolution", "0-shot", _noisy(["y", "n"], 0.5), seed=13)
+    _record(tmp_path, "entity_resolution", "fine-tuned", _noisy(["y", "n"], 0.95), seed=14)
+    table = metrics_table(tmp_path)
+    note = interval_note(table)
+    assert note.startswith("95 % intervals. ") and M.INTERVAL_METHODS["clopper-pearson"] in note
+    assert "accuracy, invalid_rate, precision, recall" in note and "f1" in note
+    comparisons = scenario_comparisons(table, n_resamples=300)
+    shown = comparison_table(comparisons)
+    row = shown.loc[("m", "entity_resolution", "accuracy", "fine-tuned − 0-shot")]
+    acc = comparisons[comparisons["metric"] == "accuracy"].iloc[0]
+    assert row["values"] == f"{acc['value']:.2f} vs {acc['baseline_value']:.2f}"
+    assert row["holds (Holm p < 0.05)"] == ("yes" if acc["p_holm"] < 0.05 else "no")

@@ -372,3 +372,15 @@ def test_cost_quality_plot_and_quality_join(runs):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_study_claim_reads_the_published_table3():
+    from labscale.cost import study_claim
+
+    text = study_claim()
+    # Table 3: Mistral fine-tuning 10.90 h / $3.49, tuned pass 0.92 h / $0.29; GPT-4-Turbo 260,056-550,171 tokens
+    for number in ("10.90 h", "$3.49", "0.92 h", "$0.29", "260,056", "550,171", "$2.60", "$5.50"):
+        assert number in text
+    assert "0.28 h" not in text and "1,011,951" not in text
+    with pytest.raises(InvalidParameter, match="models:"):
+        study_claim("gpt-5")

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 from labscale import generality, records
 from labscale.errors import InvalidParameter
@@ -38,7 +39,11 @@ def test_run_lm_eval_on_the_embedded_model_scores_the_likeliest_letter(embedded_
                                    output_dir=tmp_path)
     row = table[table["metric"] == "acc"].iloc[0]
     assert 0 <= row["value"] <= 1 and row["n"] == 4 and row["stderr"] is not None and row["stderr"] >= 0
-    assert row["ci_low"] == pytest.approx(row["value"] - 1.959964 * row["stderr"], abs=1e-5)
+    # acc is a proportion of 4 questions: lm-eval's +-1.96 stderr is replaced by the exact Clopper-Pearson interval
+    k = round(row["value"] * 4)
+    assert row["interval"] == "clopper-pearson"
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (beta.ppf(0.025, k, 5 - k) if k else 0.0, beta.ppf(0.975, k + 1, 4 - k) if k < 4 else 1.0))
     record = records.read_run(row["run"])
     assert record["params"]["seed"] == 3 and record["params"]["batch_size"] == 4
     assert record["params"]["apply_chat_template"] is False and record["params"]["lm_eval_version"]
@@ -122,3 +127,14 @@ def test_bad_input_is_refused_before_any_model_loads(foreign_adapter, tmp_path, 
         generality.transfer_plan("smollm2-135m", {"fact_check": foreign_adapter}, ["entity_resolution"])
     with pytest.raises(InvalidParameter, match="non-empty mapping"):
         generality.transfer_plan("smollm2-135m", {}, ["entity_resolution"])
+
+
+def test_exact_intervals_replace_the_normal_approximation_for_proportions_only():
+    metrics = {"acc": {"value": 0.75, "ci_low": 0.3, "ci_high": 1.2, "interval": "normal"},
+               "f1": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "interval": "normal"}}
+    generality.exact_intervals(metrics, [{"acc": 1, "f1": 0.5}, {"acc": 1, "f1": 0.5}, {"acc": 0, "f1": 0.5},
+                                         {"acc": 1, "f1": 0.5}])
+    assert metrics["acc"]["interval"] == "clopper-pearson"
+    assert (metrics["acc"]["ci_low"], metrics["acc"]["ci_high"]) == pytest.approx(
+        (beta.ppf(0.025, 3, 2), beta.ppf(0.975, 4, 1)))
+    assert metrics["f1"] == {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "interval": "normal"}  # not 0/1

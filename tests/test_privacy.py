@@ -8,6 +8,7 @@ import math
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from labscale.errors import InvalidParameter
@@ -181,3 +182,31 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     assert again["value"].tolist() == table["value"].tolist()
     assert json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())["written_at"] == \
         record["written_at"]
+
+
+def test_audit_comparisons_pair_the_same_rows(tmp_path):
+    from labscale import records
+    from labscale.metrics import roc_auc
+    from labscale.privacy import audit_comparisons
+
+    rng = np.random.default_rng(0)
+    member = np.r_[np.ones(20, bool), np.zeros(20, bool)]
+    runs = {}
+    for label, shift in (("base", 0.0), ("eps=inf", 1.5)):
+        loss = rng.normal(size=40) + shift * member
+        rows = [{"id": f"r{i}", "member": bool(m), "loss": float(v), "zlib": float(v) / 2, "min_k": float(v),
+                 "nll": -float(v), "reference": float("nan") if label == "base" else float(v)}
+                for i, (m, v) in enumerate(zip(member, loss))]
+        rows.append({"id": "canary-1", "member": None, "nll": 1.0})  # canary rows carry no membership
+        runs[label] = records.write_run(tmp_path / label, params={"model": label}, predictions=rows, metrics={},
+                                        manifest={})
+    audit = pd.DataFrame({"model": list(runs), "run": [str(r) for r in runs.values()]})
+    out = audit_comparisons(audit, n_resamples=300)
+    assert set(out["metric"]) == {"AUROC (loss)", "AUROC (zlib)", "AUROC (min_k)"}  # no reference for the base
+    loss = out.set_index("metric").loc["AUROC (loss)"]
+    base = records.read_run(runs["base"])["predictions"].iloc[:40]
+    tuned = records.read_run(runs["eps=inf"])["predictions"].iloc[:40]
+    assert loss["delta"] == pytest.approx(roc_auc(tuned["loss"], member) - roc_auc(base["loss"], member))
+    assert loss["ci_low"] > 0 and (out["p_holm"] >= out["p_value"]).all()
+    with pytest.raises(InvalidParameter, match="valid choices: 'base', 'eps=inf'"):
+        audit_comparisons(audit, baseline="eps=1")

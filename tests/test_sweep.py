@@ -54,6 +54,11 @@ def test_study_references_are_the_published_values():
     assert mistral[2000] == 0.71 and len(mistral) == 10 and right["x"].max() == 4300
     left = study_fig2("left")
     assert left[(left["task"] == "summarization") & (left["x"] == 20)]["value"].item() == 0.79
+    # the left panel's entity-resolution 0 % point is zero-shot accuracy (Table 2: 0.68), not F1 (0.79)
+    er = left[left["task"] == "entity_resolution"].set_index("x")
+    assert er.loc[0, "metric"] == "accuracy" and er.loc[0, "value"] == study_reference(
+        "entity_resolution", "accuracy", model="llama-2-7b-chat", scenario="0-shot")
+    assert set(er.loc[20:, "metric"]) == {"f1"}
     with pytest.raises(InvalidParameter, match="'middle'"):
         study_fig2("middle")
 

@@ -87,14 +87,15 @@ def _item_score(task: Any, key: str) -> Rescoring:
                      _mean)
 
 
-def _summary_scores(metric: str) -> Rescoring:
-    """Per-item ROUGE F-measure or BERTScore F1 of a summary against its reference (empty when invalid)."""
+def _summary_scores(metric: str, bertscore_model: str | None = None) -> Rescoring:
+    """Per-item ROUGE F-measure or BERTScore F1 (with the run's encoder) of a summary against its reference (empty
+    when invalid)."""
 
     def values(examples: Sequence[Example], parsed: Sequence[str]) -> np.ndarray:
         hyps = ["" if p == INVALID or not str(p).strip() else str(p) for p in parsed]
         refs = [str(ex.target) for ex in examples]
         if metric == "bertscore_f1":
-            return _bertscore_f1(refs, hyps, None, None)[0]
+            return _bertscore_f1(refs, hyps, bertscore_model, None)[0]
         from rouge_score import rouge_scorer
 
         scorer = rouge_scorer.RougeScorer([metric], use_stemmer=False)
@@ -117,8 +118,9 @@ def _corpus_bleu() -> Rescoring:
     return Rescoring(values, lambda stats: bleu._compute_score_from_stats(stats.sum(axis=0).tolist()).score / 100)
 
 
-def rescoring(task_name: str, metric: str) -> Rescoring:
-    """How ``metric`` of ``task_name`` is rescored per item; an error naming the pairable metrics otherwise."""
+def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None) -> Rescoring:
+    """How ``metric`` of ``task_name`` is rescored per item (``options``: the run's task options, e.g. its BERTScore
+    encoder); an error naming the pairable metrics otherwise."""
     task = get_task(task_name)
     found: dict[str, Rescoring] = {
         "accuracy": Rescoring(_flags(lambda ex, p: p == ex.target), _mean),
@@ -146,7 +148,8 @@ def rescoring(task_name: str, metric: str) -> Rescoring:
     if task_name == "summarization":
         found = {"invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID or not str(p).strip()), _mean),
                  "bleu": _corpus_bleu(),
-                 **{m: _summary_scores(m) for m in ("rouge1", "rouge2", "rougeL", "bertscore_f1")}}
+                 **{m: _summary_scores(m, (options or {}).get("bertscore_model"))
+                    for m in ("rouge1", "rouge2", "rougeL", "bertscore_f1")}}
     if metric not in found:
         raise InvalidParameter(f"metric {metric!r} of task {task_name!r} cannot be compared per item; valid "
                                f"choices: {', '.join(map(repr, sorted(found)))}")
@@ -200,7 +203,10 @@ def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_r
     if len(hashes) != 1 or sorted(ids[0]) != sorted(ids[1]):
         raise InvalidParameter(f"{str(run)!r} and {str(baseline)!r} did not answer the same items of the same data; "
                                "rerun both with the same source, limit and seed")
-    how = rescoring(tasks.pop(), metric)
+    options = [r["params"].get("task_options") or {} for r in runs]
+    if options[0].get("bertscore_model") != options[1].get("bertscore_model"):
+        raise InvalidParameter("the two runs scored BERTScore with different encoders; compare runs of one encoder")
+    how = rescoring(tasks.pop(), metric, options[1])
     examples = run_examples(runs[1])
     order = {i: k for k, i in enumerate(ids[1])}
     aligned = [r["predictions"].assign(_k=r["predictions"]["id"].map(order)).sort_values("_k") for r in runs]
@@ -216,31 +222,51 @@ def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_r
             "baseline_value": float(how.statistic(values[1], *shared))}
 
 
-def scenario_comparisons(table: pd.DataFrame, *, baseline: str = "0-shot", metrics: dict[str, Sequence[str]]
-                         | None = None, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Every scenario of a results table (:func:`labscale.records.metrics_table`) minus ``baseline`` for the same
-    model and task, per headline metric (or ``metrics``: task -> names), with paired BCa intervals, permutation
-    p-values and Holm-adjusted p-values over all rows returned (one family per table)."""
+def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline: str = "0-shot",
+                         within: Sequence[str] = ("model", "task"), metrics: dict[str, Sequence[str]] | None = None,
+                         n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every condition of a results table (:func:`labscale.records.metrics_table`; the condition is the column
+    ``by``, e.g. ``scenario`` or a DP table's ``adapter``) minus the ``baseline`` condition with the same values of
+    ``within`` (model and task; a DP table, whose adapters are different models, pairs ``within=("task",)``), per
+    headline metric (or ``metrics``: task -> names), with paired BCa intervals, permutation p-values and
+    Holm-adjusted p-values over all rows returned (one family per table)."""
     from .report import headline_metrics
 
+    for column in (by, *within):
+        if column not in table.columns:
+            raise InvalidParameter(f"the table has no column {column!r}; valid choices: "
+                                   f"{', '.join(map(repr, table.columns))}")
+    if "task" not in within:
+        raise InvalidParameter(f"within={list(within)!r} must include 'task': runs of different tasks do not pair")
     wanted = metrics or headline_metrics(table["task"].unique())
+    within = [c for c in within if c != by]
     rows = []
-    runs = table.drop_duplicates(["model", "task", "scenario"])
-    for (model, task), group in runs.groupby(["model", "task"], sort=False):
-        base = group[group["scenario"] == baseline]
+    runs = table.drop_duplicates([*within, by])
+    for keys, group in runs.groupby(within, sort=False):
+        base = group[group[by] == baseline]
         if base.empty:
             continue
-        for scenario, run in zip(group["scenario"], group["run"]):
-            if scenario == baseline:
+        named = dict(zip(within, keys if isinstance(keys, tuple) else (keys,)))
+        for condition, run in zip(group[by], group["run"]):
+            if condition == baseline:
                 continue
-            for metric in wanted.get(task, ()):
+            for metric in wanted.get(named["task"], ()):
                 m = paired_comparison(run, base["run"].iloc[0], metric, n_resamples=n_resamples, seed=seed)
-                rows.append({"model": model, "task": task, "metric": metric, "scenario": scenario,
-                             "baseline": baseline, "value": m["run_value"], "baseline_value": m["baseline_value"],
-                             "delta": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"],
-                             "interval": m["interval"], "p_value": m["p_value"]})
-    columns = ["model", "task", "metric", "scenario", "baseline", "value", "baseline_value", "delta", "ci_low",
-               "ci_high", "n", "interval", "p_value", "p_holm"]
-    out = pd.DataFrame(rows, columns=columns[:-1])
+                rows.append({"model": named.get("model", ""), "task": named["task"], "metric": metric,
+                             "condition": condition, "baseline": baseline, "value": m["run_value"],
+                             "baseline_value": m["baseline_value"], "delta": m["value"], "ci_low": m["ci_low"],
+                             "ci_high": m["ci_high"], "n": m["n"], "interval": m["interval"],
+                             "p_value": m["p_value"]})
+    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1]))
+
+
+#: the columns of a comparison table (:func:`scenario_comparisons`)
+COMPARISON_COLUMNS = ["model", "task", "metric", "condition", "baseline", "value", "baseline_value", "delta",
+                      "ci_low", "ci_high", "n", "interval", "p_value", "p_holm"]
+
+
+def with_holm(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` with ``p_holm``: its ``p_value`` column adjusted for multiplicity as one family (Holm)."""
+    out = comparisons.copy()
     out["p_holm"] = holm(out["p_value"].to_numpy()) if len(out) else []
-    return out[columns]
+    return out

@@ -728,6 +728,26 @@ def study_table3_check() -> pd.DataFrame:
     return table
 
 
+def study_claim(open_model: str = "mistral-7b-instruct", api_model: str = "gpt-4-turbo") -> str:
+    """The study's cost claim in its own Table 3 numbers, as a sentence for a chapter (read from the reference
+    file, never typed): the open model's fine-tuning hours and cost on a T4 against the API model's per-pass input
+    tokens and cost across 0-3 shots."""
+    table = study_table3()
+    tune = table[(table["model"] == open_model) & (table["scenario"] == "fine-tuning")]
+    tuned = table[(table["model"] == open_model) & (table["scenario"] == "fine-tuned")]
+    api = table[(table["model"] == api_model) & table["scenario"].str.endswith("-shot")]
+    if tune.empty or tuned.empty or api.empty:
+        raise InvalidParameter(f"Table 3 has no fine-tuning rows for {open_model!r} or no k-shot rows for "
+                               f"{api_model!r}; models: {sorted(set(table['model']))}")
+    tune, tuned = tune.iloc[0], tuned.iloc[0]
+    tokens, usd = api["input_tokens"].astype(int), api["total_usd"]
+    return (f"Wolfe et al. (2024, Table 3): fine-tuning {open_model} took {tune['runtime_hours']:.2f} h on a T4 "
+            f"(${tune['total_usd']:.2f} at ${tune['gpu_usd_per_hour']:.2f}/h) and one evaluation pass of the tuned "
+            f"model {tuned['runtime_hours']:.2f} h (${tuned['total_usd']:.2f}); one {api_model} pass over the same "
+            f"test set read {tokens.min():,} to {tokens.max():,} input tokens (0 to 3 shots) and cost "
+            f"${usd.min():.2f} to ${usd.max():.2f}.")
+
+
 def beside_study_table3(our_table: pd.DataFrame, *, task: str | None = "fact_checking") -> pd.DataFrame:
     """Our cost rows stacked above the study's Table 3, with an ``origin`` column keeping them apart.
 

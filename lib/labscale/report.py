@@ -69,7 +69,7 @@ def comparison_table(comparisons: pd.DataFrame, digits: int = 2) -> pd.DataFrame
     rows = []
     for r in comparisons.itertuples(index=False):
         rows.append({"model": r.model, "task": r.task, "metric": r.metric,
-                     "comparison": f"{r.scenario} − {r.baseline}",
+                     "comparison": f"{r.condition} − {r.baseline}",
                      "values": f"{r.value:.{digits}f} vs {r.baseline_value:.{digits}f}",
                      "difference [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
                      "p": f"{r.p_value:.3f}", "p (Holm)": f"{r.p_holm:.3f}",
@@ -211,6 +211,20 @@ def bbq_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
     wide = rows.pivot_table(index=["model", "scenario"], columns="metric", values="cell", aggfunc="first")
     return _scenario_order(wide[[m for m in order if m in wide.columns]])
+
+
+def bbq_category_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """BBQ bias scores per category (as the BBQ paper reports them) beside the pooled value: one row per (model,
+    scenario, category), s_AMB and s_DIS as "value [95% CI] (n=..)"."""
+    rows = table[(table["task"] == "bbq") & table["metric"].str.startswith("bias_score_")].copy()
+    parts = rows["metric"].str.extract(r"^bias_score_(ambig|disambig)(?:\[(.+)\])?$")
+    rows["score"] = parts[0].map({"ambig": "s_AMB", "disambig": "s_DIS"})
+    rows["category"] = parts[1].fillna("all (pooled)")
+    rows["cell"] = [f"{format_ci(v, lo, hi, digits)} (n={int(n)})"
+                    for v, lo, hi, n in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["n"])]
+    wide = rows.pivot_table(index=["model", "scenario", "category"], columns="score", values="cell",
+                            aggfunc="first")
+    return wide[[c for c in ("s_AMB", "s_DIS") if c in wide.columns]].fillna("–")
 
 
 def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
@@ -364,8 +378,8 @@ def study_fig3_deltas() -> pd.DataFrame:
 
 
 def transfer_table(deltas: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """Our transfer deltas (adapter minus base, 95% CI) beside the study's Fig. 3 delta for the same adapter task,
-    target task and shots (Wolfe et al. 2024, Fig. 3; Llama-2-7B-Chat)."""
+    """Our transfer deltas (adapter minus base, paired 95% CI, Holm-adjusted p over the grid) beside the study's
+    Fig. 3 delta for the same adapter task, target task and shots (Wolfe et al. 2024, Fig. 3; Llama-2-7B-Chat)."""
     study = study_fig3_deltas().set_index(["adapter", "task", "metric", "shots"])["delta"]
     rows = []
     for r in deltas.itertuples():
@@ -374,6 +388,7 @@ def transfer_table(deltas: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         rows.append({"adapter": r.adapter, "target task": r.task, "metric": r.metric, "shots": r.shots,
                      "base": f"{r.base:.{digits}f}", "adapted": f"{r.adapted:.{digits}f}",
                      "delta [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
+                     "p (Holm)": f"{r.p_holm:.3f}",
                      "Wolfe et al. 2024, Fig. 3 delta": "–" if ref is None else f"{ref:+.{digits}f}"})
     return pd.DataFrame(rows).set_index(["adapter", "target task", "metric", "shots"])
 
