@@ -12,16 +12,17 @@ MESSAGES = [{"role": "user", "content": "Claim: ice melts. Evidence: it does."}]
 
 def test_key_is_canonical_and_sensitive_to_every_field():
     base = {"backend": "hf", "model": "m", "revision": "r", "messages": MESSAGES,
-            "decoding": Decoding().as_dict(), "sample_index": 0}
+            "decoding": Decoding().cache_dict(), "sample_index": 0}
     reordered = dict(reversed(list(base.items())))
     assert request_key(base) == request_key(reordered)
     variants = [
         {**base, "model": "m2"},
         {**base, "revision": "r2"},
         {**base, "messages": [{"role": "user", "content": "Claim: ice melts. Evidence: it does!"}]},
-        {**base, "decoding": Decoding(max_new_tokens=11).as_dict()},
-        {**base, "decoding": Decoding(temperature=0.7).as_dict()},
-        {**base, "decoding": Decoding(seed=1).as_dict()},
+        {**base, "decoding": Decoding(max_new_tokens=11).cache_dict()},
+        {**base, "decoding": Decoding(temperature=0.7).cache_dict()},
+        {**base, "decoding": Decoding(temperature=0.7, seed=1).cache_dict()},
+        {**base, "decoding": Decoding(temperature=0.7, top_p=0.9).cache_dict()},
         {**base, "sample_index": 1},
         {**base, "base_url": "http://127.0.0.1:9/v1"},
     ]
@@ -48,3 +49,22 @@ def test_rows_hold_the_full_request_document(tmp_path):
     row = sqlite3.connect(path).execute("SELECT key, backend, model, request FROM responses").fetchone()
     assert row[0] == request_key(doc) and row[1] == "openai" and row[2] == "gpt-x"
     assert "ice melts" in row[3] and "max_new_tokens" in row[3]
+
+
+def test_greedy_cache_keys_drop_sampling_only_settings(embedded_model_dir, tmp_path):
+    from labscale.backends import load_backend
+
+    backend = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "c.sqlite"))  # no weights load
+
+    def key(decoding, sample_index=0):
+        return request_key(backend.request_document(MESSAGES, decoding, sample_index))
+
+    greedy = key(Decoding(max_new_tokens=5))
+    assert key(Decoding(max_new_tokens=5, seed=7)) == greedy
+    assert key(Decoding(max_new_tokens=5, top_p=0.3, seed=2**31)) == greedy
+    assert key(Decoding(max_new_tokens=6)) != greedy
+    assert key(Decoding(max_new_tokens=5), sample_index=1) != greedy  # explicit repeated draws stay distinct
+    sampled = {key(Decoding(max_new_tokens=5, temperature=0.7, seed=s)) for s in (0, 1)}
+    sampled.add(key(Decoding(max_new_tokens=5, temperature=0.7, top_p=0.9)))
+    assert len(sampled) == 3 and greedy not in sampled
+    assert backend._model is None

@@ -359,3 +359,19 @@ def test_hallucination_chapter_fails_on_a_bad_truthfulqa_data_path(tmp_path, mon
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "TruthfulQA skipped" not in text
     assert not (tmp_path / "runs").exists()
+
+
+def test_book_build_without_a_data_folder_turns_truthfulqa_off_explicitly(monkeypatch, tmp_path):
+    from labscale import book
+
+    monkeypatch.setenv("LABSCALE_DATA", str(tmp_path / "missing"))
+    monkeypatch.setattr(book, "shared_data_dir", lambda: None)
+    params, notice = book.chapter_parameters("hallucination", {"limit": 4})
+    assert params == {"limit": 4, "truthfulqa_source": None} and "truthfulqa_source=None" in notice
+    # an explicit choice, or a data folder, is kept as given; other chapters are untouched
+    assert book.chapter_parameters("hallucination", {"truthfulqa_source": "hub"}) == ({"truthfulqa_source": "hub"},
+                                                                                    None)
+    assert book.chapter_parameters("hallucination", {"data_path": "x"})[1] is None
+    assert book.chapter_parameters("bias", {}) == ({}, None)
+    monkeypatch.setattr(book, "shared_data_dir", lambda: tmp_path)
+    assert book.chapter_parameters("hallucination", {}) == ({}, None)

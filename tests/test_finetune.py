@@ -16,11 +16,13 @@ from labscale.finetune import (
     check_adapter,
     encode_prompt,
     finetune,
+    finetune_tasks,
     list_checkpoints,
     merge_adapter,
     plan_steps,
     samples_for_steps,
     select_train_examples,
+    training_summary,
 )
 from labscale.tasks import INVALID, get_task
 
@@ -123,6 +125,19 @@ def test_bad_config_fails_before_any_model_loads(tmp_path):
         finetune(f"{BASE}?adapter={tmp_path}", "entity_resolution", config=FinetuneConfig.preset("cpu"),
                  output_dir=tmp_path)
     assert not (tmp_path / "adapter").exists()
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-4o-mini", "gpt-3.5-turbo", BASE])
+def test_an_empty_task_list_is_no_fine_tune_for_any_model(model, tmp_path, monkeypatch):
+    """The domain-adaptation chapter with models=["openai:..."] and finetune_tasks=[]: no fine-tune, no error (the
+    task list is looked at before the model), and the chapter's summary and adapters are empty."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    tuned = finetune_tasks(model, [], config=FinetuneConfig.preset("cpu"), output_root=tmp_path)
+    assert tuned == {} and training_summary(tuned).empty
+    assert list(tmp_path.iterdir()) == []
+    if model != BASE:  # a task to fine-tune still gets the API model's own way out
+        with pytest.raises(InvalidParameter, match=r"API model.*fine_tuning\.jobs\.create"):
+            finetune_tasks(model, ["fact_checking"], config=FinetuneConfig.preset("cpu"), output_root=tmp_path)
 
 
 @pytest.mark.parametrize("fraction, selected", [(0.001, 0), (0.005, 3)])

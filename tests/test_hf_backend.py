@@ -89,6 +89,30 @@ def test_rerun_from_cache_never_loads_the_model(backend, tmp_path):
     assert cold._model is None  # weights were never loaded
 
 
+def test_greedy_requests_ignore_sampling_only_settings_in_the_cache(backend, tmp_path):
+    store = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "g.sqlite"))
+    store._model, store._tokenizer = backend.model, backend.tokenizer
+    first = store.generate([FRANCE], Decoding(max_new_tokens=8, seed=0, top_p=1.0), progress=False)[0]
+    # greedy: another seed or top_p cannot change the reply, so it is the same cache entry
+    for decoding in (Decoding(max_new_tokens=8, seed=123), Decoding(max_new_tokens=8, top_p=0.5),
+                     Decoding(max_new_tokens=8, seed=9, top_p=0.9)):
+        again = store.generate([FRANCE], decoding, progress=False)[0]
+        assert again.cached and again.text == first.text
+    assert store.stats.model_calls == 1 and len(store.cache) == 1
+    # a different budget or another sample index is another request
+    assert not store.generate([FRANCE], Decoding(max_new_tokens=9), progress=False)[0].cached
+    assert not store.generate([FRANCE], Decoding(max_new_tokens=8), sample_index=1, progress=False)[0].cached
+
+    # sampled: each seed is its own draw, each its own entry; the same seed is a hit
+    sampled = [Decoding(max_new_tokens=8, temperature=1.0, seed=s) for s in (1, 2)]
+    outs = [store.generate([FRANCE], d, progress=False)[0] for d in sampled]
+    assert not any(g.cached for g in outs)
+    assert store.generate([FRANCE], sampled[0], progress=False)[0].cached
+    assert not store.generate([FRANCE], Decoding(max_new_tokens=8, temperature=1.0, seed=1, top_p=0.9),
+                              progress=False)[0].cached
+    assert len(store.cache) == 6
+
+
 def test_a_crash_midway_resumes_from_the_cache(backend, tmp_path, monkeypatch):
     path = tmp_path / "crash.sqlite"
     conversations = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(5)]

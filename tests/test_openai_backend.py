@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import traceback
 
@@ -166,6 +167,7 @@ def test_transient_faults_are_retried_and_nothing_is_lost(reference, server, cac
     generations = backend.generate(CONVERSATIONS, DECODING, progress=False)
     assert transport.attempts == len(CONVERSATIONS) + len(faults)
     assert backend.retries == len(faults)
+    assert backend.retry_record() == {"total": 3, "by_cause": {"429": 1, "500": 1, "timeout": 1}}
     assert backend.stats.model_calls == len(CONVERSATIONS)
     assert [g.text for g in generations] == [g.text for g in clean]
     assert [(g.prompt_tokens, g.completion_tokens) for g in generations] == \
@@ -213,6 +215,86 @@ def test_a_failing_batch_stops_sending(server, cache):
         backend.generate(conversations, DECODING, progress=False)
     assert "0 of the batch's 4 items were stored in the response cache (3 not sent)" in str(failure.value)
     assert transport.attempts == 2 and len(cache) == 0
+
+
+def test_a_run_that_failed_on_timeouts_blames_the_timeouts(server, cache):
+    """A real timeout (a 1 ms limit against the real server) after one injected 429: the error counts the causes,
+    names the timeout first, with its fix, and does not blame the rate limit."""
+    def rate_limit_first(n, request):
+        return httpx2.Response(429, headers={"retry-after": "0"},
+                               json={"error": {"message": "injected rate limit", "type": "rate_limit"}}) \
+            if n == 1 else None
+
+    transport = FaultyTransport(rate_limit_first)
+    backend = backend_with(server, transport, cache, concurrency=1, max_retries=2, timeout=0.001)
+    with pytest.raises(RuntimeError) as failure:
+        backend.generate(CONVERSATIONS[:1], DECODING, progress=False)
+    message = str(failure.value)
+    assert "1 of 1 requests" in message and "failed: timeout x1, after 2 retries (HTTP 429 x1, timeout x1)" in message
+    assert "e.g. APITimeoutError" in message and "RateLimitError" not in message
+    assert "timeout of 0.001 s" in message and "model option timeout=SECONDS" in message
+    assert "Rerunning resumes from the cache" in message  # timeouts are transient
+    assert transport.attempts == 3 and len(cache) == 0
+    assert backend.retry_record() == {"total": 2, "by_cause": {"429": 1, "timeout": 1}}
+
+
+@pytest.mark.parametrize("status, fix", [(401, r"refused the API key \(HTTP 401\).*LABSCALE_TEST_KEY"),
+                                         (404, r"knows no model .*\(HTTP 404\)")])
+def test_errors_that_are_not_transient_say_so(server, cache, monkeypatch, status, fix):
+    monkeypatch.setenv("LABSCALE_TEST_KEY", SECRET)
+
+    def refuse(n, request):
+        return httpx2.Response(status, json={"error": {"message": "injected refusal", "type": "invalid_request"}})
+
+    transport = FaultyTransport(refuse)
+    backend = backend_with(server, transport, cache, api_key_env="LABSCALE_TEST_KEY", concurrency=1)
+    with pytest.raises(RuntimeError) as failure:
+        backend.generate(CONVERSATIONS[:2], DECODING, progress=False)
+    message = str(failure.value)
+    assert f"failed: HTTP {status} x1, with no retry" in message
+    assert "0 of the batch's 2 items were stored in the response cache (1 not sent)" in message
+    assert "resumes" not in message and "Not transient" in message
+    assert re.search(fix, message)
+    assert transport.attempts == 1 and backend.retry_record()["total"] == 0  # never retried
+
+
+def test_api_model_alone_through_the_runner(server, tmp_path, monkeypatch):
+    """The domain-adaptation chapter's cells for an API model alone (finetune_tasks=[]), on the real server: the
+    record lands in the folder of the model string without client options, its manifest holds the run's retries by
+    cause, and a rerun with another timeout/concurrency is the same record (reused, no request sent)."""
+    from labscale import finetune
+    from labscale.records import find_runs, read_run
+    from labscale.runner import plan_experiment, run_experiment
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    models = [spec_for(server, timeout=60)]
+    plan = plan_experiment(models, ["fact_checking"], [0], limit=2, output_dir=tmp_path / "runs", cache=cache,
+                           n_resamples=100)
+    tuned = finetune.finetune_tasks(models[0], [], config=finetune.FinetuneConfig.preset("cpu"),
+                                    output_root=tmp_path / "adapters")
+    assert tuned == {} and finetune.training_summary(tuned).empty
+    plan.add_adapters({task: result.adapter_dir for task, result in tuned.items()})
+    faults = {1: httpx2.Response(429, headers={"retry-after": "0"}, json={"error": {"message": "slow down"}}),
+              2: httpx2.ReadTimeout("injected read timeout")}
+    [label] = plan.backends
+    assert label == spec_for(server)  # the label leaves out timeout=60
+    plan.backends[label] = backend_with(server, FaultyTransport(lambda n, request: faults.get(n)), cache,
+                                        timeout=60)
+    results = run_experiment(plan, progress=False)
+    [run] = find_runs(tmp_path / "runs")
+    assert run.parent.parent.name == parse_model_spec(spec_for(server)).slug and "timeout" not in str(run)
+    record = read_run(run)
+    assert record["manifest"]["retries"] == {"total": 2, "by_cause": {"429": 1, "timeout": 1}}
+    assert record["params"]["model"] == label and record["manifest"]["model"]["spec"] == models[0]
+    assert set(results["model"]) == {label}
+    written = record["manifest"]["written_at"]
+
+    again = plan_experiment([spec_for(server, timeout=5, concurrency=1, max_retries=1)], ["fact_checking"], [0],
+                            limit=2, output_dir=tmp_path / "runs", cache=cache, n_resamples=100)
+    again.backends[label] = backend_with(server, Forbidden(), cache, timeout=5)
+    run_experiment(again, progress=False)
+    assert find_runs(tmp_path / "runs") == [run] and read_run(run)["manifest"]["written_at"] == written
 
 
 # -- keys -------------------------------------------------------------------------------------------------------

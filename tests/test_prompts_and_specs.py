@@ -74,3 +74,22 @@ def test_bad_model_strings_name_the_value_and_choices(text, pattern):
 def test_aliases_cover_the_study_models():
     assert {"mistral-7b-instruct", "llama-2-7b-chat", "falcon-7b-instruct", "gpt-4-turbo",
             "gpt-3.5-turbo", "smollm2-135m"} <= set(ALIASES)
+
+
+@pytest.mark.parametrize("text, label", [
+    ("openai:m?base_url=http://127.0.0.1:8000/v1", "openai:m?base_url=http://127.0.0.1:8000/v1"),
+    ("openai:m?base_url=http://127.0.0.1:8000/v1&timeout=120", "openai:m?base_url=http://127.0.0.1:8000/v1"),
+    ("openai:m?timeout=5&base_url=http://127.0.0.1:8000/v1&concurrency=8&max_retries=2&api_key_env=K",
+     "openai:m?base_url=http://127.0.0.1:8000/v1"),
+    ("gpt-4-turbo?timeout=300", "gpt-4-turbo"),
+    ("smollm2-135m?batch_size=3", "smollm2-135m"),
+    ("hf:org/m@abc?batch_size=4&load_in_4bit=true", "hf:org/m@abc?load_in_4bit=true"),
+    ("smollm2-135m?adapter=runs/a&batch_size=2", "smollm2-135m?adapter=runs/a"),
+])
+def test_label_and_run_folder_leave_out_client_side_options(text, label):
+    """Timeout, retries, concurrency, the key's variable and the HF batch size cannot change a reply: one model, one
+    label, one run folder (the one a record made without those options already has)."""
+    spec = parse_model_spec(text)
+    assert spec.label == label and spec.text == text
+    assert spec.slug == parse_model_spec(label).slug
+    assert parse_model_spec(label).label == label  # a string without client options names its existing folder

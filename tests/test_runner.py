@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -41,6 +42,82 @@ def test_api_model_without_key_fails_at_planning(tmp_path, monkeypatch):
     with pytest.raises(InvalidParameter, match="OPENAI_API_KEY"):
         plan_experiment(models=["gpt-4-turbo"], tasks=["fact_checking"], output_dir=tmp_path,
                         cache=ResponseCache(tmp_path / "c.sqlite"))
+
+
+def test_unavailable_hub_model_fails_at_planning_quickly(tmp_path, monkeypatch):
+    """Offline, a hub id that is not in the local cache fails in plan_experiment, in well under a second, naming the
+    model, what was tried and the ways out -- not at run time with a raw OSError after the hub client's retries."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = "hf:labscale-test/no-such-model-3f9c2"
+    start = time.perf_counter()
+    with pytest.raises(InvalidParameter) as failure:
+        plan_experiment(models=[model], tasks=["fact_checking"], shots=[0], limit=2, output_dir=tmp_path,
+                        cache=ResponseCache(tmp_path / "c.sqlite"))
+    assert time.perf_counter() - start < 5
+    message = str(failure.value)
+    for part in (model, "not in the Hugging Face cache", "HF_HUB_OFFLINE=1", "hf download labscale-test/no-such-",
+                 "HF_HOME", "'smollm2-135m'"):
+        assert part in message
+    assert not (tmp_path / "runs").exists()
+    # a pinned revision is named too; a folder that is not a model folder is refused as such
+    with pytest.raises(InvalidParameter, match=r"at revision 'abc123'.*HF_HUB_OFFLINE=1"):
+        plan_experiment(models=[f"{model}@abc123"], tasks=["fact_checking"], shots=[0], limit=2,
+                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+    with pytest.raises(InvalidParameter, match=r"has no config.json"):
+        plan_experiment(models=[f"hf:{tmp_path}"], tasks=["fact_checking"], shots=[0], limit=2,
+                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+
+
+def test_unreachable_hub_fails_at_planning_without_waiting(tmp_path, monkeypatch):
+    """Online mode with no way to the hub (here: an endpoint on a closed local port) fails at once, not after the
+    download retries, and suggests offline mode."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    with pytest.raises(InvalidParameter, match=r"'hf:labscale-test/no-such-model'.*not in the Hugging Face cache.*"
+                                               r"hub could not be reached.*set HF_HUB_OFFLINE=1"):
+        plan_experiment(models=["hf:labscale-test/no-such-model"], tasks=["fact_checking"], shots=[0], limit=2,
+                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+    assert time.perf_counter() - start < 15
+
+
+def test_a_local_model_folder_and_the_hub_cache_pass_planning(embedded_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    plan = plan_experiment(models=[f"hf:{embedded_model_dir}"], tasks=["fact_checking"], shots=[0], limit=2,
+                           output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+    assert plan.backends[f"hf:{embedded_model_dir}"]._model is None
+    # a hub id whose config and weights are in the local hub cache (the layout hf download writes) passes offline
+    from huggingface_hub import constants
+
+    commit = "0" * 40
+    snapshot = tmp_path / "hub" / "models--labscale-test--cached-model" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(commit)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from labscale.backends.hf import check_model_available
+
+    assert check_model_available("labscale-test/cached-model") == "cache"
+    (snapshot / "model.safetensors").unlink()  # a config without weights is not a usable model
+    with pytest.raises(InvalidParameter, match="not in the Hugging Face cache"):
+        check_model_available("labscale-test/cached-model")
+
+
+def test_one_model_listed_twice_is_refused(tmp_path):
+    with pytest.raises(InvalidParameter, match=r"same model more than once: \['smollm2-135m'\]"):
+        plan_experiment(models=["smollm2-135m", "smollm2-135m?batch_size=2"], tasks=["fact_checking"],
+                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
 
 
 def test_a_valid_plan_loads_no_weights(tmp_path):

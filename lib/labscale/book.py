@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PROJECT_ROOT, set_offline
+from .config import PROJECT_ROOT, set_offline, shared_data_dir
 
 #: chapter name -> notebook source under notebooks/
 CHAPTERS = {"domain_adaptation": "notebooks/domain_adaptation.md", "cost": "notebooks/cost.md",
@@ -42,6 +42,21 @@ def execute_chapter(name: str, *, root: Path = PROJECT_ROOT, parameters: dict | 
     finally:
         staged.unlink(missing_ok=True)
     return output
+
+
+def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
+    """The parameters a chapter runs with in the book build, and a notice when the build changes a default.
+
+    The hallucination chapter reads TruthfulQA from the release files by default and, run on its own, stops when
+    they are missing. A book build on a machine without a data folder (``LABSCALE_DATA`` or ``../shared/data``)
+    passes ``truthfulqa_source=None`` instead, says so in the build log, and the chapter prints that TruthfulQA was
+    not requested; an explicit ``-p truthfulqa_source ...`` is always kept."""
+    if name == "hallucination" and "truthfulqa_source" not in parameters and "data_path" not in parameters \
+            and shared_data_dir() is None:
+        return {**parameters, "truthfulqa_source": None}, (
+            "no release data folder (set LABSCALE_DATA or pass -p data_path ...): the hallucination chapter runs "
+            "with truthfulqa_source=None, without TruthfulQA")
+    return parameters, None
 
 
 def build_html(root: Path = PROJECT_ROOT) -> Path:
@@ -75,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for name in args.chapter or list(CHAPTERS):
         t0 = time.perf_counter()
-        path = execute_chapter(name, parameters=parameters)
+        chapter_params, notice = chapter_parameters(name, parameters)
+        if notice:
+            print(f"note: {notice}", flush=True)
+        path = execute_chapter(name, parameters=chapter_params)
         print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {time.perf_counter() - t0:.1f} s", flush=True)
     if not args.no_html:
         t0 = time.perf_counter()

@@ -830,11 +830,15 @@ def finetune_tasks(base_model: str, tasks: Sequence[str], *, config: FinetuneCon
                    progress: bool = True) -> dict[str, AdapterResult]:
     """Fine-tune one adapter per task into ``output_root/<model>/<task>``; ``config`` is one
     :class:`FinetuneConfig` for every task or a mapping task -> config. Every task and config is validated before
-    the first one trains; finished identical fine-tunes are reused. Returns task -> :class:`AdapterResult`."""
+    the first one trains; finished identical fine-tunes are reused. Returns task -> :class:`AdapterResult`.
+
+    An empty ``tasks`` means no fine-tune: ``{}`` whatever ``base_model`` is (an API model included), so a chapter
+    can evaluate models it cannot fine-tune."""
     from .tasks import ALL_TASK_NAMES
 
-    if isinstance(tasks, str):
-        tasks = [tasks]
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    if not tasks:
+        return {}
     for t in tasks:
         check_choice("task to fine-tune", t, ALL_TASK_NAMES)
     configs = dict(config) if isinstance(config, Mapping) else {t: config for t in tasks}

@@ -140,6 +140,11 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     :meth:`ExperimentPlan.add_adapters` to add them after planning). With adapters, ``shots=[]`` runs only those.
     """
     model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
+    labels = [spec.label for spec in model_specs]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:  # client-side options (timeout, batch_size...) do not make another model
+        raise InvalidParameter(f"models name the same model more than once: {twice} (they differ at most in "
+                               "client-side options, which cannot change an output); list each model once")
     task_names = _as_list(tasks, "tasks")
     for t in task_names:
         check_choice("task", t, ALL_TASK_NAMES)
@@ -265,6 +270,8 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tune
         "wall_seconds": round(wall, 3),
         "usage": stats,
         "cache_hit_rate": stats["cache_hits"] / max(stats["requests"], 1),
+        # API backends: the client's retries in this run, by cause ({"total": 4, "by_cause": {"timeout": 3, ...}})
+        **({"retries": retries} if (retries := backend.retry_record()) is not None else {}),
         # Prices come from the dated price table of the cost chapter; recorded here as unknown until then.
         "cost_usd": None,
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from ..errors import InvalidParameter, check_choice, invalid_choice
 from .base import Backend, Decoding, Generation, UsageStats
@@ -62,6 +62,15 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     },
 }
 
+#: Options that only change how a client talks to the model (throughput, patience, where the key is read from),
+#: never what it answers: they are left out of :attr:`ModelSpec.label`, so run folders, run keys and tables name
+#: one model whatever its timeout or batch size. (HF ``batch_size`` is outside the backend identity and the cache
+#: key for the same reason: left-padded batches decode as one-by-one prompts do.)
+CLIENT_OPTIONS: dict[str, frozenset[str]] = {
+    "hf": frozenset({"batch_size"}),
+    "openai": frozenset({"api_key_env", "concurrency", "max_retries", "timeout"}),
+}
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -75,8 +84,16 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        """Short display name (the string the user gave)."""
-        return self.text or self.model
+        """The model's name in run records and tables: the string the user gave, less the client-side options of
+        :data:`CLIENT_OPTIONS` (``openai:m?base_url=U&timeout=5`` -> ``openai:m?base_url=U``), which cannot change
+        an output. :attr:`text` keeps the full string."""
+        if not self.text:
+            return self.model
+        body, _, query = self.text.partition("?")
+        client = CLIENT_OPTIONS.get(self.backend, frozenset())
+        kept = [part for part in query.split("&")
+                if part and unquote_plus(part.partition("=")[0]) not in client]
+        return body + ("?" + "&".join(kept) if kept else "")
 
     @property
     def slug(self) -> str:
@@ -142,5 +159,5 @@ def load_backend(spec: ModelSpec | str, *, cache=None) -> Backend:
     return OpenAIBackend.from_spec(spec, cache=cache)
 
 
-__all__ = ["ALIASES", "BACKENDS", "Backend", "Decoding", "EMBEDDED_MODEL", "Generation", "ModelSpec",
+__all__ = ["ALIASES", "BACKENDS", "CLIENT_OPTIONS", "Backend", "Decoding", "EMBEDDED_MODEL", "Generation", "ModelSpec",
            "UsageStats", "load_backend", "parse_model_spec"]

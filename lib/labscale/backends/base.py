@@ -46,6 +46,14 @@ class Decoding:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def cache_dict(self) -> dict[str, Any]:
+        """The settings that can change an output, for cache keys: under greedy decoding the sampling-only ones
+        (``top_p``, ``seed``) cannot, so they take their defaults -- a greedy request with another seed or top_p
+        is the same request. Sampled requests keep every setting."""
+        if not self.greedy:
+            return self.as_dict()
+        return asdict(Decoding(max_new_tokens=self.max_new_tokens))
+
 
 @dataclass
 class Generation:
@@ -92,11 +100,18 @@ class Backend(ABC):
         return {"backend": self.kind, "model": self.model_id, "revision": self.revision}
 
     def request_document(self, messages: Messages, decoding: Decoding, sample_index: int) -> dict[str, Any]:
+        """What a cached reply is stored under. ``decoding`` enters normalised (:meth:`Decoding.cache_dict`), so
+        greedy requests differing only in seed or top_p share one entry; ``sample_index`` always enters, so
+        repeated draws stay distinct entries when asked for."""
         return {**self.identity(), "messages": [dict(m) for m in messages],
-                "decoding": decoding.as_dict(), "sample_index": sample_index}
+                "decoding": decoding.cache_dict(), "sample_index": sample_index}
 
     def reset_stats(self) -> None:
         self.stats = UsageStats()
+
+    def retry_record(self) -> dict[str, Any] | None:
+        """Retries since :meth:`reset_stats`, in all and by cause, for backends that retry (None otherwise)."""
+        return None
 
     # -- generation -------------------------------------------------------------------------------------
     def generate(self, conversations: Sequence[Messages], decoding: Decoding, *, sample_index: int = 0,

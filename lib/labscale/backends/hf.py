@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,6 +32,99 @@ def _adapter_fingerprint(adapter: str) -> str:
         return adapter
     files = [path / n for n in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")]
     return f"sha256:{sha256_files(f for f in files if f.is_file())[:16]}"
+
+
+_TRUE = ("1", "true", "yes", "on")
+#: weight files of which a cached model needs at least one (with its config.json)
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+#: seconds the availability check waits for the hub when online
+HUB_TIMEOUT = 10.0
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face offline mode is on (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` now, or at import)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or any(os.environ.get(v, "").strip().lower() in _TRUE
+                                           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _cached(model_id: str, revision: str | None) -> bool:
+    """Whether the local hub cache holds ``config.json`` and a weights file of ``model_id`` at ``revision``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def has(name: str) -> bool:
+        try:
+            return isinstance(try_to_load_from_cache(model_id, name, revision=revision), str)
+        except ValueError:  # not a valid repo id
+            return False
+
+    return has("config.json") and any(has(name) for name in _WEIGHT_FILES)
+
+
+def check_model_available(model_id: str, revision: str | None = None, *, text: str | None = None) -> str:
+    """Resolve where ``model_id`` (a local folder or a hub id) will load from, without loading it: ``"folder"``,
+    ``"cache"`` or ``"hub"``. Raises :class:`InvalidParameter` naming the model, what was tried and how to fix
+    it, so an unavailable model fails at planning time instead of with a raw ``OSError`` (after the hub client's
+    retries) when its weights are first needed.
+
+    A folder needs a ``config.json``. A hub id is found in the local Hugging Face cache
+    (``try_to_load_from_cache``: ``config.json`` and a weights file); failing that, with offline mode on, it is
+    unavailable; online, ``model_info`` (``HUB_TIMEOUT`` seconds) must find it and ``auth_check`` must grant
+    access to a gated one.
+    """
+    from huggingface_hub import constants
+
+    name = text or f"hf:{model_id}"
+    pinned = f" at revision {revision!r}" if revision else ""
+    folder = Path(model_id).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise InvalidParameter(f"model {name!r}: the folder {folder} has no config.json, so it is not a "
+                                   "Hugging Face model folder (save one with save_pretrained, or merge_adapter)")
+        return "folder"
+    if _cached(model_id, revision):
+        return "cache"
+    fixes = (f"download it once with network access (`hf download {model_id}`"
+             + (f" --revision {revision}" if revision else "")
+             + ", or run with HF_HUB_OFFLINE unset), point HF_HOME (or HF_HUB_CACHE) at a cache that holds it "
+             "before starting Python, give a local model folder as hf:<path>, or use the embedded model "
+             "'smollm2-135m' (no download)")
+    tried = f"not a local folder, and not in the Hugging Face cache {constants.HF_HUB_CACHE}"
+    if hub_offline():
+        raise InvalidParameter(f"model {name!r}{pinned} is unavailable: {tried}, and HF_HUB_OFFLINE=1 forbids "
+                               f"downloading it. To fix: {fixes}.")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    api = HfApi()
+    try:
+        info = api.model_info(model_id, revision=revision, timeout=HUB_TIMEOUT)
+        if getattr(info, "gated", False):
+            api.auth_check(model_id)
+    except GatedRepoError:
+        raise InvalidParameter(
+            f"model {name!r} is gated on the Hugging Face hub and this machine has no access: accept its licence "
+            f"at https://huggingface.co/{model_id} and log in (`hf auth login`, or set HF_TOKEN); or use the "
+            "embedded model 'smollm2-135m'") from None
+    except RevisionNotFoundError:
+        raise InvalidParameter(f"model {name!r}: the hub has no revision {revision!r} of {model_id!r}; give a "
+                               "commit hash, branch or tag that exists") from None
+    except RepositoryNotFoundError:
+        raise InvalidParameter(
+            f"model {name!r}: no model {model_id!r} on the Hugging Face hub (nor a local folder of that name); check "
+            "the id (a private model also needs `hf auth login` or HF_TOKEN), or use the embedded model "
+            "'smollm2-135m'") from None
+    except Exception as exc:  # noqa: BLE001 - no network, DNS, proxy, timeout, hub outage: unavailable
+        raise InvalidParameter(
+            f"model {name!r}{pinned} is unavailable: {tried}, and the hub could not be reached within "
+            f"{HUB_TIMEOUT:.0f} s ({type(exc).__name__}: {str(exc)[:200]}). To fix: {fixes}; offline, set "
+            "HF_HUB_OFFLINE=1 so that nothing waits for the network.") from None
+    return "hub"
 
 
 class HFBackend(Backend):
@@ -65,6 +159,7 @@ class HFBackend(Backend):
             embedded.gguf_path()  # fail now, with install advice, if the wheel is missing
             return cls(embedded.UPSTREAM_ID, revision=embedded.revision(), cache=cache,
                        embedded=True, **options)
+        check_model_available(spec.model, spec.revision, text=spec.text)  # fail now, naming the fix
         return cls(spec.model, revision=spec.revision, cache=cache, **options)
 
     # -- identity ---------------------------------------------------------------------------------------

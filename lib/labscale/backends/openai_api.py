@@ -8,6 +8,9 @@ minutes), so this module has no retry loop of its own. It adds what a study need
 * token usage, ``finish_reason``, ``system_fingerprint`` and the model name the server reports, per reply;
 * bounded concurrency (a thread pool of ``concurrency`` workers), with each reply stored in the response cache
   the moment it arrives, so a run that fails or is interrupted resumes from the cache;
+* every retry counted by cause (``timeout``, ``connection``, the HTTP status such as ``429``) for the run
+  manifest, and a failure message that names every cause and says whether a rerun can help (a timeout or a 429
+  may pass; a 401 or 404 will not until it is fixed);
 * the API key read from an environment variable only, and kept out of identities, cache rows, error messages
   and logs.
 
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -94,6 +99,76 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-***", text)
 
 
+#: failure causes that a later attempt may not meet (with 5xx): rerunning resumes past them
+_TRANSIENT = {"timeout", "connection", "408", "409", "429"}
+
+
+def _in_mro(error: BaseException, *names: str) -> bool:
+    return any(any(n in cls.__name__ for n in names) for cls in type(error).__mro__)
+
+
+def failure_cause(error: BaseException | None) -> str:
+    """A short cause for a failed attempt or request: ``"timeout"``, ``"connection"``, the HTTP status
+    (``"429"``, ``"500"``...), else the exception's type name (``"unknown"`` without one)."""
+    if error is None:
+        return "unknown"
+    if _in_mro(error, "Timeout"):  # openai.APITimeoutError, httpx/httpx2 timeouts, TimeoutError
+        return "timeout"
+    status = getattr(error, "status_code", None) or getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return str(status)
+    if _in_mro(error, "APIConnectionError", "TransportError", "RequestError", "ConnectionError"):
+        return "connection"
+    return type(error).__name__
+
+
+def is_transient(cause: str) -> bool:
+    """Whether a failure cause is one a later attempt may not meet (timeouts, connections, 408/409/429, 5xx)."""
+    return cause in _TRANSIENT or (cause.isdigit() and cause.startswith("5"))
+
+
+def _cause_text(cause: str) -> str:
+    return f"HTTP {cause}" if cause.isdigit() else {"connection": "connection error"}.get(cause, cause)
+
+
+def describe_causes(counts: Counter | dict) -> str:
+    """``{"timeout": 3, "429": 1}`` -> ``"timeout x3, HTTP 429 x1"`` (most frequent first)."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{_cause_text(cause)} x{n}" for cause, n in ordered) or "none"
+
+
+class _RequestFailed(Exception):
+    """A request that failed for good: its final error, that error's cause and the causes of the retries before."""
+
+    def __init__(self, error: BaseException, retries: list[str]):
+        super().__init__(type(error).__name__)  # the error's text is shown scrubbed, by _describe, only
+        self.error = error
+        self.cause = failure_cause(error)
+        self.retries = retries
+
+
+def _retry_recording_client(openai_module: Any, on_retry: Callable[[str], None], **kwargs: Any) -> Any:
+    """An ``openai.OpenAI`` client that reports the cause of every retry it makes to ``on_retry``.
+
+    The client retries inside one call and reports only ``retries_taken`` for a success; its retry hook
+    ``_sleep_for_retry`` runs inside the ``except`` block of the failed attempt (the response for an HTTP status,
+    ``sys.exc_info()`` for a timeout or a dropped connection), so the cause is exact. Where a client version has
+    no such hook the plain client is used and retries count as ``"unknown"`` from ``retries_taken``.
+    """
+    base = openai_module.OpenAI
+    if not callable(getattr(base, "_sleep_for_retry", None)):
+        return base(**kwargs), False
+
+    class RecordingOpenAI(base):
+        def _sleep_for_retry(self, *args: Any, **kw: Any) -> Any:
+            response = kw.get("response")
+            status = getattr(response, "status_code", None)
+            on_retry(str(status) if isinstance(status, int) else failure_cause(sys.exc_info()[1]))
+            return super()._sleep_for_retry(*args, **kw)
+
+    return RecordingOpenAI(**kwargs), True
+
+
 class OpenAIBackend(Backend):
     """Chat completions from an OpenAI-compatible API (see the module docstring).
 
@@ -138,9 +213,12 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.timeout = float(timeout)
         self.batch_size = 4 * concurrency
-        #: retries the client needed for requests that eventually succeeded (from ``retries_taken``)
+        #: retries the client made since the last :meth:`reset_stats`, in all and by cause (``"timeout"``,
+        #: ``"connection"``, an HTTP status such as ``"429"``); the runner writes them into the run manifest
         self.retries = 0
+        self.retry_causes: Counter = Counter()
         self._retries_lock = threading.Lock()
+        self._attempts = threading.local()  # the retry causes of the request this worker thread is sending
 
         api_key = os.environ.get(api_key_env) or ""
         if not api_key:
@@ -154,8 +232,9 @@ class OpenAIBackend(Backend):
 
         # The key lives only inside the openai client (it sends it as the Authorization header); no attribute
         # of this backend holds it, and identity(), cache rows and error messages never include it.
-        self._client = openai.OpenAI(api_key=api_key, base_url=self.base_url, max_retries=max_retries,
-                                     timeout=self.timeout, http_client=http_client)
+        self._client, self._hooked = _retry_recording_client(
+            openai, self._on_retry, api_key=api_key, base_url=self.base_url, max_retries=max_retries,
+            timeout=self.timeout, http_client=http_client)
 
     @classmethod
     def from_spec(cls, spec, cache: ResponseCache | None = None, *, http_client: Any = None) -> "OpenAIBackend":
@@ -174,20 +253,47 @@ class OpenAIBackend(Backend):
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model_id!r}, base_url={self.base_url!r})"
 
+    # -- retries ------------------------------------------------------------------------------------------
+    def _on_retry(self, cause: str) -> None:
+        with self._retries_lock:
+            self.retries += 1
+            self.retry_causes[cause] += 1
+        history = getattr(self._attempts, "causes", None)
+        if history is not None:
+            history.append(cause)
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        with self._retries_lock:
+            self.retries = 0
+            self.retry_causes = Counter()
+
+    def retry_record(self) -> dict[str, Any]:
+        """Retries since the last :meth:`reset_stats`: ``{"total": 4, "by_cause": {"429": 1, "timeout": 3}}``."""
+        with self._retries_lock:
+            return {"total": self.retries, "by_cause": dict(sorted(self.retry_causes.items()))}
+
     # -- one request --------------------------------------------------------------------------------------
     def _request(self, messages: Messages, decoding: Decoding) -> Generation:
-        raw = self._client.chat.completions.with_raw_response.create(
-            model=self.model_id,
-            messages=[dict(m) for m in messages],
-            temperature=decoding.temperature,
-            top_p=decoding.top_p,
-            max_tokens=decoding.max_new_tokens,
-            seed=decoding.seed,
-            n=1,
-        )
-        if raw.retries_taken:
-            with self._retries_lock:
-                self.retries += raw.retries_taken
+        """One chat completion; a failure (after the client's retries) raises :class:`_RequestFailed`."""
+        self._attempts.causes = causes = []
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self.model_id,
+                messages=[dict(m) for m in messages],
+                temperature=decoding.temperature,
+                top_p=decoding.top_p,
+                max_tokens=decoding.max_new_tokens,
+                seed=decoding.seed,
+                n=1,
+            )
+        except Exception as error:  # noqa: BLE001 - every failure is reported with its cause
+            raise _RequestFailed(error, list(causes)) from None
+        finally:
+            self._attempts.causes = None
+        if raw.retries_taken and not self._hooked:
+            for _ in range(raw.retries_taken):
+                self._on_retry("unknown")
         response = raw.parse()
         if not response.choices:
             raise RuntimeError(f"{self.base_url} returned no choices for model {self.model_id!r}")
@@ -253,16 +359,59 @@ class OpenAIBackend(Backend):
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
         if failures:
-            not_sent = total - sent
-            raise RuntimeError(
-                f"{len(failures)} of {total} requests to {self.base_url} (model {self.model_id!r}) failed "
-                f"after up to {self.max_retries} retries; first error: {self._describe(failures[0])}. "
-                f"{stored} of the batch's {total} items were stored in the response cache"
-                + (f" ({not_sent} not sent)" if not_sent else "")
-                + "; rerunning resumes from the cache.") from None
+            raise RuntimeError(self._failure_message(failures, total=total, sent=sent, stored=stored)) from None
+
+    def _failure_message(self, failures: list[BaseException], *, total: int, sent: int, stored: int) -> str:
+        """Name every cause of the failed requests (and of their retries) and the fix for the main one; only
+        transient causes promise that a rerun resumes."""
+        failed = [f if isinstance(f, _RequestFailed) else _RequestFailed(f, []) for f in failures]
+        causes = Counter(f.cause for f in failed)
+        retried = Counter(c for f in failed for c in f.retries)
+        # the cause to explain: the most frequent one that a rerun cannot get past, else the most frequent one
+        permanent = [c for c in causes if not is_transient(c)]
+        main = max(permanent or list(causes), key=lambda c: (causes[c], -list(causes).index(c)))
+        example = next(f for f in failed if f.cause == main)
+        not_sent = total - sent
+        kept = (f"{stored} of the batch's {total} items were stored in the response cache"
+                + (f" ({not_sent} not sent)" if not_sent else ""))
+        text = (f"{len(failed)} of {total} requests to {self.base_url} (model {self.model_id!r}) failed: "
+                f"{describe_causes(causes)}"
+                + (f", after {sum(retried.values())} retries ({describe_causes(retried)})" if retried
+                   else ", with no retry")
+                + f"; e.g. {self._describe(example.error).rstrip('.')}. {kept}. ")
+        if not permanent:
+            hints = []
+            if "timeout" in causes or "timeout" in retried:
+                hints.append(f"a request took longer than the timeout of {self.timeout:g} s: a slow server or long "
+                             "replies need a larger one (model option timeout=SECONDS)")
+            if "429" in causes or "429" in retried:
+                hints.append(f"the server rate-limited the requests: lower concurrency (now {self.concurrency}) or "
+                             f"raise max_retries (now {self.max_retries})")
+            if any(c == "connection" or c.startswith("5") for c in causes):
+                hints.append(f"the server at {self.base_url} failed or could not be reached: check that it is up")
+            return text + "These failures are transient" + (": " + "; ".join(hints) if hints else "") + \
+                ". Rerunning resumes from the cache."
+        return text + self._fix_for(main) + " Not transient: a rerun fails the same way until this is fixed; " \
+            "then it reuses the stored items."
+
+    def _fix_for(self, cause: str) -> str:
+        if cause == "401":
+            return (f"The server refused the API key (HTTP 401): put a valid key in the environment variable "
+                    f"{self.api_key_env} (or name another one with the model option api_key_env=NAME).")
+        if cause == "403":
+            return (f"The key has no permission for model {self.model_id!r} at {self.base_url} (HTTP 403): use a "
+                    "key of a project or organisation with access, or another model.")
+        if cause == "404":
+            return (f"The server knows no model {self.model_id!r} (HTTP 404): check the model id and base_url "
+                    f"({self.base_url}).")
+        if cause in ("400", "422"):
+            return (f"The server rejected the request (HTTP {cause}): check that model {self.model_id!r} accepts "
+                    "these messages and decoding parameters.")
+        return f"The cause ({_cause_text(cause)}) is not a known transient failure: fix it before rerunning."
 
     def close(self) -> None:
         self._client.close()
 
 
-__all__ = ["OpenAIBackend", "normalize_base_url", "scrub", "OPENAI_BASE_URL", "PLACEHOLDER_KEY"]
+__all__ = ["OpenAIBackend", "describe_causes", "failure_cause", "is_transient", "normalize_base_url", "scrub",
+           "OPENAI_BASE_URL", "PLACEHOLDER_KEY"]
