@@ -106,3 +106,26 @@ def test_report_names_interval_methods_and_formats_comparisons(tmp_path):
     acc = comparisons[comparisons["metric"] == "accuracy"].iloc[0]
     assert row["values"] == f"{acc['value']:.2f} vs {acc['baseline_value']:.2f}"
     assert row["holds (Holm p < 0.05)"] == ("yes" if acc["p_holm"] < 0.05 else "no")
+
+
+def test_parser_comparison_reads_the_same_replies_with_both_rules(tmp_path):
+    from labscale.report import parser_comparison
+
+    task = get_task("entity_resolution")
+    data = task.load("offline", seed=0)
+    items = data.split("test")[:4]
+    # "The records do not match, n": the study's rule finds the lone 'n'; the strict grammar needs the label first
+    replies = ["y", "The records do not match, n", "yes or no", "n"]
+    parsed = [task.parse(r) for r in replies]
+    predictions = [{"id": ex.id, "target": t, "reply": r, "parsed": p, "invalid": p == INVALID}
+                   for ex, t, r, p in zip(items, ["y", "n", "y", "n"], replies, parsed)]
+    write_run(tmp_path / "run", params={"model": "m", "task": "entity_resolution", "source": "offline", "shots": 0,
+                                        "n_resamples": 200, "seed": 0},
+              predictions=predictions, metrics={"accuracy": {"value": 0.5}}, manifest={})
+    row = parser_comparison(metrics_table(tmp_path)).loc[("m", "entity_resolution", "0-shot")]
+    assert parsed == ["y", INVALID, INVALID, "n"]
+    # the study's rule also reads the echo "yes or no" as its first yes/no token, 'y'
+    assert row["replies read differently"] == 2
+    assert row["accuracy (strict)"].startswith("0.50") and row["accuracy (study rule)"].startswith("1.00")
+    assert row["invalid (strict)"].startswith("0.50") and row["invalid (study rule)"].startswith("0.00")
+    assert row["accuracy difference [95% CI]"].startswith("0.50") and row["n"] == 4

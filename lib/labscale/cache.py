@@ -3,9 +3,10 @@
 The key is the SHA-256 of a canonical JSON document holding the backend, base URL, model id and revision,
 output-affecting load options (adapter, quantization), the full messages, every decoding parameter that can
 change the output (under greedy decoding the sampling-only ``seed`` and ``top_p`` take fixed values, see
-:meth:`labscale.backends.base.Decoding.cache_dict`) and the sample index. Each response is committed as soon as it arrives (WAL journal), so a run killed midway resumes
-from the cache without repeating paid calls, and rerunning a finished notebook makes no model or API call.
-API keys are never part of a request document, so they never reach the cache.
+:meth:`labscale.backends.base.Decoding.cache_dict`) and the sample index. Each response is committed as soon as it
+arrives (WAL journal), so a run killed midway resumes from the cache without repeating paid calls, and rerunning a
+finished notebook makes no model or API call. API keys are never part of a request document, so they never reach
+the cache.
 """
 
 from __future__ import annotations

@@ -343,6 +343,36 @@ def exact_intervals(metrics: dict[str, dict], predictions: Sequence[Mapping[str,
         m.update(ci_low=exact["ci_low"], ci_high=exact["ci_high"], interval=exact["interval"])
 
 
+def lm_eval_deltas(table: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each adapter minus the base model on the same lm-eval questions, for every metric with a per-question value
+    (accuracy): paired BCa 95 % interval and permutation p-value, Holm-adjusted over every row returned."""
+    from .compare import COMPARISON_COLUMNS, with_holm
+    from .metrics import paired_difference
+
+    check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
+    rows = []
+    base = table[table["label"] == BASE_LABEL]
+    for r in table[(table["label"] != BASE_LABEL) & table["adapter"].notna()].itertuples(index=False):
+        ref = base[(base["task"] == r.task) & (base["metric"] == r.metric)]
+        if ref.empty:
+            continue
+        mine, theirs = (records.read_run(run)["predictions"] for run in (r.run, ref["run"].iloc[0]))
+        if r.metric not in mine.columns or r.metric not in theirs.columns:
+            continue  # aggregate-only metrics (e.g. corpus-level) have no per-question value to pair
+        joined = mine.set_index("doc_id")[[r.metric]].join(theirs.set_index("doc_id")[[r.metric]], how="inner",
+                                                           lsuffix="_adapter", rsuffix="_base")
+        if len(joined) != len(mine) or len(joined) != len(theirs):
+            raise InvalidParameter(f"{r.label} and {BASE_LABEL} did not answer the same {r.task} questions; rerun "
+                                   "both with the same limit and seed")
+        a, b = (joined[f"{r.metric}_{side}"].to_numpy(float) for side in ("adapter", "base"))
+        m = paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed)
+        rows.append({"model": r.label, "task": r.task, "metric": r.metric, "condition": r.label,
+                     "baseline": BASE_LABEL, "value": float(a.mean()), "baseline_value": float(b.mean()),
+                     "delta": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"],
+                     "interval": m["interval"], "p_value": m["p_value"]})
+    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1]))
+
+
 def lm_eval_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """Tidy rows (label, model, adapter, task, metric, value, stderr, ci_low, ci_high, n, run) from lm-eval records."""
     rows = []

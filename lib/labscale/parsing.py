@@ -303,20 +303,13 @@ def parse_option(text: object, options: Sequence[str], labels: LabelSet = ABC) -
 
 
 # -- the study's rules -----------------------------------------------------------------------------------------
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def _squad_tokens(text: str) -> list[str]:
-    """SQuAD answer normalisation (lower case, punctuation removed, articles removed), as tokens."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return re.sub(r"\b(a|an|the)\b", " ", text).split()
-
-
 def study_entity_resolution(text: object) -> str:
     """The original ``clean_response``: the first ``y``/``n`` token anywhere, else the first ``yes``/``no``."""
     if not isinstance(text, str):
         return INVALID
-    tokens = _squad_tokens(text)
+    from .metrics import normalize_answer
+
+    tokens = normalize_answer(text).split()
     for token in tokens:
         if token in ("y", "n"):
             return token

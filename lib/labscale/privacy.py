@@ -530,7 +530,7 @@ def audit_table(run_dir: str | Path) -> pd.DataFrame:
         else:
             audit, metric = "canary", name
         rows.append({"model": record["params"]["model"], "audit": audit, "metric": metric, "value": m["value"],
-                     "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"],
+                     "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"], "interval": m.get("interval"),
                      "max_exposure": m.get("max_exposure"), "run": str(run_dir)})
     return pd.DataFrame(rows)
 

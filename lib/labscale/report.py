@@ -5,9 +5,10 @@ from __future__ import annotations
 from importlib import resources
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
-from .tasks import ALL_TASK_NAMES, get_task
+from .tasks import ALL_TASK_NAMES, INVALID, get_task
 
 CITATION = ("Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even in "
             "Low-Resource Settings, ACM FAccT '24, Table 2")
@@ -227,6 +228,41 @@ def bbq_category_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return wide[[c for c in ("s_AMB", "s_DIS") if c in wide.columns]].fillna("–")
 
 
+def parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """The same recorded replies parsed two ways, per run of a task the study parsed with its own rule (entity
+    resolution, fact-checking, toxicity): this book's strict grammar and the study's rule
+    (:func:`labscale.parsing.study_rule`). Invalid rate and accuracy under each (exact 95 % intervals), how many
+    replies the two rules read differently, and the accuracy difference (study rule minus strict) with its paired
+    95 % interval."""
+    from .metrics import paired_difference, proportion_of
+    from .parsing import STUDY_RULES, study_rule
+    from .records import read_run
+
+    runs = table[table["task"].isin(list(STUDY_RULES))].drop_duplicates(["model", "task", "scenario"])
+    rows = []
+    for model, task, scenario, run in zip(runs["model"], runs["task"], runs["scenario"], runs["run"]):
+        record = read_run(run)
+        preds = record["predictions"]
+        strict = preds["parsed"].astype(str).tolist()
+        study = [study_rule(task, reply) for reply in preds["reply"]]
+        target = preds["target"].astype(str).tolist()
+        right = [np.array([p == t for p, t in zip(parsed, target)], dtype=float) for parsed in (strict, study)]
+        cell = {}
+        for rule, parsed, ok in (("strict", strict, right[0]), ("study rule", study, right[1])):
+            invalid, acc = proportion_of([p == INVALID for p in parsed]), proportion_of(ok)
+            cell[f"invalid ({rule})"] = format_ci(invalid["value"], invalid["ci_low"], invalid["ci_high"], digits)
+            cell[f"accuracy ({rule})"] = format_ci(acc["value"], acc["ci_low"], acc["ci_high"], digits)
+        diff = paired_difference(np.mean, right[1], right[0], n_resamples=record["params"].get("n_resamples", 1000),
+                                 seed=record["params"].get("seed", 0))
+        rows.append({"model": model, "task": task, "scenario": scenario, **cell,
+                     "replies read differently": sum(a != b for a, b in zip(strict, study)),
+                     "accuracy difference [95% CI]": format_ci(diff["value"], diff["ci_low"], diff["ci_high"],
+                                                                digits), "n": len(preds)})
+    if not rows:
+        return pd.DataFrame()
+    return _scenario_order(pd.DataFrame(rows).set_index(["model", "task", "scenario"]))
+
+
 def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """The same toxicity replies scored two ways: this book's strict parser (a reply must start with yes/no;
     anything else is wrong) and the study's rule (toxic iff the lower-cased reply contains "yes", else non-toxic,
@@ -408,5 +444,6 @@ def lm_eval_results(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                               for v, s in zip(rows["value"], rows["stderr"])]
     rows["95% CI"] = [format_ci(v, lo, hi, digits).split(" ", 1)[-1] for v, lo, hi in
                       zip(rows["value"], rows["ci_low"], rows["ci_high"])]
-    return rows.set_index(["label", "task", "metric"])[["value ± stderr", "95% CI", "n", "seed", "batch_size",
-                                                        "apply_chat_template"]]
+    columns = ["value ± stderr", "95% CI", *(["interval"] if "interval" in rows.columns else []), "n", "seed",
+               "batch_size", "apply_chat_template"]
+    return rows.set_index(["label", "task", "metric"])[columns]
