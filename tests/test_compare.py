@@ -129,3 +129,11 @@ def test_parser_comparison_reads_the_same_replies_with_both_rules(tmp_path):
     assert row["accuracy (strict)"].startswith("0.50") and row["accuracy (study rule)"].startswith("1.00")
     assert row["invalid (strict)"].startswith("0.50") and row["invalid (study rule)"].startswith("0.00")
     assert row["accuracy difference [95% CI]"].startswith("0.50") and row["n"] == 4
+
+
+def test_a_degenerate_interval_is_shown_as_no_interval_not_as_certainty():
+    from labscale.report import format_ci
+
+    assert format_ci(0.0, 0.0, 0.0) == "0.00 [–]"
+    assert format_ci(0.05, 0.0, 0.168) == "0.05 [0.00, 0.17]"
+    assert format_ci(0.5, None, None) == "0.50"

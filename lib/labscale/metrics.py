@@ -42,7 +42,7 @@ INTERVAL_METHODS = {
     "bonferroni-clopper-pearson": "minimum of per-group Clopper-Pearson intervals at Bonferroni-adjusted level",
     "bca": "BCa bootstrap over items (scipy.stats.bootstrap, paired resampling)",
     "percentile": "percentile bootstrap over items (BCa undefined for this statistic on these data)",
-    "degenerate": "no interval: every bootstrap resample gives the same value",
+    "degenerate": "no interval, shown as [–]: every bootstrap resample gives the same value",
     "vacuous": "[0, 1]: the proportion's denominator is zero",
     "normal": "value ± 1.96 standard errors as lm-evaluation-harness reports them (not a proportion)",
 }

@@ -39,8 +39,12 @@ def _scenario_order(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
+    """"value [low, high]"; "value [–]" for a zero-width interval, which only a degenerate bootstrap gives (every
+    resample the same value: no interval, never a certainty); the value alone when there is no interval."""
     if low is None or pd.isna(low):
         return f"{value:.{digits}f}"
+    if low == high:
+        return f"{value:.{digits}f} [–]"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
