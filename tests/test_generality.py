@@ -11,7 +11,7 @@ from scipy.stats import beta
 from labscale import generality, records
 from labscale.errors import InvalidParameter
 from labscale.lm_eval_tasks import utils as mmlu_utils
-from labscale.metrics import paired_difference
+from labscale.metrics import paired_proportion_difference
 from labscale.tasks import INVALID, get_task
 
 
@@ -83,11 +83,12 @@ def test_transfer_deltas_match_a_hand_computed_case(tmp_path):
     row = deltas.iloc[0]
     assert (row["base"], row["adapted"], row["delta"], row["n"]) == (pytest.approx(0.6), pytest.approx(0.8),
                                                                      pytest.approx(0.2), 5)
-    # paired: per-item differences [0, -1, +1, 0, +1], resampled together
-    diff = paired_difference(np.mean, np.array([1, 0, 1, 1, 1.0]), np.array([1, 1, 0, 1, 0.0]), n_resamples=500,
-                             seed=1)
+    # paired 0/1 outcomes: Tango's interval for paired proportions on the same items; per-item differences
+    # [0, -1, +1, 0, +1] -> 2 items right only with the adapter, 1 only with the base
+    diff = paired_proportion_difference([1, 0, 1, 1, 1], [1, 1, 0, 1, 0])
     assert (row["ci_low"], row["ci_high"]) == (pytest.approx(diff["ci_low"]), pytest.approx(diff["ci_high"]))
-    # exact sign-flip test over the 3 differing items: every sign pattern is as extreme as +1 -1 +1 -> p = 1
+    assert row["interval"] == "tango-paired" and row["ci_low"] < 0 < row["ci_high"]
+    # exact McNemar over the 3 discordant items: 2 of 3 is as likely as it gets under no difference -> p = 1
     assert row["p_value"] == pytest.approx(1.0) and row["p_holm"] == pytest.approx(1.0) and not row["significant"]
     invalid = generality.transfer_deltas(table, metrics={"entity_resolution": "invalid_rate"}, n_resamples=500)
     assert invalid.iloc[0]["delta"] == pytest.approx(-0.2)
@@ -152,5 +153,5 @@ def test_lm_eval_deltas_pair_the_same_questions(tmp_path):
     out = generality.lm_eval_deltas(generality.lm_eval_table(runs), n_resamples=500)
     row = out.iloc[0]
     assert len(out) == 1 and row["model"] == "fact_checking adapter" and row["delta"] == pytest.approx(3 / 6)
-    # three questions differ, all in the adapter's favour: exact two-sided sign-flip p = 2 / 2**3
+    # three questions differ, all in the adapter's favour: exact McNemar p = 2 / 2**3
     assert row["p_value"] == pytest.approx(0.25) and row["p_holm"] == pytest.approx(0.25)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import beta, binom
+from scipy.stats import beta, binom, binomtest
 
 from labscale import metrics as M
+from labscale.errors import InvalidParameter
 from labscale.tasks import INVALID
 
 
@@ -111,6 +112,41 @@ def test_paired_difference_of_a_non_decomposable_statistic_with_shared_gold():
 
     out = M.paired_difference(f1, a, b, gold, n_resamples=500, seed=1)
     assert out["value"] == pytest.approx(1.0 - f1(b, gold)) and out["ci_low"] > 0 and out["p_value"] < 0.05
+
+
+@pytest.mark.parametrize("n, p_first, p_second, discordance", [(20, 0.5, 0.2, 0.5), (20, 0.3, 0.1, 0.3),
+                                                                 (20, 0.9, 0.6, 0.5), (20, 0.5, 0.5, 1.0),
+                                                                 (50, 0.5, 0.3, 0.5)])
+def test_paired_proportion_interval_covers(n, p_first, p_second, discordance):
+    """Seeded simulation of two correlated 0/1 outcomes on the same n items (the second copies the first except on a
+    share ``discordance`` of items, where it is drawn afresh): Tango's interval covers the true difference
+    discordance * (p_first - p_second) >= 93 % of the time (the BCa bootstrap of the mean difference covered
+    0.78-0.91 in these settings at n = 20)."""
+    rng = np.random.default_rng(5)
+    truth, hits = discordance * (p_first - p_second), 0
+    for _ in range(1500):
+        first = rng.random(n) < p_first
+        second = np.where(rng.random(n) < discordance, rng.random(n) < p_second, first)
+        out = M.paired_proportion_difference(first, second)
+        hits += out["ci_low"] - 1e-9 <= truth <= out["ci_high"] + 1e-9
+    print(f"paired difference n={n} ({p_first}, {p_second}, {discordance}): coverage {hits / 1500:.3f}")
+    assert hits / 1500 >= 0.93
+
+
+def test_paired_proportion_difference_known_values():
+    # Agresti (Categorical Data Analysis, §10.1): presidential approval, n = 1600, 150 and 86 discordant pairs;
+    # at this size Tango's score interval agrees with the Wald interval 0.04 +- 1.96 * 0.00955 to 3 decimals
+    first = [1] * 794 + [1] * 150 + [0] * 86 + [0] * 570
+    second = [1] * 794 + [0] * 150 + [1] * 86 + [0] * 570
+    out = M.paired_proportion_difference(first, second)
+    assert out["value"] == pytest.approx(0.04) and out["discordant"] == 236
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((0.0213, 0.0590), abs=5e-4)
+    assert out["p_value"] == pytest.approx(binomtest(150, 236).pvalue)
+    # no discordant pair: a real interval around 0, never [0, 0]
+    none = M.paired_proportion_difference([1, 0] * 10, [1, 0] * 10)
+    assert none["value"] == 0 and none["ci_low"] < -0.1 and none["ci_high"] > 0.1 and none["p_value"] == 1.0
+    with pytest.raises(InvalidParameter, match="0/1"):
+        M.paired_proportion_difference([0.5, 1], [0, 1])
 
 
 def test_holm_matches_the_step_down_by_hand():

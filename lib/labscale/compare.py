@@ -2,8 +2,10 @@
 
 A claim that one condition beats another (k shots vs zero-shot, fine-tuned vs base, an adapter vs its base model)
 is a paired difference: both runs answered the same items, so :func:`paired_comparison` rescores each run's
-recorded replies per item, checks that the rescoring reproduces the recorded metric, and gives the difference
-with a BCa interval over items resampled once for both runs and a paired permutation p-value
+recorded replies per item, checks that the rescoring reproduces the recorded metric, and gives the difference:
+for a share of 0/1 outcomes (accuracy, invalid rate, abstention rate, exact match) with Tango's score interval for
+paired proportions and the exact McNemar p-value (:func:`labscale.metrics.paired_proportion_difference`);
+for everything else with a BCa interval over items resampled once for both runs and a paired permutation p-value
 (:func:`labscale.metrics.paired_difference`). :func:`scenario_comparisons` does this for every scenario of a
 results table against a baseline scenario and adjusts the p-values for multiplicity (Holm).
 """
@@ -19,7 +21,8 @@ import pandas as pd
 
 from . import records
 from .errors import InvalidParameter, check_range
-from .metrics import _bertscore_f1, _f1_per_label, _ratio, holm, paired_difference
+from .metrics import (_bertscore_f1, _f1_per_label, _ratio, holm, paired_difference,
+                      paired_proportion_difference)
 from .tasks import INVALID, Example, get_task
 
 
@@ -32,6 +35,8 @@ class Rescoring:
     values: Callable[[Sequence[Example], Sequence[str]], np.ndarray]
     statistic: Callable[..., float]
     shared: Callable[[Sequence[Example]], tuple[np.ndarray, ...]] = lambda examples: ()
+    #: True when the metric is the share of 0/1 outcomes: its difference gets a paired-proportion score interval
+    proportion: bool = False
 
 
 def _mean(values: np.ndarray) -> float:
@@ -81,10 +86,10 @@ def _worst_group(groups: Callable[[Example], Sequence[bool]]) -> Rescoring:
                      lambda examples: (np.array([groups(ex) for ex in examples], dtype=bool),))
 
 
-def _item_score(task: Any, key: str) -> Rescoring:
+def _item_score(task: Any, key: str, proportion: bool = False) -> Rescoring:
     """A per-item score from the task's own ``item_scores`` (QASPER and SQuAD answer F1 / exact match)."""
     return Rescoring(lambda examples, parsed: np.asarray(task.item_scores(examples, parsed)[key], dtype=float),
-                     _mean)
+                     _mean, proportion=proportion)
 
 
 def _summary_scores(metric: str, bertscore_model: str | None = None) -> Rescoring:
@@ -123,8 +128,8 @@ def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None
     encoder); an error naming the pairable metrics otherwise."""
     task = get_task(task_name)
     found: dict[str, Rescoring] = {
-        "accuracy": Rescoring(_flags(lambda ex, p: p == ex.target), _mean),
-        "invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID), _mean),
+        "accuracy": Rescoring(_flags(lambda ex, p: p == ex.target), _mean, proportion=True),
+        "invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID), _mean, proportion=True),
     }
     if task_name in BINARY_LABELS:
         found["f1"] = _binary_f1(*BINARY_LABELS[task_name])
@@ -142,11 +147,12 @@ def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None
         from .tasks.qasper import UNANSWERABLE
 
         found = {"invalid_rate": found["invalid_rate"],
-                 "abstention_rate": Rescoring(_flags(lambda ex, p: p == UNANSWERABLE), _mean)}
+                 "abstention_rate": Rescoring(_flags(lambda ex, p: p == UNANSWERABLE), _mean, proportion=True)}
         names = {"answer_f1": "f1"} if task_name == "qasper" else {"f1": "f1", "exact": "exact"}
-        found.update({name: _item_score(task, key) for name, key in names.items()})
+        found.update({name: _item_score(task, key, proportion=key == "exact") for name, key in names.items()})
     if task_name == "summarization":
-        found = {"invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID or not str(p).strip()), _mean),
+        found = {"invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID or not str(p).strip()), _mean,
+                                           proportion=True),
                  "bleu": _corpus_bleu(),
                  **{m: _summary_scores(m, (options or {}).get("bertscore_model"))
                     for m in ("rouge1", "rouge2", "rougeL", "bertscore_f1")}}
@@ -217,7 +223,10 @@ def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_r
         if abs(how.statistic(v, *shared) - recorded) > 1e-6:
             raise InvalidParameter(f"rescoring {metric} of {str(r['path'])!r} gives {how.statistic(v, *shared):.6f}, "
                                    f"not the recorded {recorded:.6f}; the record is stale: rerun it")
-    out = paired_difference(how.statistic, values[0], values[1], *shared, n_resamples=n_resamples, seed=seed)
+    if how.proportion:
+        out = paired_proportion_difference(values[0], values[1])
+    else:
+        out = paired_difference(how.statistic, values[0], values[1], *shared, n_resamples=n_resamples, seed=seed)
     return {**out, "run_value": float(how.statistic(values[0], *shared)),
             "baseline_value": float(how.statistic(values[1], *shared))}
 

@@ -344,10 +344,11 @@ def exact_intervals(metrics: dict[str, dict], predictions: Sequence[Mapping[str,
 
 
 def lm_eval_deltas(table: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Each adapter minus the base model on the same lm-eval questions, for every metric with a per-question value
-    (accuracy): paired BCa 95 % interval and permutation p-value, Holm-adjusted over every row returned."""
+    """Each adapter minus the base model on the same lm-eval questions, for every metric with a per-question value:
+    Tango's paired-proportion interval and the exact McNemar p-value for 0/1 outcomes (accuracy), else the paired
+    BCa interval and permutation p-value; Holm-adjusted over every row returned."""
     from .compare import COMPARISON_COLUMNS, with_holm
-    from .metrics import paired_difference
+    from .metrics import paired_difference, paired_proportion_difference
 
     check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
     rows = []
@@ -365,7 +366,9 @@ def lm_eval_deltas(table: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 
             raise InvalidParameter(f"{r.label} and {BASE_LABEL} did not answer the same {r.task} questions; rerun "
                                    "both with the same limit and seed")
         a, b = (joined[f"{r.metric}_{side}"].to_numpy(float) for side in ("adapter", "base"))
-        m = paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed)
+        binary = np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()
+        m = (paired_proportion_difference(a, b) if binary else
+             paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed))
         rows.append({"model": r.label, "task": r.task, "metric": r.metric, "condition": r.label,
                      "baseline": BASE_LABEL, "value": float(a.mean()), "baseline_value": float(b.mean()),
                      "delta": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"],

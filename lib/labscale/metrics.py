@@ -44,6 +44,7 @@ INTERVAL_METHODS = {
     "percentile": "percentile bootstrap over items (BCa undefined for this statistic on these data)",
     "degenerate": "no interval, shown as [–]: every bootstrap resample gives the same value",
     "vacuous": "[0, 1]: the proportion's denominator is zero",
+    "tango-paired": "Tango's score interval for a difference of paired proportions (exact McNemar p-value)",
     "normal": "value ± 1.96 standard errors as lm-evaluation-harness reports them (not a proportion)",
 }
 
@@ -857,6 +858,45 @@ def paired_difference(statistic: Callable[..., float], first: Any, second: Any, 
                             vectorized=True, n_resamples=n_resamples, rng=np.random.default_rng(seed))
     return metric(value, low, high, n, interval=method, p_value=float(test.pvalue), test="paired permutation",
                   **info)
+
+
+def paired_proportion_difference(first: Any, second: Any, confidence: float = CONFIDENCE, **info: Any) -> dict:
+    """``mean(first) - mean(second)`` of two 0/1 outcomes on the same items (e.g. correct flags of two conditions),
+    with Tango's score interval for a difference of paired proportions and the exact McNemar p-value.
+
+    With ``b`` items right only in ``first``, ``c`` only in ``second`` and ``n`` items, the difference is
+    ``(b - c) / n``. Tango (1998, Statist. Med. 17: 891-908) inverts the score test: the interval holds every
+    ``delta`` with ``|b - c - n delta| / sqrt(n (2 q(delta) + delta (1 - delta)))`` at most ``z``, ``q(delta)`` being the
+    constrained maximum-likelihood estimate of the discordant cell ``c / n``; the roots come from
+    ``scipy.optimize.brentq``. Unlike a bootstrap it is never zero-width (no discordant pair still gives an
+    interval around 0) and it covers at the book's sizes (``tests/test_intervals.py`` simulates it). The p-value is
+    the exact two-sided binomial test of ``b`` among the ``b + c`` discordant items (``scipy.stats.binomtest``)."""
+    from scipy.optimize import brentq
+    from scipy.stats import binomtest, norm
+
+    x, y = np.asarray(first, dtype=float).ravel(), np.asarray(second, dtype=float).ravel()
+    n = _check_pair("the two conditions' 0/1 outcomes", x, y)
+    if np.any((x != 0) & (x != 1)) or np.any((y != 0) & (y != 1)):
+        raise InvalidParameter("a paired proportion difference needs 0/1 outcomes per item")
+    check_range("confidence", confidence, 0.0, 1.0)
+    b, c = int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+
+    def score(delta: float) -> float:
+        a2, b2, c2 = 2 * n, -b - c + (2 * n - b + c) * delta, -c * delta * (1 - delta)
+        q = (np.sqrt(max(b2 * b2 - 4 * a2 * c2, 0.0)) - b2) / (2 * a2)
+        variance = n * (2 * q + delta * (1 - delta))
+        gap = b - c - n * delta
+        if variance > 0:
+            return gap / np.sqrt(variance)
+        return 0.0 if gap == 0 else float(np.sign(gap)) * np.inf
+
+    value, edge = (b - c) / n, 1 - 1e-12
+    low = -1.0 if score(-edge) <= z else brentq(lambda d: score(d) - z, -edge, value)
+    high = 1.0 if score(edge) >= -z else brentq(lambda d: score(d) + z, value, edge)
+    p_value = binomtest(b, b + c).pvalue if b + c else 1.0
+    return metric(value, low, high, n, interval="tango-paired", p_value=float(p_value), test="exact McNemar",
+                  discordant=b + c, **info)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

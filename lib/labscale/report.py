@@ -69,18 +69,19 @@ def interval_note(*tables: pd.DataFrame) -> str:
 
 def comparison_table(comparisons: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """Paired differences (:func:`labscale.compare.scenario_comparisons`) as cells: both values, the difference
-    with its 95 % interval, the permutation p-value, the Holm-adjusted p-value, and whether the difference holds
-    at the 5 % family-wise level."""
+    with its 95 % interval and the interval's method (``tango-paired`` for shares of 0/1 outcomes, ``bca`` for the
+    rest), the p-value (exact McNemar or paired permutation), the Holm-adjusted p-value, and whether the
+    difference holds at the 5 % family-wise level."""
     rows = []
     for r in comparisons.itertuples(index=False):
         rows.append({"model": r.model, "task": r.task, "metric": r.metric,
                      "comparison": f"{r.condition} − {r.baseline}",
                      "values": f"{r.value:.{digits}f} vs {r.baseline_value:.{digits}f}",
                      "difference [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
-                     "p": f"{r.p_value:.3f}", "p (Holm)": f"{r.p_holm:.3f}",
+                     "interval": r.interval, "p": f"{r.p_value:.3f}", "p (Holm)": f"{r.p_holm:.3f}",
                      "holds (Holm p < 0.05)": "yes" if r.p_holm < 0.05 else "no"})
-    columns = ["model", "task", "metric", "comparison", "values", "difference [95% CI]", "n", "p", "p (Holm)",
-               "holds (Holm p < 0.05)"]
+    columns = ["model", "task", "metric", "comparison", "values", "difference [95% CI]", "n", "interval", "p",
+               "p (Holm)", "holds (Holm p < 0.05)"]
     return pd.DataFrame(rows, columns=columns).set_index(["model", "task", "metric", "comparison"])
 
 
