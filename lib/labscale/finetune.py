@@ -1021,7 +1021,7 @@ def check_adapter(adapter_dir: str | Path, base_model: str) -> dict[str, Any]:
     spec = parse_model_spec(base_model)
     if spec.backend != "hf":
         raise InvalidParameter(f"LoRA adapters apply to local Hugging Face models, not {base_model!r}")
-    requested = HFBackend.from_spec(spec)
+    requested = HFBackend.from_spec(spec, check_available=False)  # comparing names needs no weights
     adapter_config = json.loads((path / "adapter_config.json").read_text())
     card_path = path / CARD_FILE
     if card_path.is_file():

@@ -148,7 +148,9 @@ class HFBackend(Backend):
         self._tokenizer = None
 
     @classmethod
-    def from_spec(cls, spec, *, cache=None) -> "HFBackend":
+    def from_spec(cls, spec, *, cache=None, check_available: bool = True) -> "HFBackend":
+        """The backend of a parsed model spec; unless ``check_available`` is False (file-only checks, such as an
+        adapter's base model), a model that cannot be loaded fails here (:func:`check_model_available`)."""
         from . import EMBEDDED_MODEL, embedded
 
         options = dict(spec.options)
@@ -159,7 +161,8 @@ class HFBackend(Backend):
             embedded.gguf_path()  # fail now, with install advice, if the wheel is missing
             return cls(embedded.UPSTREAM_ID, revision=embedded.revision(), cache=cache,
                        embedded=True, **options)
-        check_model_available(spec.model, spec.revision, text=spec.text)  # fail now, naming the fix
+        if check_available:
+            check_model_available(spec.model, spec.revision, text=spec.text)  # fail now, naming the fix
         return cls(spec.model, revision=spec.revision, cache=cache, **options)
 
     # -- identity ---------------------------------------------------------------------------------------
