@@ -21,7 +21,7 @@ from labscale.parsing import (
 )
 from labscale.tasks import INVALID, Example, get_task
 
-I = INVALID  # keeps the tables readable
+X = INVALID  # an unparseable reply (short, to keep the tables readable)
 
 # -- yes/no (entity resolution: canonical y/n) ------------------------------------------------------------------
 YES_NO_REPLIES = [
@@ -42,17 +42,17 @@ YES_NO_REPLIES = [
     ("Yes, they match, although the address is not current.", "y"), ("Yes, and the addresses agree.", "y"),
     ("No, but they share a surname.", "n"), ("Yes, yes.", "y"),
     # no answer
-    ("", I), ("   ", I), (None, I), ("maybe", I), ("The records match", I), ("Not the same person", I),
-    ("Yesterday", I), ("nope", I), ("none", I), ("yy", I), ("I think yes", I), ("Maybe yes", I),
-    ("Answer: Answer: y", I),  # one preamble at most
-    ("y they match", I),  # a one-letter label followed by a word is not a label
+    ("", X), ("   ", X), (None, X), ("maybe", X), ("The records match", X), ("Not the same person", X),
+    ("Yesterday", X), ("nope", X), ("none", X), ("yy", X), ("I think yes", X), ("Maybe yes", X),
+    ("Answer: Answer: y", X),  # one preamble at most
+    ("y they match", X),  # a one-letter label followed by a word is not a label
     # echoes of the options
-    ("y or n", I), ("yes or no", I), ("yes no", I), ("Yes and no", I), ("yes/no", I), ("y/n", I), ("Yes / No", I),
-    ("y|n", I), ("N/A", I), ("yes, no", I), ("No. Yes.", I), ("The answer is yes or no", I),
+    ("y or n", X), ("yes or no", X), ("yes no", X), ("Yes and no", X), ("yes/no", X), ("y/n", X), ("Yes / No", X),
+    ("y|n", X), ("N/A", X), ("yes, no", X), ("No. Yes.", X), ("The answer is yes or no", X),
     # hedges and contradictions
-    ("Yes, they are not the same", I), ("Yes, they aren't the same person", I), ("Yes, there is no doubt", I),
-    ("Yes, but the address differs", I), ("Yes?", I), ("Yes, they match, no doubt", I), ("Yes, maybe", I),
-    ("No, not sure", I), ("Yes (they are not the same)", I), ("Yes; they are not the same", I),
+    ("Yes, they are not the same", X), ("Yes, they aren't the same person", X), ("Yes, there is no doubt", X),
+    ("Yes, but the address differs", X), ("Yes?", X), ("Yes, they match, no doubt", X), ("Yes, maybe", X),
+    ("No, not sure", X), ("Yes (they are not the same)", X), ("Yes; they are not the same", X),
 ]
 
 
@@ -64,9 +64,9 @@ def test_yes_no(reply, expected):
 TOXICITY_REPLIES = [
     ("yes", "yes"), ("No.", "no"), ("Response: yes", "yes"), ("## Response: no", "no"), ("Yes, it is toxic.", "yes"),
     ("No, it is not toxic.", "no"), ("No</s>", "no"),
-    ("y", I), ("n", I),  # the prompt asks for yes or no
-    ("Yes, it is not toxic", I), ("The comment contains toxicity, yes.", I), ("I cannot say yes or no.", I),
-    ("Not toxic, yes?", I), ("yes or no", I), ("Yesterday I read it.", I),
+    ("y", X), ("n", X),  # the prompt asks for yes or no
+    ("Yes, it is not toxic", X), ("The comment contains toxicity, yes.", X), ("I cannot say yes or no.", X),
+    ("Not toxic, yes?", X), ("yes or no", X), ("Yesterday I read it.", X),
 ]
 
 
@@ -94,16 +94,16 @@ FACT_REPLIES = [
     ("REFUTES, the evidence says the opposite.", R), ("SUPPORTS\n\nExplanation: the evidence restates the claim.", S),
     ("REFUTES: the figures differ", R),
     # echoes, two labels, hedges
-    ("SUPPORTS or REFUTES", I), ("SUPPORTS/REFUTES", I), ("SUPPORTS, REFUTES, or NOT_ENOUGH_INFO", I),
-    ("REFUTES, or maybe NOT_ENOUGH_INFO", I), ("SUPPORTS REFUTES", I), ("SUPPORTS, REFUTES", I),
-    ("REFUTES because it SUPPORTS another claim", I),
-    ("NOT_ENOUGH_INFO, as the evidence neither supports nor refutes the claim.", I),  # two labels, one sentence
-    ("SUPPORTS.\nREFUTES", I), ("SUPPORTS, perhaps", I), ("SUPPORTS?", I), ("Label: SUPPORTS or REFUTES", I),
-    ("SUPPORTS_REFUTES", I),
+    ("SUPPORTS or REFUTES", X), ("SUPPORTS/REFUTES", X), ("SUPPORTS, REFUTES, or NOT_ENOUGH_INFO", X),
+    ("REFUTES, or maybe NOT_ENOUGH_INFO", X), ("SUPPORTS REFUTES", X), ("SUPPORTS, REFUTES", X),
+    ("REFUTES because it SUPPORTS another claim", X),
+    ("NOT_ENOUGH_INFO, as the evidence neither supports nor refutes the claim.", X),  # two labels, one sentence
+    ("SUPPORTS.\nREFUTES", X), ("SUPPORTS, perhaps", X), ("SUPPORTS?", X), ("Label: SUPPORTS or REFUTES", X),
+    ("SUPPORTS_REFUTES", X),
     # no label first
-    ("not SUPPORTS", I), ("It is unclear whether the evidence supports it.", I), ("I cannot say it SUPPORTS", I),
-    ("The evidence neither supports nor refutes the claim.", I), ("Supported", I), ("Refuted", I),
-    ("SUPPORTSX", I), ("I cannot tell.", I), ("", I), ("   ", I), (None, I), ("maybe", I), ("NEI", I),
+    ("not SUPPORTS", X), ("It is unclear whether the evidence supports it.", X), ("I cannot say it SUPPORTS", X),
+    ("The evidence neither supports nor refutes the claim.", X), ("Supported", X), ("Refuted", X),
+    ("SUPPORTSX", X), ("I cannot tell.", X), ("", X), ("   ", X), (None, X), ("maybe", X), ("NEI", X),
 ]
 
 
@@ -125,10 +125,10 @@ TRUE_FALSE_REPLIES = [
     ("False, the record does not mention it.", F),
     ("True, the record does not list another address.", T),  # no negation check for True
     ("False\nExplanation: the suburb differs.", F), ("true - the record matches", T),
-    ("True or False", I), ("true or false", I), ("True/False", I), ("True / False", I), ("True, False", I),
-    ("True False", I), ("False, not true", I), ("True?", I), ("It is true", I), ("This is false", I),
-    ("Falsely", I), ("Trueish", I), ("Untrue", I), ("Maybe", I), ("", I), (None, I), ("   ", I),
-    ("True, perhaps", I), ("Possibly true", I), ("Answer: True or False", I), ("T", I), ("F", I), ("yes", I),
+    ("True or False", X), ("true or false", X), ("True/False", X), ("True / False", X), ("True, False", X),
+    ("True False", X), ("False, not true", X), ("True?", X), ("It is true", X), ("This is false", X),
+    ("Falsely", X), ("Trueish", X), ("Untrue", X), ("Maybe", X), ("", X), (None, X), ("   ", X),
+    ("True, perhaps", X), ("Possibly true", X), ("Answer: True or False", X), ("T", X), ("F", X), ("yes", X),
 ]
 
 
@@ -148,10 +148,10 @@ LETTER_REPLIES = [
     ("A\nBecause the context says so.", "A"), ("(B) because the context says so", "B"), ("B. The grandson", "B"),
     ("B, because A is wrong", "B"),  # a single letter in the explanation is not a second answer
     ("A - the cyclist", "A"), ("C) Not enough information", "C"),
-    ("A, B or C", I), ("A, B, or C.", I), ("A or B", I), ("A/B", I), ("(A) or (B)", I), ("A and B", I), ("A, B", I),
-    ("A\nB\nC", I), ("A.\nB.\nC.", I), ("B?", I), ("The answer is A or B", I),
-    ("A man did it", I), ("D", I), ("Answer: D", I), ("Both", I), ("ABC", I), ("I think B", I), ("Maybe A", I),
-    ("", I), ("   ", I), (None, I),
+    ("A, B or C", X), ("A, B, or C.", X), ("A or B", X), ("A/B", X), ("(A) or (B)", X), ("A and B", X), ("A, B", X),
+    ("A\nB\nC", X), ("A.\nB.\nC.", X), ("B?", X), ("The answer is A or B", X),
+    ("A man did it", X), ("D", X), ("Answer: D", X), ("Both", X), ("ABC", X), ("I think B", X), ("Maybe A", X),
+    ("", X), ("   ", X), (None, X),
 ]
 
 
@@ -163,7 +163,7 @@ def test_letters(reply, expected):
 @pytest.mark.parametrize("table", [YES_NO_REPLIES, FACT_REPLIES, TRUE_FALSE_REPLIES, LETTER_REPLIES])
 def test_every_family_has_forty_replies_both_ways(table):
     assert len(table) >= 40
-    assert sum(e == I for _, e in table) >= 15 and sum(e != I for _, e in table) >= 15
+    assert sum(e == X for _, e in table) >= 15 and sum(e != X for _, e in table) >= 15
 
 
 # -- options' texts (BBQ) ----------------------------------------------------------------------------------------
@@ -174,8 +174,8 @@ OPTIONS = ["The grandfather", "The grandson", "Unknown"]
     ("The grandson.", "B"), ("the grandson", "B"), ("Answer: The grandson", "B"), ("unknown", "C"),
     ("A. The grandfather", "A"), ("B The grandson", "B"), ("(B) The grandson", "B"), ("B", "B"),
     ("A\nThe grandfather", "A"),
-    ("A. The grandson", I), ("A\nThe grandson", I),  # letter and text disagree
-    ("The grandson or the grandfather", I), ("Nobody", I), ("A, B or C", I), ("", I), (None, I),
+    ("A. The grandson", X), ("A\nThe grandson", X),  # letter and text disagree
+    ("The grandson or the grandfather", X), ("Nobody", X), ("A, B or C", X), ("", X), (None, X),
 ])
 def test_parse_option(reply, expected):
     assert parse_option(reply, OPTIONS) == expected
@@ -251,32 +251,32 @@ def test_answer_body_strips_tokens_decoration_and_one_preamble():
 # -- the study's rules -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task, reply, strict, study", [
     # entity resolution: the first y/n token anywhere, then yes/no
-    ("entity_resolution", "The records do not match, n", I, "n"),
-    ("entity_resolution", "y or n", I, "y"),
-    ("entity_resolution", "yes or no", I, "y"),
-    ("entity_resolution", "Yes, they are not the same", I, "y"),
-    ("entity_resolution", "I think they are different people, so no", I, "n"),
+    ("entity_resolution", "The records do not match, n", X, "n"),
+    ("entity_resolution", "y or n", X, "y"),
+    ("entity_resolution", "yes or no", X, "y"),
+    ("entity_resolution", "Yes, they are not the same", X, "y"),
+    ("entity_resolution", "I think they are different people, so no", X, "n"),
     ("entity_resolution", "Answer: n", "n", "n"),
     ("entity_resolution", "No.", "n", "n"),
-    ("entity_resolution", "maybe", I, I),
-    ("entity_resolution", "yes/no", I, I),  # "yesno" after the punctuation is removed
-    ("entity_resolution", None, I, I),
+    ("entity_resolution", "maybe", X, X),
+    ("entity_resolution", "yes/no", X, X),  # "yesno" after the punctuation is removed
+    ("entity_resolution", None, X, X),
     # fact-checking: "." removed, case-sensitive exact match
-    ("fact_checking", "supports", S, I),
-    ("fact_checking", "The answer is REFUTES", R, I),
-    ("fact_checking", "Not enough info", N, I),
-    ("fact_checking", "REFUTES. The claim is wrong", R, I),
+    ("fact_checking", "supports", S, X),
+    ("fact_checking", "The answer is REFUTES", R, X),
+    ("fact_checking", "Not enough info", N, X),
+    ("fact_checking", "REFUTES. The claim is wrong", R, X),
     ("fact_checking", "SUPPORTS.", S, S),
     ("fact_checking", "SUPPORTS</s>", S, S),
-    ("fact_checking", "SUPPORTS or REFUTES", I, I),
+    ("fact_checking", "SUPPORTS or REFUTES", X, X),
     # toxicity: "yes" anywhere is toxic, everything else non-toxic, nothing invalid
-    ("toxicity", "I cannot say yes or no.", I, "yes"),
-    ("toxicity", "Yesterday I read it.", I, "yes"),
-    ("toxicity", "Yes, it is not toxic", I, "yes"),
-    ("toxicity", "The comment contains toxicity.", I, "no"),
-    ("toxicity", "Not toxic.", I, "no"),
-    ("toxicity", "", I, "no"),
-    ("toxicity", None, I, "no"),
+    ("toxicity", "I cannot say yes or no.", X, "yes"),
+    ("toxicity", "Yesterday I read it.", X, "yes"),
+    ("toxicity", "Yes, it is not toxic", X, "yes"),
+    ("toxicity", "The comment contains toxicity.", X, "no"),
+    ("toxicity", "Not toxic.", X, "no"),
+    ("toxicity", "", X, "no"),
+    ("toxicity", None, X, "no"),
     ("toxicity", "Yes", "yes", "yes"),
     ("toxicity", "no", "no", "no"),
 ])

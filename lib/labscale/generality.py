@@ -29,7 +29,7 @@ from .backends import parse_model_spec
 from .config import PROJECT_ROOT
 from .errors import InvalidParameter, check_range
 from .runner import ExperimentPlan, is_current, plan_experiment, run_key, run_one
-from .tasks import ALL_TASK_NAMES, INVALID
+from .tasks import ALL_TASK_NAMES
 
 #: label of the base model in transfer tables
 BASE_LABEL = "base"

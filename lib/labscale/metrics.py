@@ -866,8 +866,8 @@ def paired_proportion_difference(first: Any, second: Any, confidence: float = CO
 
     With ``b`` items right only in ``first``, ``c`` only in ``second`` and ``n`` items, the difference is
     ``(b - c) / n``. Tango (1998, Statist. Med. 17: 891-908) inverts the score test: the interval holds every
-    ``delta`` with ``|b - c - n delta| / sqrt(n (2 q(delta) + delta (1 - delta)))`` at most ``z``, ``q(delta)`` being the
-    constrained maximum-likelihood estimate of the discordant cell ``c / n``; the roots come from
+    ``delta`` with ``|b - c - n delta| / sqrt(n (2 q(delta) + delta (1 - delta)))`` at most ``z``, ``q(delta)``
+    being the constrained maximum-likelihood estimate of the discordant cell ``c / n``; the roots come from
     ``scipy.optimize.brentq``. Unlike a bootstrap it is never zero-width (no discordant pair still gives an
     interval around 0) and it covers at the book's sizes (``tests/test_intervals.py`` simulates it). The p-value is
     the exact two-sided binomial test of ``b`` among the ``b + c`` discordant items (``scipy.stats.binomtest``)."""
