@@ -207,6 +207,14 @@ def test_audit_comparisons_pair_the_same_rows(tmp_path):
     base = records.read_run(runs["base"])["predictions"].iloc[:40]
     tuned = records.read_run(runs["eps=inf"])["predictions"].iloc[:40]
     assert loss["delta"] == pytest.approx(roc_auc(tuned["loss"], member) - roc_auc(base["loss"], member))
-    assert loss["ci_low"] > 0 and (out["p_holm"] >= out["p_value"]).all()
+    assert loss["ci_low"] > 0 and loss["p_value"] < 0.05 and (out["p_holm"] >= out["p_value"]).all()
+    # the test swaps within-model ranks: shifting one model's scores (another scale, same ranking) changes nothing
+    shifted = records.read_run(runs["eps=inf"])
+    rows = shifted["predictions"].to_dict("records")
+    for row in rows[:40]:
+        row["loss"] += 100.0
+    records.write_run(runs["eps=inf"], params=shifted["params"], predictions=rows, metrics={}, manifest={})
+    again = audit_comparisons(audit, n_resamples=300).set_index("metric").loc["AUROC (loss)"]
+    assert again["p_value"] == loss["p_value"] and again["delta"] == pytest.approx(loss["delta"])
     with pytest.raises(InvalidParameter, match="valid choices: 'base', 'eps=inf'"):
         audit_comparisons(audit, baseline="eps=1")

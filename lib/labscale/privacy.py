@@ -539,7 +539,10 @@ def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resample
                       seed: int = 0) -> pd.DataFrame:
     """Membership-inference AUROC of every audited model minus ``baseline``'s, per attack, on the same member and
     non-member rows (read from the audit records): the paired BCa 95 % interval and permutation p-value of
-    :func:`labscale.metrics.paired_difference`, Holm-adjusted over every row returned."""
+    :func:`labscale.metrics.paired_difference` on within-model ranks (the permutation swaps ranks, not raw scores
+    on two models' different scales), Holm-adjusted over every row returned."""
+    from scipy.stats import rankdata
+
     from .compare import COMPARISON_COLUMNS, with_holm
     from .metrics import paired_difference, roc_auc
 
@@ -565,6 +568,10 @@ def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resample
             a, b = mine[attack].to_numpy(float), base[attack].to_numpy(float)
             if np.isnan(a).any() or np.isnan(b).any():
                 continue  # the reference attack is undefined for the base model
+            # AUROC depends only on each model's ranking, but the two models' raw scores live on different scales,
+            # so swapping raw scores between models is no null; swapping within-model ranks is (Venkatraman and
+            # Begg's paired permutation test for ROC curves). The AUROCs and their bootstrap are unchanged.
+            a, b = rankdata(a) / len(a), rankdata(b) / len(b)
             m = paired_difference(roc_auc, a, b, member, n_resamples=n_resamples, seed=seed)
             rows.append({"model": label, "task": "membership inference", "metric": f"AUROC ({attack})",
                          "condition": label, "baseline": baseline, "value": roc_auc(a, member),
