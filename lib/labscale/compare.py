@@ -21,8 +21,9 @@ import pandas as pd
 
 from . import records
 from .errors import InvalidParameter, check_range
-from .metrics import (_bertscore_f1, _f1_per_label, _ratio, holm, paired_difference,
-                      paired_proportion_difference)
+from .metrics import (ROUGE_TYPES, _bertscore_f1, _binary_f1, _binary_outcomes, _mean, bleu_statistics, corpus_bleu,
+                      f1_average, holm, paired_difference, paired_proportion_difference, rouge_fmeasures,
+                      summary_hypotheses)
 from .tasks import INVALID, Example, get_task
 
 
@@ -39,40 +40,23 @@ class Rescoring:
     proportion: bool = False
 
 
-def _mean(values: np.ndarray) -> float:
-    return float(np.mean(values))
-
-
 def _flags(test: Callable[[Example, str], bool]) -> Callable[[Sequence[Example], Sequence[str]], np.ndarray]:
     return lambda examples, parsed: np.array([test(ex, p) for ex, p in zip(examples, parsed)], dtype=float)
 
 
-def _binary_f1(positive: str, negative: str) -> Rescoring:
-    """F1 of ``positive`` with an unparseable reply wrong everywhere (as :func:`~labscale.metrics.
-    binary_classification_metrics`): codes 1 positive, 0 negative, -1 anything else."""
-
-    def codes(examples: Sequence[Example], parsed: Sequence[str]) -> np.ndarray:
-        return np.array([1 if p == positive else 0 if p == negative else -1 for p in parsed])
-
-    def f1(code: np.ndarray, gold: np.ndarray) -> float:
-        tp = np.sum(gold & (code == 1))
-        fp = np.sum(~gold & (code != 0))
-        fn = np.sum(gold & (code != 1))
-        return _ratio(2 * tp, 2 * tp + fp + fn)
-
-    return Rescoring(codes, f1, lambda examples: (np.array([ex.target == positive for ex in examples]),))
+def _positive_f1(positive: str, negative: str) -> Rescoring:
+    """F1 of ``positive`` from per-item (tp, fp, fn, tn, invalid) rows, as
+    :func:`~labscale.metrics.binary_classification_metrics` scores it (an unparseable reply wrong everywhere)."""
+    return Rescoring(lambda examples, parsed: _binary_outcomes([ex.target for ex in examples], parsed, positive,
+                                                               negative), _binary_f1)
 
 
 def _multiclass_f1(labels: Sequence[str], average: str) -> Rescoring:
     """Weighted or macro F1 over ``labels`` (anything else: an extra, always-wrong class)."""
     code = {label: i for i, label in enumerate(labels)}
     k = len(labels)
-
-    def f1(pred: np.ndarray, gold: np.ndarray) -> float:
-        per_label, support = _f1_per_label(gold, pred, k)
-        return float(per_label @ support / support.sum()) if average == "weighted" else float(per_label.mean())
-
-    return Rescoring(lambda examples, parsed: np.array([code.get(p, k) for p in parsed]), f1,
+    return Rescoring(lambda examples, parsed: np.array([code.get(p, k) for p in parsed]),
+                     lambda pred, gold: f1_average(gold, pred, k, average),
                      lambda examples: (np.array([code[ex.target] for ex in examples]),))
 
 
@@ -93,34 +77,18 @@ def _item_score(task: Any, key: str, proportion: bool = False) -> Rescoring:
 
 
 def _summary_scores(metric: str, bertscore_model: str | None = None) -> Rescoring:
-    """Per-item ROUGE F-measure or BERTScore F1 (with the run's encoder) of a summary against its reference (empty
-    when invalid)."""
+    """Per-item ROUGE F-measure or BERTScore F1 (with the run's encoder) of each summary against its reference, or
+    corpus BLEU from per-item statistics, as :func:`~labscale.metrics.summarization_metrics` scores them."""
 
     def values(examples: Sequence[Example], parsed: Sequence[str]) -> np.ndarray:
-        hyps = ["" if p == INVALID or not str(p).strip() else str(p) for p in parsed]
-        refs = [str(ex.target) for ex in examples]
+        hyps, refs = summary_hypotheses(parsed)[0], [str(ex.target) for ex in examples]
+        if metric == "bleu":
+            return bleu_statistics(refs, hyps)
         if metric == "bertscore_f1":
             return _bertscore_f1(refs, hyps, bertscore_model, None)[0]
-        from rouge_score import rouge_scorer
+        return rouge_fmeasures(refs, hyps, [metric])[metric]
 
-        scorer = rouge_scorer.RougeScorer([metric], use_stemmer=False)
-        return np.array([scorer.score(r, h)[metric].fmeasure for r, h in zip(refs, hyps)])
-
-    return Rescoring(values, _mean)
-
-
-def _corpus_bleu() -> Rescoring:
-    """Corpus BLEU (sacrebleu, 13a) from per-item sufficient statistics, summed over the items of a resample."""
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU(tokenize="13a")
-
-    def values(examples: Sequence[Example], parsed: Sequence[str]) -> np.ndarray:
-        hyps = ["" if p == INVALID or not str(p).strip() else str(p) for p in parsed]
-        stats = bleu._extract_corpus_statistics(hyps, [[str(ex.target) for ex in examples]])
-        return np.array(stats, dtype=np.int64)
-
-    return Rescoring(values, lambda stats: bleu._compute_score_from_stats(stats.sum(axis=0).tolist()).score / 100)
+    return Rescoring(values, corpus_bleu if metric == "bleu" else _mean)
 
 
 def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None) -> Rescoring:
@@ -132,17 +100,15 @@ def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None
         "invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID), _mean, proportion=True),
     }
     if task_name in BINARY_LABELS:
-        found["f1"] = _binary_f1(*BINARY_LABELS[task_name])
+        found["f1"] = _positive_f1(*BINARY_LABELS[task_name])
     if task_name == "fact_checking":
         from .tasks.fact_checking import LABELS
 
         found.update(f1_weighted=_multiclass_f1(LABELS, "weighted"), f1_macro=_multiclass_f1(LABELS, "macro"))
     if task_name == "toxicity":
-        from .tasks.toxicity import CELLS, IDENTITY_THRESHOLD, TOXIC
+        from .tasks.toxicity import cell_membership
 
-        found["worst_group_accuracy"] = _worst_group(lambda ex: [
-            (ex.meta.get(cell.split("_")[0]) or 0.0) >= IDENTITY_THRESHOLD
-            and (ex.target == TOXIC) == cell.endswith("_toxic") for cell in CELLS])
+        found["worst_group_accuracy"] = _worst_group(cell_membership)
     if task_name in ("qasper", "squad_v2"):
         from .tasks.qasper import UNANSWERABLE
 
@@ -151,11 +117,10 @@ def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None
         names = {"answer_f1": "f1"} if task_name == "qasper" else {"f1": "f1", "exact": "exact"}
         found.update({name: _item_score(task, key, proportion=key == "exact") for name, key in names.items()})
     if task_name == "summarization":
-        found = {"invalid_rate": Rescoring(_flags(lambda ex, p: p == INVALID or not str(p).strip()), _mean,
-                                           proportion=True),
-                 "bleu": _corpus_bleu(),
+        found = {"invalid_rate": Rescoring(lambda examples, parsed: summary_hypotheses(parsed)[1].astype(float),
+                                           _mean, proportion=True),
                  **{m: _summary_scores(m, (options or {}).get("bertscore_model"))
-                    for m in ("rouge1", "rouge2", "rougeL", "bertscore_f1")}}
+                    for m in ("bleu", *ROUGE_TYPES, "bertscore_f1")}}
     if metric not in found:
         raise InvalidParameter(f"metric {metric!r} of task {task_name!r} cannot be compared per item; valid "
                                f"choices: {', '.join(map(repr, sorted(found)))}")
@@ -192,6 +157,57 @@ def run_examples(record: dict[str, Any]) -> list[Example]:
     return [by_id[i] for i in record["predictions"]["id"]]
 
 
+class _Baseline:
+    """A baseline run read and its data reloaded once, and each run's per-item values rescored once per metric, so
+    that any number of runs of the same task and items compare against it without repeating that work."""
+
+    def __init__(self, baseline: str | Path):
+        self.record = records.read_run(baseline)
+        self.examples = run_examples(self.record)
+        self.order = {i: k for k, i in enumerate(self.record["predictions"]["id"])}
+        self.options = self.record["params"].get("task_options") or {}
+        self._values: dict[tuple[str, str], np.ndarray] = {}
+
+    def check(self, record: dict[str, Any]) -> None:
+        """Refuse a run of another task, data, item set or BERTScore encoder."""
+        if record["params"]["task"] != self.record["params"]["task"]:
+            raise InvalidParameter(f"a paired comparison needs two runs of one task, got "
+                                   f"{sorted({record['params']['task'], self.record['params']['task']})}")
+        if (record["manifest"]["data"]["content_sha256"] != self.record["manifest"]["data"]["content_sha256"]
+                or sorted(record["predictions"]["id"]) != sorted(self.order)):
+            raise InvalidParameter(f"{str(record['path'])!r} and {str(self.record['path'])!r} did not answer the same "
+                                   "items of the same data; rerun both with the same source, limit and seed")
+        if (record["params"].get("task_options") or {}).get("bertscore_model") != self.options.get("bertscore_model"):
+            raise InvalidParameter("the two runs scored BERTScore with different encoders; compare runs of one encoder")
+
+    def values(self, record: dict[str, Any], metric: str, how: Rescoring, shared: tuple) -> np.ndarray:
+        """``record``'s per-item values of ``metric`` in the baseline's item order, checked against the recorded
+        value (a stale record raises)."""
+        key = (str(record["path"]), metric)
+        if key not in self._values:
+            predictions = record["predictions"]
+            parsed = predictions.assign(_k=predictions["id"].map(self.order)).sort_values("_k")["parsed"]
+            values = how.values(self.examples, parsed.astype(str).tolist())
+            rescored, recorded = how.statistic(values, *shared), record["metrics"][metric]["value"]
+            if abs(rescored - recorded) > 1e-6:
+                raise InvalidParameter(f"rescoring {metric} of {str(record['path'])!r} gives {rescored:.6f}, not the "
+                                       f"recorded {recorded:.6f}; the record is stale: rerun it")
+            self._values[key] = values
+        return self._values[key]
+
+    def compare(self, record: dict[str, Any], metric: str, *, n_resamples: int, seed: int) -> dict[str, Any]:
+        """``metric`` of ``record`` minus the baseline's, paired over items (see :func:`paired_comparison`)."""
+        self.check(record)
+        how = rescoring(self.record["params"]["task"], metric, self.options)
+        shared = how.shared(self.examples)
+        mine, theirs = (self.values(r, metric, how, shared) for r in (record, self.record))
+        both = {"run_value": float(how.statistic(mine, *shared)),
+                "baseline_value": float(how.statistic(theirs, *shared))}
+        if how.proportion:
+            return paired_proportion_difference(mine, theirs, **both)
+        return paired_difference(how.statistic, mine, theirs, *shared, n_resamples=n_resamples, seed=seed, **both)
+
+
 def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_resamples: int = 1000,
                       seed: int = 0) -> dict[str, Any]:
     """``metric`` of ``run`` minus that of ``baseline`` over the items both answered, from their run records.
@@ -200,35 +216,7 @@ def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_r
     (:func:`rescoring`); the rescored value must equal the recorded one (else the records are stale and this
     raises). Returns the :func:`~labscale.metrics.paired_difference` dict plus both conditions' values."""
     check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
-    runs = [records.read_run(run), records.read_run(baseline)]
-    tasks = {r["params"]["task"] for r in runs}
-    if len(tasks) != 1:
-        raise InvalidParameter(f"a paired comparison needs two runs of one task, got {sorted(tasks)}")
-    hashes = {r["manifest"]["data"]["content_sha256"] for r in runs}
-    ids = [list(r["predictions"]["id"]) for r in runs]
-    if len(hashes) != 1 or sorted(ids[0]) != sorted(ids[1]):
-        raise InvalidParameter(f"{str(run)!r} and {str(baseline)!r} did not answer the same items of the same data; "
-                               "rerun both with the same source, limit and seed")
-    options = [r["params"].get("task_options") or {} for r in runs]
-    if options[0].get("bertscore_model") != options[1].get("bertscore_model"):
-        raise InvalidParameter("the two runs scored BERTScore with different encoders; compare runs of one encoder")
-    how = rescoring(tasks.pop(), metric, options[1])
-    examples = run_examples(runs[1])
-    order = {i: k for k, i in enumerate(ids[1])}
-    aligned = [r["predictions"].assign(_k=r["predictions"]["id"].map(order)).sort_values("_k") for r in runs]
-    values = [how.values(examples, p["parsed"].astype(str).tolist()) for p in aligned]
-    shared = how.shared(examples)
-    for v, r in zip(values, runs):
-        recorded = r["metrics"][metric]["value"]
-        if abs(how.statistic(v, *shared) - recorded) > 1e-6:
-            raise InvalidParameter(f"rescoring {metric} of {str(r['path'])!r} gives {how.statistic(v, *shared):.6f}, "
-                                   f"not the recorded {recorded:.6f}; the record is stale: rerun it")
-    if how.proportion:
-        out = paired_proportion_difference(values[0], values[1])
-    else:
-        out = paired_difference(how.statistic, values[0], values[1], *shared, n_resamples=n_resamples, seed=seed)
-    return {**out, "run_value": float(how.statistic(values[0], *shared)),
-            "baseline_value": float(how.statistic(values[1], *shared))}
+    return _Baseline(baseline).compare(records.read_run(run), metric, n_resamples=n_resamples, seed=seed)
 
 
 def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline: str = "0-shot",
@@ -249,6 +237,7 @@ def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline:
         raise InvalidParameter(f"within={list(within)!r} must include 'task': runs of different tasks do not pair")
     wanted = metrics or headline_metrics(table["task"].unique())
     within = [c for c in within if c != by]
+    check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
     rows = []
     runs = table.drop_duplicates([*within, by])
     for keys, group in runs.groupby(within, sort=False):
@@ -256,22 +245,37 @@ def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline:
         if base.empty:
             continue
         named = dict(zip(within, keys if isinstance(keys, tuple) else (keys,)))
+        reference = _Baseline(base["run"].iloc[0])  # read and reloaded once for every condition and metric
         for condition, run in zip(group[by], group["run"]):
             if condition == baseline:
                 continue
+            record = records.read_run(run)
             for metric in wanted.get(named["task"], ()):
-                m = paired_comparison(run, base["run"].iloc[0], metric, n_resamples=n_resamples, seed=seed)
-                rows.append({"model": named.get("model", ""), "task": named["task"], "metric": metric,
-                             "condition": condition, "baseline": baseline, "value": m["run_value"],
-                             "baseline_value": m["baseline_value"], "delta": m["value"], "ci_low": m["ci_low"],
-                             "ci_high": m["ci_high"], "n": m["n"], "interval": m["interval"],
-                             "p_value": m["p_value"]})
-    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1]))
+                m = reference.compare(record, metric, n_resamples=n_resamples, seed=seed)
+                rows.append(comparison_row(m, model=named.get("model", ""), task=named["task"], metric=metric,
+                                           condition=condition, baseline=baseline))
+    return comparison_frame(rows)
 
 
 #: the columns of a comparison table (:func:`scenario_comparisons`)
 COMPARISON_COLUMNS = ["model", "task", "metric", "condition", "baseline", "value", "baseline_value", "delta",
                       "ci_low", "ci_high", "n", "interval", "p_value", "p_holm"]
+
+
+def comparison_row(result: dict[str, Any], *, model: str, task: str, metric: str, condition: str,
+                   baseline: str) -> dict[str, Any]:
+    """One row of a comparison table from a paired result (:func:`paired_comparison`, or a
+    :func:`~labscale.metrics.paired_difference` / :func:`~labscale.metrics.paired_proportion_difference` dict
+    carrying ``run_value`` and ``baseline_value``) and the labels of what was compared."""
+    return {"model": model, "task": task, "metric": metric, "condition": condition, "baseline": baseline,
+            "value": result["run_value"], "baseline_value": result["baseline_value"], "delta": result["value"],
+            "ci_low": result["ci_low"], "ci_high": result["ci_high"], "n": result["n"],
+            "interval": result["interval"], "p_value": result["p_value"]}
+
+
+def comparison_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """A comparison table (:data:`COMPARISON_COLUMNS`) of :func:`comparison_row` rows, Holm-adjusted as one family."""
+    return with_holm(pd.DataFrame(list(rows), columns=COMPARISON_COLUMNS[:-1]))
 
 
 def with_holm(comparisons: pd.DataFrame) -> pd.DataFrame:

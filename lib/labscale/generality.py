@@ -331,11 +331,11 @@ def exact_intervals(metrics: dict[str, dict], predictions: Sequence[Mapping[str,
     """Replace lm-eval's normal-approximation interval (value +- 1.96 stderr, which covers poorly near 0 or 1 at a
     few dozen questions) by the exact Clopper-Pearson interval for every metric whose per-sample values are 0/1 and
     average to the reported value (accuracy, exact match)."""
-    from .metrics import proportion_of
+    from .metrics import is_binary, proportion_of
 
     for name, m in metrics.items():
         values = [p.get(name) for p in predictions]
-        if not values or any(not isinstance(v, (int, float, bool)) or v not in (0, 1) for v in values):
+        if not is_binary(values):
             continue
         if abs(float(np.mean(values)) - m["value"]) > 1e-9:
             continue
@@ -347,8 +347,8 @@ def lm_eval_deltas(table: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 
     """Each adapter minus the base model on the same lm-eval questions, for every metric with a per-question value:
     Tango's paired-proportion interval and the exact McNemar p-value for 0/1 outcomes (accuracy), else the paired
     BCa interval and permutation p-value; Holm-adjusted over every row returned."""
-    from .compare import COMPARISON_COLUMNS, with_holm
-    from .metrics import paired_difference, paired_proportion_difference
+    from .compare import comparison_frame, comparison_row
+    from .metrics import is_binary, paired_difference, paired_proportion_difference
 
     check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
     rows = []
@@ -366,14 +366,12 @@ def lm_eval_deltas(table: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 
             raise InvalidParameter(f"{r.label} and {BASE_LABEL} did not answer the same {r.task} questions; rerun "
                                    "both with the same limit and seed")
         a, b = (joined[f"{r.metric}_{side}"].to_numpy(float) for side in ("adapter", "base"))
-        binary = np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()
-        m = (paired_proportion_difference(a, b) if binary else
-             paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed))
-        rows.append({"model": r.label, "task": r.task, "metric": r.metric, "condition": r.label,
-                     "baseline": BASE_LABEL, "value": float(a.mean()), "baseline_value": float(b.mean()),
-                     "delta": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"],
-                     "interval": m["interval"], "p_value": m["p_value"]})
-    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1]))
+        both = {"run_value": float(a.mean()), "baseline_value": float(b.mean())}
+        m = (paired_proportion_difference(a, b, **both) if is_binary(a) and is_binary(b) else
+             paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed, **both))
+        rows.append(comparison_row(m, model=r.label, task=r.task, metric=r.metric, condition=r.label,
+                                   baseline=BASE_LABEL))
+    return comparison_frame(rows)
 
 
 def lm_eval_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:

@@ -83,10 +83,19 @@ def proportion(successes: int, trials: int, *, n: int | None = None, **info: Any
                   interval="clopper-pearson" if trials else "vacuous", **extra, **info)
 
 
+def is_binary(values: Any) -> bool:
+    """Whether ``values`` are numbers (or booleans), at least one, all 0 or 1: one right/wrong outcome per item."""
+    try:
+        x = np.asarray(values)
+    except ValueError:  # ragged nested lists
+        return False
+    return x.size > 0 and x.dtype.kind in "biuf" and bool(np.all((x == 0) | (x == 1)))
+
+
 def proportion_of(flags: Any, **info: Any) -> dict:
     """The share of true values in ``flags`` (one 0/1 or bool per item), with its exact interval."""
     values = np.asarray(flags, dtype=float).ravel()
-    if np.any((values != 0) & (values != 1)):
+    if len(values) and not is_binary(values):
         raise InvalidParameter("a proportion needs 0/1 values per item")
     return proportion(int(values.sum()), len(values), **info)
 
@@ -337,6 +346,13 @@ def _f1_per_label(gold: np.ndarray, pred: np.ndarray, k: int) -> tuple[np.ndarra
     return f1, support
 
 
+def f1_average(gold: np.ndarray, pred: np.ndarray, k: int, average: str) -> float:
+    """Support-weighted (``average="weighted"``) or unweighted (``"macro"``) mean of the per-label F1 of label codes
+    ``0..k-1``; code ``k`` is the extra, always-wrong "invalid" class."""
+    f1, support = _f1_per_label(gold, pred, k)
+    return float(f1 @ support / support.sum()) if average == "weighted" else float(f1.mean())
+
+
 def multiclass_classification_metrics(gold: Sequence[str], parsed: Sequence[str], *, labels: Sequence[str],
                                       n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
     """Accuracy, weighted and macro F1 over the gold label set ``labels``, and invalid rate, with 95% CIs.
@@ -356,16 +372,10 @@ def multiclass_classification_metrics(gold: Sequence[str], parsed: Sequence[str]
     g = np.array([code[x] for x in gold])
     p = np.array([code.get(x, k) for x in parsed])
 
-    def f1_weighted(g: np.ndarray, p: np.ndarray) -> float:
-        f1, support = _f1_per_label(g, p, k)
-        return float(f1 @ support / support.sum())
-
-    def f1_macro(g: np.ndarray, p: np.ndarray) -> float:
-        return float(_f1_per_label(g, p, k)[0].mean())
-
-    stats = {"f1_weighted": f1_weighted, "f1_macro": f1_macro}
     out = {"accuracy": proportion_of(g == p)}
-    out.update({name: _scored(stat, g, p, n_resamples=n_resamples, seed=seed) for name, stat in stats.items()})
+    for average in ("weighted", "macro"):
+        out[f"f1_{average}"] = _scored(lambda g, p, a=average: f1_average(g, p, k, a), g, p,
+                                       n_resamples=n_resamples, seed=seed)
     out["invalid_rate"] = proportion_of(p == k)
     return out
 
@@ -553,6 +563,45 @@ def _bertscore_f1(references: list[str], predictions: list[str], model: str | No
     return f1, {"encoder": name, "layer": int(scorer.num_layers), "rescaled": False}
 
 
+#: the ROUGE variants reported for summaries (F-measure, no stemming)
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def summary_hypotheses(predictions: Sequence[Any]) -> tuple[list[str], np.ndarray]:
+    """The summaries as scored (an empty/whitespace reply or :data:`INVALID` becomes ``""``) and their invalid
+    flags."""
+    invalid = np.array([p == INVALID or not str(p).strip() for p in predictions], dtype=bool)
+    return ["" if bad else str(p) for p, bad in zip(predictions, invalid)], invalid
+
+
+@lru_cache(maxsize=1)
+def _bleu():
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(tokenize="13a")
+
+
+def bleu_statistics(references: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+    """sacrebleu's BLEU sufficient statistics (13a tokens), one row per item: :func:`corpus_bleu` of any set of rows
+    is the corpus BLEU of those items, so a resample of items is a resample of rows."""
+    return np.array(_bleu()._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype=np.int64)
+
+
+def corpus_bleu(stats: np.ndarray) -> float:
+    """Corpus BLEU (0-1) from the summed rows of :func:`bleu_statistics`."""
+    return _bleu()._compute_score_from_stats(stats.sum(axis=0).tolist()).score / 100
+
+
+def rouge_fmeasures(references: Sequence[str], hypotheses: Sequence[str],
+                    rouge_types: Sequence[str] = ROUGE_TYPES) -> dict[str, np.ndarray]:
+    """Per-item ``rouge_score`` F-measure (no stemming) of each hypothesis against its reference, per ROUGE type."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=False)
+    scores = [scorer.score(ref, hyp) for ref, hyp in zip(references, hypotheses)]
+    return {rt: np.array([s[rt].fmeasure for s in scores]) for rt in rouge_types}
+
+
 def summarization_metrics(references: Sequence[str], predictions: Sequence[str], *,
                           bertscore_model: str | None = None, bertscore_layers: int | None = None,
                           n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
@@ -572,26 +621,14 @@ def summarization_metrics(references: Sequence[str], predictions: Sequence[str],
     if bertscore_layers is not None:
         check_range("bertscore_layers", bertscore_layers, 1, None, integer=True)
     references = [str(r) for r in references]
-    invalid = np.array([p == INVALID or not str(p).strip() for p in predictions])
-    predictions = ["" if bad else str(p) for p, bad in zip(predictions, invalid)]
-
-    from rouge_score import rouge_scorer
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU(tokenize="13a")
-    bleu_stats = np.array(bleu._extract_corpus_statistics(predictions, [references]), dtype=np.int64)
-
-    def corpus_bleu(stats: np.ndarray) -> float:
-        return bleu._compute_score_from_stats(stats.sum(axis=0).tolist()).score / 100
-
-    rouge_types = ("rouge1", "rouge2", "rougeL")
-    scorer = rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=False)
-    rouge = [scorer.score(ref, pred) for ref, pred in zip(references, predictions)]
+    predictions, invalid = summary_hypotheses(predictions)
+    bleu_stats = bleu_statistics(references, predictions)
+    rouge = rouge_fmeasures(references, predictions)
     bert_f1, bert_info = _bertscore_f1(references, predictions, bertscore_model, bertscore_layers)
 
     out = {"bleu": _scored(corpus_bleu, bleu_stats, n_resamples=n_resamples, seed=seed)}
-    for rt in rouge_types:
-        out[rt] = _scored(_mean, [s[rt].fmeasure for s in rouge], n_resamples=n_resamples, seed=seed)
+    for rt in ROUGE_TYPES:
+        out[rt] = _scored(_mean, rouge[rt], n_resamples=n_resamples, seed=seed)
     out["bertscore_f1"] = _scored(_mean, bert_f1, n_resamples=n_resamples, seed=seed, **bert_info)
     out["invalid_rate"] = proportion_of(invalid)
     return out
@@ -805,7 +842,7 @@ def selective_metrics(confidence: Sequence[float], correct: Sequence[float], *, 
     out = {"aurc": _scored(lambda r: aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
            "e_aurc": _scored(lambda r: e_aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
            f"risk_at_{coverage:g}": _scored(risk_at, data, n_resamples=n_resamples, seed=seed, coverage=coverage),
-           "risk_full": (proportion_of(1 - corr) if np.all((corr == 0) | (corr == 1)) else
+           "risk_full": (proportion_of(1 - corr) if is_binary(corr) else
                          _scored(lambda r: float(1 - r[:, 1].mean()), data, n_resamples=n_resamples, seed=seed))}
     if not np.isnan(confidence_auroc(conf, corr)):
         out["auroc"] = _scored(auroc_or_half, data, n_resamples=n_resamples, seed=seed)
@@ -876,7 +913,7 @@ def paired_proportion_difference(first: Any, second: Any, confidence: float = CO
 
     x, y = np.asarray(first, dtype=float).ravel(), np.asarray(second, dtype=float).ravel()
     n = _check_pair("the two conditions' 0/1 outcomes", x, y)
-    if np.any((x != 0) & (x != 1)) or np.any((y != 0) & (y != 1)):
+    if not (is_binary(x) and is_binary(y)):
         raise InvalidParameter("a paired proportion difference needs 0/1 outcomes per item")
     check_range("confidence", confidence, 0.0, 1.0)
     b, c = int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))

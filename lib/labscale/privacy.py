@@ -543,7 +543,7 @@ def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resample
     on two models' different scales), Holm-adjusted over every row returned."""
     from scipy.stats import rankdata
 
-    from .compare import COMPARISON_COLUMNS, with_holm
+    from .compare import comparison_frame, comparison_row
     from .metrics import paired_difference, roc_auc
 
     runs = audit.drop_duplicates("model").set_index("model")["run"]
@@ -572,12 +572,11 @@ def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resample
             # so swapping raw scores between models is no null; swapping within-model ranks is (Venkatraman and
             # Begg's paired permutation test for ROC curves). The AUROCs and their bootstrap are unchanged.
             a, b = rankdata(a) / len(a), rankdata(b) / len(b)
-            m = paired_difference(roc_auc, a, b, member, n_resamples=n_resamples, seed=seed)
-            rows.append({"model": label, "task": "membership inference", "metric": f"AUROC ({attack})",
-                         "condition": label, "baseline": baseline, "value": roc_auc(a, member),
-                         "baseline_value": roc_auc(b, member), "delta": m["value"], "ci_low": m["ci_low"],
-                         "ci_high": m["ci_high"], "n": m["n"], "interval": m["interval"], "p_value": m["p_value"]})
-    return with_holm(pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1]))
+            m = paired_difference(roc_auc, a, b, member, n_resamples=n_resamples, seed=seed,
+                                  run_value=roc_auc(a, member), baseline_value=roc_auc(b, member))
+            rows.append(comparison_row(m, model=label, task="membership inference", metric=f"AUROC ({attack})",
+                                       condition=label, baseline=baseline))
+    return comparison_frame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -162,11 +162,9 @@ def _data_root(path: str | Path | None, what: str) -> Path:
     return path
 
 
-def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | None]:
-    """``(mc_task.json, TruthfulQA.csv)`` of the release at ``path`` (None where a file is absent): ``path`` may be
-    either file, the release folder (``TruthfulQA.csv`` and ``data/mc_task.json`` in it), a folder holding that
-    folder as ``truthfulqa/`` (the shared data root), or None for the shared data folder."""
-    root = _data_root(path, f"{CSV_FILE} / data/{MC_FILE}")
+def _find_release(root: Path) -> tuple[Path | None, Path | None]:
+    """``(mc_task.json, TruthfulQA.csv)`` at ``root`` (a file, the release folder, or a folder holding it as
+    ``truthfulqa/``), None where absent."""
     if root.is_file():
         return (None, root) if root.suffix.lower() == ".csv" else (root, None)
     for folder in (root, root / "truthfulqa"):
@@ -174,6 +172,17 @@ def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | N
         table = folder / CSV_FILE if (folder / CSV_FILE).is_file() else None
         if mc or table:
             return mc, table
+    return None, None
+
+
+def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | None]:
+    """``(mc_task.json, TruthfulQA.csv)`` of the release at ``path`` (None where a file is absent): ``path`` may be
+    either file, the release folder (``TruthfulQA.csv`` and ``data/mc_task.json`` in it), a folder holding that
+    folder as ``truthfulqa/`` (the shared data root), or None for the shared data folder."""
+    root = _data_root(path, f"{CSV_FILE} / data/{MC_FILE}")
+    mc, table = _find_release(root)
+    if mc or table:
+        return mc, table
     raise InvalidParameter(f"no TruthfulQA release at {str(root)!r}: looked for {CSV_FILE}, {MC_FILE} and "
                            f"data/{MC_FILE} in it and in its truthfulqa/ subfolder")
 
@@ -182,9 +191,9 @@ def mc_file(path: str | Path | None = None) -> Path:
     """``mc_task.json`` from the file, a folder holding it (or ``data/``, ``truthfulqa/data/`` below it), or the
     shared data folder when ``path`` is None."""
     path = _data_root(path, f"data/{MC_FILE}")
-    for candidate in (path, path / MC_FILE, path / "data" / MC_FILE, path / "truthfulqa" / "data" / MC_FILE):
-        if candidate.is_file():
-            return candidate
+    mc = _find_release(path)[0]
+    if mc is not None:
+        return mc
     raise InvalidParameter(f"no TruthfulQA {MC_FILE} at {str(path)!r} (nor in data/ or truthfulqa/data/ below it)")
 
 

@@ -84,6 +84,13 @@ def cell_of(gender_scores: Mapping[str, float], toxic: bool) -> str:
     return f"{who}_{'toxic' if toxic else 'nontoxic'}"
 
 
+def cell_membership(example: Example) -> list[bool]:
+    """Whether ``example`` belongs to each of :data:`CELLS` (its gender scores at or above the threshold and its
+    label): a comment about both genders is in both genders' cells, one about neither in none."""
+    return [(example.meta.get(cell.split("_")[0]) or 0.0) >= IDENTITY_THRESHOLD
+            and (example.target == TOXIC) == cell.endswith("_toxic") for cell in CELLS]
+
+
 def _check_options(source: str, options: Mapping[str, Any]) -> None:
     reject_options('toxicity', source, options, _OPTIONS[source])
 
@@ -302,8 +309,7 @@ class Toxicity(Task):
         gold = [ex.target for ex in examples]
         out = binary_classification_metrics(gold, list(parsed), positive=TOXIC, negative=NONTOXIC,
                                             n_resamples=n_resamples, seed=seed)
-        membership = [[(ex.meta.get(cell.split("_")[0]) or 0.0) >= IDENTITY_THRESHOLD
-                       and (ex.target == TOXIC) == (cell.endswith("_toxic")) for cell in CELLS] for ex in examples]
+        membership = [cell_membership(ex) for ex in examples]
         out.update(worst_group_accuracy([p == g for p, g in zip(parsed, gold)], membership, CELLS))
         return out
 
@@ -321,4 +327,4 @@ def _find_csv(root: Path) -> Path:
 
 
 __all__ = ["CELLS", "HUB_DATASET", "MODERATOR", "STUDY_SHOT_INDICES", "TRANSACTION", "Toxicity", "balanced_sample",
-           "cell_of", "read_wilds_csv"]
+           "cell_membership", "cell_of", "read_wilds_csv"]
