@@ -48,9 +48,10 @@ def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
     """The parameters a chapter runs with in the book build, and a notice when the build changes a default.
 
     The hallucination chapter reads TruthfulQA from the release files by default and, run on its own, stops when
-    they are missing. A book build on a machine without a data folder (``LABSCALE_DATA`` or ``../shared/data``)
-    passes ``truthfulqa_source=None`` instead, says so in the build log, and the chapter prints that TruthfulQA was
-    not requested; an explicit ``-p truthfulqa_source ...`` is always kept."""
+    they are missing. A book build on a machine without a data folder (``LABSCALE_DATA``, see
+    :func:`labscale.config.shared_data_dir`) passes ``truthfulqa_source=None`` instead, says so in the build log,
+    and the chapter prints that TruthfulQA was not requested; an explicit ``-p truthfulqa_source ...`` is always
+    kept."""
     if name == "hallucination" and "truthfulqa_source" not in parameters and "data_path" not in parameters \
             and shared_data_dir() is None:
         return {**parameters, "truthfulqa_source": None}, (

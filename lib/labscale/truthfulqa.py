@@ -153,8 +153,8 @@ def _data_root(path: str | Path | None, what: str) -> Path:
     if path is None:
         root = shared_data_dir()
         if root is None:
-            raise DataUnavailable(f"TruthfulQA's {what} was not found: no ../shared/data folder beside this "
-                                  "checkout and LABSCALE_DATA is not set (pass path=... or use source 'hub')")
+            raise DataUnavailable(f"TruthfulQA's {what} was not found: no data folder (LABSCALE_DATA is not set) "
+                                  "(pass path=... or use source 'hub')")
         return root
     path = Path(path).expanduser()
     if not path.exists():
@@ -439,8 +439,8 @@ def load_requested(source: str | None, data_path: str | Path | None = None, revi
         return Release(questions, f"{HUB_ID} ({HUB_CONFIG}, validation)", HUB_ID, malformed=malformed)
     if data_path is None and shared_data_dir() is None:
         raise DataUnavailable(f"truthfulqa_source='local' needs the TruthfulQA release ({CSV_FILE} and/or "
-                              f"data/{MC_FILE}), but data_path is None, there is no ../shared/data folder beside "
-                              f"this checkout and LABSCALE_DATA is not set: pass data_path=..., {advice}")
+                              f"data/{MC_FILE}), but data_path is None and there is no data folder (LABSCALE_DATA "
+                              f"is not set): pass data_path=..., {advice}")
     try:
         return load_release(data_path)
     except InvalidParameter as exc:

@@ -21,4 +21,5 @@ def load_hub_dataset(dataset_id: str, revision: str | None = None):
         raise DataUnavailable(
             f"source 'hub' could not load the Hugging Face dataset {dataset_id!r}{pinned}{why}: "
             f"{type(exc).__name__}: {str(exc)[:300]}. Use source='offline' (generated data, no download) or "
-            f"source='local' (the original release files in shared/data, or data_path=...).") from exc
+            "source='local' (the original release files in the data folder named by LABSCALE_DATA, "
+            "or data_path=...).") from exc

@@ -292,7 +292,7 @@ def _hub_file(category: str, revision: str | None) -> Path:
         raise DataUnavailable(
             f"source 'hub' could not fetch data/{category}.jsonl from {HUB_DATASET!r}{why}: {type(exc).__name__}: "
             f"{str(exc)[:300]}. Use source='offline' (template items) or source='local' (the release files in "
-            "shared/data/bbq, or data_path=...).") from exc
+            "the data folder named by LABSCALE_DATA, or data_path=...).") from exc
 
 
 __all__ = ["BBQ", "FORMAT_SHOTS", "HUB_DATASET", "INSTRUCTION", "RELEASE_CATEGORIES", "read_release_file",
