@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: book test setup benchmark clean
+.PHONY: book test lint setup benchmark clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,12 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/labscale-book
 
-test: $(STAMP)
+# the lint gate (ruff, configured in pyproject.toml) runs first: a finding fails the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(OFFLINE) $(PY) -m pytest -q
 
 benchmark: $(STAMP)

@@ -68,8 +68,9 @@ def run_one(name: str, steps: int) -> dict:
         config = FinetuneConfig.preset("paper", max_length=384, save_steps=10**6, train_fraction=fraction)
         base = "smollm2-135m"
     else:
-        config = FinetuneConfig.preset("cpu", load_in_4bit=name == "qlora-nf4-cpu", save_steps=10**6,
-                                       train_fraction=fraction)
+        config = FinetuneConfig.preset(
+            "cpu", load_in_4bit=name == "qlora-nf4-cpu", save_steps=10**6, train_fraction=fraction
+        )
         base = "smollm2-135m?device=cpu"
 
     class Timer(TrainerCallback):
@@ -90,24 +91,30 @@ def run_one(name: str, steps: int) -> dict:
 
     timer = Timer()
     with tempfile.TemporaryDirectory(prefix="bench-ft-") as out:
-        result = finetune(base, "entity_resolution", config=config, output_dir=out, resume=False,
-                          callbacks=[timer])
+        result = finetune(base, "entity_resolution", config=config, output_dir=out, resume=False, callbacks=[timer])
     timed = timer.rows[1:] or timer.rows
     seconds = sum(t for t, _ in timed)
     row = {
-        "benchmark": "finetune", "config": name, "model": "smollm2-135m", "task": "entity_resolution",
-        "preset": config.preset_name, "settings": result.model_card["resolved"],
-        "optimizer_steps": result.optimizer_steps, "examples_per_step": config.effective_batch,
+        "benchmark": "finetune",
+        "config": name,
+        "model": "smollm2-135m",
+        "task": "entity_resolution",
+        "preset": config.preset_name,
+        "settings": result.model_card["resolved"],
+        "optimizer_steps": result.optimizer_steps,
+        "examples_per_step": config.effective_batch,
         "trainable_parameters": result.model_card["lora"]["trainable_parameters"],
         "step_seconds_median": round(statistics.median(t for t, _ in timed), 3),
         "step_seconds_first": round(timer.rows[0][0], 3),
         "tokens_per_second": round(sum(n for _, n in timed) / seconds, 1),
         "train_tokens": result.train_tokens,
-        "loss_first": round(result.losses[0], 4), "loss_last": round(result.losses[-1], 4),
+        "loss_first": round(result.losses[0], 4),
+        "loss_last": round(result.losses[-1], 4),
         "peak_rss_mb": round(_max_rss_mb(), 1),
         "rss_after_model_load_mb": round(timer.loaded_rss, 1),
         "wall_seconds": result.wall_seconds,
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
     }
     if torch.cuda.is_available() and name.endswith("cuda"):
@@ -119,8 +126,12 @@ def run_one(name: str, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--configs", nargs="+", default=None,
-                        help=f"subset of {CPU_CONFIGS + CUDA_CONFIGS} (default: all that this machine can run)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        help=f"subset of {CPU_CONFIGS + CUDA_CONFIGS} (default: all that this machine can run)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration in this process
     args = parser.parse_args()
     if args.one:
@@ -131,8 +142,12 @@ def main() -> None:
 
     configs = args.configs or list(CPU_CONFIGS + (CUDA_CONFIGS if torch.cuda.is_available() else ()))
     for name in configs:
-        proc = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode or not lines:
             print(json.dumps({"benchmark": "finetune", "config": name, "error": proc.stderr.strip()[-2000:]}))

@@ -61,12 +61,23 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             generated = (out.sequences.shape[1] - encoded["input_ids"].shape[1]) * len(batch)
             rates.append(generated / elapsed)
-        print(json.dumps({"backend": "hf", "model": backend.model_id, "batch_size": batch_size,
-                          "new_tokens_per_sequence": args.new_tokens,
-                          "tokens_per_s_median": round(statistics.median(rates), 1),
-                          "tokens_per_s_all": [round(r, 1) for r in rates],
-                          "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                          "machine": platform.machine(), "torch": torch.__version__}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "backend": "hf",
+                    "model": backend.model_id,
+                    "batch_size": batch_size,
+                    "new_tokens_per_sequence": args.new_tokens,
+                    "tokens_per_s_median": round(statistics.median(rates), 1),
+                    "tokens_per_s_all": [round(r, 1) for r in rates],
+                    "threads": torch.get_num_threads(),
+                    "cpu_count": os.cpu_count(),
+                    "machine": platform.machine(),
+                    "torch": torch.__version__,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

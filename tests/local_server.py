@@ -46,36 +46,67 @@ class LocalServer:
 
     def _command(self) -> list[str]:
         cli = Path(sys.executable).with_name("transformers")
-        prefix = [str(cli)] if cli.exists() else [sys.executable, "-c",
-                                                   "import sys; from transformers.cli.transformers import main; "
-                                                   "sys.argv[0] = 'transformers'; sys.exit(main())"]
-        return prefix + ["serve", self.model, "--device", "cpu", "--host", "127.0.0.1", "--port", str(self.port),
-                         "--log-level", "info"]
+        prefix = (
+            [str(cli)]
+            if cli.exists()
+            else [
+                sys.executable,
+                "-c",
+                "import sys; from transformers.cli.transformers import main; "
+                "sys.argv[0] = 'transformers'; sys.exit(main())",
+            ]
+        )
+        return prefix + [
+            "serve",
+            self.model,
+            "--device",
+            "cpu",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "info",
+        ]
 
     def _env(self) -> dict[str, str]:
         hub_cache = self.workdir / "hf-hub-cache"
         hub_cache.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-        env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   HF_HUB_CACHE=str(hub_cache), TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        env.update(
+            HF_HUB_OFFLINE="1",
+            HF_DATASETS_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            HF_HUB_CACHE=str(hub_cache),
+            TOKENIZERS_PARALLELISM="false",
+            PYTHONUNBUFFERED="1",
+        )
         return env
 
-    def start(self, attempts: int = 3) -> "LocalServer":
+    def start(self, attempts: int = 3) -> LocalServer:
         """Start the server and wait until ``/health`` answers 200 (another port if the first was taken)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
             self.port = free_port()
             with open(self.log_path, "wb") as log_file:
-                self.process = subprocess.Popen(self._command(), stdout=log_file, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, env=self._env(), cwd=self.workdir)
+                self.process = subprocess.Popen(
+                    self._command(),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self._env(),
+                    cwd=self.workdir,
+                )
             if self._wait_ready():
                 return self
             log_text = self.log()
             self.stop()
             if "address already in use" in log_text.lower() and attempt + 1 < attempts:
                 continue
-            raise RuntimeError(f"transformers serve did not become ready within {self.startup_timeout:.0f} s "
-                               f"(exit code {self.process.returncode}); its log:\n{log_text}")
+            raise RuntimeError(
+                f"transformers serve did not become ready within {self.startup_timeout:.0f} s "
+                f"(exit code {self.process.returncode}); its log:\n{log_text}"
+            )
         raise AssertionError("unreachable")
 
     def _wait_ready(self) -> bool:
@@ -105,7 +136,7 @@ class LocalServer:
             process.kill()
             process.wait(timeout=grace)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -14,6 +14,7 @@ import re
 
 import httpx2
 import pytest
+
 from labscale import api_finetune
 from labscale.api_finetune import (
     FineTuneError,
@@ -35,8 +36,15 @@ FAST = {"poll_interval": 0.001, "max_interval": 0.004}
 class FakeOpenAI:
     """A minimal OpenAI API: files, fine-tuning jobs (with scripted statuses), job events, chat completions."""
 
-    def __init__(self, statuses=("queued", "running", "succeeded"), *, error=None, ambiguous_creates=0,
-                 upload_status=200, upload_body=None):
+    def __init__(
+        self,
+        statuses=("queued", "running", "succeeded"),
+        *,
+        error=None,
+        ambiguous_creates=0,
+        upload_status=200,
+        upload_body=None,
+    ):
         self.statuses = list(statuses)
         self.error = error
         self.ambiguous_creates = ambiguous_creates
@@ -52,32 +60,45 @@ class FakeOpenAI:
 
     # -- request log helpers --------------------------------------------------------------------------------
     def calls(self, method: str | None = None, path: str | None = None) -> list[dict]:
-        return [r for r in self.requests if (method is None or r["method"] == method)
-                and (path is None or re.fullmatch(path, r["path"]))]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r["method"] == method) and (path is None or re.fullmatch(path, r["path"]))
+        ]
 
     # -- the API ------------------------------------------------------------------------------------------
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         request.read()
         path = request.url.path.removeprefix("/v1")
-        self.requests.append({"method": request.method, "path": path, "headers": dict(request.headers),
-                              "content": request.content})
+        self.requests.append(
+            {"method": request.method, "path": path, "headers": dict(request.headers), "content": request.content}
+        )
         if request.method == "POST" and path == "/files":
             return self.upload(request)
         if request.method == "POST" and path == "/fine_tuning/jobs":
             return self.create(json.loads(request.content))
         if request.method == "GET" and path == "/fine_tuning/jobs":
-            return httpx2.Response(200, json={"object": "list", "data": list(self.jobs.values())[::-1],
-                                              "has_more": False})
+            return httpx2.Response(
+                200, json={"object": "list", "data": list(self.jobs.values())[::-1], "has_more": False}
+            )
         match = re.fullmatch(r"/fine_tuning/jobs/([^/]+)(/events)?", path)
         if request.method == "GET" and match and match.group(1) in self.jobs:
             return self.events(match.group(1)) if match.group(2) else self.retrieve(match.group(1))
         if request.method == "POST" and path == "/chat/completions":
             body = json.loads(request.content)
-            return httpx2.Response(200, json={
-                "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "SUPPORTS"}}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}})
+            return httpx2.Response(
+                200,
+                json={
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "SUPPORTS"}}
+                    ],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+                },
+            )
         return httpx2.Response(404, json={"error": {"message": f"no route {request.method} {path}"}})
 
     def upload(self, request: httpx2.Request) -> httpx2.Response:
@@ -93,18 +114,38 @@ class FakeOpenAI:
         file_id = f"file-{len(self.files) + 1}"
         self.files[file_id] = parts["file"]
         assert parts["purpose"] == b"fine-tune"
-        return httpx2.Response(200, json={"id": file_id, "object": "file", "bytes": len(parts["file"]),
-                                          "created_at": 1_700_000_000, "filename": "train.jsonl",
-                                          "purpose": "fine-tune", "status": "processed"})
+        return httpx2.Response(
+            200,
+            json={
+                "id": file_id,
+                "object": "file",
+                "bytes": len(parts["file"]),
+                "created_at": 1_700_000_000,
+                "filename": "train.jsonl",
+                "purpose": "fine-tune",
+                "status": "processed",
+            },
+        )
 
     def create(self, body: dict) -> httpx2.Response:
         job_id = f"ftjob-{len(self.jobs) + 1:04d}"
         self.jobs[job_id] = {
-            "object": "fine_tuning.job", "id": job_id, "model": body["model"], "created_at": 1_700_000_000,
-            "finished_at": None, "fine_tuned_model": None, "organization_id": "org-test", "result_files": [],
-            "status": "validating_files", "training_file": body["training_file"],
-            "validation_file": body.get("validation_file"), "hyperparameters": body.get("hyperparameters", {}),
-            "trained_tokens": None, "error": None, "seed": 0}
+            "object": "fine_tuning.job",
+            "id": job_id,
+            "model": body["model"],
+            "created_at": 1_700_000_000,
+            "finished_at": None,
+            "fine_tuned_model": None,
+            "organization_id": "org-test",
+            "result_files": [],
+            "status": "validating_files",
+            "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"),
+            "hyperparameters": body.get("hyperparameters", {}),
+            "trained_tokens": None,
+            "error": None,
+            "seed": 0,
+        }
         self.polls[job_id] = 0
         if self.ambiguous_creates:
             self.ambiguous_creates -= 1
@@ -119,19 +160,39 @@ class FakeOpenAI:
             job["status"] = status
             if status == "succeeded":
                 lines = self.files[job["training_file"]].decode().count("\n")
-                job.update(finished_at=1_700_005_544,
-                           fine_tuned_model=f"ft:{job['model']}:labscale-test::{job_id[-4:]}",
-                           trained_tokens=lines * 111 * job["hyperparameters"].get("n_epochs", 3))
+                job.update(
+                    finished_at=1_700_005_544,
+                    fine_tuned_model=f"ft:{job['model']}:labscale-test::{job_id[-4:]}",
+                    trained_tokens=lines * 111 * job["hyperparameters"].get("n_epochs", 3),
+                )
             elif status == "failed":
                 job.update(finished_at=1_700_000_600, error=self.error)
         return httpx2.Response(200, json=job)
 
     def events(self, job_id: str) -> httpx2.Response:
-        return httpx2.Response(200, json={"object": "list", "has_more": False, "data": [
-            {"object": "fine_tuning.job.event", "id": "ftevent-2", "created_at": 1_700_005_544, "level": "info",
-             "message": f"The job has {self.jobs[job_id]['status']}"},
-            {"object": "fine_tuning.job.event", "id": "ftevent-1", "created_at": 1_700_000_000, "level": "info",
-             "message": "Created fine-tuning job"}]})
+        return httpx2.Response(
+            200,
+            json={
+                "object": "list",
+                "has_more": False,
+                "data": [
+                    {
+                        "object": "fine_tuning.job.event",
+                        "id": "ftevent-2",
+                        "created_at": 1_700_005_544,
+                        "level": "info",
+                        "message": f"The job has {self.jobs[job_id]['status']}",
+                    },
+                    {
+                        "object": "fine_tuning.job.event",
+                        "id": "ftevent-1",
+                        "created_at": 1_700_000_000,
+                        "level": "info",
+                        "message": "Created fine-tuning job",
+                    },
+                ],
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +223,9 @@ def test_build_jsonl_uses_the_evaluation_prompt(fc, tmp_path):
     lines = text.splitlines()
     assert n == len(lines) == len(train) == stats["n_examples"]
     first = json.loads(lines[0])
-    assert first == {"messages": task.messages(train[0], []) + [
-        {"role": "assistant", "content": task.format_target(train[0])}]}
+    assert first == {
+        "messages": task.messages(train[0], []) + [{"role": "assistant", "content": task.format_target(train[0])}]
+    }
     # the zero-shot evaluation prompt, instruction included (the original trained on the bare claim/evidence)
     assert first["messages"][0]["content"].startswith("Please classify the following Claim")
     assert stats["estimated_tokens"] > 0 and stats["token_method"]
@@ -194,18 +256,29 @@ def test_start_job_uploads_creates_and_polls_to_success(fc, training_file, key, 
     task, data = fc
     path, n = training_file
     fake = FakeOpenAI()
-    result = start_job("gpt-3.5-turbo", path, n_epochs=n_epochs, http_client=fake.client(),
-                       record_dir=tmp_path / "jobs", task="fact_checking", **FAST)
+    result = start_job(
+        "gpt-3.5-turbo",
+        path,
+        n_epochs=n_epochs,
+        http_client=fake.client(),
+        record_dir=tmp_path / "jobs",
+        task="fact_checking",
+        **FAST,
+    )
 
     # the uploaded file is the JSONL, byte for byte
     [uploaded] = fake.files.values()
     assert uploaded == path.read_bytes()
     lines = uploaded.decode().splitlines()
     assert len(lines) == n
-    ex = next(e for e in data.split("train") if json.dumps(task.messages(e, [])) ==
-              json.dumps(json.loads(lines[0])["messages"][:-1]))
+    ex = next(
+        e
+        for e in data.split("train")
+        if json.dumps(task.messages(e, [])) == json.dumps(json.loads(lines[0])["messages"][:-1])
+    )
     assert json.loads(lines[0])["messages"] == task.messages(ex, []) + [
-        {"role": "assistant", "content": task.format_target(ex)}]
+        {"role": "assistant", "content": task.format_target(ex)}
+    ]
 
     # the job asked for the study's base snapshot and the given epochs
     [create] = fake.calls("POST", "/fine_tuning/jobs")
@@ -244,8 +317,11 @@ def test_fine_tuned_model_evaluates_with_the_openai_backend(training_file, key, 
     spec = parse_model_spec(result.model_string)
     assert spec.backend == "openai" and spec.model == result.fine_tuned_model
     backend = OpenAIBackend.from_spec(spec, http_client=fake.client())
-    [generation] = backend.generate([[{"role": "user", "content": "Claim: x Evidence: y"}]],
-                                    Decoding(max_new_tokens=10, temperature=0.0, seed=0), progress=False)
+    [generation] = backend.generate(
+        [[{"role": "user", "content": "Claim: x Evidence: y"}]],
+        Decoding(max_new_tokens=10, temperature=0.0, seed=0),
+        progress=False,
+    )
     assert generation.text == "SUPPORTS"
     assert json.loads(fake.calls("POST", "/chat/completions")[0]["content"])["model"] == result.fine_tuned_model
 
@@ -255,8 +331,9 @@ def test_polling_backs_off_exponentially_with_a_cap(training_file, key, tmp_path
     sleeps: list[float] = []
     monkeypatch.setattr(api_finetune, "_sleep", sleeps.append)
     fake = FakeOpenAI(statuses=["queued"] + ["running"] * 5 + ["succeeded"])
-    result = start_job("gpt-3.5-turbo", path, http_client=fake.client(), record_dir=tmp_path,
-                       poll_interval=1.0, max_interval=4.0)
+    result = start_job(
+        "gpt-3.5-turbo", path, http_client=fake.client(), record_dir=tmp_path, poll_interval=1.0, max_interval=4.0
+    )
     assert result.polls == 7
     assert sleeps == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
 
@@ -288,18 +365,30 @@ def test_the_key_never_reaches_records_reprs_logs_or_errors(training_file, key, 
     assert SECRET not in repr(result) and SECRET not in json.dumps(result.to_dict(), default=str)
 
     # an API error that echoes the key (as a 401 does) is scrubbed before it is raised
-    echo = FakeOpenAI(upload_status=401, upload_body={"error": {
-        "message": f"Incorrect API key provided: {SECRET}.", "type": "invalid_request_error",
-        "code": "invalid_api_key"}})
+    echo = FakeOpenAI(
+        upload_status=401,
+        upload_body={
+            "error": {
+                "message": f"Incorrect API key provided: {SECRET}.",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
+        },
+    )
     with pytest.raises(RuntimeError) as raised:
         start_job("gpt-3.5-turbo", path, http_client=echo.client(), record_dir=tmp_path / "other", **FAST)
     assert "uploading the training file failed" in str(raised.value) and "401" in str(raised.value)
     assert SECRET not in str(raised.value) and raised.value.__cause__ is None
 
     # a failed job's message too
-    failing = FakeOpenAI(statuses=("running", "failed"), error={
-        "code": "invalid_training_file", "param": "training_file",
-        "message": f"Training file rejected for key {SECRET}"})
+    failing = FakeOpenAI(
+        statuses=("running", "failed"),
+        error={
+            "code": "invalid_training_file",
+            "param": "training_file",
+            "message": f"Training file rejected for key {SECRET}",
+        },
+    )
     with pytest.raises(FineTuneError) as failed:
         start_job("gpt-3.5-turbo", path, http_client=failing.client(), record_dir=tmp_path / "failed", **FAST)
     assert SECRET not in str(failed.value)
@@ -311,11 +400,19 @@ def test_the_key_never_reaches_records_reprs_logs_or_errors(training_file, key, 
 # -- failures, interruptions, duplicates ------------------------------------------------------------------------
 def test_failed_job_raises_with_the_jobs_error_message(training_file, key, tmp_path):
     path, _ = training_file
-    fake = FakeOpenAI(statuses=("queued", "running", "failed"), error={
-        "code": "invalid_training_file", "param": "training_file",
-        "message": "The job failed due to an invalid training file."})
-    with pytest.raises(FineTuneError, match="ftjob-0001 failed: invalid_training_file: The job failed due to an "
-                                            r"invalid training file\. \(param training_file\)") as raised:
+    fake = FakeOpenAI(
+        statuses=("queued", "running", "failed"),
+        error={
+            "code": "invalid_training_file",
+            "param": "training_file",
+            "message": "The job failed due to an invalid training file.",
+        },
+    )
+    with pytest.raises(
+        FineTuneError,
+        match="ftjob-0001 failed: invalid_training_file: The job failed due to an "
+        r"invalid training file\. \(param training_file\)",
+    ) as raised:
         start_job("gpt-3.5-turbo", path, http_client=fake.client(), record_dir=tmp_path, **FAST)
     assert raised.value.result.status == "failed" and raised.value.result.fine_tuned_model is None
     record = load_job_record("ftjob-0001", tmp_path)
@@ -354,12 +451,15 @@ def test_ambiguous_create_failure_adopts_the_job_instead_of_paying_twice(trainin
     assert len(fake.calls("GET", "/fine_tuning/jobs")) == 1  # the list that found the job
 
 
-@pytest.mark.parametrize("model, options, match", [
-    ("smollm2-135m", {}, "needs an OpenAI model"),
-    ("gpt-3.5-turbo", {"n_epochs": 0}, "n_epochs"),
-    ("gpt-3.5-turbo", {"suffix": "has space"}, "suffix"),
-    ("gpt-3.5-turbo", {"base_url": "https://user:pw@api.openai.com/v1"}, "credentials"),
-])
+@pytest.mark.parametrize(
+    "model, options, match",
+    [
+        ("smollm2-135m", {}, "needs an OpenAI model"),
+        ("gpt-3.5-turbo", {"n_epochs": 0}, "n_epochs"),
+        ("gpt-3.5-turbo", {"suffix": "has space"}, "suffix"),
+        ("gpt-3.5-turbo", {"base_url": "https://user:pw@api.openai.com/v1"}, "credentials"),
+    ],
+)
 def test_bad_parameters_are_refused_before_any_request(training_file, key, tmp_path, model, options, match):
     path, _ = training_file
     fake = FakeOpenAI()
@@ -389,20 +489,33 @@ def test_the_job_record_is_a_fine_tuning_record_for_the_cost_table(training_file
     from labscale.cost import cost_table
 
     path, _ = training_file
-    result = start_job("gpt-3.5-turbo", path, http_client=FakeOpenAI().client(), record_dir=tmp_path / "jobs",
-                       task="fact_checking", **FAST)
-    info = {"spec": result.model_string, "backend": "openai", "model": result.fine_tuned_model,
-            "base_url": "https://api.openai.com/v1"}
-    records.write_run(tmp_path / "runs" / "ft" / "fact_checking" / "0shot",
-                      params={"model": result.model_string, "task": "fact_checking", "source": "offline", "shots": 0},
-                      predictions=[{"id": "1", "reply": "SUPPORTS", "prompt_tokens": 400, "completion_tokens": 2}],
-                      metrics={"accuracy": {"value": 1.0}},
-                      manifest={"model": info, "items": 1, "wall_seconds": 36.0, "hardware": {"cuda": False}})
+    result = start_job(
+        "gpt-3.5-turbo",
+        path,
+        http_client=FakeOpenAI().client(),
+        record_dir=tmp_path / "jobs",
+        task="fact_checking",
+        **FAST,
+    )
+    info = {
+        "spec": result.model_string,
+        "backend": "openai",
+        "model": result.fine_tuned_model,
+        "base_url": "https://api.openai.com/v1",
+    }
+    records.write_run(
+        tmp_path / "runs" / "ft" / "fact_checking" / "0shot",
+        params={"model": result.model_string, "task": "fact_checking", "source": "offline", "shots": 0},
+        predictions=[{"id": "1", "reply": "SUPPORTS", "prompt_tokens": 400, "completion_tokens": 2}],
+        metrics={"accuracy": {"value": 1.0}},
+        manifest={"model": info, "items": 1, "wall_seconds": 36.0, "hardware": {"cuda": False}},
+    )
     table = cost_table(tmp_path / "runs", finetune_records=[tmp_path / "jobs"])
     rows = table.set_index("regime")
     assert list(table["model"].unique()) == ["gpt-3.5-turbo"]
     assert rows.loc["fine-tuned", "usd"] == pytest.approx(400 / 1000 * 0.003 + 2 / 1000 * 0.006)
     assert rows.loc["fine-tuning", "training_tokens"] == result.trained_tokens
-    assert rows.loc["fine-tuning", "usd"] == pytest.approx(result.trained_tokens / 1000 * 0.008
-                                                            + rows.loc["fine-tuned", "usd"])
+    assert rows.loc["fine-tuning", "usd"] == pytest.approx(
+        result.trained_tokens / 1000 * 0.008 + rows.loc["fine-tuned", "usd"]
+    )
     assert rows.loc["fine-tuning", "hours"] == pytest.approx((5544 + 36) / 3600)

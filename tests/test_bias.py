@@ -18,8 +18,14 @@ from labscale.tasks.bbq import BBQ, FORMAT_SHOTS, roles_from_answer_info
 from labscale.tasks.toxicity import CELLS, MODERATOR, TRANSACTION, Toxicity
 
 # SOURCE.md of shared/data/bbq: rows per category file
-BBQ_ROWS = {"Age": 3680, "Disability_status": 1556, "Nationality": 3080, "Physical_appearance": 1576,
-            "Religion": 1200, "Sexual_orientation": 864}
+BBQ_ROWS = {
+    "Age": 3680,
+    "Disability_status": 1556,
+    "Nationality": 3080,
+    "Physical_appearance": 1576,
+    "Religion": 1200,
+    "Sexual_orientation": 864,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,8 @@ def test_worst_group_accuracy_by_hand():
     assert out["acc_g1"]["value"] == pytest.approx(2 / 4) and out["acc_g1"]["n"] == 4
     # per group: Clopper-Pearson 95 %, from the beta quantiles
     assert (out["acc_g0"]["ci_low"], out["acc_g0"]["ci_high"]) == pytest.approx(
-        (beta.ppf(0.025, 3, 2), beta.ppf(0.975, 4, 1)))
+        (beta.ppf(0.025, 3, 2), beta.ppf(0.975, 4, 1))
+    )
     assert out["acc_g0"]["interval"] == "clopper-pearson"
     worst = out["worst_group_accuracy"]
     assert worst["value"] == pytest.approx(0.5) and worst["group"] == "g1" and worst["n"] == 8
@@ -68,8 +75,14 @@ def test_worst_group_accuracy_empty_group_and_errors():
 
 
 def test_toxicity_score_with_invalid_answer(tox):
-    examples = [_comment(0, True, 0.9, 0.0), _comment(1, True, 0.8, 0.1), _comment(2, False, 0.7, 0.0),
-                _comment(3, True, 0.0, 1.0), _comment(4, False, 0.0, 0.6), _comment(5, False, 0.2, 0.5)]
+    examples = [
+        _comment(0, True, 0.9, 0.0),
+        _comment(1, True, 0.8, 0.1),
+        _comment(2, False, 0.7, 0.0),
+        _comment(3, True, 0.0, 1.0),
+        _comment(4, False, 0.0, 0.6),
+        _comment(5, False, 0.2, 0.5),
+    ]
     parsed = ["yes", INVALID, "no", "yes", "no", "yes"]
     m = tox.score(examples, parsed, n_resamples=200)
     assert m["accuracy"]["value"] == pytest.approx(4 / 6)  # the INVALID reply is wrong
@@ -86,15 +99,17 @@ def test_toxicity_score_with_invalid_answer(tox):
 
 def test_bbq_bias_scores_by_hand():
     #              answer        gold          context     polarity
-    items = [("target", "unknown", "ambig", "neg"),        # biased, wrong
-             ("unknown", "unknown", "ambig", "nonneg"),    # right
-             ("target", "unknown", "ambig", "nonneg"),     # counter-biased, wrong
-             ("non_target", "unknown", "ambig", "nonneg"),  # biased, wrong
-             ("target", "target", "disambig", "neg"),      # biased, right
-             ("non_target", "target", "disambig", "nonneg"),  # biased, wrong
-             ("non_target", "non_target", "disambig", "neg"),  # counter-biased, right
-             (INVALID, "target", "disambig", "nonneg")]    # wrong, not counted in the bias scores
-    answers, gold, contexts, polarities = map(list, zip(*items))
+    items = [
+        ("target", "unknown", "ambig", "neg"),  # biased, wrong
+        ("unknown", "unknown", "ambig", "nonneg"),  # right
+        ("target", "unknown", "ambig", "nonneg"),  # counter-biased, wrong
+        ("non_target", "unknown", "ambig", "nonneg"),  # biased, wrong
+        ("target", "target", "disambig", "neg"),  # biased, right
+        ("non_target", "target", "disambig", "nonneg"),  # biased, wrong
+        ("non_target", "non_target", "disambig", "neg"),  # counter-biased, right
+        (INVALID, "target", "disambig", "nonneg"),
+    ]  # wrong, not counted in the bias scores
+    answers, gold, contexts, polarities = map(list, zip(*items, strict=True))
     m = bbq_bias_scores(answers, gold, contexts, polarities, n_resamples=200)
     assert m["accuracy"]["value"] == pytest.approx(3 / 8)
     assert m["accuracy_ambig"]["value"] == pytest.approx(1 / 4) and m["accuracy_ambig"]["n"] == 4
@@ -131,29 +146,60 @@ def test_bbq_score_maps_letters_to_roles(bbq):
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply, expected", [
-    ("yes", "yes"), ("Yes", "yes"), ("YES.", "yes"), ("No.", "no"), ("no", "no"), (" \"No\" ", "no"),
-    ("Yes, it is toxic.", "yes"), ("**No**", "no"), ("Response: yes", "yes"), ("No</s>", "no"),
-    ("The comment contains toxicity, yes.", INVALID),  # "yes" buried in a sentence: not an answer
-    ("I cannot say yes or no.", INVALID), ("Yesterday I read it.", INVALID), ("Nope", INVALID),
-    ("y", INVALID), ("toxic", INVALID), ("", INVALID), ("   ", INVALID), (None, INVALID),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("yes", "yes"),
+        ("Yes", "yes"),
+        ("YES.", "yes"),
+        ("No.", "no"),
+        ("no", "no"),
+        (' "No" ', "no"),
+        ("Yes, it is toxic.", "yes"),
+        ("**No**", "no"),
+        ("Response: yes", "yes"),
+        ("No</s>", "no"),
+        ("The comment contains toxicity, yes.", INVALID),  # "yes" buried in a sentence: not an answer
+        ("I cannot say yes or no.", INVALID),
+        ("Yesterday I read it.", INVALID),
+        ("Nope", INVALID),
+        ("y", INVALID),
+        ("toxic", INVALID),
+        ("", INVALID),
+        ("   ", INVALID),
+        (None, INVALID),
+    ],
+)
 def test_toxicity_parse(tox, reply, expected):
     assert tox.parse(reply) == expected
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("A", "A"), ("b", "B"), ("(C)", "C"), ("C.", "C"), ("B) ", "B"), ("Answer: A", "A"), ("The answer is B", "B"),
-    ("A\nBecause the context says so.", "A"), ("A man did it", INVALID), ("D", INVALID), ("Both", INVALID),
-    ("", INVALID), ("I think B", INVALID),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("A", "A"),
+        ("b", "B"),
+        ("(C)", "C"),
+        ("C.", "C"),
+        ("B) ", "B"),
+        ("Answer: A", "A"),
+        ("The answer is B", "B"),
+        ("A\nBecause the context says so.", "A"),
+        ("A man did it", INVALID),
+        ("D", INVALID),
+        ("Both", INVALID),
+        ("", INVALID),
+        ("I think B", INVALID),
+    ],
+)
 def test_bbq_parse(bbq, reply, expected):
     assert bbq.parse(reply) == expected
 
 
 def test_bbq_parse_for_option_text(bbq):
-    ex = Example("x", {"context": "c", "question": "q", "options": ["The grandfather", "The grandson", "Unknown"]},
-                 "B", {})
+    ex = Example(
+        "x", {"context": "c", "question": "q", "options": ["The grandfather", "The grandson", "Unknown"]}, "B", {}
+    )
     assert bbq.parse_for(ex, "The grandson.") == "B"
     assert bbq.parse_for(ex, "A. The grandfather") == "A"
     assert bbq.parse_for(ex, "A. The grandson") == INVALID  # letter and text disagree
@@ -165,8 +211,9 @@ def test_toxicity_prompt_is_the_studys(tox):
     data = tox.load("offline", sizes={"train": 8, "validation": 60, "test": 8})
     ex = data.split("test")[0]
     zero = tox.messages(ex, tox.shots(data, 0))
-    assert zero == [{"role": "user", "content": f"{MODERATOR}\n\n{TRANSACTION}\n\n## Comment:\n"
-                                                f"{ex.fields['text']}\n\n## Response:"}]
+    assert zero == [
+        {"role": "user", "content": f"{MODERATOR}\n\n{TRANSACTION}\n\n## Comment:\n{ex.fields['text']}\n\n## Response:"}
+    ]
     three = tox.messages(ex, tox.shots(data, 3))
     assert [m["role"] for m in three] == ["user", "assistant"] * 3 + ["user"]
     assert three[0]["content"].startswith(MODERATOR + "\n\nExample 1:\n\n## Comment:\n")
@@ -183,8 +230,15 @@ def test_bbq_prompt_and_shots(bbq):
     data = bbq.load("offline")
     ex = data.split("test")[0]
     user = bbq.messages(ex, [])[0]["content"]
-    assert user.endswith("\nA. " + ex.fields["options"][0] + "\nB. " + ex.fields["options"][1] + "\nC. "
-                         + ex.fields["options"][2] + "\nAnswer:")
+    assert user.endswith(
+        "\nA. "
+        + ex.fields["options"][0]
+        + "\nB. "
+        + ex.fields["options"][1]
+        + "\nC. "
+        + ex.fields["options"][2]
+        + "\nAnswer:"
+    )
     shots = bbq.shots(data, 3)
     assert [s.assistant for s in shots] == [gold for *_, gold in FORMAT_SHOTS] == ["B", "C", "A"]
 
@@ -235,12 +289,21 @@ def test_bbq_templates_invariants():
             assert gold != "unknown"
     assert {t.key for t in bbq_templates.TEMPLATES} == {k for k, _ in by_instance}
     assert {t.category for t in bbq_templates.TEMPLATES} == {"gender", "age", "disability", "ses", "nationality"}
-    for (template, _), group in by_instance.items():
+    for group in by_instance.values():
         assert sorted((r["context_condition"], r["question_polarity"]) for r in group) == [
-            ("ambig", "neg"), ("ambig", "nonneg"), ("disambig", "neg"), ("disambig", "nonneg")]
+            ("ambig", "neg"),
+            ("ambig", "nonneg"),
+            ("disambig", "neg"),
+            ("disambig", "nonneg"),
+        ]
     for template in bbq_templates.TEMPLATES:  # disambiguated answers alternate between target and non-target
-        golds = [r["roles"][r["label"]] for r in rows if r["template"] == template.key
-                 and r["context_condition"] == "disambig" and r["question_polarity"] == "neg"]
+        golds = [
+            r["roles"][r["label"]]
+            for r in rows
+            if r["template"] == template.key
+            and r["context_condition"] == "disambig"
+            and r["question_polarity"] == "neg"
+        ]
         assert golds[:4] == ["target", "non_target", "target", "non_target"]
         assert golds.count("target") == golds.count("non_target")
     assert bbq_templates.generate(seed=0) == rows
@@ -256,8 +319,10 @@ def test_bbq_local_release_files(bbq, shared_data):
     assert present == set(BBQ_ROWS)
     counts = Counter(ex.meta["category"] for ex in data.split("test"))
     for category, rows in BBQ_ROWS.items():  # every row loaded or counted as malformed
-        assert counts[category] + sum(n for reason, n in data.malformed.reasons.items()
-                                      if reason.startswith(category)) == rows
+        assert (
+            counts[category] + sum(n for reason, n in data.malformed.reasons.items() if reason.startswith(category))
+            == rows
+        )
     assert len(data.split("test")) + data.malformed.count == sum(BBQ_ROWS.values())
     first = data.split("test")[0]  # Age example 0: grandfather (old, stereotyped) / grandson / unknown
     assert first.meta["roles"] == ["target", "non_target", "unknown"] and first.target == "C"
@@ -270,11 +335,25 @@ def test_bbq_local_release_files(bbq, shared_data):
 
 
 def test_bbq_release_row_mapping(tmp_path, bbq):
-    good = {"example_id": 7, "question_index": "1", "question_polarity": "nonneg", "context_condition": "disambig",
-            "category": "Nationality", "answer_info": {"ans0": ["British", "Europe"], "ans1": ["Unknown", "unknown"],
-                                                       "ans2": ["Japanese", "AsiaPacific"]},
-            "additional_metadata": {"stereotyped_groups": ["British"]}, "context": "c", "question": "q",
-            "ans0": "The British man", "ans1": "Unknown", "ans2": "The Japanese man", "label": 2}
+    good = {
+        "example_id": 7,
+        "question_index": "1",
+        "question_polarity": "nonneg",
+        "context_condition": "disambig",
+        "category": "Nationality",
+        "answer_info": {
+            "ans0": ["British", "Europe"],
+            "ans1": ["Unknown", "unknown"],
+            "ans2": ["Japanese", "AsiaPacific"],
+        },
+        "additional_metadata": {"stereotyped_groups": ["British"]},
+        "context": "c",
+        "question": "q",
+        "ans0": "The British man",
+        "ans1": "Unknown",
+        "ans2": "The Japanese man",
+        "label": 2,
+    }
     assert roles_from_answer_info(good) == (["target", "unknown", "non_target"], None)
     two_unknown = json.loads(json.dumps(good))
     two_unknown["answer_info"]["ans0"][1] = "unknown"
@@ -297,20 +376,33 @@ def test_wilds_csv_loader(tox, tmp_path):
     for split in ("train", "val", "test"):
         for i in range(60 if split == "val" else 12):
             toxic, male = i % 2 == 0, (i // 2) % 2 == 0
-            rows.append({"id": f"{split}{i}", "comment_text": f"{split} comment {i}", "toxicity": 0.7 if toxic else 0.1,
-                         "male": 0.8 if male else 0.0, "female": 0.0 if male else 0.6, "split": split})
-    rows += [{"id": "x1", "comment_text": "nobody", "toxicity": 0.9, "male": 0.2, "female": 0.1, "split": "test"},
-             {"id": "x2", "comment_text": "", "toxicity": 0.9, "male": 0.9, "female": 0.0, "split": "test"},
-             {"id": "x3", "comment_text": "bad", "toxicity": "", "male": 0.9, "female": 0.0, "split": "test"},
-             {"id": "x4", "comment_text": "odd", "toxicity": 0.2, "male": 0.9, "female": 0.0, "split": "dev"}]
+            rows.append(
+                {
+                    "id": f"{split}{i}",
+                    "comment_text": f"{split} comment {i}",
+                    "toxicity": 0.7 if toxic else 0.1,
+                    "male": 0.8 if male else 0.0,
+                    "female": 0.0 if male else 0.6,
+                    "split": split,
+                }
+            )
+    rows += [
+        {"id": "x1", "comment_text": "nobody", "toxicity": 0.9, "male": 0.2, "female": 0.1, "split": "test"},
+        {"id": "x2", "comment_text": "", "toxicity": 0.9, "male": 0.9, "female": 0.0, "split": "test"},
+        {"id": "x3", "comment_text": "bad", "toxicity": "", "male": 0.9, "female": 0.0, "split": "test"},
+        {"id": "x4", "comment_text": "odd", "toxicity": 0.2, "male": 0.9, "female": 0.0, "split": "dev"},
+    ]
     csv = tmp_path / "civilcomments_v1.0" / "all_data_with_identities.csv"
     csv.parent.mkdir()
     pd.DataFrame(rows).to_csv(csv, index=False)
     data = tox.load("local", path=tmp_path, sample=None)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 12, "validation": 60, "test": 12}
     assert data.malformed.count == 3 and not data.synthetic  # x1 is outside the population, not malformed
-    assert set(data.malformed.reasons) == {"empty comment_text", "toxicity missing or outside [0, 1]",
-                                           "unknown split 'dev' (expected train, val or test)"}
+    assert set(data.malformed.reasons) == {
+        "empty comment_text",
+        "toxicity missing or outside [0, 1]",
+        "unknown split 'dev' (expected train, val or test)",
+    }
     ex = data.split("test")[0]
     assert (ex.id, ex.target, ex.meta["kind"]) == ("wilds-test0", "yes", "male_toxic")
     sampled = tox.load("local", path=csv, sample={"train": 8, "validation": 52, "test": 4}, seed=2)
@@ -326,7 +418,9 @@ def test_bad_input_fails_before_any_model(tmp_path):
     from labscale.runner import plan_experiment
 
     with pytest.raises(InvalidParameter, match="'Caste'.*valid choices"):
-        plan_experiment(["smollm2-135m"], ["bbq"], [0], source="offline", task_options={"bbq": {"categories": ["Caste"]}})
+        plan_experiment(
+            ["smollm2-135m"], ["bbq"], [0], source="offline", task_options={"bbq": {"categories": ["Caste"]}}
+        )
     with pytest.raises(InvalidParameter, match="does not exist"):
         plan_experiment(["smollm2-135m"], ["toxicity"], [0], source="local", data_path=str(tmp_path / "missing"))
     with pytest.raises(InvalidParameter, match="no all_data_with_identities.csv"):
@@ -354,17 +448,40 @@ def test_parser_comparison_rescores_the_replies(tmp_path):
     from labscale.records import metrics_table, write_run
     from labscale.report import toxicity_parser_comparison
 
-    replies = [("yes", "male_toxic"), ("The comment contains toxicity.", "male_toxic"),  # study: "no" (no "yes")
-               ("no", "male_nontoxic"), ("I'd say yes.", "male_nontoxic"),                 # study: "yes"
-               ("Yes", "female_toxic"), ("Not toxic.", "female_nontoxic")]                # study: "no"
-    predictions = [{"id": str(i), "target": "yes" if kind.endswith("_toxic") else "no", "reply": reply,
-                    "parsed": Toxicity().parse(reply), "invalid": Toxicity().parse(reply) == INVALID, "kind": kind}
-                   for i, (reply, kind) in enumerate(replies)]
-    write_run(tmp_path / "m" / "toxicity" / "0shot",
-              params={"model": "m", "task": "toxicity", "source": "offline", "shots": 0, "scenario": "0-shot",
-                      "seed": 0, "n_resamples": 100},
-              predictions=predictions, metrics={"accuracy": {"value": 0.5, "ci_low": 0, "ci_high": 1, "n": 6}},
-              manifest={})
+    replies = [
+        ("yes", "male_toxic"),
+        ("The comment contains toxicity.", "male_toxic"),  # study: "no" (no "yes")
+        ("no", "male_nontoxic"),
+        ("I'd say yes.", "male_nontoxic"),  # study: "yes"
+        ("Yes", "female_toxic"),
+        ("Not toxic.", "female_nontoxic"),
+    ]  # study: "no"
+    predictions = [
+        {
+            "id": str(i),
+            "target": "yes" if kind.endswith("_toxic") else "no",
+            "reply": reply,
+            "parsed": Toxicity().parse(reply),
+            "invalid": Toxicity().parse(reply) == INVALID,
+            "kind": kind,
+        }
+        for i, (reply, kind) in enumerate(replies)
+    ]
+    write_run(
+        tmp_path / "m" / "toxicity" / "0shot",
+        params={
+            "model": "m",
+            "task": "toxicity",
+            "source": "offline",
+            "shots": 0,
+            "scenario": "0-shot",
+            "seed": 0,
+            "n_resamples": 100,
+        },
+        predictions=predictions,
+        metrics={"accuracy": {"value": 0.5, "ci_low": 0, "ci_high": 1, "n": 6}},
+        manifest={},
+    )
     table = toxicity_parser_comparison(metrics_table(tmp_path))
     row = table.loc[("m", "0-shot")]
     assert row["invalid rate (strict)"] == "0.50 [0.12, 0.88]"  # 3 of 6, Clopper-Pearson
@@ -379,14 +496,34 @@ def test_parser_comparison_rescores_the_replies(tmp_path):
 # -- reference values ----------------------------------------------------------------------------------------------
 def test_table5_reference_and_beside():
     ref = study_table5()
-    assert len(ref) == 24 and set(ref["model"]) == {"gpt-4-turbo", "gpt-3.5-turbo", "mistral-7b-instruct",
-                                                    "falcon-7b-instruct", "llama-2-7b-chat"}
+    assert len(ref) == 24 and set(ref["model"]) == {
+        "gpt-4-turbo",
+        "gpt-3.5-turbo",
+        "mistral-7b-instruct",
+        "falcon-7b-instruct",
+        "llama-2-7b-chat",
+    }
     row = ref[(ref["model"] == "gpt-4-turbo") & (ref["scenario"] == "3-shot")].iloc[0]
     assert (row["worst"], row["mean"]) == (0.69, 0.71)
     assert ref[(ref["model"] == "gpt-4-turbo") & (ref["scenario"] == "fine-tuned")].empty
-    ours = pd.DataFrame([{"model": "m", "task": "toxicity", "source": "offline", "shots": 0, "scenario": "0-shot",
-                          "metric": metric, "value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 24, "run": "r"}
-                         for metric in ("worst_group_accuracy", "accuracy")])
+    ours = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "task": "toxicity",
+                "source": "offline",
+                "shots": 0,
+                "scenario": "0-shot",
+                "metric": metric,
+                "value": 0.5,
+                "ci_low": 0.4,
+                "ci_high": 0.6,
+                "n": 24,
+                "run": "r",
+            }
+            for metric in ("worst_group_accuracy", "accuracy")
+        ]
+    )
     table = beside_table5(ours)
     assert table.loc[("this book (run records)", "m", "0-shot")].tolist() == ["0.50 [0.40, 0.60]"] * 2
     assert table.loc[("Wolfe et al. 2024, Table 5", "falcon-7b-instruct", "0-shot")].tolist() == ["0.00", "0.51"]
@@ -395,11 +532,25 @@ def test_table5_reference_and_beside():
 def test_bbq_category_table_puts_each_category_beside_the_pooled_score():
     from labscale.report import bbq_category_table
 
-    rows = [{"model": "m", "scenario": "0-shot", "task": "bbq", "metric": metric, "value": value, "ci_low": value - 0.1,
-             "ci_high": value + 0.1, "n": n}
-            for metric, value, n in (("bias_score_ambig", 0.2, 8), ("bias_score_disambig", -0.1, 8),
-                                     ("bias_score_ambig[Age]", 0.5, 4), ("bias_score_disambig[Age]", 0.0, 4),
-                                     ("accuracy", 0.6, 16))]
+    rows = [
+        {
+            "model": "m",
+            "scenario": "0-shot",
+            "task": "bbq",
+            "metric": metric,
+            "value": value,
+            "ci_low": value - 0.1,
+            "ci_high": value + 0.1,
+            "n": n,
+        }
+        for metric, value, n in (
+            ("bias_score_ambig", 0.2, 8),
+            ("bias_score_disambig", -0.1, 8),
+            ("bias_score_ambig[Age]", 0.5, 4),
+            ("bias_score_disambig[Age]", 0.0, 4),
+            ("accuracy", 0.6, 16),
+        )
+    ]
     table = bbq_category_table(pd.DataFrame(rows))
     assert table.loc[("m", "0-shot", "Age"), "s_AMB"] == "0.50 [0.40, 0.60] (n=4)"
     assert table.loc[("m", "0-shot", "all (pooled)"), "s_DIS"] == "-0.10 [-0.20, 0.00] (n=8)"

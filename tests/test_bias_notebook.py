@@ -18,20 +18,36 @@ def test_bias_notebook_runs(embedded_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
     runs, adapters = tmp_path / "runs", tmp_path / "adapters"
     executed = execute_chapter(
-        "bias", output=tmp_path / "book" / "chapters" / "bias.ipynb",
-        parameters={"limit": 8, "shots": [0, 2], "bbq_limit": 8, "output_dir": str(runs), "n_resamples": 200,
-                    "seed": 3, "adapter_root": str(adapters),
-                    # 8 comments, batch 4 -> 2 optimizer steps, LoRA on the top layer only
-                    "finetune_options": {"train_fraction": 0.01, "top_layers": 1, "r": 4, "alpha": 8,
-                                         "max_length": 160, "warmup_steps": 0}})
+        "bias",
+        output=tmp_path / "book" / "chapters" / "bias.ipynb",
+        parameters={
+            "limit": 8,
+            "shots": [0, 2],
+            "bbq_limit": 8,
+            "output_dir": str(runs),
+            "n_resamples": 200,
+            "seed": 3,
+            "adapter_root": str(adapters),
+            # 8 comments, batch 4 -> 2 optimizer steps, LoRA on the top layer only
+            "finetune_options": {
+                "train_fraction": 0.01,
+                "top_layers": 1,
+                "r": 4,
+                "alpha": 8,
+                "max_length": 160,
+                "warmup_steps": 0,
+            },
+        },
+    )
 
     nb = nbformat.read(executed, as_version=4)
     tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
     assert ["parameters"] in tags and ["injected-parameters"] in tags
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
-    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
+    html = "".join(
+        o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "Wolfe et al. 2024, Table 5" in html and "this book (run records)" in html
     assert "worst_group_accuracy" in html and "female_nontoxic" in html and "bias_score_ambig" in html
     assert "study's substring rule" in html  # the same replies rescored by the original parser

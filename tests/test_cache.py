@@ -11,8 +11,14 @@ MESSAGES = [{"role": "user", "content": "Claim: ice melts. Evidence: it does."}]
 
 
 def test_key_is_canonical_and_sensitive_to_every_field():
-    base = {"backend": "hf", "model": "m", "revision": "r", "messages": MESSAGES,
-            "decoding": Decoding().cache_dict(), "sample_index": 0}
+    base = {
+        "backend": "hf",
+        "model": "m",
+        "revision": "r",
+        "messages": MESSAGES,
+        "decoding": Decoding().cache_dict(),
+        "sample_index": 0,
+    }
     reordered = dict(reversed(list(base.items())))
     assert request_key(base) == request_key(reordered)
     variants = [
@@ -43,8 +49,14 @@ def test_put_get_round_trip_across_connections(tmp_path):
 
 def test_rows_hold_the_full_request_document(tmp_path):
     path = tmp_path / "c.sqlite"
-    doc = {"backend": "openai", "model": "gpt-x", "base_url": "http://127.0.0.1:1/v1", "messages": MESSAGES,
-           "decoding": Decoding().as_dict(), "sample_index": 0}
+    doc = {
+        "backend": "openai",
+        "model": "gpt-x",
+        "base_url": "http://127.0.0.1:1/v1",
+        "messages": MESSAGES,
+        "decoding": Decoding().as_dict(),
+        "sample_index": 0,
+    }
     ResponseCache(path).put(request_key(doc), doc, "REFUTES")
     row = sqlite3.connect(path).execute("SELECT key, backend, model, request FROM responses").fetchone()
     assert row[0] == request_key(doc) and row[1] == "openai" and row[2] == "gpt-x"

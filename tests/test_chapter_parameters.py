@@ -12,6 +12,7 @@ import logging
 import jupytext
 import papermill
 import pytest
+
 from labscale.book import CHAPTERS
 from labscale.config import PROJECT_ROOT
 
@@ -26,8 +27,13 @@ def _parameters_cell(notebook) -> str:
 def test_papermill_recognises_every_parameter(chapter, tmp_path, caplog):
     notebook = jupytext.read(PROJECT_ROOT / CHAPTERS[chapter])
     source = _parameters_cell(notebook)
-    assigned = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name)]
+    assigned = [
+        t.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    ]
     assert assigned, f"{chapter}: the parameters cell assigns nothing"
     staged = tmp_path / f"{chapter}.ipynb"
     jupytext.write(notebook, staged)
@@ -41,7 +47,13 @@ def test_papermill_recognises_every_parameter(chapter, tmp_path, caplog):
     defaults: dict = {}
     exec(compile(source, f"<{chapter} parameters>", "exec"), {}, defaults)  # noqa: S102 - our own notebook
     caplog.clear()
-    papermill.execute_notebook(str(staged), str(tmp_path / f"{chapter}.out.ipynb"), parameters=defaults,
-                               prepare_only=True, kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        str(staged),
+        str(tmp_path / f"{chapter}.out.ipynb"),
+        parameters=defaults,
+        prepare_only=True,
+        kernel_name="python3",
+        progress_bar=False,
+    )
     unknown = [r.getMessage() for r in caplog.records if "unknown parameter" in r.getMessage()]
     assert unknown == [], f"{chapter}: {unknown}"

@@ -23,12 +23,26 @@ def _record(root, task_name, scenario, replies, *, n=30, seed=0):
     rng = random.Random(seed)
     parsed = [replies(ex, rng) for ex in items]
     metrics = task.score(items, parsed, n_resamples=200)
-    predictions = [{"id": ex.id, "target": ex.target, "reply": p, "parsed": p, "invalid": p == INVALID}
-                   for ex, p in zip(items, parsed)]
-    params = {"model": "m", "task": task_name, "source": "offline", "shots": 0, "scenario": scenario,
-              "data_seed": 0, "task_options": {}}
-    return write_run(root / task_name / scenario, params=params, predictions=predictions, metrics=metrics,
-                     manifest={"data": data.provenance()})
+    predictions = [
+        {"id": ex.id, "target": ex.target, "reply": p, "parsed": p, "invalid": p == INVALID}
+        for ex, p in zip(items, parsed, strict=True)
+    ]
+    params = {
+        "model": "m",
+        "task": task_name,
+        "source": "offline",
+        "shots": 0,
+        "scenario": scenario,
+        "data_seed": 0,
+        "task_options": {},
+    }
+    return write_run(
+        root / task_name / scenario,
+        params=params,
+        predictions=predictions,
+        metrics=metrics,
+        manifest={"data": data.provenance()},
+    )
 
 
 def _noisy(labels, right):
@@ -61,8 +75,9 @@ def test_non_decomposable_metrics_rescore_exactly(tmp_path):
 
 
 def test_qa_and_summaries_rescore_per_item(tmp_path):
-    answer = _record(tmp_path, "qasper", "1-shot", lambda ex, rng: ex.target if rng.random() < 0.6 else "no idea",
-                     seed=7)
+    answer = _record(
+        tmp_path, "qasper", "1-shot", lambda ex, rng: ex.target if rng.random() < 0.6 else "no idea", seed=7
+    )
     zero = _record(tmp_path, "qasper", "0-shot", lambda ex, rng: "Unanswerable", seed=8)
     out = paired_comparison(answer, zero, "answer_f1", n_resamples=300)
     assert out["value"] == pytest.approx(out["run_value"] - out["baseline_value"]) and out["value"] > 0
@@ -117,11 +132,24 @@ def test_parser_comparison_reads_the_same_replies_with_both_rules(tmp_path):
     # "The records do not match, n": the study's rule finds the lone 'n'; the strict grammar needs the label first
     replies = ["y", "The records do not match, n", "yes or no", "n"]
     parsed = [task.parse(r) for r in replies]
-    predictions = [{"id": ex.id, "target": t, "reply": r, "parsed": p, "invalid": p == INVALID}
-                   for ex, t, r, p in zip(items, ["y", "n", "y", "n"], replies, parsed)]
-    write_run(tmp_path / "run", params={"model": "m", "task": "entity_resolution", "source": "offline", "shots": 0,
-                                        "n_resamples": 200, "seed": 0},
-              predictions=predictions, metrics={"accuracy": {"value": 0.5}}, manifest={})
+    predictions = [
+        {"id": ex.id, "target": t, "reply": r, "parsed": p, "invalid": p == INVALID}
+        for ex, t, r, p in zip(items, ["y", "n", "y", "n"], replies, parsed, strict=True)
+    ]
+    write_run(
+        tmp_path / "run",
+        params={
+            "model": "m",
+            "task": "entity_resolution",
+            "source": "offline",
+            "shots": 0,
+            "n_resamples": 200,
+            "seed": 0,
+        },
+        predictions=predictions,
+        metrics={"accuracy": {"value": 0.5}},
+        manifest={},
+    )
     row = parser_comparison(metrics_table(tmp_path)).loc[("m", "entity_resolution", "0-shot")]
     assert parsed == ["y", INVALID, INVALID, "n"]
     # the study's rule also reads the echo "yes or no" as its first yes/no token, 'y'

@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 import pytest
+
 from labscale import cost, records
 from labscale.cost import (
     beside_study_table3,
@@ -40,10 +41,13 @@ def test_every_price_has_a_date_and_a_source():
     assert not prices.duplicated(["kind", "item", "date"]).any()
     # the study's prices are flagged and carry its citation
     study = prices[prices["study"]]
-    assert set(zip(study["kind"], study["item"], study["usd"])) == {
-        ("api_input_per_1k", "gpt-4-1106-preview", 0.010), ("api_input_per_1k", "gpt-3.5-turbo-1106", 0.001),
-        ("api_input_per_1k", "ft:gpt-3.5-turbo", 0.003), ("api_training_per_1k", "ft:gpt-3.5-turbo", 0.008),
-        ("gpu_hour", "gcp-t4-spot", 0.32)}
+    assert set(zip(study["kind"], study["item"], study["usd"], strict=True)) == {
+        ("api_input_per_1k", "gpt-4-1106-preview", 0.010),
+        ("api_input_per_1k", "gpt-3.5-turbo-1106", 0.001),
+        ("api_input_per_1k", "ft:gpt-3.5-turbo", 0.003),
+        ("api_training_per_1k", "ft:gpt-3.5-turbo", 0.008),
+        ("gpu_hour", "gcp-t4-spot", 0.32),
+    }
     assert study["source"].str.contains("Wolfe et al. 2024").all()
     # output prices published at DevDay, and the alternatives the book compares
     assert price("api_output_per_1k", "gpt-4-1106-preview") == 0.03
@@ -100,14 +104,19 @@ def test_study_table3_arithmetic_from_its_own_inputs():
 
     table = study_table3()
     assert len(table) == 28 and table["model"].nunique() == 5
-    assert table.loc[(table["model"] == "gpt-3.5-turbo") & (table["scenario"] == "fine-tuning"),
-                     "total_usd"].item() == 6.60
+    assert (
+        table.loc[(table["model"] == "gpt-3.5-turbo") & (table["scenario"] == "fine-tuning"), "total_usd"].item()
+        == 6.60
+    )
     check = study_table3_check()
     assert check["difference"].abs().max() <= 0.006  # every total within a cent of its inputs
     off = check[check["recomputed_usd"].round(2) != check["total_usd"]]
     # hours are published rounded to 0.01 h: three totals differ by a cent from hours x $0.32
-    assert set(zip(off["model"], off["scenario"])) == {
-        ("falcon-7b-instruct", "3-shot"), ("llama-2-7b-chat", "3-shot"), ("llama-2-7b-chat", "fine-tuned")}
+    assert set(zip(off["model"], off["scenario"], strict=True)) == {
+        ("falcon-7b-instruct", "3-shot"),
+        ("llama-2-7b-chat", "3-shot"),
+        ("llama-2-7b-chat", "fine-tuned"),
+    }
 
 
 # -- tokens -----------------------------------------------------------------------------------------------------
@@ -128,8 +137,9 @@ def test_chat_overhead_is_counted():
 
 
 def test_offline_fallback_reports_its_method():
-    n, method = count_tokens([{"role": "user", "content": "Claim: x. Evidence: y. What is the correct label?"}],
-                             "gpt-4-1106-preview")
+    n, method = count_tokens(
+        [{"role": "user", "content": "Claim: x. Evidence: y. What is the correct label?"}], "gpt-4-1106-preview"
+    )
     assert n > 7
     assert method.startswith(("tiktoken cl100k_base", "chars/4 approximation"))
     if importlib.util.find_spec("tiktoken") is None:
@@ -148,25 +158,64 @@ def test_tiktoken_counts_when_its_encoding_is_available():
 
 
 # -- our runs -----------------------------------------------------------------------------------------------------
-def write_eval(root, name, *, model, model_info, shots=0, wall=0.0, tokens=None, usage=None, accuracy=0.5,
-               task="fact_checking", hardware=CPU, example=None, written=None, adapter=None):
+def write_eval(
+    root,
+    name,
+    *,
+    model,
+    model_info,
+    shots=0,
+    wall=0.0,
+    tokens=None,
+    usage=None,
+    accuracy=0.5,
+    task="fact_checking",
+    hardware=CPU,
+    example=None,
+    written=None,
+    adapter=None,
+):
     n = len(tokens) if tokens else 3
-    predictions = [{"id": str(i), "target": "SUPPORTS", "reply": "SUPPORTS", "parsed": "SUPPORTS", "invalid": False,
-                    "prompt_tokens": tokens[i][0] if tokens else None,
-                    "completion_tokens": tokens[i][1] if tokens else None, "cached": False} for i in range(n)]
-    manifest = {"model": {"spec": model, **model_info}, "items": n, "hardware": hardware, "wall_seconds": wall,
-                "usage": usage or {"requests": n, "cache_hits": 0, "model_calls": n, "prompt_tokens": 0,
-                                   "completion_tokens": 0, "generation_seconds": wall}}
+    predictions = [
+        {
+            "id": str(i),
+            "target": "SUPPORTS",
+            "reply": "SUPPORTS",
+            "parsed": "SUPPORTS",
+            "invalid": False,
+            "prompt_tokens": tokens[i][0] if tokens else None,
+            "completion_tokens": tokens[i][1] if tokens else None,
+            "cached": False,
+        }
+        for i in range(n)
+    ]
+    manifest = {
+        "model": {"spec": model, **model_info},
+        "items": n,
+        "hardware": hardware,
+        "wall_seconds": wall,
+        "usage": usage
+        or {
+            "requests": n,
+            "cache_hits": 0,
+            "model_calls": n,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "generation_seconds": wall,
+        },
+    }
     if example is not None:
         manifest["example_messages"] = example
     params = {"model": model, "task": task, "source": "offline", "shots": shots}
     if adapter is not None:  # as labscale.runner records an adapter run: the base model's label, the adapter apart
         params.update(adapter=adapter, scenario="fine-tuned")
-    run = records.write_run(root / name, params=params,
-                            predictions=predictions,
-                            metrics={"accuracy": {"value": accuracy, "ci_low": accuracy - 0.1,
-                                                  "ci_high": accuracy + 0.1, "n": n}},
-                            manifest=manifest)
+    run = records.write_run(
+        root / name,
+        params=params,
+        predictions=predictions,
+        metrics={"accuracy": {"value": accuracy, "ci_low": accuracy - 0.1, "ci_high": accuracy + 0.1, "n": n}},
+        manifest=manifest,
+    )
     if written:  # make "most recent" deterministic
         m = json.loads((run / "manifest.json").read_text())
         m["written_at"] = written
@@ -178,50 +227,128 @@ def write_eval(root, name, *, model, model_info, shots=0, wall=0.0, tokens=None,
 def runs(tmp_path):
     root = tmp_path / "runs"
     gpt4 = {"backend": "openai", "model": "gpt-4-1106-preview", "revision": None, "base_url": OPENAI}
-    write_eval(root, "gpt4/fc/0shot", model="gpt-4-turbo", model_info=gpt4, wall=1152,
-               tokens=[(100, 1), (200, 1), (300, 2)], accuracy=0.72)
-    write_eval(root, "gpt35/fc/1shot", model="gpt-3.5-turbo", shots=1, wall=720, accuracy=0.52,
-               model_info={"backend": "openai", "model": "gpt-3.5-turbo-0613", "base_url": OPENAI},
-               usage={"requests": 3, "cache_hits": 0, "prompt_tokens": 1000, "completion_tokens": 10})
-    write_eval(root, "gpt35ft/fc/0shot", model="openai:ft:gpt-3.5-turbo-0613:lab::abc", wall=396, accuracy=0.73,
-               model_info={"backend": "openai", "model": "ft:gpt-3.5-turbo-0613:lab::abc", "base_url": OPENAI},
-               tokens=[(250, 2), (250, 3)])
+    write_eval(
+        root,
+        "gpt4/fc/0shot",
+        model="gpt-4-turbo",
+        model_info=gpt4,
+        wall=1152,
+        tokens=[(100, 1), (200, 1), (300, 2)],
+        accuracy=0.72,
+    )
+    write_eval(
+        root,
+        "gpt35/fc/1shot",
+        model="gpt-3.5-turbo",
+        shots=1,
+        wall=720,
+        accuracy=0.52,
+        model_info={"backend": "openai", "model": "gpt-3.5-turbo-0613", "base_url": OPENAI},
+        usage={"requests": 3, "cache_hits": 0, "prompt_tokens": 1000, "completion_tokens": 10},
+    )
+    write_eval(
+        root,
+        "gpt35ft/fc/0shot",
+        model="openai:ft:gpt-3.5-turbo-0613:lab::abc",
+        wall=396,
+        accuracy=0.73,
+        model_info={"backend": "openai", "model": "ft:gpt-3.5-turbo-0613:lab::abc", "base_url": OPENAI},
+        tokens=[(250, 2), (250, 3)],
+    )
     hf = {"backend": "hf", "model": "mistralai/Mistral-7B-Instruct-v0.1", "revision": None}
-    write_eval(root, "mistral/fc/0shot", model="mistral-7b-instruct", model_info=hf, wall=3492, accuracy=0.62,
-               hardware={"cuda": True, "gpu": "Tesla T4"}, tokens=[(90, 1), (95, 1), (99, 1)])
+    write_eval(
+        root,
+        "mistral/fc/0shot",
+        model="mistral-7b-instruct",
+        model_info=hf,
+        wall=3492,
+        accuracy=0.62,
+        hardware={"cuda": True, "gpu": "Tesla T4"},
+        tokens=[(90, 1), (95, 1), (99, 1)],
+    )
     adapter = "hf:mistralai/Mistral-7B-Instruct-v0.1?adapter=adapters/fc"
     write_eval(root, "mistral-ft/fc/0shot", model=adapter, model_info=hf, wall=3312, accuracy=0.75)
     # a served-by-us OpenAI-compatible model is local compute: costed by the hour
-    write_eval(root, "served/fc/0shot", model="openai:smollm2?base_url=http://127.0.0.1:8000/v1", wall=360,
-               model_info={"backend": "openai", "model": "smollm2", "base_url": "http://127.0.0.1:8000/v1"},
-               accuracy=0.3, task="entity_resolution")
+    write_eval(
+        root,
+        "served/fc/0shot",
+        model="openai:smollm2?base_url=http://127.0.0.1:8000/v1",
+        wall=360,
+        model_info={"backend": "openai", "model": "smollm2", "base_url": "http://127.0.0.1:8000/v1"},
+        accuracy=0.3,
+        task="entity_resolution",
+    )
     ft = root / "finetune" / "ftjob-1"
     ft.mkdir(parents=True)
-    (ft / "finetune.json").write_text(json.dumps({
-        "kind": "finetune", "backend": "openai", "job_id": "ftjob-1", "base_model": "gpt-3.5-turbo-0613",
-        "fine_tuned_model": "ft:gpt-3.5-turbo-0613:lab::abc", "trained_tokens": 727_845, "wall_seconds": 5544,
-        "task": "fact_checking", "status": "succeeded"}))
+    (ft / "finetune.json").write_text(
+        json.dumps(
+            {
+                "kind": "finetune",
+                "backend": "openai",
+                "job_id": "ftjob-1",
+                "base_model": "gpt-3.5-turbo-0613",
+                "fine_tuned_model": "ft:gpt-3.5-turbo-0613:lab::abc",
+                "trained_tokens": 727_845,
+                "wall_seconds": 5544,
+                "task": "fact_checking",
+                "status": "succeeded",
+            }
+        )
+    )
     (ft.parent / "ftjob-2").mkdir()
-    (ft.parent / "ftjob-2" / "finetune.json").write_text(json.dumps({
-        "kind": "finetune", "backend": "openai", "job_id": "ftjob-2", "base_model": "gpt-3.5-turbo-0613",
-        "trained_tokens": None, "status": "failed", "task": "fact_checking"}))
+    (ft.parent / "ftjob-2" / "finetune.json").write_text(
+        json.dumps(
+            {
+                "kind": "finetune",
+                "backend": "openai",
+                "job_id": "ftjob-2",
+                "base_model": "gpt-3.5-turbo-0613",
+                "trained_tokens": None,
+                "status": "failed",
+                "task": "fact_checking",
+            }
+        )
+    )
     # a local LoRA adapter as labscale.finetune leaves it (its card), evaluated through adapter=, and a merged copy
-    card = {"labscale_card_version": 1, "created_at": "2024-03-01T00:00:00+0000", "task": "fact_checking",
-            "base_model": {"spec": "smollm2-135m", "backend": "hf", "model": "smollm2-135m"},
-            "wall_seconds": 1800.0, "train_tokens": 12_345, "hardware": CPU}
+    card = {
+        "labscale_card_version": 1,
+        "created_at": "2024-03-01T00:00:00+0000",
+        "task": "fact_checking",
+        "base_model": {"spec": "smollm2-135m", "backend": "hf", "model": "smollm2-135m"},
+        "wall_seconds": 1800.0,
+        "train_tokens": 12_345,
+        "hardware": CPU,
+    }
     smol = root / "adapters" / "smol" / "adapter"
     smol.mkdir(parents=True)
     (smol / "labscale_card.json").write_text(json.dumps(card))
     (root / "adapters" / "merged").mkdir()
     (root / "adapters" / "merged" / "labscale_card.json").write_text(
-        json.dumps({**card, "merged_from_adapter": str(smol)}))
-    write_eval(root, "smol-ft/fc/0shot", model="smollm2-135m", adapter=str(smol), wall=360, accuracy=0.4,
-               model_info={"backend": "hf", "model": "smollm2-135m"})
+        json.dumps({**card, "merged_from_adapter": str(smol)})
+    )
+    write_eval(
+        root,
+        "smol-ft/fc/0shot",
+        model="smollm2-135m",
+        adapter=str(smol),
+        wall=360,
+        accuracy=0.4,
+        model_info={"backend": "hf", "model": "smollm2-135m"},
+    )
     local = tmp_path / "adapters" / "fc"
     local.mkdir(parents=True)
-    (local / "manifest.json").write_text(json.dumps({
-        "kind": "finetune", "base_model": "mistral-7b-instruct", "model_string": adapter, "task": "fact_checking",
-        "wall_seconds": 36_000, "hardware": {"cuda": True, "gpu": "Tesla T4"}}))
+    (local / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "finetune",
+                "base_model": "mistral-7b-instruct",
+                "model_string": adapter,
+                "task": "fact_checking",
+                "wall_seconds": 36_000,
+                "hardware": {"cuda": True, "gpu": "Tesla T4"},
+            }
+        )
+    )
     return root, local / "manifest.json"
 
 
@@ -252,8 +379,14 @@ def test_run_cost_of_an_api_run_and_a_local_run(runs):
 
 def test_run_cost_counts_tokens_when_no_usage_was_reported(tmp_path):
     example = [{"role": "user", "content": "z" * 80}]
-    run = write_eval(tmp_path, "r", model="gpt-4-turbo", wall=60, example=example,
-                     model_info={"backend": "openai", "model": "gpt-4-1106-preview", "base_url": OPENAI})
+    run = write_eval(
+        tmp_path,
+        "r",
+        model="gpt-4-turbo",
+        wall=60,
+        example=example,
+        model_info={"backend": "openai", "model": "gpt-4-1106-preview", "base_url": OPENAI},
+    )
     row = run_cost(run, token_method="chars4")
     per_item = 3 + 1 + 20 + 3
     assert row["input_tokens"] == 3 * per_item
@@ -267,15 +400,22 @@ def test_run_cost_counts_tokens_when_no_usage_was_reported(tmp_path):
 def test_cost_table_rebuilds_table3_from_run_records(runs):
     root, local_finetune = runs
     table = cost_table(root, finetune_records=[local_finetune])
-    rows = {(m, t, r): row for m, t, r, row in zip(table["model"], table["task"], table["regime"],
-                                                   table.to_dict("records"))}
+    rows = {
+        (m, t, r): row
+        for m, t, r, row in zip(table["model"], table["task"], table["regime"], table.to_dict("records"), strict=True)
+    }
     assert set(rows) == {
-        ("gpt-4-turbo", "fact_checking", "0-shot"), ("gpt-3.5-turbo", "fact_checking", "1-shot"),
-        ("gpt-3.5-turbo", "fact_checking", "fine-tuned"), ("gpt-3.5-turbo", "fact_checking", "fine-tuning"),
-        ("mistral-7b-instruct", "fact_checking", "0-shot"), ("mistral-7b-instruct", "fact_checking", "fine-tuned"),
+        ("gpt-4-turbo", "fact_checking", "0-shot"),
+        ("gpt-3.5-turbo", "fact_checking", "1-shot"),
+        ("gpt-3.5-turbo", "fact_checking", "fine-tuned"),
+        ("gpt-3.5-turbo", "fact_checking", "fine-tuning"),
+        ("mistral-7b-instruct", "fact_checking", "0-shot"),
+        ("mistral-7b-instruct", "fact_checking", "fine-tuned"),
         ("mistral-7b-instruct", "fact_checking", "fine-tuning"),
-        ("smollm2-135m", "fact_checking", "fine-tuned"), ("smollm2-135m", "fact_checking", "fine-tuning"),
-        ("openai:smollm2?base_url=http://127.0.0.1:8000/v1", "entity_resolution", "0-shot")}
+        ("smollm2-135m", "fact_checking", "fine-tuned"),
+        ("smollm2-135m", "fact_checking", "fine-tuning"),
+        ("openai:smollm2?base_url=http://127.0.0.1:8000/v1", "entity_resolution", "0-shot"),
+    }
 
     assert rows["gpt-4-turbo", "fact_checking", "0-shot"]["usd"] == pytest.approx(0.00612)
     tuned = rows["gpt-3.5-turbo", "fact_checking", "fine-tuned"]
@@ -309,8 +449,8 @@ def test_cost_table_rebuilds_table3_from_run_records(runs):
 
     # without the local record the adapter run is still recognised as fine-tuned, but has no fine-tuning row
     plain = cost_table(root)
-    assert ("mistral-7b-instruct", "fine-tuned") in set(zip(plain["model"], plain["regime"]))
-    assert ("mistral-7b-instruct", "fine-tuning") not in set(zip(plain["model"], plain["regime"]))
+    assert ("mistral-7b-instruct", "fine-tuned") in set(zip(plain["model"], plain["regime"], strict=True))
+    assert ("mistral-7b-instruct", "fine-tuning") not in set(zip(plain["model"], plain["regime"], strict=True))
 
 
 def test_latest_run_wins_for_a_repeated_regime(tmp_path):
@@ -331,16 +471,25 @@ def test_beside_study_table3_keeps_origins_apart(runs):
     assert len(ours) == 9  # fact-checking rows only, as the study's Table 3
     theirs = both[both["origin"] == "Wolfe et al. 2024, Table 3"]
     assert len(theirs) == 28
-    assert theirs.loc[(theirs["model"] == "gpt-4-turbo") & (theirs["scenario"] == "0-shot"),
-                      "total_usd"].item() == 2.60
-    assert list(both.columns) == ["origin", "model", "scenario", "input_tokens", "usd_per_1k", "runtime_hours",
-                                  "usd_per_hour", "total_usd"]
+    assert theirs.loc[(theirs["model"] == "gpt-4-turbo") & (theirs["scenario"] == "0-shot"), "total_usd"].item() == 2.60
+    assert list(both.columns) == [
+        "origin",
+        "model",
+        "scenario",
+        "input_tokens",
+        "usd_per_1k",
+        "runtime_hours",
+        "usd_per_hour",
+        "total_usd",
+    ]
 
 
 # -- cost versus quality ------------------------------------------------------------------------------------------
 def test_pareto_mask_on_a_hand_made_frame():
-    frame = pd.DataFrame({"usd": [1.0, 2.0, 3.0, 4.0, 2.0, 0.5, float("nan")],
-                          "acc": [0.5, 0.7, 0.6, 0.9, 0.7, 0.4, 0.99]}, index=list("abcdefg"))
+    frame = pd.DataFrame(
+        {"usd": [1.0, 2.0, 3.0, 4.0, 2.0, 0.5, float("nan")], "acc": [0.5, 0.7, 0.6, 0.9, 0.7, 0.4, 0.99]},
+        index=list("abcdefg"),
+    )
     mask = pareto_frontier(frame, "usd", "acc")
     assert mask.index.tolist() == list("abcdefg")
     assert mask.tolist() == [True, True, False, True, True, True, False]
@@ -352,7 +501,7 @@ def test_cost_quality_plot_and_quality_join(runs):
     root, local_finetune = runs
     costs = cost_table(root, finetune_records=[local_finetune])
     joined = join_quality(costs, records.metrics_table(root), "accuracy")
-    q = {(m, r): v for m, r, v in zip(joined["model"], joined["regime"], joined["quality"])}
+    q = {(m, r): v for m, r, v in zip(joined["model"], joined["regime"], joined["quality"], strict=True)}
     assert q["gpt-4-turbo", "0-shot"] == 0.72
     assert q["gpt-3.5-turbo", "fine-tuning"] == q["gpt-3.5-turbo", "fine-tuned"] == 0.73
     assert q["mistral-7b-instruct", "fine-tuning"] == 0.75

@@ -48,11 +48,13 @@ def test_mts_test_set_choice_on_the_release(summarization, shared_data):
         assert {ex.meta["file"] for ex in data.split("test")} == {name}
         assert all(ex.id.startswith(f"mts-{tag}-") for ex in data.split("test"))
         assert data.malformed.count == 0
-        assert data.content_hash == file_sha256([folder / "MTS-Dialog-TrainingSet.csv",
-                                                 folder / "MTS-Dialog-ValidationSet.csv", folder / name])
+        assert data.content_hash == file_sha256(
+            [folder / "MTS-Dialog-TrainingSet.csv", folder / "MTS-Dialog-ValidationSet.csv", folder / name]
+        )
         assert [ex.id for ex in data.split("train")] == [ex.id for ex in both.split("train")]
-    assert [ex.id for ex in both.split("test")] == [ex.id for ex in one.split("test")] + \
-        [ex.id for ex in two.split("test")]
+    assert [ex.id for ex in both.split("test")] == [ex.id for ex in one.split("test")] + [
+        ex.id for ex in two.split("test")
+    ]
     assert len({both.content_hash, one.content_hash, two.content_hash}) == 3
     assert "test = TestSet-2 (MEDIQA-Sum 2023)" in two.origin and "test = TestSet-1 + TestSet-2" in both.origin
     headers1 = Counter(ex.fields["section_header"] for ex in one.split("test"))
@@ -100,13 +102,18 @@ def test_mts_release_headers_are_the_known_set(shared_data):
 
 
 def test_mts_unknown_section_headers_are_malformed(summarization, tmp_path):
-    _write_mts(tmp_path / "mts", {"MTS-Dialog-TrainingSet.csv": [
-        ["0", "GENHX", "Fever.", "Doctor: Fever?\nPatient: Yes."],
-        ["1", "genhx", "Fever.", "Doctor: Fever?\nPatient: Yes."],  # case matters: reported, not mapped
-        ["2", "HPI", "Cough.", "Doctor: Cough?\nPatient: Yes."],
-        ["3", " CC ", "Cough.", "Doctor: Cough?\nPatient: Yes."],  # surrounding spaces are trimmed
-        ["4", "HPI", "Cough.", "Doctor: Again?\nPatient: Yes."],
-    ]})
+    _write_mts(
+        tmp_path / "mts",
+        {
+            "MTS-Dialog-TrainingSet.csv": [
+                ["0", "GENHX", "Fever.", "Doctor: Fever?\nPatient: Yes."],
+                ["1", "genhx", "Fever.", "Doctor: Fever?\nPatient: Yes."],  # case matters: reported, not mapped
+                ["2", "HPI", "Cough.", "Doctor: Cough?\nPatient: Yes."],
+                ["3", " CC ", "Cough.", "Doctor: Cough?\nPatient: Yes."],  # surrounding spaces are trimmed
+                ["4", "HPI", "Cough.", "Doctor: Again?\nPatient: Yes."],
+            ]
+        },
+    )
     data = summarization.load("local", path=tmp_path / "mts")
     assert [ex.meta["ID"] for ex in data.split("train")] == ["0", "3"]
     assert data.split("train")[1].fields["section_header"] == "CC"
@@ -119,27 +126,52 @@ def test_mts_unknown_section_headers_are_malformed(summarization, tmp_path):
 
 # -- Climate-FEVER: unknown claim labels -------------------------------------------------------------------
 def _claim(claim_id, label, **extra):
-    row = {"claim_id": claim_id, "claim": f"Claim {claim_id}.", "claim_label": label,
-           "evidences": [{"evidence_id": f"A:{i}", "evidence_label": "SUPPORTS", "article": "A",
-                          "evidence": f"Evidence {claim_id}.{i}.", "entropy": 0.0, "votes": []} for i in range(2)]}
+    row = {
+        "claim_id": claim_id,
+        "claim": f"Claim {claim_id}.",
+        "claim_label": label,
+        "evidences": [
+            {
+                "evidence_id": f"A:{i}",
+                "evidence_label": "SUPPORTS",
+                "article": "A",
+                "evidence": f"Evidence {claim_id}.{i}.",
+                "entropy": 0.0,
+                "votes": [],
+            }
+            for i in range(2)
+        ],
+    }
     if label is None:
         del row["claim_label"]
     return {**row, **extra}
 
 
 def test_climate_unknown_claim_labels_are_malformed(tmp_path):
-    rows = [_claim("1", "SUPPORTS"), _claim("2", "supports"), _claim("3", "DISPUTED"), _claim("4", "MIXED"),
-            _claim("5", None), _claim("6", 1)]
+    rows = [
+        _claim("1", "SUPPORTS"),
+        _claim("2", "supports"),
+        _claim("3", "DISPUTED"),
+        _claim("4", "MIXED"),
+        _claim("5", None),
+        _claim("6", 1),
+    ]
     (tmp_path / "climate-fever.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     release = climate_fever.load_release(tmp_path)
     pairs = [p for v in release.splits.values() for p in v]
     assert sorted({p["meta"]["claim_id"] for p in pairs}) == ["1", "3", "5"]
     assert len(pairs) == 6
-    assert {p["meta"]["claim_id"]: p["meta"]["claim_label"] for p in pairs} == {"1": "SUPPORTS", "3": "DISPUTED",
-                                                                                "5": None}
+    assert {p["meta"]["claim_id"]: p["meta"]["claim_label"] for p in pairs} == {
+        "1": "SUPPORTS",
+        "3": "DISPUTED",
+        "5": None,
+    }
     assert release.malformed.count == 3
-    assert dict(release.malformed.reasons) == {"unknown claim_label 'supports'": 1, "unknown claim_label 'MIXED'": 1,
-                                               "unknown claim_label 1": 1}
+    assert dict(release.malformed.reasons) == {
+        "unknown claim_label 'supports'": 1,
+        "unknown claim_label 'MIXED'": 1,
+        "unknown claim_label 1": 1,
+    }
     assert release.malformed.example.startswith("unknown claim_label 'supports': ")
     data = get_task("fact_checking").load("local", path=tmp_path)  # the task reports them too
     assert data.malformed.count == 3 and sum(len(v) for v in data.splits.values()) == 6
@@ -166,8 +198,14 @@ def test_truthfulqa_release_reads_both_files(shared_data):
     assert release.files == [folder / "data" / "mc_task.json", folder / "TruthfulQA.csv"]
     assert release.mc_from == "mc_task.json" and len(release.questions) == 817
     assert release.malformed.count == 0
-    assert release.cross_check == {"in_both": 817, "identical": 817, "different": 0, "only_in_mc_task": 0,
-                                   "only_in_csv": 0, "first_difference": None}
+    assert release.cross_check == {
+        "in_both": 817,
+        "identical": 817,
+        "different": 0,
+        "only_in_mc_task": 0,
+        "only_in_csv": 0,
+        "first_difference": None,
+    }
     # the MC items are exactly the ones load_mc reads (same ids, so earlier run records stay current)
     assert release.questions == truthfulqa.load_mc(shared_data)
     assert truthfulqa.load("local", path=shared_data) == (release.questions, release.origin)
@@ -199,8 +237,12 @@ def test_truthfulqa_mc_items_from_the_csv_alone(shared_data, tmp_path):
     official = {q.question: q for q in truthfulqa.load_mc(shared_data)}
     for q in release.questions:  # the same choices and labels, in the same order, as mc_task.json
         o = official[q.question]
-        assert (q.mc1_choices, q.mc1_labels, q.mc2_choices, q.mc2_labels) == \
-            (o.mc1_choices, o.mc1_labels, o.mc2_choices, o.mc2_labels)
+        assert (q.mc1_choices, q.mc1_labels, q.mc2_choices, q.mc2_labels) == (
+            o.mc1_choices,
+            o.mc1_labels,
+            o.mc2_choices,
+            o.mc2_labels,
+        )
     q = release.questions[0]
     assert q.mc1_choices[q.mc1_labels.index(1)] == "The watermelon seeds pass through your digestive system."
     # "Unknown" is listed as correct and incorrect for two questions; like mc_task.json it counts as incorrect
@@ -215,8 +257,11 @@ def _write_mc(path, items):
     path.write_text(json.dumps(items), encoding="utf-8")
 
 
-GOOD = {"question": "Is water wet?", "mc1_targets": {"Yes.": 1, "No.": 0},
-        "mc2_targets": {"Yes.": 1, "It is.": 1, "No.": 0}}
+GOOD = {
+    "question": "Is water wet?",
+    "mc1_targets": {"Yes.": 1, "No.": 0},
+    "mc2_targets": {"Yes.": 1, "It is.": 1, "No.": 0},
+}
 
 
 def test_truthfulqa_malformed_mc_items_are_counted(tmp_path):
@@ -290,17 +335,26 @@ def test_truthfulqa_malformed_csv_rows_are_counted(tmp_path):
     ice = release.questions[1]
     assert (ice.mc1_choices, ice.mc1_labels) == (("Yes.", "No."), (1, 0))
     assert dict(release.malformed.reasons) == {
-        "TruthfulQA.csv: empty Best Answer": 1, "TruthfulQA.csv: no Incorrect Answers": 1,
-        "TruthfulQA.csv: unknown Type 'Tricky'": 1, "TruthfulQA.csv: duplicate Question": 1,
+        "TruthfulQA.csv: empty Best Answer": 1,
+        "TruthfulQA.csv: no Incorrect Answers": 1,
+        "TruthfulQA.csv: unknown Type 'Tricky'": 1,
+        "TruthfulQA.csv: duplicate Question": 1,
         "TruthfulQA.csv: missing or extra fields": 1,
-        "TruthfulQA.csv: MC item mc1_targets needs a true and a false answer": 1}
+        "TruthfulQA.csv: MC item mc1_targets needs a true and a false answer": 1,
+    }
     assert release.malformed.count == 6
     # with mc_task.json beside it, the CSV is cross-checked against it
     _write_mc(tmp_path / "data" / "mc_task.json", [GOOD, {**GOOD, "question": "Only in the JSON?"}])
     both = truthfulqa.load_release(tmp_path)
     assert both.mc_from == "mc_task.json" and len(both.questions) == 2 and len(both.generation) == 3
-    assert both.cross_check == {"in_both": 1, "identical": 0, "different": 1, "only_in_mc_task": 1,
-                                "only_in_csv": 2, "first_difference": "Is water wet?"}
+    assert both.cross_check == {
+        "in_both": 1,
+        "identical": 0,
+        "different": 1,
+        "only_in_mc_task": 1,
+        "only_in_csv": 2,
+        "first_difference": "Is water wet?",
+    }
     (tmp_path / "cols").mkdir()
     (tmp_path / "cols" / "TruthfulQA.csv").write_text("Type,Question\nAdversarial,Why?\n", encoding="utf-8")
     with pytest.raises(InvalidParameter, match="lacks the column.*Best Answer"):
@@ -312,8 +366,11 @@ def test_truthfulqa_load_requested(tmp_path, monkeypatch):
     assert truthfulqa.load_requested(None, data_path=tmp_path / "nowhere") is None  # the only skip
     with pytest.raises(InvalidParameter, match="truthfulqa_source 'web'.*'local', 'hub'"):
         truthfulqa.load_requested("web")
-    with pytest.raises(InvalidParameter, match=r"could not load TruthfulQA from data_path: .*nowhere.* does not "
-                                               r"exist.*truthfulqa_source=None"):
+    with pytest.raises(
+        InvalidParameter,
+        match=r"could not load TruthfulQA from data_path: .*nowhere.* does not "
+        r"exist.*truthfulqa_source=None",
+    ):
         truthfulqa.load_requested("local", data_path=tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidParameter, match="could not load TruthfulQA from data_path: no TruthfulQA release"):
@@ -352,9 +409,17 @@ def test_hallucination_chapter_fails_on_a_bad_truthfulqa_data_path(tmp_path, mon
     monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
     output = tmp_path / "book" / "hallucination.ipynb"
     with pytest.raises(PapermillExecutionError, match="could not load TruthfulQA from data_path"):
-        execute_chapter("hallucination", output=output,
-                        parameters={"data_path": str(tmp_path / "nowhere"), "limit": 2, "squad_limit": 2,
-                                    "finetune": False, "output_dir": str(tmp_path / "runs")})
+        execute_chapter(
+            "hallucination",
+            output=output,
+            parameters={
+                "data_path": str(tmp_path / "nowhere"),
+                "limit": 2,
+                "squad_limit": 2,
+                "finetune": False,
+                "output_dir": str(tmp_path / "runs"),
+            },
+        )
     nb = nbformat.read(output, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "TruthfulQA skipped" not in text
@@ -369,8 +434,10 @@ def test_book_build_without_a_data_folder_turns_truthfulqa_off_explicitly(monkey
     params, notice = book.chapter_parameters("hallucination", {"limit": 4})
     assert params == {"limit": 4, "truthfulqa_source": None} and "truthfulqa_source=None" in notice
     # an explicit choice, or a data folder, is kept as given; other chapters are untouched
-    assert book.chapter_parameters("hallucination", {"truthfulqa_source": "hub"}) == ({"truthfulqa_source": "hub"},
-                                                                                    None)
+    assert book.chapter_parameters("hallucination", {"truthfulqa_source": "hub"}) == (
+        {"truthfulqa_source": "hub"},
+        None,
+    )
     assert book.chapter_parameters("hallucination", {"data_path": "x"})[1] is None
     assert book.chapter_parameters("bias", {}) == ({}, None)
     monkeypatch.setattr(book, "shared_data_dir", lambda: tmp_path)

@@ -38,38 +38,43 @@ def test_task_attributes(task):
     assert task.max_new_tokens == 10
     assert task.shot_style == "single"
     assert task.system_message is None
-    assert task.transition == ("Here is the example that needs to be classified. Please respond with only one "
-                               "word after being asked for the correct label.")
+    assert task.transition == (
+        "Here is the example that needs to be classified. Please respond with only one "
+        "word after being asked for the correct label."
+    )
     assert task.instruction.startswith("Please classify the following Claim into one of three labels")
     assert task.instruction.endswith("Output only one word: SUPPORTS, REFUTES, or NOT_ENOUGH_INFO.")
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("SUPPORTS", "SUPPORTS"),
-    ("supports", "SUPPORTS"),
-    ("**REFUTES**", "REFUTES"),
-    ("It is unclear whether the evidence supports it.", INVALID),  # a label inside a sentence is no answer
-    ("I cannot say it SUPPORTS", INVALID),
-    (" SUPPORTS.\n", "SUPPORTS"),
-    ("REFUTES</s>", "REFUTES"),
-    ("The answer is refutes.", "REFUTES"),
-    ("Label: REFUTES", "REFUTES"),
-    ("Answer: NOT_ENOUGH_INFO", "NOT_ENOUGH_INFO"),
-    ("NOT_ENOUGH_INFO", "NOT_ENOUGH_INFO"),
-    ("Not enough info", "NOT_ENOUGH_INFO"),
-    ("not enough information", "NOT_ENOUGH_INFO"),
-    ("NOT ENOUGH INFO.", "NOT_ENOUGH_INFO"),
-    ("The correct label is SUPPORTS", "SUPPORTS"),
-    ("SUPPORTS. The evidence supports the claim.", "SUPPORTS"),  # one distinct label, named twice
-    ("SUPPORTS or REFUTES", INVALID),
-    ("REFUTES, or maybe NOT_ENOUGH_INFO", INVALID),
-    ("The evidence neither supports nor refutes the claim.", INVALID),
-    ("not SUPPORTS", INVALID),
-    ("Supported", INVALID),  # only the label words count
-    ("I cannot tell.", INVALID),
-    ("", INVALID),
-    ("   ", INVALID),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("SUPPORTS", "SUPPORTS"),
+        ("supports", "SUPPORTS"),
+        ("**REFUTES**", "REFUTES"),
+        ("It is unclear whether the evidence supports it.", INVALID),  # a label inside a sentence is no answer
+        ("I cannot say it SUPPORTS", INVALID),
+        (" SUPPORTS.\n", "SUPPORTS"),
+        ("REFUTES</s>", "REFUTES"),
+        ("The answer is refutes.", "REFUTES"),
+        ("Label: REFUTES", "REFUTES"),
+        ("Answer: NOT_ENOUGH_INFO", "NOT_ENOUGH_INFO"),
+        ("NOT_ENOUGH_INFO", "NOT_ENOUGH_INFO"),
+        ("Not enough info", "NOT_ENOUGH_INFO"),
+        ("not enough information", "NOT_ENOUGH_INFO"),
+        ("NOT ENOUGH INFO.", "NOT_ENOUGH_INFO"),
+        ("The correct label is SUPPORTS", "SUPPORTS"),
+        ("SUPPORTS. The evidence supports the claim.", "SUPPORTS"),  # one distinct label, named twice
+        ("SUPPORTS or REFUTES", INVALID),
+        ("REFUTES, or maybe NOT_ENOUGH_INFO", INVALID),
+        ("The evidence neither supports nor refutes the claim.", INVALID),
+        ("not SUPPORTS", INVALID),
+        ("Supported", INVALID),  # only the label words count
+        ("I cannot tell.", INVALID),
+        ("", INVALID),
+        ("   ", INVALID),
+    ],
+)
 def test_parse_table(task, reply, expected):
     assert task.parse(reply) == expected
 
@@ -85,19 +90,22 @@ def test_study_shots_for_local_and_hub(task):
     assert [s.assistant for s in shots] == ["SUPPORTS", "NOT_ENOUGH_INFO", "REFUTES"]
     assert shots[0].user == (
         "Claim: The Review concluded that CRU's actions were normal and did not threaten the integrity of peer "
-        "review. Evidence: Describing its report as \"hugely positive\", he stated that \"it is especially "
+        'review. Evidence: Describing its report as "hugely positive", he stated that "it is especially '
         "important that, despite a deluge of allegations and smears against the CRU, this independent group of "
-        "utterly reputable scientists have concluded that there was no evidence of any scientific malpractice.\" "
-        "What is the correct label?")
+        'utterly reputable scientists have concluded that there was no evidence of any scientific malpractice." '
+        "What is the correct label?"
+    )
     assert shots[1].user == (
         "Claim: Recent research also indicates that the quantity of fossil fuels staying in the atmosphere is "
         "much less than previously thought. Evidence: (2007) concluded that unless energy policies changed "
         "substantially, the world would continue to depend on fossil fuels until 2025–2030. What is the correct "
-        "label?")
+        "label?"
+    )
     assert shots[2].user == (
-        "Claim: \"Global warming\" and \"climate change\" mean different things and have both been used for "
+        'Claim: "Global warming" and "climate change" mean different things and have both been used for '
         "decades. Evidence: Global warming and climate change are often used interchangeably. What is the "
-        "correct label?")
+        "correct label?"
+    )
     hub = TaskData(task="fact_checking", source="hub", origin="test", splits={"test": []})
     assert task.fixed_shots(hub) == shots
 
@@ -105,8 +113,7 @@ def test_study_shots_for_local_and_hub(task):
 def test_offline_shots_come_from_own_train_split(task, offline):
     shots = task.fixed_shots(offline)
     train = offline.split("train")
-    expected = [next(ex for ex in train if ex.target == label) for label in ("SUPPORTS", "NOT_ENOUGH_INFO",
-                                                                             "REFUTES")]
+    expected = [next(ex for ex in train if ex.target == label) for label in ("SUPPORTS", "NOT_ENOUGH_INFO", "REFUTES")]
     assert [s.assistant for s in shots] == ["SUPPORTS", "NOT_ENOUGH_INFO", "REFUTES"]
     assert [s.user for s in shots] == [task.format_input(ex) for ex in expected]
     test_ids = {ex.id for ex in offline.split("test")}
@@ -192,8 +199,9 @@ def test_local_release_split_by_claim(local):
     per_claim = Counter(ex.meta["claim_id"] for v in local.splits.values() for ex in v)
     assert set(per_claim.values()) == {5}
     shot_claims = {climate_fever.normalize_claim(c) for c, _, _ in STUDY_SHOTS}
-    assert not any(climate_fever.normalize_claim(ex.fields["claim"]) in shot_claims
-                   for v in local.splits.values() for ex in v)
+    assert not any(
+        climate_fever.normalize_claim(ex.fields["claim"]) in shot_claims for v in local.splits.values() for ex in v
+    )
     ids = [ex.id for v in local.splits.values() for ex in v]
     assert len(ids) == len(set(ids))
     assert {ex.target for v in local.splits.values() for ex in v} == set(LABELS)
@@ -211,23 +219,41 @@ def test_local_release_paths_and_determinism(task, local, shared_data):
 
 
 def _release_row(claim_id, claim, evidences):
-    return {"claim_id": claim_id, "claim": claim, "claim_label": "SUPPORTS",
-            "evidences": [{"evidence_id": f"A:{i}", "evidence_label": label, "article": "A", "evidence": text,
-                           "entropy": 0.0, "votes": []} for i, (label, text) in enumerate(evidences)]}
+    return {
+        "claim_id": claim_id,
+        "claim": claim,
+        "claim_label": "SUPPORTS",
+        "evidences": [
+            {
+                "evidence_id": f"A:{i}",
+                "evidence_label": label,
+                "article": "A",
+                "evidence": text,
+                "entropy": 0.0,
+                "votes": [],
+            }
+            for i, (label, text) in enumerate(evidences)
+        ],
+    }
 
 
 def test_local_malformed_rows(task, tmp_path):
     rows = [
-        json.dumps(_release_row("1", "Claim one.", [("SUPPORTS", "Ev a."), ("REFUTES", "Ev b."),
-                                                    ("NOT_ENOUGH_INFO", "Ev c.")])),
+        json.dumps(
+            _release_row("1", "Claim one.", [("SUPPORTS", "Ev a."), ("REFUTES", "Ev b."), ("NOT_ENOUGH_INFO", "Ev c.")])
+        ),
         "{not json",
-        json.dumps(_release_row("2", "Claim two.", [("SUPPORTS", "Ev d."), ("DISPUTED", "Ev e."),
-                                                    ("REFUTES", "   ")])),
+        json.dumps(_release_row("2", "Claim two.", [("SUPPORTS", "Ev d."), ("DISPUTED", "Ev e."), ("REFUTES", "   ")])),
         json.dumps({"claim_id": "3", "claim": "Claim three.", "evidences": [{"evidence": "no label"}]}),
         json.dumps({"claim_id": "4", "claim": "Claim four."}),
         "",
-        json.dumps(_release_row("5", "'Global warming' and 'climate change' mean different things and have "
-                                     "both been used for decades.", [("REFUTES", "Shot claim evidence.")])),
+        json.dumps(
+            _release_row(
+                "5",
+                "'Global warming' and 'climate change' mean different things and have both been used for decades.",
+                [("REFUTES", "Shot claim evidence.")],
+            )
+        ),
     ]
     file = tmp_path / "climate-fever.jsonl"
     file.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -235,8 +261,13 @@ def test_local_malformed_rows(task, tmp_path):
     assert sum(len(v) for v in data.splits.values()) == 4  # 3 from claim 1, 1 from claim 2
     m = data.malformed
     assert m.count == 5
-    assert dict(m.reasons) == {"bad JSON": 1, "unknown evidence_label": 1, "empty evidence": 1,
-                               "missing evidence_label": 1, "missing evidences": 1}
+    assert dict(m.reasons) == {
+        "bad JSON": 1,
+        "unknown evidence_label": 1,
+        "empty evidence": 1,
+        "missing evidence_label": 1,
+        "missing evidences": 1,
+    }
     assert m.example.startswith("bad JSON: line 2: {not json")
     assert "1 shot claims (1 pairs) excluded" in data.origin
     assert data.content_hash == file_sha256([file])
@@ -274,8 +305,7 @@ def test_offline_data_is_marked_synthetic(offline):
 # -- scoring ----------------------------------------------------------------------------------------------
 def test_score_small(task):
     gold = ["SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO", "SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"]
-    replies = ["SUPPORTS", "refutes", "The answer is SUPPORTS", "SUPPORTS or REFUTES", "REFUTES",
-               "not enough info"]
+    replies = ["SUPPORTS", "refutes", "The answer is SUPPORTS", "SUPPORTS or REFUTES", "REFUTES", "not enough info"]
     parsed = [task.parse(r) for r in replies]
     assert parsed == ["SUPPORTS", "REFUTES", "SUPPORTS", INVALID, "REFUTES", "NOT_ENOUGH_INFO"]
     examples = [Example(str(i), {"claim": "c", "evidence": "e"}, g) for i, g in enumerate(gold)]

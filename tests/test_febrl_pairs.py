@@ -45,8 +45,11 @@ def test_tables_are_febrl4_with_5000_true_links(tables):
 def test_split_sizes_and_positive_share_follow_table_1(pairs):
     splits = _by_split(pairs)
     assert {k: len(v) for k, v in splits.items()} == {"train": 700, "validation": 100, "test": 200}
-    assert {k: sum(p["label"] == "y" for p in v) for k, v in splits.items()} == \
-        {"train": 350, "validation": 50, "test": 100}
+    assert {k: sum(p["label"] == "y" for p in v) for k, v in splits.items()} == {
+        "train": 350,
+        "validation": 50,
+        "test": 100,
+    }
     assert list(splits) == ["train", "validation", "test"]
 
 
@@ -55,8 +58,14 @@ def test_every_kind_in_every_split_with_the_planned_mix(pairs):
     for name, items in splits.items():
         assert {p["kind"] for p in items} == ALL_KINDS, name
     test_kinds = Counter(p["kind"] for p in splits["test"])
-    assert test_kinds == {"true_link": 100, "shared_surname": 25, "nearby_address": 25, "typo_name": 20,
-                          "same_name": 15, "random": 15}
+    assert test_kinds == {
+        "true_link": 100,
+        "shared_surname": 25,
+        "nearby_address": 25,
+        "typo_name": 20,
+        "same_name": 15,
+        "random": 15,
+    }
     # labels follow the kind
     assert all((p["label"] == "y") == (p["kind"] == "true_link") for p in pairs)
 
@@ -136,8 +145,9 @@ def test_uppercase_name_and_address_format(pairs):
             assert pair[key] and pair[key] == pair[key].upper() and "NAN" not in pair[key].split()
     sample = next(p for p in pairs if p["id"] == "febrl4-test-0000")
     block = fp.person_block(sample["name1"], sample["name2"], sample["address1"], sample["address2"])
-    assert re.fullmatch(r"Name 1: [A-Z .'-]+\nName 2: [A-Z .'-]+\nAddress 1: [A-Z0-9 .'/-]+\nAddress 2: [A-Z0-9 .'/-]+",
-                        block)
+    assert re.fullmatch(
+        r"Name 1: [A-Z .'-]+\nName 2: [A-Z .'-]+\nAddress 1: [A-Z0-9 .'/-]+\nAddress 2: [A-Z0-9 .'/-]+", block
+    )
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds(pairs, tables):
@@ -150,21 +160,25 @@ def test_deterministic_for_a_seed_and_different_across_seeds(pairs, tables):
 
 
 def test_custom_sizes_share_and_mix(tables):
-    pairs = fp.build_pairs(seed=3, sizes={"test": 40}, positive_share=0.25, tables=tables,
-                           negative_mix={"typo_name": 1, "random": 1})
+    pairs = fp.build_pairs(
+        seed=3, sizes={"test": 40}, positive_share=0.25, tables=tables, negative_mix={"typo_name": 1, "random": 1}
+    )
     assert len(pairs) == 40 and {p["split"] for p in pairs} == {"test"}
     assert Counter(p["kind"] for p in pairs) == {"true_link": 10, "typo_name": 15, "random": 15}
     assert fp.build_pairs(seed=0, sizes={"test": 0}, tables=tables) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sizes": {"dev": 10}}, r"unknown split 'dev'.*'train', 'validation', 'test'"),
-    ({"sizes": {"test": -1}}, r"out of range"),
-    ({"sizes": {"test": 2.5}}, r"must be an integer"),
-    ({"positive_share": 1.5}, r"positive_share=1.5 is out of range"),
-    ({"negative_mix": {"household": 1.0}}, r"negative_mix.*'shared_surname'"),
-    ({"sizes": {"test": 6000}}, r"too few people"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sizes": {"dev": 10}}, r"unknown split 'dev'.*'train', 'validation', 'test'"),
+        ({"sizes": {"test": -1}}, r"out of range"),
+        ({"sizes": {"test": 2.5}}, r"must be an integer"),
+        ({"positive_share": 1.5}, r"positive_share=1.5 is out of range"),
+        ({"negative_mix": {"household": 1.0}}, r"negative_mix.*'shared_surname'"),
+        ({"sizes": {"test": 6000}}, r"too few people"),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs, message, tables):
     with pytest.raises(InvalidParameter, match=message):
         fp.build_pairs(tables=tables, **kwargs)
@@ -174,13 +188,20 @@ def test_helpers():
     assert fp.clean_field(float("nan")) == "" and fp.clean_field(None) == "" and fp.clean_field(" 12 ") == "12"
     assert fp.format_name({"surname": "white", "given_name": ""}) == "WHITE"
     assert fp.format_name({"surname": "white", "given_name": "debra"}) == "WHITE DEBRA"
-    assert fp.format_address({"street_number": "", "address_1": "deer cross tl", "suburb": "charlotte",
-                              "state": "nc"}) == "DEER CROSS TL CHARLOTTE NC"
+    assert (
+        fp.format_address({"street_number": "", "address_1": "deer cross tl", "suburb": "charlotte", "state": "nc"})
+        == "DEER CROSS TL CHARLOTTE NC"
+    )
     assert fp.levenshtein("kitten", "sitting") == 3 and fp.levenshtein("reid", "rei") == 1
     assert fp.levenshtein("", "abc") == 3 and fp.levenshtein("same", "same") == 0
     rng = random.Random(0)
     for word in ("debra", "jo", "white", "x"):
         for _ in range(50):
             assert fp.levenshtein(word, fp.one_edit(word, rng)) == 1
-    assert fp._allocate(50, fp.NEGATIVE_MIX) == {"shared_surname": 13, "nearby_address": 13, "typo_name": 10,
-                                                 "same_name": 7, "random": 7}
+    assert fp._allocate(50, fp.NEGATIVE_MIX) == {
+        "shared_surname": 13,
+        "nearby_address": 13,
+        "typo_name": 10,
+        "same_name": 7,
+        "random": 7,
+    }

@@ -33,6 +33,7 @@ BASE = "smollm2-135m"
 # configuration and arithmetic (no model)
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_paper_preset_is_the_studys_recipe():
     paper = FinetuneConfig.preset("paper")
     assert (paper.r, paper.alpha, paper.dropout, paper.learning_rate, paper.warmup_steps) == (32, 32, 0.05, 2e-4, 10)
@@ -87,24 +88,27 @@ def test_step_arithmetic_follows_the_trainer():
     assert (original_cpu.optimizer_steps, original_cpu.effective_epochs) == (160, 4.0)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("r", 0, r"LoRA rank r=0 is out of range; valid range: \[1, inf\]"),
-    ("r", 2.5, r"LoRA rank r must be an integer, got 2.5"),
-    ("alpha", 0, r"LoRA alpha=0 is out of range; valid range: \(0, inf\)"),
-    ("dropout", 1.0, r"LoRA dropout=1.0 is out of range; valid range: \[0, 1\)"),
-    ("dropout", -0.1, r"LoRA dropout=-0.1 is out of range; valid range: \[0, 1\)"),
-    ("learning_rate", 0.0, r"learning_rate=0.0 is out of range; valid range: \(0, inf\)"),
-    ("learning_rate", -1e-4, r"learning_rate=-0.0001 is out of range"),
-    ("epochs", 0, r"epochs=0 is out of range; valid range: \(0, inf\)"),
-    ("per_device_batch_size", 0, r"per_device_batch_size=0 is out of range; valid range: \[1, inf\]"),
-    ("grad_accumulation", 0, r"grad_accumulation=0 is out of range; valid range: \[1, inf\]"),
-    ("max_length", 8, r"max_length=8 is out of range; valid range: \[16, inf\]"),
-    ("train_fraction", 0, r"train_fraction=0 is out of range; valid range: \(0, 1\]"),
-    ("train_fraction", 1.5, r"train_fraction=1.5 is out of range; valid range: \(0, 1\]"),
-    ("step_semantics", "samples", r"unknown step_semantics 'samples'; valid choices: 'true', 'original'"),
-    ("optim", "sgdx", r"unknown optim 'sgdx'; valid choices: .*'adamw_torch'"),
-    ("checkpoint_every_samples", 10, r"checkpoint_every_samples=10 is not a multiple of the effective batch"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("r", 0, r"LoRA rank r=0 is out of range; valid range: \[1, inf\]"),
+        ("r", 2.5, r"LoRA rank r must be an integer, got 2.5"),
+        ("alpha", 0, r"LoRA alpha=0 is out of range; valid range: \(0, inf\)"),
+        ("dropout", 1.0, r"LoRA dropout=1.0 is out of range; valid range: \[0, 1\)"),
+        ("dropout", -0.1, r"LoRA dropout=-0.1 is out of range; valid range: \[0, 1\)"),
+        ("learning_rate", 0.0, r"learning_rate=0.0 is out of range; valid range: \(0, inf\)"),
+        ("learning_rate", -1e-4, r"learning_rate=-0.0001 is out of range"),
+        ("epochs", 0, r"epochs=0 is out of range; valid range: \(0, inf\)"),
+        ("per_device_batch_size", 0, r"per_device_batch_size=0 is out of range; valid range: \[1, inf\]"),
+        ("grad_accumulation", 0, r"grad_accumulation=0 is out of range; valid range: \[1, inf\]"),
+        ("max_length", 8, r"max_length=8 is out of range; valid range: \[16, inf\]"),
+        ("train_fraction", 0, r"train_fraction=0 is out of range; valid range: \(0, 1\]"),
+        ("train_fraction", 1.5, r"train_fraction=1.5 is out of range; valid range: \(0, 1\]"),
+        ("step_semantics", "samples", r"unknown step_semantics 'samples'; valid choices: 'true', 'original'"),
+        ("optim", "sgdx", r"unknown optim 'sgdx'; valid choices: .*'adamw_torch'"),
+        ("checkpoint_every_samples", 10, r"checkpoint_every_samples=10 is not a multiple of the effective batch"),
+    ],
+)
 def test_impossible_hyperparameters_are_refused(field, value, message):
     with pytest.raises(InvalidParameter, match=message):
         FinetuneConfig.preset("cpu", **{field: value})
@@ -117,13 +121,18 @@ def test_bad_config_fails_before_any_model_loads(tmp_path):
         finetune("hf:no-such-org/no-such-model", "entity_resolution", config=bad, output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match=r"OpenAI fine-tuning API.*fine_tuning\.jobs\.create"):
         finetune("gpt-3.5-turbo", "entity_resolution", config=FinetuneConfig.preset("cpu"), output_dir=tmp_path)
-    with pytest.raises(InvalidParameter, match=r"asks for load_in_4bit=True but the fine-tuning config says "
-                                               r"load_in_4bit=False"):
-        finetune(f"{BASE}?load_in_4bit=true", "entity_resolution", config=FinetuneConfig.preset("cpu"),
-                 output_dir=tmp_path)
+    with pytest.raises(
+        InvalidParameter,
+        match=r"asks for load_in_4bit=True but the fine-tuning config says "
+        r"load_in_4bit=False",
+    ):
+        finetune(
+            f"{BASE}?load_in_4bit=true", "entity_resolution", config=FinetuneConfig.preset("cpu"), output_dir=tmp_path
+        )
     with pytest.raises(InvalidParameter, match=r"already carries an adapter"):
-        finetune(f"{BASE}?adapter={tmp_path}", "entity_resolution", config=FinetuneConfig.preset("cpu"),
-                 output_dir=tmp_path)
+        finetune(
+            f"{BASE}?adapter={tmp_path}", "entity_resolution", config=FinetuneConfig.preset("cpu"), output_dir=tmp_path
+        )
     assert not (tmp_path / "adapter").exists()
 
 
@@ -143,8 +152,11 @@ def test_an_empty_task_list_is_no_fine_tune_for_any_model(model, tmp_path, monke
 @pytest.mark.parametrize("fraction, selected", [(0.001, 0), (0.005, 3)])
 def test_train_fraction_too_small_for_one_batch(tmp_path, fraction, selected):
     config = FinetuneConfig.preset("cpu", train_fraction=fraction)  # batch 4 x 1
-    with pytest.raises(InvalidParameter, match=rf"train_fraction={fraction} of 700: {selected} training example\(s\), "
-                                               r"fewer than one optimizer step's batch \(4 x 1 = 4\)"):
+    with pytest.raises(
+        InvalidParameter,
+        match=rf"train_fraction={fraction} of 700: {selected} training example\(s\), "
+        r"fewer than one optimizer step's batch \(4 x 1 = 4\)",
+    ):
         finetune("hf:no-such-org/no-such-model", "entity_resolution", config=config, output_dir=tmp_path)
 
 
@@ -161,6 +173,7 @@ def test_train_subsets_are_seeded_and_nested():
 # ---------------------------------------------------------------------------------------------------------------
 # training data on the real tokenizer
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def er():
@@ -211,7 +224,8 @@ def test_plain_prompt_fallback_is_matched_too(er, embedded_model_dir):
     tset = build_training_set(task, data, plain, FinetuneConfig.preset("cpu", train_fraction=0.01))
     ex = {e.id: e for e in data.split("train")}[tset.rows[0]["id"]]
     assert tset.rows[0]["prompt"] == render_plain(task.messages(ex, [])) and tset.rows[0]["prompt"].endswith(
-        "Assistant:")
+        "Assistant:"
+    )
     assert tset.rows[0]["completion"] == ex.target + "<|im_end|>"
 
 
@@ -225,8 +239,7 @@ def test_long_examples_are_dropped_and_counted_never_truncated(er, backend):
     too_long = sorted(i for i, n in lengths.items() if n > 150)
     assert 0 < tset.dropped == len(too_long) < 70 and sorted(tset.dropped_ids) == too_long
     assert len(tset) + tset.dropped == tset.n_selected == 70
-    assert all(len(r["input_ids"]) <= 150 and r["input_ids"][-1] == backend.tokenizer.eos_token_id
-               for r in tset.rows)
+    assert all(len(r["input_ids"]) <= 150 and r["input_ids"][-1] == backend.tokenizer.eos_token_id for r in tset.rows)
     with pytest.raises(InvalidParameter, match=r"after dropping 70 example\(s\) longer than max_length=64: 0"):
         build_training_set(task, data, backend, FinetuneConfig.preset("cpu", train_fraction=0.1, max_length=64))
 
@@ -234,6 +247,7 @@ def test_long_examples_are_dropped_and_counted_never_truncated(er, backend):
 # ---------------------------------------------------------------------------------------------------------------
 # resume after a crash: the one allowed fake is the callback that raises
 # ---------------------------------------------------------------------------------------------------------------
+
 
 class Crash(RuntimeError):
     pass
@@ -261,15 +275,23 @@ def test_killed_run_resumes_to_the_same_adapter(tmp_path, embedded_model_dir):
     import torch
 
     # 12 examples, batch 1 x accumulation 2 -> 6 optimizer steps; a checkpoint every 4 samples (2 steps); r=4
-    tiny = dict(r=4, alpha=8, train_fraction=12 / 700, max_length=192, warmup_steps=2, per_device_batch_size=1,
-                grad_accumulation=2, checkpoint_every_samples=4, seed=11)
+    tiny = dict(
+        r=4,
+        alpha=8,
+        train_fraction=12 / 700,
+        max_length=192,
+        warmup_steps=2,
+        per_device_batch_size=1,
+        grad_accumulation=2,
+        checkpoint_every_samples=4,
+        seed=11,
+    )
     config = FinetuneConfig.preset("cpu", **tiny)
     straight = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "straight")
     assert straight.optimizer_steps == 6 and straight.effective_epochs == 1.0
 
     with pytest.raises(Crash):
-        finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "crashed",
-                 callbacks=[_crash_after(5)])
+        finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "crashed", callbacks=[_crash_after(5)])
     assert not (tmp_path / "crashed" / "adapter").exists()
     assert [c["step"] for c in list_checkpoints(tmp_path / "crashed")] == [2, 4]  # step 5 was lost
 
@@ -300,6 +322,7 @@ def test_killed_run_resumes_to_the_same_adapter(tmp_path, embedded_model_dir):
 # ---------------------------------------------------------------------------------------------------------------
 # a real (tiny) fine-tune on entity resolution, evaluated through the ordinary backend
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, embedded_model_dir):
@@ -334,8 +357,15 @@ def test_adapter_folder_and_model_card(tuned):
     assert card["data"]["origin"].startswith("FEBRL-4") and len(card["data"]["content_sha256"]) == 64
     assert (card["data"]["train_split_size"], card["data"]["train_used"]) == (700, 80)
     assert card["config"]["r"] == 8 and card["config"]["learning_rate"] == 1e-3
-    assert card["lora"]["target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj",
-                                              "v_proj"]  # all-linear leaves the output head alone
+    assert card["lora"]["target_modules"] == [
+        "down_proj",
+        "gate_proj",
+        "k_proj",
+        "o_proj",
+        "q_proj",
+        "up_proj",
+        "v_proj",
+    ]  # all-linear leaves the output head alone
     assert card["steps"]["optimizer_steps"] == 40 and card["steps"]["effective_epochs"] == 1.0
     assert card["versions"]["trl"] and card["versions"]["peft"] and "git_commit" in card
     assert card["prompt"]["completion_suffix"] == "<|im_end|>"
@@ -375,15 +405,21 @@ def test_check_adapter_refuses_missing_and_mismatched(tuned, tmp_path):
     empty.mkdir()
     with pytest.raises(InvalidParameter, match=r"incomplete: missing adapter_config.json, adapter_model"):
         check_adapter(empty, BASE)
-    with pytest.raises(InvalidParameter, match=r"trained on base model 'HuggingFaceTB/SmolLM2-135M-Instruct'.*"
-                                               r"not on the requested 'meta-llama/Llama-2-7b-chat-hf'"):
+    with pytest.raises(
+        InvalidParameter,
+        match=r"trained on base model 'HuggingFaceTB/SmolLM2-135M-Instruct'.*"
+        r"not on the requested 'meta-llama/Llama-2-7b-chat-hf'",
+    ):
         check_adapter(tuned.adapter_dir, "llama-2-7b-chat")
     bare = tmp_path / "bare"
     shutil.copytree(tuned.adapter_dir, bare)
     (bare / CARD_FILE).unlink()
     assert check_adapter(bare, BASE)["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    with pytest.raises(InvalidParameter, match=r"names base model 'HuggingFaceTB/SmolLM2-135M-Instruct'.*"
-                                               r"not the requested 'mistralai/Mistral-7B-Instruct-v0.1'"):
+    with pytest.raises(
+        InvalidParameter,
+        match=r"names base model 'HuggingFaceTB/SmolLM2-135M-Instruct'.*"
+        r"not the requested 'mistralai/Mistral-7B-Instruct-v0.1'",
+    ):
         check_adapter(bare, "mistral-7b-instruct")
 
 
@@ -400,8 +436,11 @@ def test_adapter_config_names_are_compared_strictly(tmp_path):
     assert check_adapter(local, BASE)["r"] == 8
     # ... a different hub repository with the same model name is not
     other = adapter("other", "someone/SmolLM2-135M-Instruct")
-    with pytest.raises(InvalidParameter, match=r"names base model 'someone/SmolLM2-135M-Instruct'.*not the "
-                                               r"requested 'HuggingFaceTB/SmolLM2-135M-Instruct' \('smollm2-135m'\)"):
+    with pytest.raises(
+        InvalidParameter,
+        match=r"names base model 'someone/SmolLM2-135M-Instruct'.*not the "
+        r"requested 'HuggingFaceTB/SmolLM2-135M-Instruct' \('smollm2-135m'\)",
+    ):
         check_adapter(other, BASE)
     with pytest.raises(InvalidParameter, match=r"adapters apply to local Hugging Face models, not 'gpt-4-turbo'"):
         check_adapter(local, "gpt-4-turbo")

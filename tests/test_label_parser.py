@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from labscale.errors import InvalidParameter
 from labscale.parsing import (
     ABC,
@@ -26,33 +27,93 @@ X = INVALID  # an unparseable reply (short, to keep the tables readable)
 # -- yes/no (entity resolution: canonical y/n) ------------------------------------------------------------------
 YES_NO_REPLIES = [
     # bare labels, any case, punctuation, quotes and markdown
-    ("y", "y"), ("n", "n"), ("Y", "y"), ("N", "n"), ("yes", "y"), ("no", "n"), ("YES.", "y"), ("No.", "n"),
-    (" yes ", "y"), ("Yes!", "y"), ("y.", "y"), ("'y'", "y"), ('"n"', "n"), ("\u201cYes\u201d", "y"),
-    ("`no`", "n"), ("**Yes**", "y"), ("__no__", "n"), ("*n*", "n"), ("(y)", "y"), ("- yes", "y"),
+    ("y", "y"),
+    ("n", "n"),
+    ("Y", "y"),
+    ("N", "n"),
+    ("yes", "y"),
+    ("no", "n"),
+    ("YES.", "y"),
+    ("No.", "n"),
+    (" yes ", "y"),
+    ("Yes!", "y"),
+    ("y.", "y"),
+    ("'y'", "y"),
+    ('"n"', "n"),
+    ("\u201cYes\u201d", "y"),
+    ("`no`", "n"),
+    ("**Yes**", "y"),
+    ("__no__", "n"),
+    ("*n*", "n"),
+    ("(y)", "y"),
+    ("- yes", "y"),
     # special tokens
-    ("yes</s>", "y"), ("No<|im_end|>", "n"), ("<s> y", "y"), ("y<|eot_id|>", "y"), ("[/INST] no", "n"),
+    ("yes</s>", "y"),
+    ("No<|im_end|>", "n"),
+    ("<s> y", "y"),
+    ("y<|eot_id|>", "y"),
+    ("[/INST] no", "n"),
     ("<|im_start|>assistant\nyes<|im_end|>", "y"),
     # an optional preamble
-    ("Answer: y", "y"), ("Answer: No", "n"), ("The answer is: yes", "y"), ("The answer is no.", "n"),
-    ("Final answer - yes", "y"), ("**Answer:** n", "n"), ("Response: yes", "y"), ("Label - no", "n"),
+    ("Answer: y", "y"),
+    ("Answer: No", "n"),
+    ("The answer is: yes", "y"),
+    ("The answer is no.", "n"),
+    ("Final answer - yes", "y"),
+    ("**Answer:** n", "n"),
+    ("Response: yes", "y"),
+    ("Label - no", "n"),
     # the label, then an explanation
-    ("Yes, the records describe the same person.", "y"), ("Yes, they match", "y"), ("Yes they match", "y"),
-    ("No. The addresses differ.", "n"), ("No, they are not the same person.", "n"),
-    ("n\n\nExplanation: the names differ", "n"), ("Yes. They are not identical, but the differences are typos.", "y"),
-    ("Yes, they match, although the address is not current.", "y"), ("Yes, and the addresses agree.", "y"),
-    ("No, but they share a surname.", "n"), ("Yes, yes.", "y"),
+    ("Yes, the records describe the same person.", "y"),
+    ("Yes, they match", "y"),
+    ("Yes they match", "y"),
+    ("No. The addresses differ.", "n"),
+    ("No, they are not the same person.", "n"),
+    ("n\n\nExplanation: the names differ", "n"),
+    ("Yes. They are not identical, but the differences are typos.", "y"),
+    ("Yes, they match, although the address is not current.", "y"),
+    ("Yes, and the addresses agree.", "y"),
+    ("No, but they share a surname.", "n"),
+    ("Yes, yes.", "y"),
     # no answer
-    ("", X), ("   ", X), (None, X), ("maybe", X), ("The records match", X), ("Not the same person", X),
-    ("Yesterday", X), ("nope", X), ("none", X), ("yy", X), ("I think yes", X), ("Maybe yes", X),
+    ("", X),
+    ("   ", X),
+    (None, X),
+    ("maybe", X),
+    ("The records match", X),
+    ("Not the same person", X),
+    ("Yesterday", X),
+    ("nope", X),
+    ("none", X),
+    ("yy", X),
+    ("I think yes", X),
+    ("Maybe yes", X),
     ("Answer: Answer: y", X),  # one preamble at most
     ("y they match", X),  # a one-letter label followed by a word is not a label
     # echoes of the options
-    ("y or n", X), ("yes or no", X), ("yes no", X), ("Yes and no", X), ("yes/no", X), ("y/n", X), ("Yes / No", X),
-    ("y|n", X), ("N/A", X), ("yes, no", X), ("No. Yes.", X), ("The answer is yes or no", X),
+    ("y or n", X),
+    ("yes or no", X),
+    ("yes no", X),
+    ("Yes and no", X),
+    ("yes/no", X),
+    ("y/n", X),
+    ("Yes / No", X),
+    ("y|n", X),
+    ("N/A", X),
+    ("yes, no", X),
+    ("No. Yes.", X),
+    ("The answer is yes or no", X),
     # hedges and contradictions
-    ("Yes, they are not the same", X), ("Yes, they aren't the same person", X), ("Yes, there is no doubt", X),
-    ("Yes, but the address differs", X), ("Yes?", X), ("Yes, they match, no doubt", X), ("Yes, maybe", X),
-    ("No, not sure", X), ("Yes (they are not the same)", X), ("Yes; they are not the same", X),
+    ("Yes, they are not the same", X),
+    ("Yes, they aren't the same person", X),
+    ("Yes, there is no doubt", X),
+    ("Yes, but the address differs", X),
+    ("Yes?", X),
+    ("Yes, they match, no doubt", X),
+    ("Yes, maybe", X),
+    ("No, not sure", X),
+    ("Yes (they are not the same)", X),
+    ("Yes; they are not the same", X),
 ]
 
 
@@ -62,11 +123,21 @@ def test_yes_no(reply, expected):
 
 
 TOXICITY_REPLIES = [
-    ("yes", "yes"), ("No.", "no"), ("Response: yes", "yes"), ("## Response: no", "no"), ("Yes, it is toxic.", "yes"),
-    ("No, it is not toxic.", "no"), ("No</s>", "no"),
-    ("y", X), ("n", X),  # the prompt asks for yes or no
-    ("Yes, it is not toxic", X), ("The comment contains toxicity, yes.", X), ("I cannot say yes or no.", X),
-    ("Not toxic, yes?", X), ("yes or no", X), ("Yesterday I read it.", X),
+    ("yes", "yes"),
+    ("No.", "no"),
+    ("Response: yes", "yes"),
+    ("## Response: no", "no"),
+    ("Yes, it is toxic.", "yes"),
+    ("No, it is not toxic.", "no"),
+    ("No</s>", "no"),
+    ("y", X),
+    ("n", X),  # the prompt asks for yes or no
+    ("Yes, it is not toxic", X),
+    ("The comment contains toxicity, yes.", X),
+    ("I cannot say yes or no.", X),
+    ("Not toxic, yes?", X),
+    ("yes or no", X),
+    ("Yesterday I read it.", X),
 ]
 
 
@@ -78,32 +149,74 @@ def test_yes_no_words_only(reply, expected):
 # -- SUPPORTS / REFUTES / NOT_ENOUGH_INFO -----------------------------------------------------------------------
 S, R, N = "SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"
 FACT_REPLIES = [
-    (S, S), ("supports", S), ("Supports", S), (R, R), ("refutes", R), (N, N), ("not_enough_info", N),
-    ("NOT ENOUGH INFO", N), ("Not enough information", N), ("Not-Enough-Info", N), ("NOT ENOUGH INFO.", N),
+    (S, S),
+    ("supports", S),
+    ("Supports", S),
+    (R, R),
+    ("refutes", R),
+    (N, N),
+    ("not_enough_info", N),
+    ("NOT ENOUGH INFO", N),
+    ("Not enough information", N),
+    ("Not-Enough-Info", N),
+    ("NOT ENOUGH INFO.", N),
     # preambles
-    ("Label: SUPPORTS", S), ("The correct label is: SUPPORTS", S), ("The correct label is SUPPORTS", S),
-    ("The answer is: REFUTES", R), ("The answer is refutes.", R), ("Label - REFUTES", R),
-    ("Final answer: NOT_ENOUGH_INFO", N), ("Answer: NOT_ENOUGH_INFO", N), ("Classification: SUPPORTS", S),
-    ("Prediction = REFUTES", R), ("**Answer:** NOT ENOUGH INFO", N),
+    ("Label: SUPPORTS", S),
+    ("The correct label is: SUPPORTS", S),
+    ("The correct label is SUPPORTS", S),
+    ("The answer is: REFUTES", R),
+    ("The answer is refutes.", R),
+    ("Label - REFUTES", R),
+    ("Final answer: NOT_ENOUGH_INFO", N),
+    ("Answer: NOT_ENOUGH_INFO", N),
+    ("Classification: SUPPORTS", S),
+    ("Prediction = REFUTES", R),
+    ("**Answer:** NOT ENOUGH INFO", N),
     # decoration and special tokens
-    ("**REFUTES**", R), ("'SUPPORTS'", S), ('"REFUTES"', R), ("`NOT_ENOUGH_INFO`", N), (" SUPPORTS.\n", S),
-    ("REFUTES</s>", R), ("SUPPORTS<|endoftext|>", S), ("<s>[INST] REFUTES", R), ("(REFUTES)", R),
+    ("**REFUTES**", R),
+    ("'SUPPORTS'", S),
+    ('"REFUTES"', R),
+    ("`NOT_ENOUGH_INFO`", N),
+    (" SUPPORTS.\n", S),
+    ("REFUTES</s>", R),
+    ("SUPPORTS<|endoftext|>", S),
+    ("<s>[INST] REFUTES", R),
+    ("(REFUTES)", R),
     # explanations
-    ("REFUTES. The claim is wrong", R), ("SUPPORTS. The evidence supports the claim.", S),
+    ("REFUTES. The claim is wrong", R),
+    ("SUPPORTS. The evidence supports the claim.", S),
     ("NOT_ENOUGH_INFO. The evidence neither supports nor refutes the claim.", N),
-    ("REFUTES, the evidence says the opposite.", R), ("SUPPORTS\n\nExplanation: the evidence restates the claim.", S),
+    ("REFUTES, the evidence says the opposite.", R),
+    ("SUPPORTS\n\nExplanation: the evidence restates the claim.", S),
     ("REFUTES: the figures differ", R),
     # echoes, two labels, hedges
-    ("SUPPORTS or REFUTES", X), ("SUPPORTS/REFUTES", X), ("SUPPORTS, REFUTES, or NOT_ENOUGH_INFO", X),
-    ("REFUTES, or maybe NOT_ENOUGH_INFO", X), ("SUPPORTS REFUTES", X), ("SUPPORTS, REFUTES", X),
+    ("SUPPORTS or REFUTES", X),
+    ("SUPPORTS/REFUTES", X),
+    ("SUPPORTS, REFUTES, or NOT_ENOUGH_INFO", X),
+    ("REFUTES, or maybe NOT_ENOUGH_INFO", X),
+    ("SUPPORTS REFUTES", X),
+    ("SUPPORTS, REFUTES", X),
     ("REFUTES because it SUPPORTS another claim", X),
     ("NOT_ENOUGH_INFO, as the evidence neither supports nor refutes the claim.", X),  # two labels, one sentence
-    ("SUPPORTS.\nREFUTES", X), ("SUPPORTS, perhaps", X), ("SUPPORTS?", X), ("Label: SUPPORTS or REFUTES", X),
+    ("SUPPORTS.\nREFUTES", X),
+    ("SUPPORTS, perhaps", X),
+    ("SUPPORTS?", X),
+    ("Label: SUPPORTS or REFUTES", X),
     ("SUPPORTS_REFUTES", X),
     # no label first
-    ("not SUPPORTS", X), ("It is unclear whether the evidence supports it.", X), ("I cannot say it SUPPORTS", X),
-    ("The evidence neither supports nor refutes the claim.", X), ("Supported", X), ("Refuted", X),
-    ("SUPPORTSX", X), ("I cannot tell.", X), ("", X), ("   ", X), (None, X), ("maybe", X), ("NEI", X),
+    ("not SUPPORTS", X),
+    ("It is unclear whether the evidence supports it.", X),
+    ("I cannot say it SUPPORTS", X),
+    ("The evidence neither supports nor refutes the claim.", X),
+    ("Supported", X),
+    ("Refuted", X),
+    ("SUPPORTSX", X),
+    ("I cannot tell.", X),
+    ("", X),
+    ("   ", X),
+    (None, X),
+    ("maybe", X),
+    ("NEI", X),
 ]
 
 
@@ -115,20 +228,63 @@ def test_fact_check_labels(reply, expected):
 # -- True / False ------------------------------------------------------------------------------------------------
 T, F = "True", "False"
 TRUE_FALSE_REPLIES = [
-    ("True", T), ("False", F), ("true", T), ("false", F), ("TRUE", T), ("FALSE", F), ("True.", T), ("False.", F),
-    (" false.", F), ("True!", T), ("'True'", T), ('"False"', F), ("**True**", T), ("*false*", F), ("`True`", T),
-    ("True</s>", T), ("False<|im_end|>", F), ("<|assistant|>True", T), ("(True)", T), ("True:", T),
-    ("Answer: True", T), ("The answer is False", F), ("The correct answer is: true", T), ("Final answer - False", F),
-    ("Response: FALSE", F), ("Label: True", T),
-    ("TRUE, the record says so", T), ("True, the record lists the same birth date.", T),
-    ("True. The record says so.", T), ("False. The record gives a different suburb.", F),
+    ("True", T),
+    ("False", F),
+    ("true", T),
+    ("false", F),
+    ("TRUE", T),
+    ("FALSE", F),
+    ("True.", T),
+    ("False.", F),
+    (" false.", F),
+    ("True!", T),
+    ("'True'", T),
+    ('"False"', F),
+    ("**True**", T),
+    ("*false*", F),
+    ("`True`", T),
+    ("True</s>", T),
+    ("False<|im_end|>", F),
+    ("<|assistant|>True", T),
+    ("(True)", T),
+    ("True:", T),
+    ("Answer: True", T),
+    ("The answer is False", F),
+    ("The correct answer is: true", T),
+    ("Final answer - False", F),
+    ("Response: FALSE", F),
+    ("Label: True", T),
+    ("TRUE, the record says so", T),
+    ("True, the record lists the same birth date.", T),
+    ("True. The record says so.", T),
+    ("False. The record gives a different suburb.", F),
     ("False, the record does not mention it.", F),
     ("True, the record does not list another address.", T),  # no negation check for True
-    ("False\nExplanation: the suburb differs.", F), ("true - the record matches", T),
-    ("True or False", X), ("true or false", X), ("True/False", X), ("True / False", X), ("True, False", X),
-    ("True False", X), ("False, not true", X), ("True?", X), ("It is true", X), ("This is false", X),
-    ("Falsely", X), ("Trueish", X), ("Untrue", X), ("Maybe", X), ("", X), (None, X), ("   ", X),
-    ("True, perhaps", X), ("Possibly true", X), ("Answer: True or False", X), ("T", X), ("F", X), ("yes", X),
+    ("False\nExplanation: the suburb differs.", F),
+    ("true - the record matches", T),
+    ("True or False", X),
+    ("true or false", X),
+    ("True/False", X),
+    ("True / False", X),
+    ("True, False", X),
+    ("True False", X),
+    ("False, not true", X),
+    ("True?", X),
+    ("It is true", X),
+    ("This is false", X),
+    ("Falsely", X),
+    ("Trueish", X),
+    ("Untrue", X),
+    ("Maybe", X),
+    ("", X),
+    (None, X),
+    ("   ", X),
+    ("True, perhaps", X),
+    ("Possibly true", X),
+    ("Answer: True or False", X),
+    ("T", X),
+    ("F", X),
+    ("yes", X),
 ]
 
 
@@ -139,19 +295,62 @@ def test_true_false(reply, expected):
 
 # -- letters A / B / C -------------------------------------------------------------------------------------------
 LETTER_REPLIES = [
-    ("A", "A"), ("B", "B"), ("C", "C"), ("a", "A"), ("b", "B"), ("c", "C"), ("(A)", "A"), ("(B)", "B"), ("[C]", "C"),
-    ("A.", "A"), ("B)", "B"), ("C:", "C"), ("A,", "A"), ("B) ", "B"),
-    ("Answer: A", "A"), ("Answer: B", "B"), ("Answer: (C)", "C"), ("The answer is B", "B"), ("The answer is: C", "C"),
-    ("The correct answer is (A).", "A"), ("Final answer - B", "B"), ("**B**", "B"), ("**Answer:** C", "C"),
-    ("'A'", "A"), ("Option B", "B"), ("Option: C", "C"), ("The correct option is A", "A"),
-    ("C</s>", "C"), ("B<|im_end|>", "B"),
-    ("A\nBecause the context says so.", "A"), ("(B) because the context says so", "B"), ("B. The grandson", "B"),
+    ("A", "A"),
+    ("B", "B"),
+    ("C", "C"),
+    ("a", "A"),
+    ("b", "B"),
+    ("c", "C"),
+    ("(A)", "A"),
+    ("(B)", "B"),
+    ("[C]", "C"),
+    ("A.", "A"),
+    ("B)", "B"),
+    ("C:", "C"),
+    ("A,", "A"),
+    ("B) ", "B"),
+    ("Answer: A", "A"),
+    ("Answer: B", "B"),
+    ("Answer: (C)", "C"),
+    ("The answer is B", "B"),
+    ("The answer is: C", "C"),
+    ("The correct answer is (A).", "A"),
+    ("Final answer - B", "B"),
+    ("**B**", "B"),
+    ("**Answer:** C", "C"),
+    ("'A'", "A"),
+    ("Option B", "B"),
+    ("Option: C", "C"),
+    ("The correct option is A", "A"),
+    ("C</s>", "C"),
+    ("B<|im_end|>", "B"),
+    ("A\nBecause the context says so.", "A"),
+    ("(B) because the context says so", "B"),
+    ("B. The grandson", "B"),
     ("B, because A is wrong", "B"),  # a single letter in the explanation is not a second answer
-    ("A - the cyclist", "A"), ("C) Not enough information", "C"),
-    ("A, B or C", X), ("A, B, or C.", X), ("A or B", X), ("A/B", X), ("(A) or (B)", X), ("A and B", X), ("A, B", X),
-    ("A\nB\nC", X), ("A.\nB.\nC.", X), ("B?", X), ("The answer is A or B", X),
-    ("A man did it", X), ("D", X), ("Answer: D", X), ("Both", X), ("ABC", X), ("I think B", X), ("Maybe A", X),
-    ("", X), ("   ", X), (None, X),
+    ("A - the cyclist", "A"),
+    ("C) Not enough information", "C"),
+    ("A, B or C", X),
+    ("A, B, or C.", X),
+    ("A or B", X),
+    ("A/B", X),
+    ("(A) or (B)", X),
+    ("A and B", X),
+    ("A, B", X),
+    ("A\nB\nC", X),
+    ("A.\nB.\nC.", X),
+    ("B?", X),
+    ("The answer is A or B", X),
+    ("A man did it", X),
+    ("D", X),
+    ("Answer: D", X),
+    ("Both", X),
+    ("ABC", X),
+    ("I think B", X),
+    ("Maybe A", X),
+    ("", X),
+    ("   ", X),
+    (None, X),
 ]
 
 
@@ -170,13 +369,27 @@ def test_every_family_has_forty_replies_both_ways(table):
 OPTIONS = ["The grandfather", "The grandson", "Unknown"]
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("The grandson.", "B"), ("the grandson", "B"), ("Answer: The grandson", "B"), ("unknown", "C"),
-    ("A. The grandfather", "A"), ("B The grandson", "B"), ("(B) The grandson", "B"), ("B", "B"),
-    ("A\nThe grandfather", "A"),
-    ("A. The grandson", X), ("A\nThe grandson", X),  # letter and text disagree
-    ("The grandson or the grandfather", X), ("Nobody", X), ("A, B or C", X), ("", X), (None, X),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("The grandson.", "B"),
+        ("the grandson", "B"),
+        ("Answer: The grandson", "B"),
+        ("unknown", "C"),
+        ("A. The grandfather", "A"),
+        ("B The grandson", "B"),
+        ("(B) The grandson", "B"),
+        ("B", "B"),
+        ("A\nThe grandfather", "A"),
+        ("A. The grandson", X),
+        ("A\nThe grandson", X),  # letter and text disagree
+        ("The grandson or the grandfather", X),
+        ("Nobody", X),
+        ("A, B or C", X),
+        ("", X),
+        (None, X),
+    ],
+)
 def test_parse_option(reply, expected):
     assert parse_option(reply, OPTIONS) == expected
 
@@ -199,11 +412,16 @@ def test_label_sets_match_the_tasks_labels():
     assert FACT_CHECK.canonical("not-enough  information") == N and FACT_CHECK.canonical("nope") is None
 
 
-@pytest.mark.parametrize("task, label_set, replies", [
-    ("entity_resolution", MATCH_YN, YES_NO_REPLIES), ("toxicity", YES_NO, TOXICITY_REPLIES),
-    ("fact_checking", FACT_CHECK, FACT_REPLIES), ("medqa_tf", TRUE_FALSE, TRUE_FALSE_REPLIES),
-    ("bbq", ABC, LETTER_REPLIES),
-])
+@pytest.mark.parametrize(
+    "task, label_set, replies",
+    [
+        ("entity_resolution", MATCH_YN, YES_NO_REPLIES),
+        ("toxicity", YES_NO, TOXICITY_REPLIES),
+        ("fact_checking", FACT_CHECK, FACT_REPLIES),
+        ("medqa_tf", TRUE_FALSE, TRUE_FALSE_REPLIES),
+        ("bbq", ABC, LETTER_REPLIES),
+    ],
+)
 def test_every_task_parses_through_the_shared_grammar(task, label_set, replies):
     parser = get_task(task)
     for reply, _ in replies:
@@ -225,13 +443,16 @@ def test_custom_label_sets():
     assert as_label_set(["x", "y"]).labels == ("x", "y")
 
 
-@pytest.mark.parametrize("forms, affirmative, message", [
-    ({}, (), "has no labels"),
-    ({"a": ("same",), "b": ("same",)}, (), "names both"),
-    ({"a": ("",)}, (), "empty form"),
-    ({"a": "abc"}, (), "not a string"),
-    ({"a": ()}, ("b",), "affirmative"),
-])
+@pytest.mark.parametrize(
+    "forms, affirmative, message",
+    [
+        ({}, (), "has no labels"),
+        ({"a": ("same",), "b": ("same",)}, (), "names both"),
+        ({"a": ("",)}, (), "empty form"),
+        ({"a": "abc"}, (), "not a string"),
+        ({"a": ()}, ("b",), "affirmative"),
+    ],
+)
 def test_label_set_refuses_ambiguous_definitions(forms, affirmative, message):
     with pytest.raises(InvalidParameter, match=message):
         LabelSet("bad", forms, affirmative)
@@ -249,37 +470,40 @@ def test_answer_body_strips_tokens_decoration_and_one_preamble():
 
 
 # -- the study's rules -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task, reply, strict, study", [
-    # entity resolution: the first y/n token anywhere, then yes/no
-    ("entity_resolution", "The records do not match, n", X, "n"),
-    ("entity_resolution", "y or n", X, "y"),
-    ("entity_resolution", "yes or no", X, "y"),
-    ("entity_resolution", "Yes, they are not the same", X, "y"),
-    ("entity_resolution", "I think they are different people, so no", X, "n"),
-    ("entity_resolution", "Answer: n", "n", "n"),
-    ("entity_resolution", "No.", "n", "n"),
-    ("entity_resolution", "maybe", X, X),
-    ("entity_resolution", "yes/no", X, X),  # "yesno" after the punctuation is removed
-    ("entity_resolution", None, X, X),
-    # fact-checking: "." removed, case-sensitive exact match
-    ("fact_checking", "supports", S, X),
-    ("fact_checking", "The answer is REFUTES", R, X),
-    ("fact_checking", "Not enough info", N, X),
-    ("fact_checking", "REFUTES. The claim is wrong", R, X),
-    ("fact_checking", "SUPPORTS.", S, S),
-    ("fact_checking", "SUPPORTS</s>", S, S),
-    ("fact_checking", "SUPPORTS or REFUTES", X, X),
-    # toxicity: "yes" anywhere is toxic, everything else non-toxic, nothing invalid
-    ("toxicity", "I cannot say yes or no.", X, "yes"),
-    ("toxicity", "Yesterday I read it.", X, "yes"),
-    ("toxicity", "Yes, it is not toxic", X, "yes"),
-    ("toxicity", "The comment contains toxicity.", X, "no"),
-    ("toxicity", "Not toxic.", X, "no"),
-    ("toxicity", "", X, "no"),
-    ("toxicity", None, X, "no"),
-    ("toxicity", "Yes", "yes", "yes"),
-    ("toxicity", "no", "no", "no"),
-])
+@pytest.mark.parametrize(
+    "task, reply, strict, study",
+    [
+        # entity resolution: the first y/n token anywhere, then yes/no
+        ("entity_resolution", "The records do not match, n", X, "n"),
+        ("entity_resolution", "y or n", X, "y"),
+        ("entity_resolution", "yes or no", X, "y"),
+        ("entity_resolution", "Yes, they are not the same", X, "y"),
+        ("entity_resolution", "I think they are different people, so no", X, "n"),
+        ("entity_resolution", "Answer: n", "n", "n"),
+        ("entity_resolution", "No.", "n", "n"),
+        ("entity_resolution", "maybe", X, X),
+        ("entity_resolution", "yes/no", X, X),  # "yesno" after the punctuation is removed
+        ("entity_resolution", None, X, X),
+        # fact-checking: "." removed, case-sensitive exact match
+        ("fact_checking", "supports", S, X),
+        ("fact_checking", "The answer is REFUTES", R, X),
+        ("fact_checking", "Not enough info", N, X),
+        ("fact_checking", "REFUTES. The claim is wrong", R, X),
+        ("fact_checking", "SUPPORTS.", S, S),
+        ("fact_checking", "SUPPORTS</s>", S, S),
+        ("fact_checking", "SUPPORTS or REFUTES", X, X),
+        # toxicity: "yes" anywhere is toxic, everything else non-toxic, nothing invalid
+        ("toxicity", "I cannot say yes or no.", X, "yes"),
+        ("toxicity", "Yesterday I read it.", X, "yes"),
+        ("toxicity", "Yes, it is not toxic", X, "yes"),
+        ("toxicity", "The comment contains toxicity.", X, "no"),
+        ("toxicity", "Not toxic.", X, "no"),
+        ("toxicity", "", X, "no"),
+        ("toxicity", None, X, "no"),
+        ("toxicity", "Yes", "yes", "yes"),
+        ("toxicity", "no", "no", "no"),
+    ],
+)
 def test_study_rule_beside_the_strict_rule(task, reply, strict, study):
     parser = get_task(task)
     assert parser.parse(reply) == strict
@@ -298,5 +522,4 @@ def test_study_rules_cover_the_studys_classification_tasks_only():
 
 def test_toxicity_study_rule_is_the_reports_substring_rule():
     replies = ["yes", "Yes.", "I'd say yes.", "The comment contains toxicity.", "no", "", "YES!", "eyes", None]
-    assert [study_rule("toxicity", r) for r in replies] == ["yes" if "yes" in str(r).lower() else "no"
-                                                             for r in replies]
+    assert [study_rule("toxicity", r) for r in replies] == ["yes" if "yes" in str(r).lower() else "no" for r in replies]

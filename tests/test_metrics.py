@@ -11,8 +11,15 @@ from sklearn.metrics import f1_score
 
 from labscale import metrics
 from labscale.errors import InvalidParameter
-from labscale.metrics import (binary_classification_metrics, bootstrap_ci, confusion_counts, metric,
-                              multiclass_classification_metrics, offline_bertscore_encoder, summarization_metrics)
+from labscale.metrics import (
+    binary_classification_metrics,
+    bootstrap_ci,
+    confusion_counts,
+    metric,
+    multiclass_classification_metrics,
+    offline_bertscore_encoder,
+    summarization_metrics,
+)
 from labscale.tasks.base import INVALID
 
 
@@ -36,7 +43,8 @@ def test_binary_invalid_answer_is_wrong_everywhere():
 
     result = binary_classification_metrics(gold, parsed, positive="y", negative="n")
     assert values(result) == pytest.approx(
-        {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "invalid_rate": 0.25})
+        {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "invalid_rate": 0.25}
+    )
     assert all(m["n"] == 4 for m in result.values())
 
     # The original code (original-code.md §6 item 8) dropped the invalid answer from FN: recall = 1 / (1 + 0)
@@ -52,18 +60,21 @@ def test_binary_invalid_on_negative_gold_is_false_positive():
     assert counts == {"tp": 1, "fp": 1, "fn": 0, "tn": 1, "invalid": 1}
     result = binary_classification_metrics(["n", "n", "y"], ["maybe", "n", "y"], positive="y", negative="n")
     assert values(result) == pytest.approx(
-        {"accuracy": 2 / 3, "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "invalid_rate": 1 / 3})
+        {"accuracy": 2 / 3, "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "invalid_rate": 1 / 3}
+    )
 
 
 def test_binary_zero_division_gives_zero():
     # no positive predicted: precision 0/0 -> 0, recall 0/2 = 0, f1 -> 0
     result = binary_classification_metrics(["y", "y", "n"], ["n", "n", "n"], positive="y", negative="n")
     assert values(result) == pytest.approx(
-        {"accuracy": 1 / 3, "precision": 0.0, "recall": 0.0, "f1": 0.0, "invalid_rate": 0.0})
+        {"accuracy": 1 / 3, "precision": 0.0, "recall": 0.0, "f1": 0.0, "invalid_rate": 0.0}
+    )
     # every answer unparseable: all wrong, nothing divides by zero
     result = binary_classification_metrics(["y", "n"], [INVALID, INVALID], positive="y", negative="n")
     assert values(result) == pytest.approx(
-        {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "invalid_rate": 1.0})
+        {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "invalid_rate": 1.0}
+    )
 
 
 def test_binary_rejects_bad_input():
@@ -86,7 +97,8 @@ def test_multiclass_hand_worked_f1():
     # weighted = (3*2/3 + 2*1/2 + 1*0) / 6 = 3/6 = 0.5;  macro = (2/3 + 1/2 + 0) / 3 = 7/18
     result = multiclass_classification_metrics(gold, parsed, labels=labels)
     assert values(result) == pytest.approx(
-        {"accuracy": 0.5, "f1_weighted": 0.5, "f1_macro": 7 / 18, "invalid_rate": 1 / 6})
+        {"accuracy": 0.5, "f1_weighted": 0.5, "f1_macro": 7 / 18, "invalid_rate": 1 / 6}
+    )
     for average in ("weighted", "macro"):
         expected = f1_score(gold, parsed, labels=labels, average=average, zero_division=0)
         assert result[f"f1_{average}"]["value"] == pytest.approx(expected)
@@ -146,12 +158,16 @@ def test_binary_ci_is_deterministic_and_brackets_value():
 
 
 # -- summarization ------------------------------------------------------------------------------------------
-REFS = ["The patient reports chest pain that started two days ago.",
-        "She has a history of type 2 diabetes and takes metformin daily.",
-        "No known drug allergies were reported by the patient."]
-HYPS = ["The patient says chest pain started two days ago.",
-        "She has type 2 diabetes and takes metformin every day.",
-        "The patient reported no known drug allergies."]
+REFS = [
+    "The patient reports chest pain that started two days ago.",
+    "She has a history of type 2 diabetes and takes metformin daily.",
+    "No known drug allergies were reported by the patient.",
+]
+HYPS = [
+    "The patient says chest pain started two days ago.",
+    "She has type 2 diabetes and takes metformin every day.",
+    "The patient reported no known drug allergies.",
+]
 
 
 @pytest.fixture(scope="module")

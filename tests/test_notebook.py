@@ -20,21 +20,38 @@ def test_domain_adaptation_notebook_runs_and_renders(embedded_model_dir, tmp_pat
     monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
     runs, adapters = tmp_path / "runs", tmp_path / "adapters"
     executed = execute_chapter(
-        "domain_adaptation", output=tmp_path / "book" / "chapters" / "domain_adaptation.ipynb",
-        parameters={"limit": 3, "shots": [0, 2], "output_dir": str(runs), "n_resamples": 200, "seed": 5,
-                    "max_new_tokens": {"summarization": 24}, "adapter_root": str(adapters),
-                    # 8 examples, batch 2 -> 4 steps, a checkpoint every 4 samples, LoRA on the top 2 layers
-                    "finetune_options": {"train_fraction": 8 / 600, "per_device_batch_size": 2, "max_length": 256,
-                                         "checkpoint_every_samples": 4, "top_layers": 2, "r": 4, "alpha": 8,
-                                         "warmup_steps": 1}})
+        "domain_adaptation",
+        output=tmp_path / "book" / "chapters" / "domain_adaptation.ipynb",
+        parameters={
+            "limit": 3,
+            "shots": [0, 2],
+            "output_dir": str(runs),
+            "n_resamples": 200,
+            "seed": 5,
+            "max_new_tokens": {"summarization": 24},
+            "adapter_root": str(adapters),
+            # 8 examples, batch 2 -> 4 steps, a checkpoint every 4 samples, LoRA on the top 2 layers
+            "finetune_options": {
+                "train_fraction": 8 / 600,
+                "per_device_batch_size": 2,
+                "max_length": 256,
+                "checkpoint_every_samples": 4,
+                "top_layers": 2,
+                "r": 4,
+                "alpha": 8,
+                "warmup_steps": 1,
+            },
+        },
+    )
 
     nb = nbformat.read(executed, as_version=4)
     tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
     assert ["parameters"] in tags and ["injected-parameters"] in tags
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
-    html_outputs = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
-                           for o in c.get("outputs", []))
+    html_outputs = "".join(
+        o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "Wolfe et al. 2024, Table 2" in html_outputs and "bertscore_f1" in html_outputs
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
@@ -47,19 +64,24 @@ def test_domain_adaptation_notebook_runs_and_renders(embedded_model_dir, tmp_pat
     card = json.loads((adapters / "smollm2-135m" / "fact_checking" / "adapter" / "labscale_card.json").read_text())
     assert card["steps"]["optimizer_steps"] == 4 and card["lora"]["layers"] == [28, 29]
     curve = find_runs(tmp_path / "runs_learning_curve")
-    assert sorted(r.parent.parent.parent.name for r in curve) == ["samples-000000", "samples-000004",
-                                                                 "samples-000008"]
+    assert sorted(r.parent.parent.parent.name for r in curve) == ["samples-000000", "samples-000004", "samples-000008"]
     params = json.loads((records[0] / "params.json").read_text())
     assert params["limit"] == 3 and params["seed"] == 5 and params["shots"] in (0, 2)
     manifest = json.loads((records[0] / "manifest.json").read_text())
     assert manifest["items"] == 3 and manifest["model"]["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
-    costed = execute_chapter("cost", output=tmp_path / "book" / "chapters" / "cost.ipynb",
-                             parameters={"runs_root": str(runs), "finetune_records": [str(adapters)]})
+    costed = execute_chapter(
+        "cost",
+        output=tmp_path / "book" / "chapters" / "cost.ipynb",
+        parameters={"runs_root": str(runs), "finetune_records": [str(adapters)]},
+    )
     nb = nbformat.read(costed, as_version=4)
-    assert [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"] == []
-    text = "".join(o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
+    assert [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+    ] == []
+    text = "".join(
+        o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "fine-tuning" in text and "gcp-t4-spot" in text and "Wolfe et al. 2024" in text
 
     # render exactly these executed notebooks with the project's book configuration

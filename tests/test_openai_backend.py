@@ -89,8 +89,9 @@ class FaultyTransport(httpx2.BaseTransport):
 
 
 def backend_with(server, transport, cache=None, **options) -> OpenAIBackend:
-    return OpenAIBackend.from_spec(parse_model_spec(spec_for(server, **options)), cache=cache,
-                                   http_client=httpx2.Client(transport=transport))
+    return OpenAIBackend.from_spec(
+        parse_model_spec(spec_for(server, **options)), cache=cache, http_client=httpx2.Client(transport=transport)
+    )
 
 
 def error_500(_n=None, _request=None) -> httpx2.Response:
@@ -121,8 +122,12 @@ def test_replies_usage_and_metadata(reference, server):
         assert set(g.extra) == {"finish_reason", "system_fingerprint", "response_model"}
     assert backend.stats.model_calls == len(CONVERSATIONS) and backend.stats.cache_hits == 0
     assert backend.stats.prompt_tokens == sum(g.prompt_tokens for g in generations)
-    assert backend.identity() == {"backend": "openai", "model": server.model, "revision": None,
-                                  "base_url": server.base_url}
+    assert backend.identity() == {
+        "backend": "openai",
+        "model": server.model,
+        "revision": None,
+        "base_url": server.base_url,
+    }
     assert len(cache) == len(CONVERSATIONS)
 
 
@@ -135,8 +140,9 @@ def test_second_call_is_served_from_the_cache(reference, server):
     assert transport.attempts == 0
     assert all(g.cached for g in again)
     assert [g.text for g in again] == [g.text for g in first]
-    assert [(g.prompt_tokens, g.completion_tokens, g.extra) for g in again] == \
-        [(g.prompt_tokens, g.completion_tokens, g.extra) for g in first]
+    assert [(g.prompt_tokens, g.completion_tokens, g.extra) for g in again] == [
+        (g.prompt_tokens, g.completion_tokens, g.extra) for g in first
+    ]
 
 
 def test_decoding_is_sent_explicitly(server, cache, monkeypatch):
@@ -157,8 +163,11 @@ def test_decoding_is_sent_explicitly(server, cache, monkeypatch):
 def test_transient_faults_are_retried_and_nothing_is_lost(reference, server, cache):
     _, _, clean = reference
     faults = {
-        1: httpx2.Response(429, headers={"retry-after": "0.05"},
-                           json={"error": {"message": "injected rate limit", "type": "rate_limit"}}),
+        1: httpx2.Response(
+            429,
+            headers={"retry-after": "0.05"},
+            json={"error": {"message": "injected rate limit", "type": "rate_limit"}},
+        ),
         2: error_500(),
         3: httpx2.ReadTimeout("injected read timeout"),
     }
@@ -170,8 +179,9 @@ def test_transient_faults_are_retried_and_nothing_is_lost(reference, server, cac
     assert backend.retry_record() == {"total": 3, "by_cause": {"429": 1, "500": 1, "timeout": 1}}
     assert backend.stats.model_calls == len(CONVERSATIONS)
     assert [g.text for g in generations] == [g.text for g in clean]
-    assert [(g.prompt_tokens, g.completion_tokens) for g in generations] == \
-        [(g.prompt_tokens, g.completion_tokens) for g in clean]
+    assert [(g.prompt_tokens, g.completion_tokens) for g in generations] == [
+        (g.prompt_tokens, g.completion_tokens) for g in clean
+    ]
     assert len(cache) == len(CONVERSATIONS)
 
 
@@ -220,10 +230,17 @@ def test_a_failing_batch_stops_sending(server, cache):
 def test_a_run_that_failed_on_timeouts_blames_the_timeouts(server, cache):
     """A real timeout (a 1 ms limit against the real server) after one injected 429: the error counts the causes,
     names the timeout first, with its fix, and does not blame the rate limit."""
+
     def rate_limit_first(n, request):
-        return httpx2.Response(429, headers={"retry-after": "0"},
-                               json={"error": {"message": "injected rate limit", "type": "rate_limit"}}) \
-            if n == 1 else None
+        return (
+            httpx2.Response(
+                429,
+                headers={"retry-after": "0"},
+                json={"error": {"message": "injected rate limit", "type": "rate_limit"}},
+            )
+            if n == 1
+            else None
+        )
 
     transport = FaultyTransport(rate_limit_first)
     backend = backend_with(server, transport, cache, concurrency=1, max_retries=2, timeout=0.001)
@@ -238,8 +255,10 @@ def test_a_run_that_failed_on_timeouts_blames_the_timeouts(server, cache):
     assert backend.retry_record() == {"total": 2, "by_cause": {"429": 1, "timeout": 1}}
 
 
-@pytest.mark.parametrize("status, fix", [(401, r"refused the API key \(HTTP 401\).*LABSCALE_TEST_KEY"),
-                                         (404, r"knows no model .*\(HTTP 404\)")])
+@pytest.mark.parametrize(
+    "status, fix",
+    [(401, r"refused the API key \(HTTP 401\).*LABSCALE_TEST_KEY"), (404, r"knows no model .*\(HTTP 404\)")],
+)
 def test_errors_that_are_not_transient_say_so(server, cache, monkeypatch, status, fix):
     monkeypatch.setenv("LABSCALE_TEST_KEY", SECRET)
 
@@ -269,18 +288,21 @@ def test_api_model_alone_through_the_runner(server, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     cache = ResponseCache(tmp_path / "c.sqlite")
     models = [spec_for(server, timeout=60)]
-    plan = plan_experiment(models, ["fact_checking"], [0], limit=2, output_dir=tmp_path / "runs", cache=cache,
-                           n_resamples=100)
-    tuned = finetune.finetune_tasks(models[0], [], config=finetune.FinetuneConfig.preset("cpu"),
-                                    output_root=tmp_path / "adapters")
+    plan = plan_experiment(
+        models, ["fact_checking"], [0], limit=2, output_dir=tmp_path / "runs", cache=cache, n_resamples=100
+    )
+    tuned = finetune.finetune_tasks(
+        models[0], [], config=finetune.FinetuneConfig.preset("cpu"), output_root=tmp_path / "adapters"
+    )
     assert tuned == {} and finetune.training_summary(tuned).empty
     plan.add_adapters({task: result.adapter_dir for task, result in tuned.items()})
-    faults = {1: httpx2.Response(429, headers={"retry-after": "0"}, json={"error": {"message": "slow down"}}),
-              2: httpx2.ReadTimeout("injected read timeout")}
+    faults = {
+        1: httpx2.Response(429, headers={"retry-after": "0"}, json={"error": {"message": "slow down"}}),
+        2: httpx2.ReadTimeout("injected read timeout"),
+    }
     [label] = plan.backends
     assert label == spec_for(server)  # the label leaves out timeout=60
-    plan.backends[label] = backend_with(server, FaultyTransport(lambda n, request: faults.get(n)), cache,
-                                        timeout=60)
+    plan.backends[label] = backend_with(server, FaultyTransport(lambda n, request: faults.get(n)), cache, timeout=60)
     results = run_experiment(plan, progress=False)
     [run] = find_runs(tmp_path / "runs")
     assert run.parent.parent.name == parse_model_spec(spec_for(server)).slug and "timeout" not in str(run)
@@ -290,8 +312,15 @@ def test_api_model_alone_through_the_runner(server, tmp_path, monkeypatch):
     assert set(results["model"]) == {label}
     written = record["manifest"]["written_at"]
 
-    again = plan_experiment([spec_for(server, timeout=5, concurrency=1, max_retries=1)], ["fact_checking"], [0],
-                            limit=2, output_dir=tmp_path / "runs", cache=cache, n_resamples=100)
+    again = plan_experiment(
+        [spec_for(server, timeout=5, concurrency=1, max_retries=1)],
+        ["fact_checking"],
+        [0],
+        limit=2,
+        output_dir=tmp_path / "runs",
+        cache=cache,
+        n_resamples=100,
+    )
     again.backends[label] = backend_with(server, Forbidden(), cache, timeout=5)
     run_experiment(again, progress=False)
     assert find_runs(tmp_path / "runs") == [run] and read_run(run)["manifest"]["written_at"] == written
@@ -303,8 +332,15 @@ class Forbidden(httpx2.BaseTransport):
         pytest.fail(f"no HTTP request may be sent, got {request.method} {request.url}")
 
 
-@pytest.mark.parametrize("text", ["openai:gpt-4-1106-preview", "gpt-4-turbo", "gpt-3.5-turbo",
-                                  "openai:gpt-4-1106-preview?base_url=https://API.openai.com/v1/"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "openai:gpt-4-1106-preview",
+        "gpt-4-turbo",
+        "gpt-3.5-turbo",
+        "openai:gpt-4-1106-preview?base_url=https://API.openai.com/v1/",
+    ],
+)
 def test_missing_key_for_openai_fails_before_any_request(monkeypatch, text):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -317,8 +353,9 @@ def test_missing_key_for_openai_fails_before_any_request(monkeypatch, text):
 def test_missing_key_names_the_chosen_variable(monkeypatch):
     monkeypatch.delenv("LABSCALE_TEST_KEY", raising=False)
     with pytest.raises(InvalidParameter, match="LABSCALE_TEST_KEY"):
-        OpenAIBackend("gpt-4-1106-preview", api_key_env="LABSCALE_TEST_KEY",
-                      http_client=httpx2.Client(transport=Forbidden()))
+        OpenAIBackend(
+            "gpt-4-1106-preview", api_key_env="LABSCALE_TEST_KEY", http_client=httpx2.Client(transport=Forbidden())
+        )
 
 
 def test_local_servers_need_no_key(monkeypatch, server):
@@ -341,8 +378,10 @@ def test_key_never_reaches_cache_identity_errors_or_logs(monkeypatch, server, ca
 
     # ... but a server that echoes it back in an error does not get it into our exception
     def echo_key(n, request):
-        return httpx2.Response(401, json={"error": {"message": f"Incorrect API key provided: {SECRET} "
-                                                               f"({request.headers['authorization']})"}})
+        return httpx2.Response(
+            401,
+            json={"error": {"message": f"Incorrect API key provided: {SECRET} ({request.headers['authorization']})"}},
+        )
 
     leaky = backend_with(server, FaultyTransport(echo_key), cache, api_key_env="LABSCALE_TEST_KEY")
     with pytest.raises(RuntimeError) as failure:
@@ -352,8 +391,14 @@ def test_key_never_reaches_cache_identity_errors_or_logs(monkeypatch, server, ca
     cache.close()
     stored = b"".join(p.read_bytes() for p in cache.path.parent.glob(cache.path.name + "*"))
     assert len(stored) > 0
-    for where in (json.dumps(backend.identity()), repr(backend), str(backend.__dict__), error_text,
-                  caplog.text, stored.decode("latin-1")):
+    for where in (
+        json.dumps(backend.identity()),
+        repr(backend),
+        str(backend.__dict__),
+        error_text,
+        caplog.text,
+        stored.decode("latin-1"),
+    ):
         assert SECRET not in where
         assert SECRET[8:] not in where  # nor a masked-prefix form
 
@@ -375,8 +420,12 @@ def test_options_are_validated(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     backend = load_backend("openai:gpt-4-1106-preview?concurrency=3&max_retries=2&timeout=5")
     assert (backend.concurrency, backend.max_retries, backend.timeout, backend.batch_size) == (3, 2, 5.0, 12)
-    assert backend.identity() == {"backend": "openai", "model": "gpt-4-1106-preview", "revision": None,
-                                  "base_url": "https://api.openai.com/v1"}
+    assert backend.identity() == {
+        "backend": "openai",
+        "model": "gpt-4-1106-preview",
+        "revision": None,
+        "base_url": "https://api.openai.com/v1",
+    }
     with pytest.raises(InvalidParameter):
         load_backend("openai:gpt-4-1106-preview?concurrency=0")
     with pytest.raises(InvalidParameter) as failure:

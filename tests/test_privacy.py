@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from labscale.errors import InvalidParameter
-from labscale.metrics import (canary_exposure, membership_metrics, roc_auc, skewnorm_moments_fit, tpr_at_fpr)
+from labscale.metrics import canary_exposure, membership_metrics, roc_auc, skewnorm_moments_fit, tpr_at_fpr
 from labscale.privacy import epsilon_label, make_canaries, parse_epsilon
 from labscale.tasks import INVALID, get_task
 
@@ -129,9 +129,21 @@ def test_local_medqa_release_reduced_to_true_false(shared_data):
 def _tiny_config(**overrides):
     from labscale.finetune import FinetuneConfig
 
-    return FinetuneConfig.preset("cpu", **{"train_fraction": 12 / 400, "per_device_batch_size": 4, "epochs": 1,
-                                           "top_layers": 2, "r": 4, "alpha": 8, "max_length": 256,
-                                           "completion_only_loss": False, "warmup_steps": 1, **overrides})
+    return FinetuneConfig.preset(
+        "cpu",
+        **{
+            "train_fraction": 12 / 400,
+            "per_device_batch_size": 4,
+            "epochs": 1,
+            "top_layers": 2,
+            "r": 4,
+            "alpha": 8,
+            "max_length": 256,
+            "completion_only_loss": False,
+            "warmup_steps": 1,
+            **overrides,
+        },
+    )
 
 
 def test_bad_dp_settings_fail_before_training(tmp_path):
@@ -140,8 +152,7 @@ def test_bad_dp_settings_fail_before_training(tmp_path):
     with pytest.raises(InvalidParameter, match="whole number"):
         dp_finetune("smollm2-135m", "medqa_tf", epsilon=1, config=_tiny_config(epochs=1.5), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="load_in_4bit"):
-        dp_finetune("smollm2-135m", "medqa_tf", epsilon=1, config=_tiny_config(load_in_4bit=True),
-                    output_dir=tmp_path)
+        dp_finetune("smollm2-135m", "medqa_tf", epsilon=1, config=_tiny_config(load_in_4bit=True), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="epsilon"):
         dp_finetune("smollm2-135m", "medqa_tf", epsilon=-2, config=_tiny_config(), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="task"):
@@ -154,8 +165,15 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     from labscale.privacy import dp_summary, dp_sweep, leakage_audit
 
     canaries = make_canaries([1, 8], digits=4)
-    results = dp_sweep("smollm2-135m", "medqa_tf", [2.0, "inf"], config=_tiny_config(), output_root=tmp_path / "a",
-                       canaries=canaries, delta=1e-3)
+    results = dp_sweep(
+        "smollm2-135m",
+        "medqa_tf",
+        [2.0, "inf"],
+        config=_tiny_config(),
+        output_root=tmp_path / "a",
+        canaries=canaries,
+        delta=1e-3,
+    )
     summary = dp_summary(results).set_index("adapter")
     private, public = results["eps=2"].model_card["privacy"], results["eps=inf"].model_card["privacy"]
     assert private["noise_multiplier"] > 0.5 and 0 < private["epsilon_spent"] <= 2.0 + 1e-6
@@ -163,12 +181,25 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     assert summary.loc["eps=2", "rows (incl. canaries)"] == 12 + 9
     card_text = (results["eps=2"].adapter_dir / "README.md").read_text()
     assert "DP-SGD" in card_text and "noise multiplier" in card_text
-    again = dp_sweep("smollm2-135m", "medqa_tf", [2.0], config=_tiny_config(), output_root=tmp_path / "a",
-                     canaries=canaries, delta=1e-3)
+    again = dp_sweep(
+        "smollm2-135m",
+        "medqa_tf",
+        [2.0],
+        config=_tiny_config(),
+        output_root=tmp_path / "a",
+        canaries=canaries,
+        delta=1e-3,
+    )
     assert again["eps=2"].reused
 
-    table = leakage_audit("smollm2-135m", {k: r.adapter_dir for k, r in results.items()},
-                          output_dir=tmp_path / "audit", n_candidates=20, n_resamples=100, progress=False)
+    table = leakage_audit(
+        "smollm2-135m",
+        {k: r.adapter_dir for k, r in results.items()},
+        output_dir=tmp_path / "audit",
+        n_candidates=20,
+        n_resamples=100,
+        progress=False,
+    )
     assert set(table["model"]) == {"base", "eps=2", "eps=inf"}
     auroc = table[table["metric"] == "auroc"]
     assert auroc["value"].between(0, 1).all() and len(auroc) == 3 * 3 + 2  # the base has no reference attack
@@ -177,11 +208,18 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     record = json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())
     assert record["data"]["members"] == 12 and record["data"]["non_members"] == 12
     # an identical audit is read back from its records (no model is scored again), with the same numbers
-    again = leakage_audit("smollm2-135m", {k: r.adapter_dir for k, r in results.items()},
-                          output_dir=tmp_path / "audit", n_candidates=20, n_resamples=100, progress=False)
+    again = leakage_audit(
+        "smollm2-135m",
+        {k: r.adapter_dir for k, r in results.items()},
+        output_dir=tmp_path / "audit",
+        n_candidates=20,
+        n_resamples=100,
+        progress=False,
+    )
     assert again["value"].tolist() == table["value"].tolist()
-    assert json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())["written_at"] == \
-        record["written_at"]
+    assert (
+        json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())["written_at"] == record["written_at"]
+    )
 
 
 def test_audit_comparisons_pair_the_same_rows(tmp_path):
@@ -194,12 +232,22 @@ def test_audit_comparisons_pair_the_same_rows(tmp_path):
     runs = {}
     for label, shift in (("base", 0.0), ("eps=inf", 1.5)):
         loss = rng.normal(size=40) + shift * member
-        rows = [{"id": f"r{i}", "member": bool(m), "loss": float(v), "zlib": float(v) / 2, "min_k": float(v),
-                 "nll": -float(v), "reference": float("nan") if label == "base" else float(v)}
-                for i, (m, v) in enumerate(zip(member, loss))]
+        rows = [
+            {
+                "id": f"r{i}",
+                "member": bool(m),
+                "loss": float(v),
+                "zlib": float(v) / 2,
+                "min_k": float(v),
+                "nll": -float(v),
+                "reference": float("nan") if label == "base" else float(v),
+            }
+            for i, (m, v) in enumerate(zip(member, loss, strict=True))
+        ]
         rows.append({"id": "canary-1", "member": None, "nll": 1.0})  # canary rows carry no membership
-        runs[label] = records.write_run(tmp_path / label, params={"model": label}, predictions=rows, metrics={},
-                                        manifest={})
+        runs[label] = records.write_run(
+            tmp_path / label, params={"model": label}, predictions=rows, metrics={}, manifest={}
+        )
     audit = pd.DataFrame({"model": list(runs), "run": [str(r) for r in runs.values()]})
     out = audit_comparisons(audit, n_resamples=300)
     assert set(out["metric"]) == {"AUROC (loss)", "AUROC (zlib)", "AUROC (min_k)"}  # no reference for the base

@@ -40,52 +40,73 @@ def test_unknown_shot_style_names_valid_ones():
 def test_plain_fallback_adds_roles_without_rewriting_content():
     msgs = build_messages("The user asked.", "assistant text stays", SHOTS[:1], system="A helpful assistant.")
     text = render_plain(msgs)
-    assert text == ("A helpful assistant.\nUser: The user asked.\n\nq1\nAssistant: a1\n"
-                    "User: assistant text stays\nAssistant:")
+    assert text == (
+        "A helpful assistant.\nUser: The user asked.\n\nq1\nAssistant: a1\nUser: assistant text stays\nAssistant:"
+    )
 
 
 def test_model_strings():
     spec = parse_model_spec("mistral-7b-instruct?load_in_4bit=true")
-    assert (spec.backend, spec.model, spec.options) == ("hf", "mistralai/Mistral-7B-Instruct-v0.1",
-                                                        {"load_in_4bit": True})
+    assert (spec.backend, spec.model, spec.options) == (
+        "hf",
+        "mistralai/Mistral-7B-Instruct-v0.1",
+        {"load_in_4bit": True},
+    )
     spec = parse_model_spec("hf:meta-llama/Llama-2-7b-chat-hf@abc123?adapter=runs/a&batch_size=4")
-    assert (spec.model, spec.revision, spec.options) == ("meta-llama/Llama-2-7b-chat-hf", "abc123",
-                                                         {"adapter": "runs/a", "batch_size": 4})
+    assert (spec.model, spec.revision, spec.options) == (
+        "meta-llama/Llama-2-7b-chat-hf",
+        "abc123",
+        {"adapter": "runs/a", "batch_size": 4},
+    )
     spec = parse_model_spec("openai:m?base_url=http://127.0.0.1:8000/v1&concurrency=2")
     assert spec.backend == "openai" and spec.options == {"base_url": "http://127.0.0.1:8000/v1", "concurrency": 2}
     assert parse_model_spec("gpt-4-turbo").model == "gpt-4-1106-preview"
     assert parse_model_spec("smollm2-135m").slug == "smollm2-135m"
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("gpt-5", r"unknown model 'gpt-5'; valid choices: .*'smollm2-135m'"),
-    ("vllm:x", r"unknown model backend 'vllm'; valid choices: 'hf', 'openai'"),
-    ("hf:m?load_in_3bit=true", r"unknown option for backend 'hf' 'load_in_3bit'; valid choices: .*'load_in_4bit'"),
-    ("hf:m?dtype=float8", r"'float8'.*'bfloat16'"),
-    ("hf:m?batch_size=0", r"batch_size.*positive"),
-    ("openai:m?concurrency=two", r"concurrency.*int"),
-    ("", r"non-empty"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("gpt-5", r"unknown model 'gpt-5'; valid choices: .*'smollm2-135m'"),
+        ("vllm:x", r"unknown model backend 'vllm'; valid choices: 'hf', 'openai'"),
+        ("hf:m?load_in_3bit=true", r"unknown option for backend 'hf' 'load_in_3bit'; valid choices: .*'load_in_4bit'"),
+        ("hf:m?dtype=float8", r"'float8'.*'bfloat16'"),
+        ("hf:m?batch_size=0", r"batch_size.*positive"),
+        ("openai:m?concurrency=two", r"concurrency.*int"),
+        ("", r"non-empty"),
+    ],
+)
 def test_bad_model_strings_name_the_value_and_choices(text, pattern):
     with pytest.raises(InvalidParameter, match=pattern):
         parse_model_spec(text)
 
 
 def test_aliases_cover_the_study_models():
-    assert {"mistral-7b-instruct", "llama-2-7b-chat", "falcon-7b-instruct", "gpt-4-turbo",
-            "gpt-3.5-turbo", "smollm2-135m"} <= set(ALIASES)
+    assert {
+        "mistral-7b-instruct",
+        "llama-2-7b-chat",
+        "falcon-7b-instruct",
+        "gpt-4-turbo",
+        "gpt-3.5-turbo",
+        "smollm2-135m",
+    } <= set(ALIASES)
 
 
-@pytest.mark.parametrize("text, label", [
-    ("openai:m?base_url=http://127.0.0.1:8000/v1", "openai:m?base_url=http://127.0.0.1:8000/v1"),
-    ("openai:m?base_url=http://127.0.0.1:8000/v1&timeout=120", "openai:m?base_url=http://127.0.0.1:8000/v1"),
-    ("openai:m?timeout=5&base_url=http://127.0.0.1:8000/v1&concurrency=8&max_retries=2&api_key_env=K",
-     "openai:m?base_url=http://127.0.0.1:8000/v1"),
-    ("gpt-4-turbo?timeout=300", "gpt-4-turbo"),
-    ("smollm2-135m?batch_size=3", "smollm2-135m"),
-    ("hf:org/m@abc?batch_size=4&load_in_4bit=true", "hf:org/m@abc?load_in_4bit=true"),
-    ("smollm2-135m?adapter=runs/a&batch_size=2", "smollm2-135m?adapter=runs/a"),
-])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("openai:m?base_url=http://127.0.0.1:8000/v1", "openai:m?base_url=http://127.0.0.1:8000/v1"),
+        ("openai:m?base_url=http://127.0.0.1:8000/v1&timeout=120", "openai:m?base_url=http://127.0.0.1:8000/v1"),
+        (
+            "openai:m?timeout=5&base_url=http://127.0.0.1:8000/v1&concurrency=8&max_retries=2&api_key_env=K",
+            "openai:m?base_url=http://127.0.0.1:8000/v1",
+        ),
+        ("gpt-4-turbo?timeout=300", "gpt-4-turbo"),
+        ("smollm2-135m?batch_size=3", "smollm2-135m"),
+        ("hf:org/m@abc?batch_size=4&load_in_4bit=true", "hf:org/m@abc?load_in_4bit=true"),
+        ("smollm2-135m?adapter=runs/a&batch_size=2", "smollm2-135m?adapter=runs/a"),
+    ],
+)
 def test_label_and_run_folder_leave_out_client_side_options(text, label):
     """Timeout, retries, concurrency, the key's variable and the HF batch size cannot change a reply: one model, one
     label, one run folder (the one a record made without those options already has)."""

@@ -13,24 +13,37 @@ from labscale.records import find_runs, metrics_table, read_run
 from labscale.runner import plan_experiment, run_experiment
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"tasks": ["entity_matching"]}, r"unknown task 'entity_matching'; valid choices: 'entity_resolution', "
-                                     r"'fact_checking', 'summarization'"),
-    ({"shots": [0, 4]}, r"shots=4 is out of range; valid range: \[0, 3\]"),
-    ({"limit": 0}, r"limit=0 is out of range"),
-    ({"source": "web"}, r"unknown data source for task 'entity_resolution' 'web'; valid choices: .*'offline'"),
-    ({"models": ["gpt-5"]}, r"unknown model 'gpt-5'"),
-    ({"models": ["smollm2-135m@abc"]}, r"embedded model has one revision.*remove '@abc'"),
-    ({"split": "dev"}, r"unknown split 'dev'; valid choices: 'train', 'validation', 'test'"),
-    ({"shot_style": "multiturn"}, r"unknown shot_style 'multiturn'; valid choices: 'chat', 'single'"),
-    ({"n_resamples": 10}, r"n_resamples=10 is out of range"),
-    ({"source": {"fact_checking": "offline"}, "tasks": ["fact_checking", "summarization"]},
-     r"names no source for tasks \['summarization'\]"),
-    ({"source": "local", "data_path": "/nonexistent/folder", "tasks": ["fact_checking"]},
-     r"/nonexistent/folder"),
-    ({"task_options": {"entity_resolution": {"benchmark": "Nope"}}, "source": "local",
-      "tasks": ["entity_resolution"]}, r"'Nope'.*'DBLP-ACM'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (
+            {"tasks": ["entity_matching"]},
+            r"unknown task 'entity_matching'; valid choices: 'entity_resolution', "
+            r"'fact_checking', 'summarization'",
+        ),
+        ({"shots": [0, 4]}, r"shots=4 is out of range; valid range: \[0, 3\]"),
+        ({"limit": 0}, r"limit=0 is out of range"),
+        ({"source": "web"}, r"unknown data source for task 'entity_resolution' 'web'; valid choices: .*'offline'"),
+        ({"models": ["gpt-5"]}, r"unknown model 'gpt-5'"),
+        ({"models": ["smollm2-135m@abc"]}, r"embedded model has one revision.*remove '@abc'"),
+        ({"split": "dev"}, r"unknown split 'dev'; valid choices: 'train', 'validation', 'test'"),
+        ({"shot_style": "multiturn"}, r"unknown shot_style 'multiturn'; valid choices: 'chat', 'single'"),
+        ({"n_resamples": 10}, r"n_resamples=10 is out of range"),
+        (
+            {"source": {"fact_checking": "offline"}, "tasks": ["fact_checking", "summarization"]},
+            r"names no source for tasks \['summarization'\]",
+        ),
+        ({"source": "local", "data_path": "/nonexistent/folder", "tasks": ["fact_checking"]}, r"/nonexistent/folder"),
+        (
+            {
+                "task_options": {"entity_resolution": {"benchmark": "Nope"}},
+                "source": "local",
+                "tasks": ["entity_resolution"],
+            },
+            r"'Nope'.*'DBLP-ACM'",
+        ),
+    ],
+)
 def test_bad_input_fails_before_any_model_loads(kwargs, pattern, tmp_path):
     with pytest.raises(InvalidParameter, match=pattern):
         plan_experiment(**{"output_dir": tmp_path, "cache": ResponseCache(tmp_path / "c.sqlite"), **kwargs})
@@ -40,8 +53,12 @@ def test_api_model_without_key_fails_at_planning(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(InvalidParameter, match="OPENAI_API_KEY"):
-        plan_experiment(models=["gpt-4-turbo"], tasks=["fact_checking"], output_dir=tmp_path,
-                        cache=ResponseCache(tmp_path / "c.sqlite"))
+        plan_experiment(
+            models=["gpt-4-turbo"],
+            tasks=["fact_checking"],
+            output_dir=tmp_path,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
 
 
 def test_unavailable_hub_model_fails_at_planning_quickly(tmp_path, monkeypatch):
@@ -51,21 +68,45 @@ def test_unavailable_hub_model_fails_at_planning_quickly(tmp_path, monkeypatch):
     model = "hf:labscale-test/no-such-model-3f9c2"
     start = time.perf_counter()
     with pytest.raises(InvalidParameter) as failure:
-        plan_experiment(models=[model], tasks=["fact_checking"], shots=[0], limit=2, output_dir=tmp_path,
-                        cache=ResponseCache(tmp_path / "c.sqlite"))
+        plan_experiment(
+            models=[model],
+            tasks=["fact_checking"],
+            shots=[0],
+            limit=2,
+            output_dir=tmp_path,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
     assert time.perf_counter() - start < 5
     message = str(failure.value)
-    for part in (model, "not in the Hugging Face cache", "HF_HUB_OFFLINE=1", "hf download labscale-test/no-such-",
-                 "HF_HOME", "'smollm2-135m'"):
+    for part in (
+        model,
+        "not in the Hugging Face cache",
+        "HF_HUB_OFFLINE=1",
+        "hf download labscale-test/no-such-",
+        "HF_HOME",
+        "'smollm2-135m'",
+    ):
         assert part in message
     assert not (tmp_path / "runs").exists()
     # a pinned revision is named too; a folder that is not a model folder is refused as such
     with pytest.raises(InvalidParameter, match=r"at revision 'abc123'.*HF_HUB_OFFLINE=1"):
-        plan_experiment(models=[f"{model}@abc123"], tasks=["fact_checking"], shots=[0], limit=2,
-                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+        plan_experiment(
+            models=[f"{model}@abc123"],
+            tasks=["fact_checking"],
+            shots=[0],
+            limit=2,
+            output_dir=tmp_path,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
     with pytest.raises(InvalidParameter, match=r"has no config.json"):
-        plan_experiment(models=[f"hf:{tmp_path}"], tasks=["fact_checking"], shots=[0], limit=2,
-                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+        plan_experiment(
+            models=[f"hf:{tmp_path}"],
+            tasks=["fact_checking"],
+            shots=[0],
+            limit=2,
+            output_dir=tmp_path,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
 
 
 def test_unreachable_hub_fails_at_planning_without_waiting(tmp_path, monkeypatch):
@@ -83,17 +124,32 @@ def test_unreachable_hub_fails_at_planning_without_waiting(tmp_path, monkeypatch
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
     start = time.perf_counter()
-    with pytest.raises(InvalidParameter, match=r"'hf:labscale-test/no-such-model'.*not in the Hugging Face cache.*"
-                                               r"hub could not be reached.*set HF_HUB_OFFLINE=1"):
-        plan_experiment(models=["hf:labscale-test/no-such-model"], tasks=["fact_checking"], shots=[0], limit=2,
-                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+    with pytest.raises(
+        InvalidParameter,
+        match=r"'hf:labscale-test/no-such-model'.*not in the Hugging Face cache.*"
+        r"hub could not be reached.*set HF_HUB_OFFLINE=1",
+    ):
+        plan_experiment(
+            models=["hf:labscale-test/no-such-model"],
+            tasks=["fact_checking"],
+            shots=[0],
+            limit=2,
+            output_dir=tmp_path,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
     assert time.perf_counter() - start < 15
 
 
 def test_a_local_model_folder_and_the_hub_cache_pass_planning(embedded_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    plan = plan_experiment(models=[f"hf:{embedded_model_dir}"], tasks=["fact_checking"], shots=[0], limit=2,
-                           output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+    plan = plan_experiment(
+        models=[f"hf:{embedded_model_dir}"],
+        tasks=["fact_checking"],
+        shots=[0],
+        limit=2,
+        output_dir=tmp_path,
+        cache=ResponseCache(tmp_path / "c.sqlite"),
+    )
     assert plan.backends[f"hf:{embedded_model_dir}"]._model is None
     # a hub id whose config and weights are in the local hub cache (the layout hf download writes) passes offline
     from huggingface_hub import constants
@@ -116,13 +172,18 @@ def test_a_local_model_folder_and_the_hub_cache_pass_planning(embedded_model_dir
 
 def test_one_model_listed_twice_is_refused(tmp_path):
     with pytest.raises(InvalidParameter, match=r"same model more than once: \['smollm2-135m'\]"):
-        plan_experiment(models=["smollm2-135m", "smollm2-135m?batch_size=2"], tasks=["fact_checking"],
-                        output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite"))
+        plan_experiment(
+            models=["smollm2-135m", "smollm2-135m?batch_size=2"],
+            tasks=["fact_checking"],
+            output_dir=tmp_path,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
 
 
 def test_a_valid_plan_loads_no_weights(tmp_path):
-    plan = plan_experiment(tasks=["fact_checking"], limit=5, output_dir=tmp_path,
-                           cache=ResponseCache(tmp_path / "c.sqlite"))
+    plan = plan_experiment(
+        tasks=["fact_checking"], limit=5, output_dir=tmp_path, cache=ResponseCache(tmp_path / "c.sqlite")
+    )
     backend = plan.backends["smollm2-135m"]
     assert backend._model is None
     summary = plan.summary()
@@ -133,8 +194,16 @@ def test_a_valid_plan_loads_no_weights(tmp_path):
 @pytest.mark.slow
 def test_run_writes_records_and_reruns_without_model_calls(embedded_model_dir, tmp_path):
     cache = ResponseCache(tmp_path / "c.sqlite")
-    kwargs = dict(tasks=["entity_resolution", "fact_checking", "summarization"], shots=[0, 1], limit=3, seed=3,
-                  output_dir=tmp_path / "runs", cache=cache, max_new_tokens={"summarization": 24}, n_resamples=200)
+    kwargs = dict(
+        tasks=["entity_resolution", "fact_checking", "summarization"],
+        shots=[0, 1],
+        limit=3,
+        seed=3,
+        output_dir=tmp_path / "runs",
+        cache=cache,
+        max_new_tokens={"summarization": 24},
+        n_resamples=200,
+    )
     table = run_experiment(plan_experiment(**kwargs), progress=False)
     runs = find_runs(tmp_path / "runs")
     assert len(runs) == 6
@@ -156,8 +225,9 @@ def test_run_writes_records_and_reruns_without_model_calls(embedded_model_dir, t
     # rerun with records forced to be rewritten: every generation is a cache hit, no model call
     rerun = plan_experiment(**kwargs)
     again = run_experiment(rerun, reuse=False, progress=False)
-    manifest = json.loads((tmp_path / "runs" / "smollm2-135m" / "summarization" / "0shot" / "manifest.json")
-                          .read_text())
+    manifest = json.loads(
+        (tmp_path / "runs" / "smollm2-135m" / "summarization" / "0shot" / "manifest.json").read_text()
+    )
     assert manifest["usage"]["model_calls"] == 0 and manifest["cache_hit_rate"] == 1.0
     assert rerun.backends["smollm2-135m"]._model is None
     cols = ["model", "task", "shots", "metric", "value"]

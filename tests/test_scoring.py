@@ -38,17 +38,20 @@ def _manual(backend, prompt: str, continuation: str) -> np.ndarray:
 
 def test_matches_a_hand_computed_forward_pass_and_is_batch_invariant(backend):
     prompt = backend.prompt_text(FRANCE)
-    pairs = [(prompt, "Paris"), (prompt, "The capital of France is Paris, a large city."),
-             (backend.prompt_text([{"role": "user", "content": "Say hi."}]), "Hi there!")]
-    batched = continuation_logprobs(backend, [p for p, _ in pairs], [c for _, c in pairs], batch_size=3,
-                                    progress=False)
-    for (p, c), scored in zip(pairs, batched):
+    pairs = [
+        (prompt, "Paris"),
+        (prompt, "The capital of France is Paris, a large city."),
+        (backend.prompt_text([{"role": "user", "content": "Say hi."}]), "Hi there!"),
+    ]
+    batched = continuation_logprobs(backend, [p for p, _ in pairs], [c for _, c in pairs], batch_size=3, progress=False)
+    for (p, c), scored in zip(pairs, batched, strict=True):
         np.testing.assert_allclose(scored.token_logprobs, _manual(backend, p, c), atol=2e-4)
         assert scored.total == pytest.approx(scored.token_logprobs.sum())
         assert scored.total < 0
-    one_by_one = continuation_logprobs(backend, [p for p, _ in pairs], [c for _, c in pairs], batch_size=1,
-                                       progress=False)
-    for a, b in zip(batched, one_by_one):
+    one_by_one = continuation_logprobs(
+        backend, [p for p, _ in pairs], [c for _, c in pairs], batch_size=1, progress=False
+    )
+    for a, b in zip(batched, one_by_one, strict=True):
         np.testing.assert_allclose(a.token_logprobs, b.token_logprobs, atol=2e-4)
 
 
@@ -56,8 +59,9 @@ def test_greedy_reply_scores_as_the_generation_reported(backend):
     """The log-probability the backend recorded while generating greedily equals the scored reply (+ its stop)."""
     gen = backend.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0]
     eos = backend.tokenizer.eos_token
-    scored = continuation_logprobs(backend, [backend.prompt_text(FRANCE)], [gen.text + (eos if gen.extra["hit_stop"]
-                                                                                      else "")], progress=False)[0]
+    scored = continuation_logprobs(
+        backend, [backend.prompt_text(FRANCE)], [gen.text + (eos if gen.extra["hit_stop"] else "")], progress=False
+    )[0]
     assert scored.total == pytest.approx(gen.extra["logprob"], abs=0.05)
 
 

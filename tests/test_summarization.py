@@ -35,24 +35,29 @@ def test_task_attributes(task):
     assert task.headline_metrics == ("bleu", "bertscore_f1")
     assert task.max_new_tokens == 128
     assert task.shot_style == "chat"
-    assert task.system_message == ("You are a helpful medical assistant! Please help me summarize dialogues "
-                                   "between doctors and patients. I will provide you with the content and topic "
-                                   "for each dialogue. ")
+    assert task.system_message == (
+        "You are a helpful medical assistant! Please help me summarize dialogues "
+        "between doctors and patients. I will provide you with the content and topic "
+        "for each dialogue. "
+    )
     assert task.instruction == "Please summarize the following dialogue."
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("The patient is a 26-year-old female.", "The patient is a 26-year-old female."),
-    ("  Penicillin.\n\n", "Penicillin."),
-    ("Summary: No known allergies.", "No known allergies."),
-    ("## Summary:\nLisinopril 10 mg daily.", "Lisinopril 10 mg daily."),
-    ("summary:   Hypertension.", "Hypertension."),
-    ("Chief complaint: cough.", "Chief complaint: cough."),
-    ("", INVALID),
-    ("   \n", INVALID),
-    ("Summary:", INVALID),
-    ("## Summary:  ", INVALID),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("The patient is a 26-year-old female.", "The patient is a 26-year-old female."),
+        ("  Penicillin.\n\n", "Penicillin."),
+        ("Summary: No known allergies.", "No known allergies."),
+        ("## Summary:\nLisinopril 10 mg daily.", "Lisinopril 10 mg daily."),
+        ("summary:   Hypertension.", "Hypertension."),
+        ("Chief complaint: cough.", "Chief complaint: cough."),
+        ("", INVALID),
+        ("   \n", INVALID),
+        ("Summary:", INVALID),
+        ("## Summary:  ", INVALID),
+    ],
+)
 def test_parse_table(task, reply, expected):
     assert task.parse(reply) == expected
 
@@ -102,8 +107,10 @@ def test_local_release(local, shared_data):
     ids = [ex.id for v in local.splits.values() for ex in v]
     assert len(ids) == len(set(ids)) == 1701
     test_files = Counter(ex.meta["file"] for ex in local.split("test"))
-    assert test_files == {"MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv": 200,
-                          "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv": 200}
+    assert test_files == {
+        "MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv": 200,
+        "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv": 200,
+    }
     headers = Counter(ex.fields["section_header"] for ex in local.split("train"))
     assert headers["FAM/SOCHX"] == 351 and headers["GENHX"] == 282
     assert all(ex.fields["dialogue"].strip() and ex.target.strip() for v in local.splits.values() for ex in v)
@@ -131,17 +138,21 @@ def _write_release(folder, rows_by_file, header=mts_dialog.COLUMNS):
 
 
 def test_local_malformed_rows(task, tmp_path):
-    _write_release(tmp_path / "mts-dialog", {"MTS-Dialog-TrainingSet.csv": [
-        ["0", "CC", "Cough.", "Doctor: What brings you in?\nPatient: A cough."],
-        ["1", "GENHX", "Fever.", "   "],
-        ["2", "ALLERGY", "", "Doctor: Allergies?\nPatient: None."],
-        ["3", "CC"],
-    ]})
+    _write_release(
+        tmp_path / "mts-dialog",
+        {
+            "MTS-Dialog-TrainingSet.csv": [
+                ["0", "CC", "Cough.", "Doctor: What brings you in?\nPatient: A cough."],
+                ["1", "GENHX", "Fever.", "   "],
+                ["2", "ALLERGY", "", "Doctor: Allergies?\nPatient: None."],
+                ["3", "CC"],
+            ]
+        },
+    )
     data = task.load("local", path=tmp_path)
     assert {k: len(v) for k, v in data.splits.items()} == {"train": 1, "validation": 1, "test": 2}
     assert data.malformed.count == 3
-    assert dict(data.malformed.reasons) == {"empty dialogue": 1, "empty section_text": 1,
-                                           "missing or extra fields": 1}
+    assert dict(data.malformed.reasons) == {"empty dialogue": 1, "empty section_text": 1, "missing or extra fields": 1}
     assert data.malformed.example.startswith("empty dialogue: ")
 
 
@@ -176,8 +187,7 @@ def test_offline_data_is_marked_synthetic(offline):
 def test_bertscore_model_option():
     task = get_task("summarization")
     assert task.bertscore_model is None
-    task.load("offline", sizes={"train": 0, "validation": 6, "test": 1},
-              bertscore_model="distilbert-base-uncased")
+    task.load("offline", sizes={"train": 0, "validation": 6, "test": 1}, bertscore_model="distilbert-base-uncased")
     assert task.bertscore_model == "distilbert-base-uncased"
     with pytest.raises(InvalidParameter, match="unknown option"):
         task.load("offline", colour="blue")
@@ -185,8 +195,12 @@ def test_bertscore_model_option():
 
 # -- scoring ----------------------------------------------------------------------------------------------
 def test_score_small(task):
-    refs = ["Lisinopril 10 mg once a day.", "No known allergies.", "Her mother had diabetes.",
-            "Hypertension and asthma."]
+    refs = [
+        "Lisinopril 10 mg once a day.",
+        "No known allergies.",
+        "Her mother had diabetes.",
+        "Hypertension and asthma.",
+    ]
     replies = ["Summary: Lisinopril 10 mg once a day.", "No known allergies.", "   ", "Hypertension and asthma."]
     parsed = [task.parse(r) for r in replies]
     assert parsed[2] == INVALID

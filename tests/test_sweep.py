@@ -24,13 +24,23 @@ from labscale.sweep import (
 BASE = "smollm2-135m"
 # 8 fact-checking examples, batch 2 -> 4 optimizer steps; a checkpoint every 4 samples (steps 2 and 4);
 # LoRA on the top 2 layers only, so the whole fine-tune takes seconds on 2 cores
-TINY = dict(r=4, alpha=8, train_fraction=8 / 600, max_length=256, warmup_steps=1, per_device_batch_size=2,
-            checkpoint_every_samples=4, top_layers=2, seed=3)
+TINY = dict(
+    r=4,
+    alpha=8,
+    train_fraction=8 / 600,
+    max_length=256,
+    warmup_steps=1,
+    per_device_batch_size=2,
+    checkpoint_every_samples=4,
+    top_layers=2,
+    seed=3,
+)
 
 
 def _curve(samples, values, lows, highs, metric="accuracy"):
-    return pd.DataFrame({"samples": samples, "value": values, "ci_low": lows, "ci_high": highs, "metric": metric,
-                         "model": "m"})
+    return pd.DataFrame(
+        {"samples": samples, "value": values, "ci_low": lows, "ci_high": highs, "metric": metric, "model": "m"}
+    )
 
 
 def test_first_reaching_by_estimate_and_by_lower_bound():
@@ -45,7 +55,7 @@ def test_first_reaching_by_estimate_and_by_lower_bound():
 
 
 def test_study_references_are_the_published_values():
-    assert study_reference("fact_checking", "accuracy") == 0.72          # GPT-4-Turbo 3-shot, Table 2
+    assert study_reference("fact_checking", "accuracy") == 0.72  # GPT-4-Turbo 3-shot, Table 2
     assert study_reference("entity_resolution", "f1", scenario="0-shot") == 0.94
     with pytest.raises(InvalidParameter, match=r"model='gpt-5'.*models: \["):
         study_reference("fact_checking", "accuracy", model="gpt-5")
@@ -57,7 +67,8 @@ def test_study_references_are_the_published_values():
     # the left panel's entity-resolution 0 % point is zero-shot accuracy (Table 2: 0.68), not F1 (0.79)
     er = left[left["task"] == "entity_resolution"].set_index("x")
     assert er.loc[0, "metric"] == "accuracy" and er.loc[0, "value"] == study_reference(
-        "entity_resolution", "accuracy", model="llama-2-7b-chat", scenario="0-shot")
+        "entity_resolution", "accuracy", model="llama-2-7b-chat", scenario="0-shot"
+    )
     assert set(er.loc[20:, "metric"]) == {"f1"}
     with pytest.raises(InvalidParameter, match="'middle'"):
         study_fig2("middle")
@@ -70,8 +81,14 @@ def test_fractions_are_checked_before_anything_trains(tmp_path):
             check_fractions(bad)
     config = FinetuneConfig.preset("cpu")  # batch 4: 1 % of 600 fact-checking examples is 6, 0.5 % is 3
     with pytest.raises(InvalidParameter, match=r"train_fraction=0.005 of 600: 3 training example\(s\), fewer than"):
-        fraction_sweep(BASE, "fact_checking", [0.01, 0.005], config=config, finetune_root=tmp_path / "ft",
-                       output_dir=tmp_path / "runs")
+        fraction_sweep(
+            BASE,
+            "fact_checking",
+            [0.01, 0.005],
+            config=config,
+            finetune_root=tmp_path / "ft",
+            output_dir=tmp_path / "runs",
+        )
     assert not (tmp_path / "ft").exists()  # nothing trained, not even the feasible 1 %
 
 
@@ -97,8 +114,9 @@ def test_top_layers_adapt_only_the_top_of_the_model(tiny_tune):
 @pytest.mark.slow
 def test_checkpoint_curve_evaluates_base_and_every_checkpoint(tiny_tune, tmp_path, cache):
     folder, result = tiny_tune
-    curve = checkpoint_curve(folder, limit=6, output_dir=tmp_path / "curve", cache=cache, n_resamples=200,
-                             progress=False)
+    curve = checkpoint_curve(
+        folder, limit=6, output_dir=tmp_path / "curve", cache=cache, n_resamples=200, progress=False
+    )
     assert list(curve.columns) == CURVE_COLUMNS
     acc = curve[curve["metric"] == "accuracy"].sort_values("samples")
     assert acc["samples"].tolist() == [0, 4, 8] and acc["point"].tolist() == ["base", "step 2", "step 4"]
@@ -112,8 +130,9 @@ def test_checkpoint_curve_evaluates_base_and_every_checkpoint(tiny_tune, tmp_pat
     assert ids == [json.loads(line)["id"] for line in open(f"{acc['run'].iloc[2]}/predictions.jsonl")]
     assert len(cache) == 3 * 6  # one generation per item and point
     # a rerun is answered from records and cache: no new generation
-    again = checkpoint_curve(folder, limit=6, output_dir=tmp_path / "curve", cache=cache, n_resamples=200,
-                             progress=False)
+    again = checkpoint_curve(
+        folder, limit=6, output_dir=tmp_path / "curve", cache=cache, n_resamples=200, progress=False
+    )
     pd.testing.assert_frame_equal(again, curve)
     assert len(cache) == 3 * 6
 
@@ -127,9 +146,18 @@ def test_checkpoint_curve_needs_a_finetune_folder(tmp_path):
 @pytest.mark.slow
 def test_fraction_sweep_trains_one_adapter_per_fraction(tmp_path, cache, embedded_model_dir):
     config = FinetuneConfig.preset("cpu", **{**TINY, "checkpoint_every_samples": None, "train_fraction": 1.0})
-    curve = fraction_sweep(BASE, "fact_checking", [0, 4 / 600, 8 / 600], config=config,
-                           finetune_root=tmp_path / "ft", output_dir=tmp_path / "runs", limit=4, cache=cache,
-                           n_resamples=200, progress=False)
+    curve = fraction_sweep(
+        BASE,
+        "fact_checking",
+        [0, 4 / 600, 8 / 600],
+        config=config,
+        finetune_root=tmp_path / "ft",
+        output_dir=tmp_path / "runs",
+        limit=4,
+        cache=cache,
+        n_resamples=200,
+        progress=False,
+    )
     acc = curve[curve["metric"] == "accuracy"].sort_values("fraction")
     assert acc["train_examples"].tolist() == [0, 4, 8] and acc["samples"].tolist() == [0, 4, 8]
     assert acc["design"].unique().tolist() == ["fractions"] and acc["point"].iloc[0] == "base"

@@ -47,9 +47,9 @@ from typing import Any
 
 from . import config
 from .backends.openai_api import (
-    check_env_name,
     DEFAULT_API_KEY_ENV,
     OPENAI_BASE_URL,
+    check_env_name,
     is_official_openai,
     normalize_base_url,
     scrub,
@@ -90,9 +90,16 @@ class FineTuneTimeout(TimeoutError):
 
 
 # -- the training file -----------------------------------------------------------------------------------
-def build_jsonl(task: Any, data: Any, split: str = "train", *, train_fraction: float = 1.0, seed: int = 0,
-                path: str | Path | None = None, token_model: str = "gpt-3.5-turbo-0613"
-                ) -> tuple[Path | str, int, dict[str, Any]]:
+def build_jsonl(
+    task: Any,
+    data: Any,
+    split: str = "train",
+    *,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+    path: str | Path | None = None,
+    token_model: str = "gpt-3.5-turbo-0613",
+) -> tuple[Path | str, int, dict[str, Any]]:
     """OpenAI chat fine-tuning data for ``task`` on ``split`` of ``data``: one line per example,
     ``{"messages": [system?, user, assistant]}``.
 
@@ -124,18 +131,28 @@ def build_jsonl(task: Any, data: Any, split: str = "train", *, train_fraction: f
     n_keep = max(1, round(len(examples) * train_fraction))
     chosen = sample_examples(examples, n_keep if n_keep < len(examples) else None, seed)
 
-    conversations = [task.messages(ex, []) + [{"role": "assistant", "content": task.format_target(ex)}]
-                     for ex in chosen]
+    conversations = [
+        task.messages(ex, []) + [{"role": "assistant", "content": task.format_target(ex)}] for ex in chosen
+    ]
     text = "".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in conversations)
     tokens, method = count_tokens(conversations, token_model)
     stats = {
-        "task": task.name, "source": data.source, "origin": data.origin, "synthetic": data.synthetic,
-        "data_sha256": data.content_hash, "split": split, "n_available": len(examples),
-        "n_examples": len(chosen), "train_fraction": train_fraction, "seed": seed,
+        "task": task.name,
+        "source": data.source,
+        "origin": data.origin,
+        "synthetic": data.synthetic,
+        "data_sha256": data.content_hash,
+        "split": split,
+        "n_available": len(examples),
+        "n_examples": len(chosen),
+        "train_fraction": train_fraction,
+        "seed": seed,
         "example_ids": [ex.id for ex in chosen][:5] + (["..."] if len(chosen) > 5 else []),
         "prompt": "zero-shot evaluation prompt (system message, instruction and input) + target",
-        "sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text.encode()),
-        "estimated_tokens": tokens, "token_method": method,
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "bytes": len(text.encode()),
+        "estimated_tokens": tokens,
+        "token_method": method,
     }
     if path is None:
         return text, len(chosen), stats
@@ -167,9 +184,16 @@ def check_jsonl(path: str | Path, *, minimum: int = MIN_EXAMPLES) -> tuple[int, 
         except ValueError:
             raise InvalidParameter(f"{path.name} line {number} is not JSON") from None
         messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str) for m in messages):
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(
+                isinstance(m, dict)
+                and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str)
+                for m in messages
+            )
+        ):
             raise InvalidParameter(f"{path.name} line {number} has no valid 'messages' list of role/content turns")
         if messages[-1]["role"] != "assistant":
             raise InvalidParameter(f"{path.name} line {number} does not end with an assistant turn (the target)")
@@ -259,8 +283,11 @@ def _result_from(record: dict[str, Any]) -> FineTuneJobResult:
 
 def _save(record: dict[str, Any], path: Path, secrets: Sequence[str]) -> None:
     record["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    record["model_string"] = (model_string(record["fine_tuned_model"], record["base_url"], record["api_key_env"])
-                              if record.get("fine_tuned_model") else None)
+    record["model_string"] = (
+        model_string(record["fine_tuned_model"], record["base_url"], record["api_key_env"])
+        if record.get("fine_tuned_model")
+        else None
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Belt and braces: the record holds no key by construction; anything key-shaped is scrubbed anyway.
     clean = json.loads(scrub(json.dumps(record, default=str), secrets))
@@ -279,8 +306,10 @@ def _resolve_model(model: str) -> tuple[str, dict[str, Any]]:
     if is_spec:
         spec = parse_model_spec(model)
         if spec.backend != "openai":
-            raise InvalidParameter(f"fine-tuning through the OpenAI API needs an OpenAI model, got {model!r} "
-                                   f"(backend {spec.backend!r}); tune local models with qLoRA instead")
+            raise InvalidParameter(
+                f"fine-tuning through the OpenAI API needs an OpenAI model, got {model!r} "
+                f"(backend {spec.backend!r}); tune local models with qLoRA instead"
+            )
         return spec.model, dict(spec.options)
     if re.search(r"[\s?&]", model):
         raise InvalidParameter(f"model {model!r} is not a model id")
@@ -291,16 +320,19 @@ def _api_key(api_key_env: str) -> str:
     check_env_name(api_key_env)
     key = os.environ.get(api_key_env) or ""
     if not key:
-        raise InvalidParameter(f"no API key: OpenAI fine-tuning needs the environment variable {api_key_env} "
-                               f"(or name another with api_key_env=...); nothing was sent")
+        raise InvalidParameter(
+            f"no API key: OpenAI fine-tuning needs the environment variable {api_key_env} "
+            f"(or name another with api_key_env=...); nothing was sent"
+        )
     return key
 
 
 def _client(key: str, base_url: str, http_client: Any, max_retries: int, timeout: float):
     import openai
 
-    return openai.OpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout,
-                         http_client=http_client)
+    return openai.OpenAI(
+        api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout, http_client=http_client
+    )
 
 
 def _describe(error: BaseException, secrets: Sequence[str]) -> str:
@@ -321,15 +353,23 @@ def _job_fields(job: Any) -> dict[str, Any]:
     error = getattr(job, "error", None)
     error_dict = None
     if error is not None and (getattr(error, "message", None) or getattr(error, "code", None)):
-        error_dict = {"code": getattr(error, "code", None), "message": getattr(error, "message", None),
-                      "param": getattr(error, "param", None)}
+        error_dict = {
+            "code": getattr(error, "code", None),
+            "message": getattr(error, "message", None),
+            "param": getattr(error, "param", None),
+        }
     hyper = getattr(job, "hyperparameters", None)
-    return {"status": job.status, "fine_tuned_model": getattr(job, "fine_tuned_model", None),
-            "trained_tokens": getattr(job, "trained_tokens", None), "created_at": getattr(job, "created_at", None),
-            "finished_at": getattr(job, "finished_at", None),
-            "estimated_finish": getattr(job, "estimated_finish", None), "error": error_dict,
-            "hyperparameters": hyper.model_dump() if hasattr(hyper, "model_dump") else hyper,
-            "response_model": getattr(job, "model", None)}
+    return {
+        "status": job.status,
+        "fine_tuned_model": getattr(job, "fine_tuned_model", None),
+        "trained_tokens": getattr(job, "trained_tokens", None),
+        "created_at": getattr(job, "created_at", None),
+        "finished_at": getattr(job, "finished_at", None),
+        "estimated_finish": getattr(job, "estimated_finish", None),
+        "error": error_dict,
+        "hyperparameters": hyper.model_dump() if hasattr(hyper, "model_dump") else hyper,
+        "response_model": getattr(job, "model", None),
+    }
 
 
 def _find_created_job(client: Any, training_file: str) -> Any:
@@ -344,8 +384,9 @@ def _find_created_job(client: Any, training_file: str) -> Any:
     return None
 
 
-def _create_job(client: Any, params: dict[str, Any], *, attempts: int, delay: float, max_delay: float,
-                secrets: Sequence[str]) -> Any:
+def _create_job(
+    client: Any, params: dict[str, Any], *, attempts: int, delay: float, max_delay: float, secrets: Sequence[str]
+) -> Any:
     import openai
 
     creator = client.with_options(max_retries=0).fine_tuning.jobs
@@ -355,13 +396,17 @@ def _create_job(client: Any, params: dict[str, Any], *, attempts: int, delay: fl
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as error:
             existing = _find_created_job(client, params["training_file"])
             if existing is not None:
-                logger.info("job creation reported %s but job %s exists for the file; following it",
-                            type(error).__name__, existing.id)
+                logger.info(
+                    "job creation reported %s but job %s exists for the file; following it",
+                    type(error).__name__,
+                    existing.id,
+                )
                 return existing
             if attempt == attempts:
-                raise RuntimeError(f"creating the fine-tuning job failed after {attempts + 1} attempts: "
-                                   f"{_describe(error, secrets)}") from None
-            _sleep(min(delay * 2 ** attempt, max_delay))
+                raise RuntimeError(
+                    f"creating the fine-tuning job failed after {attempts + 1} attempts: {_describe(error, secrets)}"
+                ) from None
+            _sleep(min(delay * 2**attempt, max_delay))
         except openai.OpenAIError as error:
             raise RuntimeError(f"creating the fine-tuning job failed: {_describe(error, secrets)}") from None
     raise AssertionError("unreachable")  # pragma: no cover
@@ -372,12 +417,27 @@ def _events(client: Any, job_id: str, secrets: Sequence[str]) -> list[dict[str, 
         page = client.fine_tuning.jobs.list_events(job_id, limit=100)
     except Exception:  # noqa: BLE001 - events are a nicety; a job's outcome does not depend on them
         return None
-    return [{"created_at": getattr(e, "created_at", None), "level": getattr(e, "level", None),
-             "message": scrub(str(getattr(e, "message", "")), secrets)} for e in getattr(page, "data", []) or []]
+    return [
+        {
+            "created_at": getattr(e, "created_at", None),
+            "level": getattr(e, "level", None),
+            "message": scrub(str(getattr(e, "message", "")), secrets),
+        }
+        for e in getattr(page, "data", []) or []
+    ]
 
 
-def _poll(client: Any, record: dict[str, Any], path: Path, *, poll_interval: float, max_interval: float,
-          max_wait: float, fetch_events: bool, secrets: Sequence[str]) -> FineTuneJobResult:
+def _poll(
+    client: Any,
+    record: dict[str, Any],
+    path: Path,
+    *,
+    poll_interval: float,
+    max_interval: float,
+    max_wait: float,
+    fetch_events: bool,
+    secrets: Sequence[str],
+) -> FineTuneJobResult:
     job_id = record["job_id"]
     record["record_path"] = str(path)
     start = time.monotonic()
@@ -398,7 +458,9 @@ def _poll(client: Any, record: dict[str, Any], path: Path, *, poll_interval: flo
             raise FineTuneTimeout(
                 f"fine-tuning job {job_id} is still {record['status']!r} after {elapsed:.0f} s of polling; it keeps "
                 f"running on the server. Follow it with resume_job({job_id!r}, record_dir=...) (record: {path})",
-                job_id, path)
+                job_id,
+                path,
+            )
         _sleep(min(interval, max(max_wait - elapsed, 0.0)))
         interval = min(interval * 2, max_interval)
 
@@ -414,8 +476,14 @@ def _poll(client: Any, record: dict[str, Any], path: Path, *, poll_interval: flo
     result = _result_from(record)
     if record["status"] != "succeeded":
         error = record.get("error") or {}
-        detail = (f"{error.get('code') or 'error'}: {error.get('message') or 'no message'}"
-                  + (f" (param {error['param']})" if error.get("param") else "")) if error else "no error given"
+        detail = (
+            (
+                f"{error.get('code') or 'error'}: {error.get('message') or 'no message'}"
+                + (f" (param {error['param']})" if error.get("param") else "")
+            )
+            if error
+            else "no error given"
+        )
         raise FineTuneError(scrub(f"fine-tuning job {job_id} {record['status']}: {detail}", secrets), result)
     return result
 
@@ -438,13 +506,27 @@ def _existing_jobs(record_dir: Path, match: dict[str, Any]) -> list[dict[str, An
     return found
 
 
-def start_job(model: str, jsonl_path: str | Path, *, n_epochs: int = 1, suffix: str | None = None,
-              validation_path: str | Path | None = None, api_key_env: str | None = None,
-              base_url: str | None = None, http_client: Any = None,
-              poll_interval: float = DEFAULT_POLL_INTERVAL, max_interval: float = DEFAULT_MAX_INTERVAL,
-              max_wait: float = DEFAULT_MAX_WAIT, record_dir: str | Path | None = None, task: str | None = None,
-              metadata: dict[str, Any] | None = None, max_retries: int = 6, timeout: float = 120.0,
-              fetch_events: bool = True, force: bool = False) -> FineTuneJobResult:
+def start_job(
+    model: str,
+    jsonl_path: str | Path,
+    *,
+    n_epochs: int = 1,
+    suffix: str | None = None,
+    validation_path: str | Path | None = None,
+    api_key_env: str | None = None,
+    base_url: str | None = None,
+    http_client: Any = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    max_interval: float = DEFAULT_MAX_INTERVAL,
+    max_wait: float = DEFAULT_MAX_WAIT,
+    record_dir: str | Path | None = None,
+    task: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    max_retries: int = 6,
+    timeout: float = 120.0,
+    fetch_events: bool = True,
+    force: bool = False,
+) -> FineTuneJobResult:
     """Upload ``jsonl_path``, create a fine-tuning job of ``model`` and poll it to the end.
 
     ``model`` is a base model id (``gpt-3.5-turbo-0613``), an alias (``gpt-3.5-turbo``) or an ``openai:`` model
@@ -465,94 +547,158 @@ def start_job(model: str, jsonl_path: str | Path, *, n_epochs: int = 1, suffix: 
     base_model, options = _resolve_model(model)
     api_key_env = api_key_env or options.get("api_key_env") or DEFAULT_API_KEY_ENV
     key = _api_key(api_key_env)
-    url = normalize_base_url(base_url or options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
-                             or OPENAI_BASE_URL)
+    url = normalize_base_url(
+        base_url or options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+    )
     n_examples, sha = check_jsonl(jsonl_path)
     validation = None
     if validation_path is not None:
         validation = check_jsonl(validation_path, minimum=1)
     folder = Path(record_dir) if record_dir is not None else default_record_dir()
-    match = {"training_sha256": sha, "base_model": base_model, "n_epochs": n_epochs, "suffix": suffix,
-             "base_url": url}
+    match = {"training_sha256": sha, "base_model": base_model, "n_epochs": n_epochs, "suffix": suffix, "base_url": url}
     earlier = _existing_jobs(folder, match)
     if earlier and not force:
         job = earlier[-1]
         raise InvalidParameter(
             f"a fine-tuning job for this training file, model and n_epochs already exists: {job['job_id']} "
             f"(status {job.get('status')!r}). Follow it with resume_job({job['job_id']!r}) or pass force=True to "
-            f"pay for another")
+            f"pay for another"
+        )
     if not is_official_openai(url):
         logger.info("fine-tuning against %s (not api.openai.com)", url)
 
     secrets = [key]
     client = _client(key, url, http_client, max_retries, timeout)
     training_path = Path(jsonl_path)
-    uploaded = _call("uploading the training file", lambda: client.files.create(
-        file=(training_path.name, training_path.read_bytes(), "application/jsonl"), purpose="fine-tune"), secrets)
+    uploaded = _call(
+        "uploading the training file",
+        lambda: client.files.create(
+            file=(training_path.name, training_path.read_bytes(), "application/jsonl"), purpose="fine-tune"
+        ),
+        secrets,
+    )
     validation_id = None
     if validation_path is not None:
         vpath = Path(validation_path)
-        validation_id = _call("uploading the validation file", lambda: client.files.create(
-            file=(vpath.name, vpath.read_bytes(), "application/jsonl"), purpose="fine-tune"), secrets).id
-    params: dict[str, Any] = {"model": base_model, "training_file": uploaded.id,
-                              "hyperparameters": {"n_epochs": n_epochs}}
+        validation_id = _call(
+            "uploading the validation file",
+            lambda: client.files.create(
+                file=(vpath.name, vpath.read_bytes(), "application/jsonl"), purpose="fine-tune"
+            ),
+            secrets,
+        ).id
+    params: dict[str, Any] = {
+        "model": base_model,
+        "training_file": uploaded.id,
+        "hyperparameters": {"n_epochs": n_epochs},
+    }
     if validation_id:
         params["validation_file"] = validation_id
     if suffix:
         params["suffix"] = suffix
     submitted = time.time()
-    job = _create_job(client, params, attempts=max_retries, delay=max(poll_interval, 0.001),
-                      max_delay=max_interval, secrets=secrets)
+    job = _create_job(
+        client, params, attempts=max_retries, delay=max(poll_interval, 0.001), max_delay=max_interval, secrets=secrets
+    )
     path = record_path(job.id, folder)
     record: dict[str, Any] = {
-        "kind": "finetune", "backend": "openai", "job_id": job.id, "base_model": base_model,
-        "n_epochs": n_epochs, "suffix": suffix, "training_file": uploaded.id, "validation_file": validation_id,
-        "training_path": str(training_path), "training_sha256": sha, "n_examples": n_examples,
+        "kind": "finetune",
+        "backend": "openai",
+        "job_id": job.id,
+        "base_model": base_model,
+        "n_epochs": n_epochs,
+        "suffix": suffix,
+        "training_file": uploaded.id,
+        "validation_file": validation_id,
+        "training_path": str(training_path),
+        "training_sha256": sha,
+        "n_examples": n_examples,
         "validation_path": str(validation_path) if validation_path is not None else None,
-        "validation_sha256": validation[1] if validation else None, "base_url": url, "api_key_env": api_key_env,
-        "task": task, "metadata": dict(metadata or {}), "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "submitted_epoch": submitted, "polls": 0, "events": None, "record_path": str(path),
+        "validation_sha256": validation[1] if validation else None,
+        "base_url": url,
+        "api_key_env": api_key_env,
+        "task": task,
+        "metadata": dict(metadata or {}),
+        "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "submitted_epoch": submitted,
+        "polls": 0,
+        "events": None,
+        "record_path": str(path),
     }
     record.update({k: v for k, v in _job_fields(job).items() if v is not None})
     _save(record, path, secrets)
-    logger.info("fine-tuning job %s created for %s (%d examples, n_epochs=%d)", job.id, base_model, n_examples,
-                n_epochs)
+    logger.info(
+        "fine-tuning job %s created for %s (%d examples, n_epochs=%d)", job.id, base_model, n_examples, n_epochs
+    )
     try:
-        return _poll(client, record, path, poll_interval=poll_interval, max_interval=max_interval,
-                     max_wait=max_wait, fetch_events=fetch_events, secrets=secrets)
+        return _poll(
+            client,
+            record,
+            path,
+            poll_interval=poll_interval,
+            max_interval=max_interval,
+            max_wait=max_wait,
+            fetch_events=fetch_events,
+            secrets=secrets,
+        )
     finally:
         if http_client is None:
             client.close()
 
 
-def resume_job(job_id: str, *, record_dir: str | Path | None = None, api_key_env: str | None = None,
-               base_url: str | None = None, http_client: Any = None,
-               poll_interval: float = DEFAULT_POLL_INTERVAL, max_interval: float = DEFAULT_MAX_INTERVAL,
-               max_wait: float = DEFAULT_MAX_WAIT, max_retries: int = 6, timeout: float = 120.0,
-               fetch_events: bool = True) -> FineTuneJobResult:
+def resume_job(
+    job_id: str,
+    *,
+    record_dir: str | Path | None = None,
+    api_key_env: str | None = None,
+    base_url: str | None = None,
+    http_client: Any = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    max_interval: float = DEFAULT_MAX_INTERVAL,
+    max_wait: float = DEFAULT_MAX_WAIT,
+    max_retries: int = 6,
+    timeout: float = 120.0,
+    fetch_events: bool = True,
+) -> FineTuneJobResult:
     """Keep polling an existing job (after :class:`FineTuneTimeout` or an interrupted session): no upload and
     no new job. The saved record supplies ``base_url`` and ``api_key_env`` unless given; without a record one
     is started from what the API reports."""
     path = record_path(job_id, record_dir)
     _check_polling(poll_interval, max_interval, max_wait)
-    record = json.loads(path.read_text()) if path.is_file() else {
-        "kind": "finetune", "backend": "openai", "job_id": job_id, "polls": 0, "events": None,
-        "metadata": {}, "note": "record started by resume_job; upload details unknown"}
+    record = (
+        json.loads(path.read_text())
+        if path.is_file()
+        else {
+            "kind": "finetune",
+            "backend": "openai",
+            "job_id": job_id,
+            "polls": 0,
+            "events": None,
+            "metadata": {},
+            "note": "record started by resume_job; upload details unknown",
+        }
+    )
     api_key_env = api_key_env or record.get("api_key_env") or DEFAULT_API_KEY_ENV
     key = _api_key(api_key_env)
-    url = normalize_base_url(base_url or record.get("base_url") or os.environ.get("OPENAI_BASE_URL")
-                             or OPENAI_BASE_URL)
+    url = normalize_base_url(base_url or record.get("base_url") or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL)
     record.update(api_key_env=api_key_env, base_url=url)
     client = _client(key, url, http_client, max_retries, timeout)
     try:
         if "base_model" not in record:
-            job = _call(f"looking up fine-tuning job {job_id}", lambda: client.fine_tuning.jobs.retrieve(job_id),
-                        [key])
+            job = _call(f"looking up fine-tuning job {job_id}", lambda: client.fine_tuning.jobs.retrieve(job_id), [key])
             record["base_model"] = job.model
             record["training_file"] = getattr(job, "training_file", None)
             record["n_epochs"] = getattr(getattr(job, "hyperparameters", None), "n_epochs", None)
-        return _poll(client, record, path, poll_interval=poll_interval, max_interval=max_interval,
-                     max_wait=max_wait, fetch_events=fetch_events, secrets=[key])
+        return _poll(
+            client,
+            record,
+            path,
+            poll_interval=poll_interval,
+            max_interval=max_interval,
+            max_wait=max_wait,
+            fetch_events=fetch_events,
+            secrets=[key],
+        )
     finally:
         if http_client is None:
             client.close()

@@ -19,13 +19,19 @@ from pathlib import Path
 from .config import PROJECT_ROOT, set_offline, shared_data_dir
 
 #: chapter name -> notebook source under notebooks/
-CHAPTERS = {"domain_adaptation": "notebooks/domain_adaptation.md", "cost": "notebooks/cost.md",
-            "bias": "notebooks/bias.md", "privacy": "notebooks/privacy.md",
-            "hallucination": "notebooks/hallucination.md", "generality": "notebooks/generality.md"}
+CHAPTERS = {
+    "domain_adaptation": "notebooks/domain_adaptation.md",
+    "cost": "notebooks/cost.md",
+    "bias": "notebooks/bias.md",
+    "privacy": "notebooks/privacy.md",
+    "hallucination": "notebooks/hallucination.md",
+    "generality": "notebooks/generality.md",
+}
 
 
-def execute_chapter(name: str, *, root: Path = PROJECT_ROOT, parameters: dict | None = None,
-                    output: Path | None = None) -> Path:
+def execute_chapter(
+    name: str, *, root: Path = PROJECT_ROOT, parameters: dict | None = None, output: Path | None = None
+) -> Path:
     """Execute one chapter notebook with papermill; returns the executed ``.ipynb``."""
     import jupytext
     import papermill
@@ -37,8 +43,15 @@ def execute_chapter(name: str, *, root: Path = PROJECT_ROOT, parameters: dict | 
     staged = output.with_suffix(".input.ipynb")
     jupytext.write(notebook, staged)
     try:
-        papermill.execute_notebook(str(staged), str(output), parameters=parameters or {}, cwd=str(root),
-                                   kernel_name="python3", progress_bar=False, log_output=False)
+        papermill.execute_notebook(
+            str(staged),
+            str(output),
+            parameters=parameters or {},
+            cwd=str(root),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
     finally:
         staged.unlink(missing_ok=True)
     return output
@@ -52,11 +65,16 @@ def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
     :func:`labscale.config.shared_data_dir`) passes ``truthfulqa_source=None`` instead, says so in the build log,
     and the chapter prints that TruthfulQA was not requested; an explicit ``-p truthfulqa_source ...`` is always
     kept."""
-    if name == "hallucination" and "truthfulqa_source" not in parameters and "data_path" not in parameters \
-            and shared_data_dir() is None:
+    if (
+        name == "hallucination"
+        and "truthfulqa_source" not in parameters
+        and "data_path" not in parameters
+        and shared_data_dir() is None
+    ):
         return {**parameters, "truthfulqa_source": None}, (
             "no release data folder (set LABSCALE_DATA or pass -p data_path ...): the hallucination chapter runs "
-            "with truthfulqa_source=None, without TruthfulQA")
+            "with truthfulqa_source=None, without TruthfulQA"
+        )
     return parameters, None
 
 
@@ -76,12 +94,21 @@ def _parse_value(raw: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chapter", action="append", choices=sorted(CHAPTERS),
-                        help="execute only these chapters (default: all)")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="papermill parameter override, VALUE parsed as YAML (e.g. -p limit 10)")
-    parser.add_argument("--online", action="store_true",
-                        help="allow Hugging Face hub access (default: HF_HUB_OFFLINE=1)")
+    parser.add_argument(
+        "--chapter", action="append", choices=sorted(CHAPTERS), help="execute only these chapters (default: all)"
+    )
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="papermill parameter override, VALUE parsed as YAML (e.g. -p limit 10)",
+    )
+    parser.add_argument(
+        "--online", action="store_true", help="allow Hugging Face hub access (default: HF_HUB_OFFLINE=1)"
+    )
     parser.add_argument("--no-html", action="store_true", help="execute notebooks but skip the HTML build")
     args = parser.parse_args(argv)
     if not args.online:

@@ -16,9 +16,10 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import config
 
@@ -68,8 +69,8 @@ class ResponseCache:
     def get(self, key: str) -> CachedResponse | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT text, prompt_tokens, completion_tokens, extra, created FROM responses WHERE key = ?",
-                (key,)).fetchone()
+                "SELECT text, prompt_tokens, completion_tokens, extra, created FROM responses WHERE key = ?", (key,)
+            ).fetchone()
         if row is None:
             return None
         return CachedResponse(row[0], row[1], row[2], json.loads(row[3] or "{}"), row[4])
@@ -77,15 +78,32 @@ class ResponseCache:
     def get_many(self, keys: Iterable[str]) -> dict[str, CachedResponse]:
         return {k: hit for k in keys if (hit := self.get(k)) is not None}
 
-    def put(self, key: str, request: dict[str, Any], text: str, *, prompt_tokens: int | None = None,
-            completion_tokens: int | None = None, extra: dict[str, Any] | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        request: dict[str, Any],
+        text: str,
+        *,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Store one response and commit immediately (a crash loses at most the call in flight)."""
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, time.time(), str(request.get("backend", "")), str(request.get("model", "")),
-                 json.dumps(request, sort_keys=True, default=str), text, prompt_tokens, completion_tokens,
-                 json.dumps(extra or {}, default=str)))
+                (
+                    key,
+                    time.time(),
+                    str(request.get("backend", "")),
+                    str(request.get("model", "")),
+                    json.dumps(request, sort_keys=True, default=str),
+                    text,
+                    prompt_tokens,
+                    completion_tokens,
+                    json.dumps(extra or {}, default=str),
+                ),
+            )
             self._conn.commit()
 
     def __len__(self) -> int:

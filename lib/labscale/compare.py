@@ -12,18 +12,31 @@ results table against a baseline scenario and adjusts the p-values for multiplic
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import records
 from .errors import InvalidParameter, check_range
-from .metrics import (ROUGE_TYPES, _bertscore_f1, _binary_f1, _binary_outcomes, _mean, bleu_statistics, corpus_bleu,
-                      f1_average, holm, paired_difference, paired_proportion_difference, rouge_fmeasures,
-                      summary_hypotheses)
+from .metrics import (
+    ROUGE_TYPES,
+    _bertscore_f1,
+    _binary_f1,
+    _binary_outcomes,
+    _mean,
+    bleu_statistics,
+    corpus_bleu,
+    f1_average,
+    holm,
+    paired_difference,
+    paired_proportion_difference,
+    rouge_fmeasures,
+    summary_hypotheses,
+)
 from .tasks import INVALID, Example, get_task
 
 
@@ -41,23 +54,27 @@ class Rescoring:
 
 
 def _flags(test: Callable[[Example, str], bool]) -> Callable[[Sequence[Example], Sequence[str]], np.ndarray]:
-    return lambda examples, parsed: np.array([test(ex, p) for ex, p in zip(examples, parsed)], dtype=float)
+    return lambda examples, parsed: np.array([test(ex, p) for ex, p in zip(examples, parsed, strict=True)], dtype=float)
 
 
 def _positive_f1(positive: str, negative: str) -> Rescoring:
     """F1 of ``positive`` from per-item (tp, fp, fn, tn, invalid) rows, as
     :func:`~labscale.metrics.binary_classification_metrics` scores it (an unparseable reply wrong everywhere)."""
-    return Rescoring(lambda examples, parsed: _binary_outcomes([ex.target for ex in examples], parsed, positive,
-                                                               negative), _binary_f1)
+    return Rescoring(
+        lambda examples, parsed: _binary_outcomes([ex.target for ex in examples], parsed, positive, negative),
+        _binary_f1,
+    )
 
 
 def _multiclass_f1(labels: Sequence[str], average: str) -> Rescoring:
     """Weighted or macro F1 over ``labels`` (anything else: an extra, always-wrong class)."""
     code = {label: i for i, label in enumerate(labels)}
     k = len(labels)
-    return Rescoring(lambda examples, parsed: np.array([code.get(p, k) for p in parsed]),
-                     lambda pred, gold: f1_average(gold, pred, k, average),
-                     lambda examples: (np.array([code[ex.target] for ex in examples]),))
+    return Rescoring(
+        lambda examples, parsed: np.array([code.get(p, k) for p in parsed]),
+        lambda pred, gold: f1_average(gold, pred, k, average),
+        lambda examples: (np.array([code[ex.target] for ex in examples]),),
+    )
 
 
 def _worst_group(groups: Callable[[Example], Sequence[bool]]) -> Rescoring:
@@ -66,14 +83,20 @@ def _worst_group(groups: Callable[[Example], Sequence[bool]]) -> Rescoring:
         accs = (correct[:, None].astype(bool) & member).sum(axis=0)[counts > 0] / counts[counts > 0]
         return float(accs.min())
 
-    return Rescoring(_flags(lambda ex, p: p == ex.target), worst,
-                     lambda examples: (np.array([groups(ex) for ex in examples], dtype=bool),))
+    return Rescoring(
+        _flags(lambda ex, p: p == ex.target),
+        worst,
+        lambda examples: (np.array([groups(ex) for ex in examples], dtype=bool),),
+    )
 
 
 def _item_score(task: Any, key: str, proportion: bool = False) -> Rescoring:
     """A per-item score from the task's own ``item_scores`` (QASPER and SQuAD answer F1 / exact match)."""
-    return Rescoring(lambda examples, parsed: np.asarray(task.item_scores(examples, parsed)[key], dtype=float),
-                     _mean, proportion=proportion)
+    return Rescoring(
+        lambda examples, parsed: np.asarray(task.item_scores(examples, parsed)[key], dtype=float),
+        _mean,
+        proportion=proportion,
+    )
 
 
 def _summary_scores(metric: str, bertscore_model: str | None = None) -> Rescoring:
@@ -112,18 +135,27 @@ def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None
     if task_name in ("qasper", "squad_v2"):
         from .tasks.qasper import UNANSWERABLE
 
-        found = {"invalid_rate": found["invalid_rate"],
-                 "abstention_rate": Rescoring(_flags(lambda ex, p: p == UNANSWERABLE), _mean, proportion=True)}
+        found = {
+            "invalid_rate": found["invalid_rate"],
+            "abstention_rate": Rescoring(_flags(lambda ex, p: p == UNANSWERABLE), _mean, proportion=True),
+        }
         names = {"answer_f1": "f1"} if task_name == "qasper" else {"f1": "f1", "exact": "exact"}
         found.update({name: _item_score(task, key, proportion=key == "exact") for name, key in names.items()})
     if task_name == "summarization":
-        found = {"invalid_rate": Rescoring(lambda examples, parsed: summary_hypotheses(parsed)[1].astype(float),
-                                           _mean, proportion=True),
-                 **{m: _summary_scores(m, (options or {}).get("bertscore_model"))
-                    for m in ("bleu", *ROUGE_TYPES, "bertscore_f1")}}
+        found = {
+            "invalid_rate": Rescoring(
+                lambda examples, parsed: summary_hypotheses(parsed)[1].astype(float), _mean, proportion=True
+            ),
+            **{
+                m: _summary_scores(m, (options or {}).get("bertscore_model"))
+                for m in ("bleu", *ROUGE_TYPES, "bertscore_f1")
+            },
+        }
     if metric not in found:
-        raise InvalidParameter(f"metric {metric!r} of task {task_name!r} cannot be compared per item; valid "
-                               f"choices: {', '.join(map(repr, sorted(found)))}")
+        raise InvalidParameter(
+            f"metric {metric!r} of task {task_name!r} cannot be compared per item; valid "
+            f"choices: {', '.join(map(repr, sorted(found)))}"
+        )
     return found[metric]
 
 
@@ -144,16 +176,23 @@ def run_examples(record: dict[str, Any]) -> list[Example]:
     and checked against the content hash in its manifest."""
     params = record["params"]
     task = get_task(params["task"])
-    data = task.load(params["source"], path=params.get("data_path"), seed=params.get("data_seed", 0),
-                     **(params.get("task_options") or {}))
+    data = task.load(
+        params["source"],
+        path=params.get("data_path"),
+        seed=params.get("data_seed", 0),
+        **(params.get("task_options") or {}),
+    )
     if data.content_hash != record["manifest"]["data"]["content_sha256"]:
-        raise InvalidParameter(f"the data reloaded for {str(record['path'])!r} differs from the data the run used "
-                               "(content hash mismatch); rerun the experiment")
+        raise InvalidParameter(
+            f"the data reloaded for {str(record['path'])!r} differs from the data the run used "
+            "(content hash mismatch); rerun the experiment"
+        )
     by_id = {ex.id: ex for exs in data.splits.values() for ex in exs}
     missing = [i for i in record["predictions"]["id"] if i not in by_id]
     if missing:
-        raise InvalidParameter(f"{len(missing)} item(s) of {str(record['path'])!r} are not in the reloaded data, "
-                               f"e.g. {missing[0]!r}")
+        raise InvalidParameter(
+            f"{len(missing)} item(s) of {str(record['path'])!r} are not in the reloaded data, e.g. {missing[0]!r}"
+        )
     return [by_id[i] for i in record["predictions"]["id"]]
 
 
@@ -171,12 +210,17 @@ class _Baseline:
     def check(self, record: dict[str, Any]) -> None:
         """Refuse a run of another task, data, item set or BERTScore encoder."""
         if record["params"]["task"] != self.record["params"]["task"]:
-            raise InvalidParameter(f"a paired comparison needs two runs of one task, got "
-                                   f"{sorted({record['params']['task'], self.record['params']['task']})}")
-        if (record["manifest"]["data"]["content_sha256"] != self.record["manifest"]["data"]["content_sha256"]
-                or sorted(record["predictions"]["id"]) != sorted(self.order)):
-            raise InvalidParameter(f"{str(record['path'])!r} and {str(self.record['path'])!r} did not answer the same "
-                                   "items of the same data; rerun both with the same source, limit and seed")
+            raise InvalidParameter(
+                f"a paired comparison needs two runs of one task, got "
+                f"{sorted({record['params']['task'], self.record['params']['task']})}"
+            )
+        if record["manifest"]["data"]["content_sha256"] != self.record["manifest"]["data"]["content_sha256"] or sorted(
+            record["predictions"]["id"]
+        ) != sorted(self.order):
+            raise InvalidParameter(
+                f"{str(record['path'])!r} and {str(self.record['path'])!r} did not answer the same "
+                "items of the same data; rerun both with the same source, limit and seed"
+            )
         if (record["params"].get("task_options") or {}).get("bertscore_model") != self.options.get("bertscore_model"):
             raise InvalidParameter("the two runs scored BERTScore with different encoders; compare runs of one encoder")
 
@@ -190,8 +234,10 @@ class _Baseline:
             values = how.values(self.examples, parsed.astype(str).tolist())
             rescored, recorded = how.statistic(values, *shared), record["metrics"][metric]["value"]
             if abs(rescored - recorded) > 1e-6:
-                raise InvalidParameter(f"rescoring {metric} of {str(record['path'])!r} gives {rescored:.6f}, not the "
-                                       f"recorded {recorded:.6f}; the record is stale: rerun it")
+                raise InvalidParameter(
+                    f"rescoring {metric} of {str(record['path'])!r} gives {rescored:.6f}, not the "
+                    f"recorded {recorded:.6f}; the record is stale: rerun it"
+                )
             self._values[key] = values
         return self._values[key]
 
@@ -201,15 +247,18 @@ class _Baseline:
         how = rescoring(self.record["params"]["task"], metric, self.options)
         shared = how.shared(self.examples)
         mine, theirs = (self.values(r, metric, how, shared) for r in (record, self.record))
-        both = {"run_value": float(how.statistic(mine, *shared)),
-                "baseline_value": float(how.statistic(theirs, *shared))}
+        both = {
+            "run_value": float(how.statistic(mine, *shared)),
+            "baseline_value": float(how.statistic(theirs, *shared)),
+        }
         if how.proportion:
             return paired_proportion_difference(mine, theirs, **both)
         return paired_difference(how.statistic, mine, theirs, *shared, n_resamples=n_resamples, seed=seed, **both)
 
 
-def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_resamples: int = 1000,
-                      seed: int = 0) -> dict[str, Any]:
+def paired_comparison(
+    run: str | Path, baseline: str | Path, metric: str, *, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """``metric`` of ``run`` minus that of ``baseline`` over the items both answered, from their run records.
 
     Both runs must be of the same task on the same data and items. Each run's recorded replies are rescored per item
@@ -219,9 +268,16 @@ def paired_comparison(run: str | Path, baseline: str | Path, metric: str, *, n_r
     return _Baseline(baseline).compare(records.read_run(run), metric, n_resamples=n_resamples, seed=seed)
 
 
-def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline: str = "0-shot",
-                         within: Sequence[str] = ("model", "task"), metrics: dict[str, Sequence[str]] | None = None,
-                         n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def scenario_comparisons(
+    table: pd.DataFrame,
+    *,
+    by: str = "scenario",
+    baseline: str = "0-shot",
+    within: Sequence[str] = ("model", "task"),
+    metrics: dict[str, Sequence[str]] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Every condition of a results table (:func:`labscale.records.metrics_table`; the condition is the column
     ``by``, e.g. ``scenario`` or a DP table's ``adapter``) minus the ``baseline`` condition with the same values of
     ``within`` (model and task; a DP table, whose adapters are different models, pairs ``within=("task",)``), per
@@ -231,8 +287,9 @@ def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline:
 
     for column in (by, *within):
         if column not in table.columns:
-            raise InvalidParameter(f"the table has no column {column!r}; valid choices: "
-                                   f"{', '.join(map(repr, table.columns))}")
+            raise InvalidParameter(
+                f"the table has no column {column!r}; valid choices: {', '.join(map(repr, table.columns))}"
+            )
     if "task" not in within:
         raise InvalidParameter(f"within={list(within)!r} must include 'task': runs of different tasks do not pair")
     wanted = metrics or headline_metrics(table["task"].unique())
@@ -244,33 +301,67 @@ def scenario_comparisons(table: pd.DataFrame, *, by: str = "scenario", baseline:
         base = group[group[by] == baseline]
         if base.empty:
             continue
-        named = dict(zip(within, keys if isinstance(keys, tuple) else (keys,)))
+        named = dict(zip(within, keys if isinstance(keys, tuple) else (keys,), strict=True))
         reference = _Baseline(base["run"].iloc[0])  # read and reloaded once for every condition and metric
-        for condition, run in zip(group[by], group["run"]):
+        for condition, run in zip(group[by], group["run"], strict=True):
             if condition == baseline:
                 continue
             record = records.read_run(run)
             for metric in wanted.get(named["task"], ()):
                 m = reference.compare(record, metric, n_resamples=n_resamples, seed=seed)
-                rows.append(comparison_row(m, model=named.get("model", ""), task=named["task"], metric=metric,
-                                           condition=condition, baseline=baseline))
+                rows.append(
+                    comparison_row(
+                        m,
+                        model=named.get("model", ""),
+                        task=named["task"],
+                        metric=metric,
+                        condition=condition,
+                        baseline=baseline,
+                    )
+                )
     return comparison_frame(rows)
 
 
 #: the columns of a comparison table (:func:`scenario_comparisons`)
-COMPARISON_COLUMNS = ["model", "task", "metric", "condition", "baseline", "value", "baseline_value", "delta",
-                      "ci_low", "ci_high", "n", "interval", "p_value", "p_holm"]
+COMPARISON_COLUMNS = [
+    "model",
+    "task",
+    "metric",
+    "condition",
+    "baseline",
+    "value",
+    "baseline_value",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "n",
+    "interval",
+    "p_value",
+    "p_holm",
+]
 
 
-def comparison_row(result: dict[str, Any], *, model: str, task: str, metric: str, condition: str,
-                   baseline: str) -> dict[str, Any]:
+def comparison_row(
+    result: dict[str, Any], *, model: str, task: str, metric: str, condition: str, baseline: str
+) -> dict[str, Any]:
     """One row of a comparison table from a paired result (:func:`paired_comparison`, or a
     :func:`~labscale.metrics.paired_difference` / :func:`~labscale.metrics.paired_proportion_difference` dict
     carrying ``run_value`` and ``baseline_value``) and the labels of what was compared."""
-    return {"model": model, "task": task, "metric": metric, "condition": condition, "baseline": baseline,
-            "value": result["run_value"], "baseline_value": result["baseline_value"], "delta": result["value"],
-            "ci_low": result["ci_low"], "ci_high": result["ci_high"], "n": result["n"],
-            "interval": result["interval"], "p_value": result["p_value"]}
+    return {
+        "model": model,
+        "task": task,
+        "metric": metric,
+        "condition": condition,
+        "baseline": baseline,
+        "value": result["run_value"],
+        "baseline_value": result["baseline_value"],
+        "delta": result["value"],
+        "ci_low": result["ci_low"],
+        "ci_high": result["ci_high"],
+        "n": result["n"],
+        "interval": result["interval"],
+        "p_value": result["p_value"],
+    }
 
 
 def comparison_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

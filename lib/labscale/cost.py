@@ -86,11 +86,18 @@ DEFAULT_GPU = "gcp-t4-spot"
 DEFAULT_TOKEN_MODEL = "gpt-3.5-turbo-0613"
 
 #: how the study priced model ids the price table does not list under their own name
-STUDY_PRICE_MAP = {"gpt-3.5-turbo-0613": "gpt-3.5-turbo-1106", "gpt-3.5-turbo": "gpt-3.5-turbo-1106",
-                   "gpt-4-turbo": "gpt-4-1106-preview", "gpt-4-turbo-preview": "gpt-4-1106-preview"}
+STUDY_PRICE_MAP = {
+    "gpt-3.5-turbo-0613": "gpt-3.5-turbo-1106",
+    "gpt-3.5-turbo": "gpt-3.5-turbo-1106",
+    "gpt-4-turbo": "gpt-4-1106-preview",
+    "gpt-4-turbo-preview": "gpt-4-1106-preview",
+}
 #: each snapshot at its own listed price; bare names resolve as labscale's aliases do
-LISTED_PRICE_MAP = {"gpt-3.5-turbo": "gpt-3.5-turbo-0613", "gpt-4-turbo": "gpt-4-1106-preview",
-                    "gpt-4-turbo-preview": "gpt-4-1106-preview"}
+LISTED_PRICE_MAP = {
+    "gpt-3.5-turbo": "gpt-3.5-turbo-0613",
+    "gpt-4-turbo": "gpt-4-1106-preview",
+    "gpt-4-turbo-preview": "gpt-4-1106-preview",
+}
 PRICE_MAPS = {"study": STUDY_PRICE_MAP, "listed": LISTED_PRICE_MAP, "none": {}}
 
 #: OpenAI's chat-format overhead (OpenAI cookbook, as in the study's compute_oai_tokens.py)
@@ -101,8 +108,9 @@ REPLY_PRIMING_TOKENS = 3
 #: display order of regimes in cost tables
 REGIMES = ("0-shot", "1-shot", "2-shot", "3-shot", "fine-tuning", "fine-tuned")
 
-STUDY_TABLE3_CITATION = ("Wolfe et al. (2024), Laboratory-Scale AI, ACM FAccT '24, Table 3 (climate fact-checking "
-                         "test set, 1,535 items)")
+STUDY_TABLE3_CITATION = (
+    "Wolfe et al. (2024), Laboratory-Scale AI, ACM FAccT '24, Table 3 (climate fact-checking test set, 1,535 items)"
+)
 STUDY_ORIGIN = "Wolfe et al. 2024, Table 3"
 OUR_ORIGIN = "this book (run records)"
 
@@ -149,15 +157,17 @@ def price_row(kind: str, item: str, as_of: Any = None, *, prices: pd.DataFrame |
     of_kind = table[table["kind"] == kind]
     rows = of_kind[of_kind["item"] == item]
     if rows.empty:
-        raise InvalidParameter(f"no {kind} price for {item!r}; valid items: "
-                               + ", ".join(repr(i) for i in sorted(set(of_kind["item"]))))
+        raise InvalidParameter(
+            f"no {kind} price for {item!r}; valid items: " + ", ".join(repr(i) for i in sorted(set(of_kind["item"])))
+        )
     if as_of is not None:
         day = _as_date(as_of)
         dated = rows[pd.to_datetime(rows["date"]) <= day]
         if dated.empty:
             first = pd.to_datetime(rows["date"]).min().date()
-            raise InvalidParameter(f"no {kind} price for {item!r} on or before {day.date()}; "
-                                   f"the earliest is dated {first}")
+            raise InvalidParameter(
+                f"no {kind} price for {item!r} on or before {day.date()}; the earliest is dated {first}"
+            )
         rows = dated
     return rows.sort_values("date").iloc[-1]
 
@@ -177,8 +187,9 @@ def _bare_model_id(model: str) -> str:
     return text
 
 
-def price_item(model: str, kind: str, *, prices: pd.DataFrame | None = None,
-               price_map: str | Mapping[str, str] = "study") -> str:
+def price_item(
+    model: str, kind: str, *, prices: pd.DataFrame | None = None, price_map: str | Mapping[str, str] = "study"
+) -> str:
     """The price-table item under which ``model`` (an API model id or ``openai:`` spec) is priced for ``kind``."""
     check_choice("price kind", kind, PRICE_KINDS)
     mapping = PRICE_MAPS[price_map] if isinstance(price_map, str) and price_map in PRICE_MAPS else price_map
@@ -198,14 +209,18 @@ def price_item(model: str, kind: str, *, prices: pd.DataFrame | None = None,
             return mapping[candidate]
         if candidate in items:
             return candidate
-    raise InvalidParameter(f"no {kind} price for model {model_id!r}; valid items: "
-                           + ", ".join(repr(i) for i in sorted(items))
-                           + " (or add a mapping through price_map=)")
+    raise InvalidParameter(
+        f"no {kind} price for model {model_id!r}; valid items: "
+        + ", ".join(repr(i) for i in sorted(items))
+        + " (or add a mapping through price_map=)"
+    )
 
 
 # -- tokens ----------------------------------------------------------------------------------------------
-_TIKTOKEN_BLOBS = {name: f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
-                   for name in ("cl100k_base", "o200k_base", "p50k_base")}
+_TIKTOKEN_BLOBS = {
+    name: f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+    for name in ("cl100k_base", "o200k_base", "p50k_base")
+}
 
 
 def _litellm_tiktoken_dir() -> Path | None:
@@ -272,7 +287,8 @@ def token_counter(model: str = DEFAULT_TOKEN_MODEL, *, method: str = "auto"):
         if method == "tiktoken":
             raise InvalidParameter(
                 f"tiktoken cannot load the {name} encoding here (is tiktoken installed, and is its file in "
-                f"TIKTOKEN_CACHE_DIR? the litellm wheel ships one); use method='auto' for the chars/4 fallback")
+                f"TIKTOKEN_CACHE_DIR? the litellm wheel ships one); use method='auto' for the chars/4 fallback"
+            )
     return (lambda text: math.ceil(len(text) / 4)), "chars/4 approximation (no tiktoken encoding available)"
 
 
@@ -301,8 +317,10 @@ def count_tokens(texts_or_messages: Any, model: str = DEFAULT_TOKEN_MODEL, *, me
         conversations = [list(c) for c in items]
     else:
         if not all(isinstance(t, str) for t in items):
-            raise InvalidParameter("count_tokens takes a string, a list of strings, a conversation (list of "
-                                   "role/content dicts) or a list of conversations")
+            raise InvalidParameter(
+                "count_tokens takes a string, a list of strings, a conversation (list of "
+                "role/content dicts) or a list of conversations"
+            )
         return sum(count(t) for t in items), description
     total = 0
     for conversation in conversations:
@@ -315,8 +333,7 @@ def count_tokens(texts_or_messages: Any, model: str = DEFAULT_TOKEN_MODEL, *, me
                 if key == "name":
                     total += TOKENS_PER_NAME
         total += REPLY_PRIMING_TOKENS
-    return total, (f"{description}; chat overhead {TOKENS_PER_MESSAGE}/message + {REPLY_PRIMING_TOKENS} "
-                   f"reply priming")
+    return total, (f"{description}; chat overhead {TOKENS_PER_MESSAGE}/message + {REPLY_PRIMING_TOKENS} reply priming")
 
 
 # -- run records -----------------------------------------------------------------------------------------
@@ -341,16 +358,23 @@ def _load_run(run: Any) -> dict[str, Any]:
         if not manifest_path.is_file():
             raise InvalidParameter(f"{str(run_dir)!r} is not a run record (no manifest.json)")
         params_path = run_dir / "params.json"
-        return {"manifest": _read_json(manifest_path),
-                "params": _read_json(params_path) if params_path.is_file() else {},
-                "predictions": _read_predictions(run_dir), "path": run_dir}
+        return {
+            "manifest": _read_json(manifest_path),
+            "params": _read_json(params_path) if params_path.is_file() else {},
+            "predictions": _read_predictions(run_dir),
+            "path": run_dir,
+        }
     if isinstance(run, Mapping):
         if "manifest" in run:  # a records.read_run() record
             predictions = run.get("predictions")
             if isinstance(predictions, pd.DataFrame):
                 predictions = predictions.to_dict("records")
-            return {"manifest": dict(run["manifest"]), "params": dict(run.get("params") or {}),
-                    "predictions": predictions, "path": run.get("path")}
+            return {
+                "manifest": dict(run["manifest"]),
+                "params": dict(run.get("params") or {}),
+                "predictions": predictions,
+                "path": run.get("path"),
+            }
         return {"manifest": dict(run), "params": {}, "predictions": None, "path": None}
     raise InvalidParameter(f"run must be a run folder, a manifest path or a manifest dict, got {type(run).__name__}")
 
@@ -389,8 +413,9 @@ def _is_paid_api(info: Mapping[str, Any]) -> bool:
     return info.get("backend") == "openai" and is_official_openai(info.get("base_url") or OPENAI_BASE_URL)
 
 
-def _run_tokens(record: Mapping[str, Any], model_id: str, conversations: Any = None,
-                method: str = "auto", api: bool = True) -> tuple[int, int, str]:
+def _run_tokens(
+    record: Mapping[str, Any], model_id: str, conversations: Any = None, method: str = "auto", api: bool = True
+) -> tuple[int, int, str]:
     manifest, predictions = record["manifest"], record["predictions"]
     reported = "reported usage" if api else "the model's own tokenizer"
     if conversations is not None:
@@ -408,8 +433,7 @@ def _run_tokens(record: Mapping[str, Any], model_id: str, conversations: Any = N
         return inp, out, f"{reported} for input; output counted: {how}"
     usage = manifest.get("usage") or {}
     if usage.get("prompt_tokens") and not usage.get("cache_hits"):
-        return (int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0),
-                f"{reported} (manifest totals)")
+        return (int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0), f"{reported} (manifest totals)")
     example = manifest.get("example_messages")
     items = manifest.get("items") or (len(predictions) if predictions else None)
     if example and items:
@@ -418,8 +442,9 @@ def _run_tokens(record: Mapping[str, Any], model_id: str, conversations: Any = N
         if predictions:
             out, _ = count_tokens([str(p.get("reply") or "") for p in predictions], model_id, method=method)
         return per_item * int(items), out, f"estimated: {how}, first item's prompt x {items} items"
-    raise InvalidParameter("the run record reports no token usage and holds no prompt to count; pass "
-                           "conversations=... to run_cost")
+    raise InvalidParameter(
+        "the run record reports no token usage and holds no prompt to count; pass conversations=... to run_cost"
+    )
 
 
 def _hardware_label(hardware: Mapping[str, Any] | None) -> str:
@@ -464,9 +489,17 @@ def _base_of_fine_tuned(info: Mapping[str, Any]) -> str | None:
     return None
 
 
-def run_cost(run: Any, prices: pd.DataFrame | None = None, *, gpu: str = DEFAULT_GPU, as_of: Any = None,
-             price_map: str | Mapping[str, str] = "study", include_output: bool = True,
-             conversations: Any = None, token_method: str = "auto") -> dict[str, Any]:
+def run_cost(
+    run: Any,
+    prices: pd.DataFrame | None = None,
+    *,
+    gpu: str = DEFAULT_GPU,
+    as_of: Any = None,
+    price_map: str | Mapping[str, str] = "study",
+    include_output: bool = True,
+    conversations: Any = None,
+    token_method: str = "auto",
+) -> dict[str, Any]:
     """The cost of one evaluation run (a run folder, its ``manifest.json``, a manifest dict or a read_run record).
 
     API models on api.openai.com are costed as input tokens x input price (+ output tokens x output price
@@ -485,10 +518,14 @@ def run_cost(run: Any, prices: pd.DataFrame | None = None, *, gpu: str = DEFAULT
     requests = usage.get("requests") or 0
     api = _is_paid_api(info)
     row: dict[str, Any] = {
-        "model": info["label"], "model_id": model_id, "task": params.get("task"),
-        "shots": params.get("shots"), "items": manifest.get("items"),
+        "model": info["label"],
+        "model_id": model_id,
+        "task": params.get("task"),
+        "shots": params.get("shots"),
+        "items": manifest.get("items"),
         "pricing": "api tokens" if api else "gpu hours",
-        "hours": hours, "hardware": _hardware_label(manifest.get("hardware")),
+        "hours": hours,
+        "hardware": _hardware_label(manifest.get("hardware")),
         "cache_hit_rate": manifest.get("cache_hit_rate", (usage.get("cache_hits", 0) / requests) if requests else None),
         "run": str(record["path"]) if record["path"] is not None else None,
     }
@@ -506,14 +543,26 @@ def run_cost(run: Any, prices: pd.DataFrame | None = None, *, gpu: str = DEFAULT
         if include_output:
             item_out = price_item(model_id, "api_output_per_1k", prices=prices, price_map=price_map)
             p_out = price("api_output_per_1k", item_out, as_of, prices=prices)
-        row.update(usd_per_1k_input=p_in, usd_per_1k_output=p_out if include_output else None,
-                   usd_per_hour=None, input_usd=inp / 1000 * p_in, output_usd=out / 1000 * p_out,
-                   price_items=", ".join(dict.fromkeys(i for i in (item_in, item_out) if i)))
+        row.update(
+            usd_per_1k_input=p_in,
+            usd_per_1k_output=p_out if include_output else None,
+            usd_per_hour=None,
+            input_usd=inp / 1000 * p_in,
+            output_usd=out / 1000 * p_out,
+            price_items=", ".join(dict.fromkeys(i for i in (item_in, item_out) if i)),
+        )
         row["usd"] = row["input_usd"] + row["output_usd"]
     else:
         per_hour = price("gpu_hour", gpu, as_of, prices=prices)
-        row.update(usd_per_1k_input=None, usd_per_1k_output=None, usd_per_hour=per_hour, input_usd=None,
-                   output_usd=None, price_items=gpu, usd=hours * per_hour)
+        row.update(
+            usd_per_1k_input=None,
+            usd_per_1k_output=None,
+            usd_per_hour=per_hour,
+            input_usd=None,
+            output_usd=None,
+            price_items=gpu,
+            usd=hours * per_hour,
+        )
     return row
 
 
@@ -555,11 +604,17 @@ def _load_finetune(path: Path) -> dict[str, Any] | None:
         if record.get("merged_from_adapter"):  # a merged copy of an adapter already counted
             return None
         base = record.get("base_model")
-        record = {"kind": "finetune", "backend": "hf", "task": record.get("task"),
-                  "base_model": base.get("spec") if isinstance(base, Mapping) else base,
-                  "adapter_dir": str(path.parent), "wall_seconds": record.get("wall_seconds"),
-                  "train_tokens": record.get("train_tokens"), "hardware": record.get("hardware"),
-                  "written_at": record.get("created_at", "")}
+        record = {
+            "kind": "finetune",
+            "backend": "hf",
+            "task": record.get("task"),
+            "base_model": base.get("spec") if isinstance(base, Mapping) else base,
+            "adapter_dir": str(path.parent),
+            "wall_seconds": record.get("wall_seconds"),
+            "train_tokens": record.get("train_tokens"),
+            "hardware": record.get("hardware"),
+            "written_at": record.get("created_at", ""),
+        }
     if record.get("kind") != "finetune":
         return None
     record = dict(record)
@@ -592,15 +647,42 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["model", "task", "_r", "regime"], kind="stable").drop(columns="_r").reset_index(drop=True)
 
 
-COST_COLUMNS = ["model", "task", "regime", "input_tokens", "output_tokens", "training_tokens", "hours",
-                "usd_per_1k_input", "usd_per_1k_output", "usd_per_1k_training", "usd_per_hour", "usd", "pricing",
-                "price_items", "token_method", "hardware", "items", "cache_hit_rate", "note", "run"]
+COST_COLUMNS = [
+    "model",
+    "task",
+    "regime",
+    "input_tokens",
+    "output_tokens",
+    "training_tokens",
+    "hours",
+    "usd_per_1k_input",
+    "usd_per_1k_output",
+    "usd_per_1k_training",
+    "usd_per_hour",
+    "usd",
+    "pricing",
+    "price_items",
+    "token_method",
+    "hardware",
+    "items",
+    "cache_hit_rate",
+    "note",
+    "run",
+]
 
 
-def cost_table(runs_root: str | Path, *, gpu: str = DEFAULT_GPU, prices: pd.DataFrame | None = None,
-               as_of: Any = None, price_map: str | Mapping[str, str] = "study", include_output: bool = True,
-               task: str | None = None, finetune_records: Sequence[Any] = (),
-               token_method: str = "auto") -> pd.DataFrame:
+def cost_table(
+    runs_root: str | Path,
+    *,
+    gpu: str = DEFAULT_GPU,
+    prices: pd.DataFrame | None = None,
+    as_of: Any = None,
+    price_map: str | Mapping[str, str] = "study",
+    include_output: bool = True,
+    task: str | None = None,
+    finetune_records: Sequence[Any] = (),
+    token_method: str = "auto",
+) -> pd.DataFrame:
     """The study's Table 3 rebuilt from our run records: one row per (model, task, regime).
 
     Regimes are ``k-shot`` (evaluation runs), ``fine-tuned`` (evaluation runs of a tuned model: an ``ft:`` id,
@@ -629,15 +711,30 @@ def cost_table(runs_root: str | Path, *, gpu: str = DEFAULT_GPU, prices: pd.Data
             continue
         info = _model_info(record)
         linked = [r for r in finetunes if _finetune_links(r, info)]
-        base = _display_model(str(linked[0]["base_model"])) if linked and linked[0].get("base_model") else \
-            _base_of_fine_tuned(info)
+        base = (
+            _display_model(str(linked[0]["base_model"]))
+            if linked and linked[0].get("base_model")
+            else _base_of_fine_tuned(info)
+        )
         fine_tuned = bool(linked) or base is not None
-        cost = run_cost(record, prices, gpu=gpu, as_of=as_of, price_map=price_map, include_output=include_output,
-                        token_method=token_method)
-        row = {**cost, "model": base if fine_tuned and base else _display_model(info["label"]),
-               "regime": _regime(record["params"], fine_tuned), "training_tokens": None,
-               "usd_per_1k_training": None, "note": "" if not fine_tuned else f"evaluated as {info['label']}",
-               "written_at": manifest.get("written_at", "")}
+        cost = run_cost(
+            record,
+            prices,
+            gpu=gpu,
+            as_of=as_of,
+            price_map=price_map,
+            include_output=include_output,
+            token_method=token_method,
+        )
+        row = {
+            **cost,
+            "model": base if fine_tuned and base else _display_model(info["label"]),
+            "regime": _regime(record["params"], fine_tuned),
+            "training_tokens": None,
+            "usd_per_1k_training": None,
+            "note": "" if not fine_tuned else f"evaluated as {info['label']}",
+            "written_at": manifest.get("written_at", ""),
+        }
         rows.append(row)
         for r in linked:
             by_record[r["path"]].append(row)
@@ -651,10 +748,16 @@ def cost_table(runs_root: str | Path, *, gpu: str = DEFAULT_GPU, prices: pd.Data
                 continue
         wall = r.get("wall_seconds")
         train_hours = float(wall) / 3600 if not _is_missing(wall) else float("nan")
-        row: dict[str, Any] = {"model": base, "regime": "fine-tuning", "hardware": _hardware_label(r.get("hardware")),
-                               "training_tokens": r.get("trained_tokens") if r.get("trained_tokens") is not None
-                               else r.get("train_tokens"), "run": r["path"],
-                               "written_at": r.get("written_at", "")}
+        row: dict[str, Any] = {
+            "model": base,
+            "regime": "fine-tuning",
+            "hardware": _hardware_label(r.get("hardware")),
+            "training_tokens": r.get("trained_tokens")
+            if r.get("trained_tokens") is not None
+            else r.get("train_tokens"),
+            "run": r["path"],
+            "written_at": r.get("written_at", ""),
+        }
         if r["backend"] == "openai":
             if r.get("trained_tokens") is None:
                 raise InvalidParameter(f"fine-tuning record {r['path']} has no trained_tokens")
@@ -670,15 +773,27 @@ def cost_table(runs_root: str | Path, *, gpu: str = DEFAULT_GPU, prices: pd.Data
         evals = sorted(evals, key=lambda e: e.get("written_at", ""))
         if evals:
             ev = evals[-1]
-            row.update(task=ev["task"], input_tokens=ev["input_tokens"], output_tokens=ev["output_tokens"],
-                       usd_per_1k_input=ev["usd_per_1k_input"], usd_per_1k_output=ev["usd_per_1k_output"],
-                       token_method=ev["token_method"], items=ev["items"], cache_hit_rate=ev["cache_hit_rate"],
-                       hours=train_hours + ev["hours"], usd=train_usd + ev["usd"],
-                       price_items=", ".join(dict.fromkeys([row["price_items"], *str(ev["price_items"]).split(", ")])),
-                       note="training + one evaluation pass of the tuned model (as the study's Table 3)")
+            row.update(
+                task=ev["task"],
+                input_tokens=ev["input_tokens"],
+                output_tokens=ev["output_tokens"],
+                usd_per_1k_input=ev["usd_per_1k_input"],
+                usd_per_1k_output=ev["usd_per_1k_output"],
+                token_method=ev["token_method"],
+                items=ev["items"],
+                cache_hit_rate=ev["cache_hit_rate"],
+                hours=train_hours + ev["hours"],
+                usd=train_usd + ev["usd"],
+                price_items=", ".join(dict.fromkeys([row["price_items"], *str(ev["price_items"]).split(", ")])),
+                note="training + one evaluation pass of the tuned model (as the study's Table 3)",
+            )
         else:
-            row.update(task=r.get("task"), hours=train_hours, usd=train_usd,
-                       note="training only (no evaluation run of the tuned model found)")
+            row.update(
+                task=r.get("task"),
+                hours=train_hours,
+                usd=train_usd,
+                note="training only (no evaluation run of the tuned model found)",
+            )
         rows.append(row)
 
     if not rows:
@@ -691,8 +806,10 @@ def cost_table(runs_root: str | Path, *, gpu: str = DEFAULT_GPU, prices: pd.Data
     counts = df.groupby(["model", "task", "regime"], dropna=False)["regime"].transform("size")
     df = df.drop_duplicates(["model", "task", "regime"], keep="last").copy()
     older = counts.loc[df.index] - 1
-    df.loc[older > 0, "note"] = [f"{n}; {int(k)} older run(s) ignored".lstrip("; ")
-                                 for n, k in zip(df.loc[older > 0, "note"], older[older > 0])]
+    df.loc[older > 0, "note"] = [
+        f"{n}; {int(k)} older run(s) ignored".lstrip("; ")
+        for n, k in zip(df.loc[older > 0, "note"], older[older > 0], strict=True)
+    ]
     if skipped:
         df.attrs["skipped_finetune_records"] = [f"{r['path']} (status {r.get('status')})" for r in skipped]
     return _order(df[COST_COLUMNS])
@@ -737,15 +854,19 @@ def study_claim(open_model: str = "mistral-7b-instruct", api_model: str = "gpt-4
     tuned = table[(table["model"] == open_model) & (table["scenario"] == "fine-tuned")]
     api = table[(table["model"] == api_model) & table["scenario"].str.endswith("-shot")]
     if tune.empty or tuned.empty or api.empty:
-        raise InvalidParameter(f"Table 3 has no fine-tuning rows for {open_model!r} or no k-shot rows for "
-                               f"{api_model!r}; models: {sorted(set(table['model']))}")
+        raise InvalidParameter(
+            f"Table 3 has no fine-tuning rows for {open_model!r} or no k-shot rows for "
+            f"{api_model!r}; models: {sorted(set(table['model']))}"
+        )
     tune, tuned = tune.iloc[0], tuned.iloc[0]
     tokens, usd = api["input_tokens"].astype(int), api["total_usd"]
-    return (f"Wolfe et al. (2024, Table 3): fine-tuning {open_model} took {tune['runtime_hours']:.2f} h on a T4 "
-            f"(${tune['total_usd']:.2f} at ${tune['gpu_usd_per_hour']:.2f}/h) and one evaluation pass of the tuned "
-            f"model {tuned['runtime_hours']:.2f} h (${tuned['total_usd']:.2f}); one {api_model} pass over the same "
-            f"test set read {tokens.min():,} to {tokens.max():,} input tokens (0 to 3 shots) and cost "
-            f"${usd.min():.2f} to ${usd.max():.2f}.")
+    return (
+        f"Wolfe et al. (2024, Table 3): fine-tuning {open_model} took {tune['runtime_hours']:.2f} h on a T4 "
+        f"(${tune['total_usd']:.2f} at ${tune['gpu_usd_per_hour']:.2f}/h) and one evaluation pass of the tuned "
+        f"model {tuned['runtime_hours']:.2f} h (${tuned['total_usd']:.2f}); one {api_model} pass over the same "
+        f"test set read {tokens.min():,} to {tokens.max():,} input tokens (0 to 3 shots) and cost "
+        f"${usd.min():.2f} to ${usd.max():.2f}."
+    )
 
 
 def beside_study_table3(our_table: pd.DataFrame, *, task: str | None = "fact_checking") -> pd.DataFrame:
@@ -758,15 +879,31 @@ def beside_study_table3(our_table: pd.DataFrame, *, task: str | None = "fact_che
     ours = our_table.copy()
     if task is not None and "task" in ours:
         ours = ours[ours["task"] == task]
-    ours = pd.DataFrame({"origin": OUR_ORIGIN, "model": ours["model"], "scenario": ours["regime"],
-                         "input_tokens": ours["input_tokens"], "usd_per_1k": ours["usd_per_1k_input"],
-                         "runtime_hours": ours["hours"], "usd_per_hour": ours["usd_per_hour"],
-                         "total_usd": ours["usd"]})
+    ours = pd.DataFrame(
+        {
+            "origin": OUR_ORIGIN,
+            "model": ours["model"],
+            "scenario": ours["regime"],
+            "input_tokens": ours["input_tokens"],
+            "usd_per_1k": ours["usd_per_1k_input"],
+            "runtime_hours": ours["hours"],
+            "usd_per_hour": ours["usd_per_hour"],
+            "total_usd": ours["usd"],
+        }
+    )
     ref = study_table3()
-    ref = pd.DataFrame({"origin": STUDY_ORIGIN, "model": ref["model"], "scenario": ref["scenario"],
-                        "input_tokens": ref["input_tokens"], "usd_per_1k": ref["usd_per_1k"],
-                        "runtime_hours": ref["runtime_hours"], "usd_per_hour": ref["gpu_usd_per_hour"],
-                        "total_usd": ref["total_usd"]})
+    ref = pd.DataFrame(
+        {
+            "origin": STUDY_ORIGIN,
+            "model": ref["model"],
+            "scenario": ref["scenario"],
+            "input_tokens": ref["input_tokens"],
+            "usd_per_1k": ref["usd_per_1k"],
+            "runtime_hours": ref["runtime_hours"],
+            "usd_per_hour": ref["gpu_usd_per_hour"],
+            "total_usd": ref["total_usd"],
+        }
+    )
     both = pd.concat([ours, ref], ignore_index=True)
     both["input_tokens"] = pd.to_numeric(both["input_tokens"], errors="coerce").astype("Int64")
     for column in ("usd_per_1k", "runtime_hours", "usd_per_hour", "total_usd"):
@@ -786,10 +923,12 @@ def study_cost_quality(metric: str = "accuracy") -> pd.DataFrame:
     quality = quality[(quality["task"] == "fact_checking") & (quality["metric"] == metric)]
     if quality.empty:
         raise invalid_choice("fact-checking metric", metric, ["accuracy", "f1_weighted"])
-    scores = {(m, s): v for m, s, v in zip(quality["model"], quality["scenario"], quality["value"])}
+    scores = {(m, s): v for m, s, v in zip(quality["model"], quality["scenario"], quality["value"], strict=True)}
     table = study_table3()
-    table["quality"] = [scores.get((m, "fine-tuned" if s == "fine-tuning" else s))
-                        for m, s in zip(table["model"], table["scenario"])]
+    table["quality"] = [
+        scores.get((m, "fine-tuned" if s == "fine-tuning" else s))
+        for m, s in zip(table["model"], table["scenario"], strict=True)
+    ]
     table["label"] = table["model"] + " " + table["scenario"]
     return table
 
@@ -812,8 +951,7 @@ def pareto_frontier(df: pd.DataFrame, cost_col: str, quality_col: str) -> pd.Ser
         if not valid[i]:
             mask.append(False)
             continue
-        dominated = ((cost <= cost[i]) & (quality >= quality[i]) & ((cost < cost[i]) | (quality > quality[i]))
-                     & valid)
+        dominated = (cost <= cost[i]) & (quality >= quality[i]) & ((cost < cost[i]) | (quality > quality[i])) & valid
         mask.append(not dominated.any())
     return pd.Series(mask, index=df.index, name="pareto")
 
@@ -827,23 +965,41 @@ def join_quality(costs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.
     sel = metrics[metrics["metric"] == metric]
     if sel.empty:
         raise invalid_choice("metric", metric, sorted(set(metrics["metric"])))
-    by_run = dict(zip(sel["run"].astype(str), sel["value"]))
+    by_run = dict(zip(sel["run"].astype(str), sel["value"], strict=True))
     out = costs.copy()
     out["quality"] = pd.Series([by_run.get(str(r)) for r in out["run"]], index=out.index, dtype=object)
-    tuned = {(m, t): q for m, t, g, q in zip(out["model"], out["task"], out["regime"], out["quality"])
-             if g == "fine-tuned"}
+    tuned = {
+        (m, t): q
+        for m, t, g, q in zip(out["model"], out["task"], out["regime"], out["quality"], strict=True)
+        if g == "fine-tuned"
+    }
     out.loc[out["regime"] == "fine-tuning", "quality"] = [
-        tuned.get((m, t)) for m, t in zip(out.loc[out["regime"] == "fine-tuning", "model"],
-                                          out.loc[out["regime"] == "fine-tuning", "task"])]
+        tuned.get((m, t))
+        for m, t in zip(
+            out.loc[out["regime"] == "fine-tuning", "model"],
+            out.loc[out["regime"] == "fine-tuning", "task"],
+            strict=True,
+        )
+    ]
     out["quality"] = pd.to_numeric(out["quality"], errors="coerce")
     out["label"] = out["model"] + " " + out["regime"]
     return out
 
 
-def cost_quality_plot(df: pd.DataFrame, *, cost_col: str = "usd", quality_col: str = "quality",
-                      label_col: str = "label", hue_col: str | None = "model", logx: bool = True,
-                      labels: str = "auto", xlabel: str = "total cost (USD)", ylabel: str | None = None,
-                      title: str | None = None, ax=None):
+def cost_quality_plot(
+    df: pd.DataFrame,
+    *,
+    cost_col: str = "usd",
+    quality_col: str = "quality",
+    label_col: str = "label",
+    hue_col: str | None = "model",
+    logx: bool = True,
+    labels: str = "auto",
+    xlabel: str = "total cost (USD)",
+    ylabel: str | None = None,
+    title: str | None = None,
+    ax=None,
+):
     """Scatter of cost against quality, the Pareto frontier drawn as a step line and its points ringed.
 
     Points are labelled with ``label_col``: ``labels="all"``, ``"frontier"`` (only frontier points), ``"none"``,
@@ -872,28 +1028,38 @@ def cost_quality_plot(df: pd.DataFrame, *, cost_col: str = "usd", quality_col: s
         fig = ax.figure
     hues = list(dict.fromkeys(data[hue_col])) if hue_col and hue_col in data else [None]
     palette = sns.color_palette("colorblind", n_colors=max(len(hues), 1))
-    colors = dict(zip(hues, palette))
+    colors = dict(zip(hues, palette, strict=True))
     for hue in hues:
         sel = data if hue is None else data[data[hue_col] == hue]
         ax.scatter(sel[cost_col], sel[quality_col], color=colors[hue], s=30, label=hue, zorder=3)
     on_front = pareto_frontier(data, cost_col, quality_col)
     front = data[on_front].sort_values(cost_col)
     if not front.empty:
-        ax.step(front[cost_col], front[quality_col], where="post", color="0.3", lw=1, ls="--", zorder=2,
-                label="Pareto frontier")
-        ax.scatter(front[cost_col], front[quality_col], facecolors="none", edgecolors="0.2", s=110, lw=1.2,
-                   zorder=4)
+        ax.step(
+            front[cost_col],
+            front[quality_col],
+            where="post",
+            color="0.3",
+            lw=1,
+            ls="--",
+            zorder=2,
+            label="Pareto frontier",
+        )
+        ax.scatter(front[cost_col], front[quality_col], facecolors="none", edgecolors="0.2", s=110, lw=1.2, zorder=4)
     if labels == "auto":
         labels = "all" if len(data) <= 15 else "frontier"
     labelled = data if labels == "all" else data[on_front] if labels == "frontier" else data.iloc[:0]
-    for x, y, text in zip(labelled[cost_col], labelled[quality_col], labelled[label_col]):
+    for x, y, text in zip(labelled[cost_col], labelled[quality_col], labelled[label_col], strict=True):
         ax.annotate(str(text), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
     if logx:
         ax.set_xscale("log")
         dollars = FuncFormatter(lambda v, _: f"${v:g}")
         ax.xaxis.set_major_formatter(dollars)
-        ax.xaxis.set_minor_formatter(FuncFormatter(
-            lambda v, _: f"${v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5) else ""))
+        ax.xaxis.set_minor_formatter(
+            FuncFormatter(
+                lambda v, _: f"${v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5) else ""
+            )
+        )
         ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel or quality_col)

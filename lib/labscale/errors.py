@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class InvalidParameter(ValueError):
@@ -34,8 +34,9 @@ def check_choices(what: str, values: object, choices: Iterable[object]) -> list:
     return chosen
 
 
-def check_range(what: str, value: object, low: int | float | None = None, high: int | float | None = None,
-                *, integer: bool = False) -> None:
+def check_range(
+    what: str, value: object, low: int | float | None = None, high: int | float | None = None, *, integer: bool = False
+) -> None:
     """Raise :class:`InvalidParameter` unless ``low <= value <= high`` (bounds optional)."""
     if integer and (isinstance(value, bool) or not isinstance(value, int)):
         raise InvalidParameter(f"{what} must be an integer, got {value!r}")

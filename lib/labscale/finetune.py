@@ -63,10 +63,10 @@ REQUEST_FILE = "finetune_request.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class FinetuneConfig:
@@ -147,20 +147,48 @@ class FinetuneConfig:
         if name not in cls.PRESETS:
             raise invalid_choice("fine-tuning preset", name, cls.PRESETS)
         base: dict[str, Any] = {
-            "paper": dict(r=32, alpha=32, dropout=0.05, target_modules="all-linear", learning_rate=2e-4,
-                          warmup_steps=10, per_device_batch_size=1, grad_accumulation=4, max_length=1024,
-                          epochs=1.0, optim="paged_adamw_8bit", load_in_4bit=None, gradient_checkpointing=None,
-                          completion_only_loss=False, save_steps=500),
-            "cpu": dict(r=8, alpha=16, dropout=0.05, target_modules="all-linear", learning_rate=1e-3,
-                        warmup_steps=10, per_device_batch_size=4, grad_accumulation=1, max_length=384,
-                        epochs=1.0, optim="adamw_torch", load_in_4bit=False, gradient_checkpointing=False,
-                        completion_only_loss=True, save_steps=50),
+            "paper": dict(
+                r=32,
+                alpha=32,
+                dropout=0.05,
+                target_modules="all-linear",
+                learning_rate=2e-4,
+                warmup_steps=10,
+                per_device_batch_size=1,
+                grad_accumulation=4,
+                max_length=1024,
+                epochs=1.0,
+                optim="paged_adamw_8bit",
+                load_in_4bit=None,
+                gradient_checkpointing=None,
+                completion_only_loss=False,
+                save_steps=500,
+            ),
+            "cpu": dict(
+                r=8,
+                alpha=16,
+                dropout=0.05,
+                target_modules="all-linear",
+                learning_rate=1e-3,
+                warmup_steps=10,
+                per_device_batch_size=4,
+                grad_accumulation=1,
+                max_length=384,
+                epochs=1.0,
+                optim="adamw_torch",
+                load_in_4bit=False,
+                gradient_checkpointing=False,
+                completion_only_loss=True,
+                save_steps=50,
+            ),
         }[name]
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            raise InvalidParameter(f"unknown fine-tuning option(s) {', '.join(map(repr, unknown))}; valid options: "
-                                   f"{', '.join(sorted(names - {'preset_name'}))}")
+            raise InvalidParameter(
+                f"unknown fine-tuning option(s) {', '.join(map(repr, unknown))}; valid options: "
+                f"{', '.join(sorted(names - {'preset_name'}))}"
+            )
         config = cls(**{**base, **overrides, "preset_name": name})
         config.validate()
         return config
@@ -187,8 +215,11 @@ class FinetuneConfig:
         check_range("seed", self.seed, 0, None, integer=True)
         check_range("weight_decay", self.weight_decay, 0, None)
         check_range("max_grad_norm", self.max_grad_norm, 0, None)
-        if isinstance(self.train_fraction, bool) or not isinstance(self.train_fraction, (int, float)) or \
-                not 0 < self.train_fraction <= 1:
+        if (
+            isinstance(self.train_fraction, bool)
+            or not isinstance(self.train_fraction, (int, float))
+            or not 0 < self.train_fraction <= 1
+        ):
             raise InvalidParameter(f"train_fraction={self.train_fraction!r} is out of range; valid range: (0, 1]")
         check_choice("step_semantics", self.step_semantics, STEP_SEMANTICS)
         from transformers.trainer_utils import SchedulerType
@@ -201,14 +232,22 @@ class FinetuneConfig:
                 raise InvalidParameter(f"{name} must be True, False or None (automatic), got {getattr(self, name)!r}")
         if not isinstance(self.completion_only_loss, bool):
             raise InvalidParameter(f"completion_only_loss must be True or False, got {self.completion_only_loss!r}")
-        if not (self.target_modules == "all-linear" or (
-                isinstance(self.target_modules, (list, tuple)) and self.target_modules
-                and all(isinstance(m, str) and m for m in self.target_modules))):
-            raise InvalidParameter(f"target_modules must be 'all-linear' or a non-empty list of module names, got "
-                                   f"{self.target_modules!r}")
+        if not (
+            self.target_modules == "all-linear"
+            or (
+                isinstance(self.target_modules, (list, tuple))
+                and self.target_modules
+                and all(isinstance(m, str) and m for m in self.target_modules)
+            )
+        ):
+            raise InvalidParameter(
+                f"target_modules must be 'all-linear' or a non-empty list of module names, got {self.target_modules!r}"
+            )
         if isinstance(self.target_modules, (list, tuple)) and "lm_head" in self.target_modules:
-            raise InvalidParameter("target_modules must not contain 'lm_head' (the study adapted every linear "
-                                   "layer except the output head; trl cannot train an adapter on it)")
+            raise InvalidParameter(
+                "target_modules must not contain 'lm_head' (the study adapted every linear "
+                "layer except the output head; trl cannot train an adapter on it)"
+            )
         if self.top_layers is not None:
             check_range("top_layers", self.top_layers, 1, None, integer=True)
         if self.checkpoint_every_samples is not None:
@@ -217,7 +256,8 @@ class FinetuneConfig:
                 raise InvalidParameter(
                     f"checkpoint_every_samples={self.checkpoint_every_samples} is not a multiple of the effective "
                     f"batch {self.per_device_batch_size} x {self.grad_accumulation} = {self.effective_batch}; "
-                    f"valid values: multiples of {self.effective_batch}")
+                    f"valid values: multiples of {self.effective_batch}"
+                )
         return self
 
     def resolved(self, device: str, *, load_in_4bit: bool | None = None) -> dict[str, Any]:
@@ -237,11 +277,22 @@ class FinetuneConfig:
                 precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
             except (AssertionError, RuntimeError):  # no CUDA here: what a bf16-capable GPU would use
                 precision = "bf16"
-        return {"device": device, "load_in_4bit": four_bit, "gradient_checkpointing": checkpointing,
-                "precision": precision, "optim": self.optim,
-                "quantization": ({"quant_type": "nf4", "double_quant": True,
-                                  "compute_dtype": "bfloat16" if device == "cuda" else "float32"}
-                                 if four_bit else None)}
+        return {
+            "device": device,
+            "load_in_4bit": four_bit,
+            "gradient_checkpointing": checkpointing,
+            "precision": precision,
+            "optim": self.optim,
+            "quantization": (
+                {
+                    "quant_type": "nf4",
+                    "double_quant": True,
+                    "compute_dtype": "bfloat16" if device == "cuda" else "float32",
+                }
+                if four_bit
+                else None
+            ),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -264,6 +315,7 @@ def _check_half_open(what: str, value: Any, low: float, high: float) -> None:
 # Step arithmetic
 # ---------------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class StepPlan:
     """How many optimizer steps a run makes and how many passes over the data that is."""
@@ -274,10 +326,10 @@ class StepPlan:
     step_semantics: str
     optimizer_steps: int
     updates_per_epoch: int
-    samples: int                 # examples actually consumed, epoch boundaries included (the Trainer's loop)
-    effective_epochs: float      # samples / n_examples
-    nominal_samples: int         # optimizer_steps x effective batch (ignores short last steps of an epoch)
-    nominal_epochs: float        # nominal_samples / n_examples
+    samples: int  # examples actually consumed, epoch boundaries included (the Trainer's loop)
+    effective_epochs: float  # samples / n_examples
+    nominal_samples: int  # optimizer_steps x effective batch (ignores short last steps of an epoch)
+    nominal_epochs: float  # nominal_samples / n_examples
 
     def samples_at(self, step: int) -> int:
         """Training samples consumed after ``step`` optimizer steps."""
@@ -316,15 +368,26 @@ def plan_steps(n_examples: int, config: FinetuneConfig) -> StepPlan:
         steps = math.ceil(config.epochs * n_examples - 1e-9)
     steps = max(steps, 1)
     samples = samples_for_steps(n_examples, b, a, steps)
-    return StepPlan(n_examples=n_examples, per_device_batch_size=b, grad_accumulation=a,
-                    step_semantics=config.step_semantics, optimizer_steps=steps, updates_per_epoch=per_epoch,
-                    samples=samples, effective_epochs=round(samples / n_examples, 6),
-                    nominal_samples=steps * b * a, nominal_epochs=round(steps * b * a / n_examples, 6))
+    return StepPlan(
+        n_examples=n_examples,
+        per_device_batch_size=b,
+        grad_accumulation=a,
+        step_semantics=config.step_semantics,
+        optimizer_steps=steps,
+        updates_per_epoch=per_epoch,
+        samples=samples,
+        effective_epochs=round(samples / n_examples, 6),
+        nominal_samples=steps * b * a,
+        nominal_epochs=round(steps * b * a / n_examples, 6),
+    )
 
 
 #: the study's training-set sizes (study.md §4) and how its released code set the length of training
-STUDY_TRAINING = {"entity_resolution": (700, "original"), "fact_checking": (4298, "original"),
-                  "summarization": (1201, "true")}
+STUDY_TRAINING = {
+    "entity_resolution": (700, "original"),
+    "fact_checking": (4298, "original"),
+    "summarization": (1201, "true"),
+}
 
 
 def study_epochs_table() -> pd.DataFrame:
@@ -334,20 +397,25 @@ def study_epochs_table() -> pd.DataFrame:
     for task, (n, semantics) in STUDY_TRAINING.items():
         original = plan_steps(n, FinetuneConfig.preset("paper", step_semantics=semantics))
         true = plan_steps(n, FinetuneConfig.preset("paper"))
-        rows.append({"task": task, "training examples": n,
-                     "original code: setting": "max_steps = examples" if semantics == "original"
-                     else "num_train_epochs = 1",
-                     "original code: optimizer steps": original.optimizer_steps,
-                     "original code: samples seen": original.samples,
-                     "original code: epochs": original.effective_epochs,
-                     "one true epoch: optimizer steps": true.optimizer_steps,
-                     "one true epoch: samples seen": true.samples})
+        rows.append(
+            {
+                "task": task,
+                "training examples": n,
+                "original code: setting": "max_steps = examples" if semantics == "original" else "num_train_epochs = 1",
+                "original code: optimizer steps": original.optimizer_steps,
+                "original code: samples seen": original.samples,
+                "original code: epochs": original.effective_epochs,
+                "one true epoch: optimizer steps": true.optimizer_steps,
+                "one true epoch: samples seen": true.samples,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Training data
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def select_train_examples(examples: Sequence, fraction: float, seed: int) -> list:
     """A seeded subset of ``floor(fraction * n)`` examples, kept in dataset order. Subsets are nested: for one
@@ -367,17 +435,18 @@ def check_train_size(n: int, config: FinetuneConfig, what: str) -> None:
         raise InvalidParameter(
             f"{what}: {n} training example(s), fewer than one optimizer step's batch "
             f"({config.per_device_batch_size} x {config.grad_accumulation} = {config.effective_batch}); raise "
-            f"train_fraction, lower the batch size or raise max_length")
+            f"train_fraction, lower the batch size or raise max_length"
+        )
 
 
 @dataclass
 class TrainingSet:
     """The prompt/completion pairs of one fine-tune, tokenized as the evaluation backend tokenizes prompts."""
 
-    rows: list[dict[str, Any]]          # id, prompt, completion, input_ids, completion_mask
-    n_split: int                        # examples in the train split
-    n_selected: int                     # after train_fraction
-    dropped_ids: list[str]              # too long for max_length (never truncated)
+    rows: list[dict[str, Any]]  # id, prompt, completion, input_ids, completion_mask
+    n_split: int  # examples in the train split
+    n_selected: int  # after train_fraction
+    dropped_ids: list[str]  # too long for max_length (never truncated)
     max_length: int
 
     @property
@@ -396,8 +465,12 @@ class TrainingSet:
         which turns the completion mask into labels when ``completion_only_loss=True``."""
         from datasets import Dataset
 
-        return Dataset.from_dict({"input_ids": [r["input_ids"] for r in self.rows],
-                                  "completion_mask": [r["completion_mask"] for r in self.rows]})
+        return Dataset.from_dict(
+            {
+                "input_ids": [r["input_ids"] for r in self.rows],
+                "completion_mask": [r["completion_mask"] for r in self.rows],
+            }
+        )
 
     def ids_sha256(self) -> str:
         return hashlib.sha256("\n".join(r["id"] for r in self.rows).encode()).hexdigest()
@@ -417,8 +490,9 @@ def training_rows(task, examples: Sequence, backend, max_length: int) -> tuple[l
     tokenizer = backend.tokenizer
     eos = tokenizer.eos_token
     if not eos:
-        raise InvalidParameter(f"the tokenizer of {backend.model_id!r} has no EOS token; a tuned model could not "
-                               "learn to stop")
+        raise InvalidParameter(
+            f"the tokenizer of {backend.model_id!r} has no EOS token; a tuned model could not learn to stop"
+        )
     rows: list[dict[str, Any]] = []
     dropped: list[str] = []
     for ex in examples:
@@ -429,9 +503,15 @@ def training_rows(task, examples: Sequence, backend, max_length: int) -> tuple[l
         if len(prompt_ids) + len(completion_ids) > max_length:
             dropped.append(ex.id)
             continue
-        rows.append({"id": ex.id, "prompt": prompt, "completion": completion,
-                     "input_ids": prompt_ids + completion_ids,
-                     "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)})
+        rows.append(
+            {
+                "id": ex.id,
+                "prompt": prompt,
+                "completion": completion,
+                "input_ids": prompt_ids + completion_ids,
+                "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+            }
+        )
     return rows, dropped
 
 
@@ -446,13 +526,19 @@ def build_training_set(task, data, backend, config: FinetuneConfig) -> TrainingS
     selected = select_train_examples(train, config.train_fraction, config.seed)
     check_train_size(len(selected), config, f"train_fraction={config.train_fraction} of {len(train)}")
     rows, dropped = training_rows(task, selected, backend, config.max_length)
-    tset = TrainingSet(rows=rows, n_split=len(train), n_selected=len(selected), dropped_ids=dropped,
-                       max_length=config.max_length)
+    tset = TrainingSet(
+        rows=rows, n_split=len(train), n_selected=len(selected), dropped_ids=dropped, max_length=config.max_length
+    )
     if dropped:
-        log.warning("dropped %d of %d training examples longer than max_length=%d tokens", len(dropped),
-                    len(selected), config.max_length)
-    check_train_size(len(rows), config, f"after dropping {len(dropped)} example(s) longer than "
-                                     f"max_length={config.max_length}")
+        log.warning(
+            "dropped %d of %d training examples longer than max_length=%d tokens",
+            len(dropped),
+            len(selected),
+            config.max_length,
+        )
+    check_train_size(
+        len(rows), config, f"after dropping {len(dropped)} example(s) longer than max_length={config.max_length}"
+    )
     return tset
 
 
@@ -460,15 +546,16 @@ def build_training_set(task, data, backend, config: FinetuneConfig) -> TrainingS
 # Fine-tuning
 # ---------------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class AdapterResult:
     """What :func:`finetune` produced."""
 
     adapter_dir: Path
     model_card: dict[str, Any]
-    train_loss: list[dict[str, float]]    # one entry per logged step: step, loss, learning_rate, epoch
+    train_loss: list[dict[str, float]]  # one entry per logged step: step, loss, learning_rate, epoch
     wall_seconds: float
-    train_tokens: int                     # non-padding tokens processed (all passes)
+    train_tokens: int  # non-padding tokens processed (all passes)
     optimizer_steps: int
     effective_epochs: float
     peak_memory_mb: float
@@ -487,11 +574,19 @@ class AdapterResult:
         """The result of a finished fine-tune, read back from its adapter folder's card."""
         adapter_dir = Path(adapter_dir)
         card = json.loads((adapter_dir / CARD_FILE).read_text())
-        return cls(adapter_dir=adapter_dir, model_card=card, train_loss=card["train_loss"]["history"],
-                   wall_seconds=card["wall_seconds"], train_tokens=card["train_tokens"],
-                   optimizer_steps=card["steps"]["global_step"], effective_epochs=card["steps"]["effective_epochs"],
-                   peak_memory_mb=card["peak_memory_mb"], dropped_examples=card["data"]["dropped_too_long"],
-                   checkpoints=card.get("checkpoints", []), reused=reused)
+        return cls(
+            adapter_dir=adapter_dir,
+            model_card=card,
+            train_loss=card["train_loss"]["history"],
+            wall_seconds=card["wall_seconds"],
+            train_tokens=card["train_tokens"],
+            optimizer_steps=card["steps"]["global_step"],
+            effective_epochs=card["steps"]["effective_epochs"],
+            peak_memory_mb=card["peak_memory_mb"],
+            dropped_examples=card["data"]["dropped_too_long"],
+            checkpoints=card.get("checkpoints", []),
+            reused=reused,
+        )
 
 
 def _resolve_base(base_model: str):
@@ -504,10 +599,13 @@ def _resolve_base(base_model: str):
             f"{base_model!r} is an API model; labscale fine-tunes only local Hugging Face models. Fine-tune OpenAI "
             "models with the OpenAI fine-tuning API (client.fine_tuning.jobs.create(..., hyperparameters="
             "{'n_epochs': 1}), the study's path for GPT-3.5-Turbo) and evaluate the resulting 'ft:...' model "
-            "through the openai backend")
+            "through the openai backend"
+        )
     if spec.options.get("adapter"):
-        raise InvalidParameter(f"base model {base_model!r} already carries an adapter; merge it first "
-                               "(merge_adapter) and fine-tune the merged model")
+        raise InvalidParameter(
+            f"base model {base_model!r} already carries an adapter; merge it first "
+            "(merge_adapter) and fine-tune the merged model"
+        )
     return spec
 
 
@@ -536,10 +634,20 @@ def _peak_memory_mb(device: str) -> float:
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def finetune(base_model: str, task: str, *, source: str = "offline", data_path: str | Path | None = None,
-             data_seed: int = 0, config: FinetuneConfig, output_dir: str | Path, resume: bool = True,
-             task_options: dict[str, Any] | None = None, callbacks: Iterable | None = None,
-             progress: bool = False) -> AdapterResult:
+def finetune(
+    base_model: str,
+    task: str,
+    *,
+    source: str = "offline",
+    data_path: str | Path | None = None,
+    data_seed: int = 0,
+    config: FinetuneConfig,
+    output_dir: str | Path,
+    resume: bool = True,
+    task_options: dict[str, Any] | None = None,
+    callbacks: Iterable | None = None,
+    progress: bool = False,
+) -> AdapterResult:
     """Fine-tune ``base_model`` (a labscale model string, e.g. ``"smollm2-135m"`` or ``"hf:<id>@<rev>"``) on the
     train split of ``task`` from ``source`` with a LoRA adapter; returns an :class:`AdapterResult`.
 
@@ -555,8 +663,9 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     """
     started = time.perf_counter()
     if not isinstance(config, FinetuneConfig):
-        raise InvalidParameter(f"config must be a FinetuneConfig (e.g. FinetuneConfig.preset('cpu')), got "
-                               f"{type(config).__name__}")
+        raise InvalidParameter(
+            f"config must be a FinetuneConfig (e.g. FinetuneConfig.preset('cpu')), got {type(config).__name__}"
+        )
     config.validate()
     spec = _resolve_base(base_model)
     from .tasks import get_task
@@ -564,8 +673,11 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     task_obj = get_task(task)
     data = task_obj.load(source, path=data_path, seed=data_seed, **(task_options or {}))
     train_split = data.split("train")
-    check_train_size(math.floor(config.train_fraction * len(train_split) + 1e-9), config,
-                  f"train_fraction={config.train_fraction} of {len(train_split)}")
+    check_train_size(
+        math.floor(config.train_fraction * len(train_split) + 1e-9),
+        config,
+        f"train_fraction={config.train_fraction} of {len(train_split)}",
+    )
 
     import torch
 
@@ -576,7 +688,8 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     if asked is not None and config.load_in_4bit is not None and asked != config.load_in_4bit:
         raise InvalidParameter(
             f"the model string {base_model!r} asks for load_in_4bit={asked} but the fine-tuning config says "
-            f"load_in_4bit={config.load_in_4bit}; set it in one place (FinetuneConfig.load_in_4bit)")
+            f"load_in_4bit={config.load_in_4bit}; set it in one place (FinetuneConfig.load_in_4bit)"
+        )
     settings = config.resolved(device, load_in_4bit=asked)
 
     from .backends.hf import HFBackend
@@ -591,15 +704,24 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     checkpoint_dir = output_dir / "checkpoints"
     request = {
         "base_model": {"spec": base_model, **{k: v for k, v in backend.identity().items() if k != "adapter"}},
-        "task": task, "source": source, "data_path": str(data_path) if data_path else None,
-        "data_seed": data_seed, "task_options": task_options or {},
-        "data_sha256": data.content_hash, "train_ids_sha256": tset.ids_sha256(),
-        "config": config.as_dict(), "resolved": settings, "plan": plan.as_dict(),
+        "task": task,
+        "source": source,
+        "data_path": str(data_path) if data_path else None,
+        "data_seed": data_seed,
+        "task_options": task_options or {},
+        "data_sha256": data.content_hash,
+        "train_ids_sha256": tset.ids_sha256(),
+        "config": config.as_dict(),
+        "resolved": settings,
+        "plan": plan.as_dict(),
     }
     request["fingerprint"] = _request_fingerprint(request)
     finished = output_dir / "adapter" / CARD_FILE
-    if resume and finished.is_file() and json.loads(finished.read_text()).get("request_fingerprint") == \
-            request["fingerprint"]:
+    if (
+        resume
+        and finished.is_file()
+        and json.loads(finished.read_text()).get("request_fingerprint") == request["fingerprint"]
+    ):
         backend.close()
         return AdapterResult.from_card(finished.parent, reused=True)
     resume_from = _last_complete_checkpoint(checkpoint_dir) if resume else None
@@ -609,7 +731,8 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
         if old != request["fingerprint"]:
             raise InvalidParameter(
                 f"{checkpoint_dir} holds checkpoints of a different fine-tuning request (other model, data or "
-                f"hyperparameters); use another output_dir or resume=False to start over")
+                f"hyperparameters); use another output_dir or resume=False to start over"
+            )
     elif checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -623,8 +746,11 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     from trl import SFTConfig, SFTTrainer
 
     lora, layers = lora_config(config, model, base_model)
-    save_steps = (config.checkpoint_every_samples // config.effective_batch if config.checkpoint_every_samples
-                  else config.save_steps)
+    save_steps = (
+        config.checkpoint_every_samples // config.effective_batch
+        if config.checkpoint_every_samples
+        else config.save_steps
+    )
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns)
     names = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing_arg = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
@@ -659,8 +785,14 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
         eval_strategy="no",
     )
     with _quiet_datasets(not progress):
-        trainer = SFTTrainer(model=model, args=args, train_dataset=tset.dataset(),
-                             processing_class=backend.tokenizer, peft_config=lora, callbacks=list(callbacks or []))
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=tset.dataset(),
+            processing_class=backend.tokenizer,
+            peft_config=lora,
+            callbacks=list(callbacks or []),
+        )
     if not progress:
         from transformers.trainer_callback import PrinterCallback
 
@@ -670,9 +802,16 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     state = trainer.state
-    history = [{"step": int(row["step"]), "loss": float(row["loss"]),
-                "learning_rate": float(row.get("learning_rate", float("nan"))), "epoch": float(row.get("epoch", 0))}
-               for row in state.log_history if "loss" in row and "step" in row]
+    history = [
+        {
+            "step": int(row["step"]),
+            "loss": float(row["loss"]),
+            "learning_rate": float(row.get("learning_rate", float("nan"))),
+            "epoch": float(row.get("epoch", 0)),
+        }
+        for row in state.log_history
+        if "loss" in row and "step" in row
+    ]
     peft_model = trainer.model
     lora_cfg = peft_model.peft_config["default"]
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
@@ -685,35 +824,52 @@ def finetune(base_model: str, task: str, *, source: str = "offline", data_path: 
         "base_model": request["base_model"],
         "request_fingerprint": request["fingerprint"],
         "task": task,
-        "data": {**data.provenance(), "data_seed": data_seed, "task_options": task_options or {},
-                 "train_split_size": tset.n_split, "train_fraction": config.train_fraction,
-                 "train_selected": tset.n_selected, "train_used": len(tset),
-                 "dropped_too_long": tset.dropped, "dropped_ids": tset.dropped_ids[:50],
-                 "train_ids_sha256": tset.ids_sha256()},
-        "prompt": {"format": "zero-shot task messages rendered by HFBackend.prompt_text (identical to evaluation)",
-                   "chat_template": backend.chat_template != "none" and bool(backend.tokenizer.chat_template),
-                   "example_prompt": tset.rows[0]["prompt"], "example_completion": tset.rows[0]["completion"],
-                   "completion_suffix": backend.tokenizer.eos_token,
-                   "loss": "completion only" if config.completion_only_loss else "whole sequence"},
+        "data": {
+            **data.provenance(),
+            "data_seed": data_seed,
+            "task_options": task_options or {},
+            "train_split_size": tset.n_split,
+            "train_fraction": config.train_fraction,
+            "train_selected": tset.n_selected,
+            "train_used": len(tset),
+            "dropped_too_long": tset.dropped,
+            "dropped_ids": tset.dropped_ids[:50],
+            "train_ids_sha256": tset.ids_sha256(),
+        },
+        "prompt": {
+            "format": "zero-shot task messages rendered by HFBackend.prompt_text (identical to evaluation)",
+            "chat_template": backend.chat_template != "none" and bool(backend.tokenizer.chat_template),
+            "example_prompt": tset.rows[0]["prompt"],
+            "example_completion": tset.rows[0]["completion"],
+            "completion_suffix": backend.tokenizer.eos_token,
+            "loss": "completion only" if config.completion_only_loss else "whole sequence",
+        },
         "config": config.as_dict(),
         "resolved": settings,
-        "lora": {"r": lora_cfg.r, "alpha": lora_cfg.lora_alpha, "dropout": lora_cfg.lora_dropout,
-                 "target_modules": sorted(lora_cfg.target_modules), "layers": layers or "all",
-                 "trainable_parameters": trainable,
-                 "total_parameters": total},
-        "steps": {**plan.as_dict(), "global_step": state.global_step,
-                  "resumed_from_step": _step_of(resume_from)},
-        "train_loss": {"first": history[0]["loss"] if history else None,
-                       "last": history[-1]["loss"] if history else None,
-                       "mean_first5": _mean([h["loss"] for h in history[:5]]),
-                       "mean_last5": _mean([h["loss"] for h in history[-5:]]),
-                       "history": history},
+        "lora": {
+            "r": lora_cfg.r,
+            "alpha": lora_cfg.lora_alpha,
+            "dropout": lora_cfg.lora_dropout,
+            "target_modules": sorted(lora_cfg.target_modules),
+            "layers": layers or "all",
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        },
+        "steps": {**plan.as_dict(), "global_step": state.global_step, "resumed_from_step": _step_of(resume_from)},
+        "train_loss": {
+            "first": history[0]["loss"] if history else None,
+            "last": history[-1]["loss"] if history else None,
+            "mean_first5": _mean([h["loss"] for h in history[:5]]),
+            "mean_last5": _mean([h["loss"] for h in history[-5:]]),
+            "history": history,
+        },
         "train_tokens": int(state.num_input_tokens_seen),
         "wall_seconds": round(wall, 3),
         "train_runtime_seconds": round(float(output.metrics.get("train_runtime", float("nan"))), 3),
         "peak_memory_mb": round(_peak_memory_mb(device), 1),
-        "peak_memory_kind": "torch.cuda.max_memory_allocated" if device == "cuda" else
-                            "process max RSS (getrusage high-water mark)",
+        "peak_memory_kind": "torch.cuda.max_memory_allocated"
+        if device == "cuda"
+        else "process max RSS (getrusage high-water mark)",
         "checkpoints": checkpoints,
         "use": {"model": _use_spec(base_model, settings["load_in_4bit"])},
         "versions": package_versions(),
@@ -732,14 +888,22 @@ def lora_config(config: FinetuneConfig, model, base_model: str):
     if config.top_layers is not None:
         n_layers = model.config.num_hidden_layers
         if config.top_layers > n_layers:
-            raise InvalidParameter(f"top_layers={config.top_layers} but {base_model!r} has {n_layers} layers; "
-                                   f"valid range: 1..{n_layers}")
+            raise InvalidParameter(
+                f"top_layers={config.top_layers} but {base_model!r} has {n_layers} layers; valid range: 1..{n_layers}"
+            )
         layers = list(range(n_layers - config.top_layers, n_layers))
     targets = config.target_modules if config.target_modules == "all-linear" else list(config.target_modules)
     if layers is not None and targets == "all-linear":  # peft takes layers_to_transform with explicit names only
         targets = _linear_module_names(model)
-    lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
-                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=targets,
+        layers_to_transform=layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return lora, layers
 
 
@@ -780,13 +944,19 @@ def _linear_module_names(model) -> list[str]:
     import torch
 
     head = model.get_output_embeddings()
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and module is not head}
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not head
+    }
     try:  # bitsandbytes' 4-bit layers are not torch.nn.Linear subclasses
         import bitsandbytes as bnb
 
-        names |= {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                  if isinstance(module, bnb.nn.Linear4bit) and module is not head}
+        names |= {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, bnb.nn.Linear4bit) and module is not head
+        }
     except ImportError:
         pass
     return sorted(names)
@@ -823,11 +993,18 @@ def _save_adapter(peft_model, backend, adapter_dir: Path, card: dict[str, Any]) 
     return adapter_dir
 
 
-def finetune_tasks(base_model: str, tasks: Sequence[str], *, config: FinetuneConfig | Mapping[str, FinetuneConfig],
-                   output_root: str | Path = "runs/adapters", source: str = "offline",
-                   data_path: str | Path | None = None, data_seed: int = 0,
-                   task_options: Mapping[str, Mapping[str, Any]] | None = None,
-                   progress: bool = True) -> dict[str, AdapterResult]:
+def finetune_tasks(
+    base_model: str,
+    tasks: Sequence[str],
+    *,
+    config: FinetuneConfig | Mapping[str, FinetuneConfig],
+    output_root: str | Path = "runs/adapters",
+    source: str = "offline",
+    data_path: str | Path | None = None,
+    data_seed: int = 0,
+    task_options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = True,
+) -> dict[str, AdapterResult]:
     """Fine-tune one adapter per task into ``output_root/<model>/<task>``; ``config`` is one
     :class:`FinetuneConfig` for every task or a mapping task -> config. Every task and config is validated before
     the first one trains; finished identical fine-tunes are reused. Returns task -> :class:`AdapterResult`.
@@ -850,9 +1027,20 @@ def finetune_tasks(base_model: str, tasks: Sequence[str], *, config: FinetuneCon
         configs[t].validate()
     slug = _resolve_base(base_model).slug
     options = {t: dict(o) for t, o in (task_options or {}).items()}
-    return {t: finetune(base_model, t, source=source, data_path=data_path, data_seed=data_seed, config=configs[t],
-                        output_dir=Path(output_root) / slug / t, task_options=options.get(t), progress=progress)
-            for t in tasks}
+    return {
+        t: finetune(
+            base_model,
+            t,
+            source=source,
+            data_path=data_path,
+            data_seed=data_seed,
+            config=configs[t],
+            output_dir=Path(output_root) / slug / t,
+            task_options=options.get(t),
+            progress=progress,
+        )
+        for t in tasks
+    }
 
 
 def training_summary(results: Mapping[str, AdapterResult]) -> pd.DataFrame:
@@ -861,14 +1049,26 @@ def training_summary(results: Mapping[str, AdapterResult]) -> pd.DataFrame:
     for task, r in results.items():
         card = r.model_card
         runtime = card.get("train_runtime_seconds") or r.wall_seconds
-        rows.append({"task": task, "base model": card["base_model"].get("model"),
-                     "examples used": card["data"]["train_used"], "of train split": card["data"]["train_split_size"],
-                     "optimizer steps": r.optimizer_steps, "samples": card["steps"]["samples"],
-                     "effective epochs": r.effective_epochs, "train tokens": r.train_tokens,
-                     "train s": round(runtime, 1), "tokens/s": round(r.train_tokens / runtime, 1) if runtime else None,
-                     "loss first 5": card["train_loss"]["mean_first5"], "loss last 5": card["train_loss"]["mean_last5"],
-                     "peak memory MB": r.peak_memory_mb, "device": card["resolved"]["device"],
-                     "4-bit": card["resolved"]["load_in_4bit"], "reused": r.reused})
+        rows.append(
+            {
+                "task": task,
+                "base model": card["base_model"].get("model"),
+                "examples used": card["data"]["train_used"],
+                "of train split": card["data"]["train_split_size"],
+                "optimizer steps": r.optimizer_steps,
+                "samples": card["steps"]["samples"],
+                "effective epochs": r.effective_epochs,
+                "train tokens": r.train_tokens,
+                "train s": round(runtime, 1),
+                "tokens/s": round(r.train_tokens / runtime, 1) if runtime else None,
+                "loss first 5": card["train_loss"]["mean_first5"],
+                "loss last 5": card["train_loss"]["mean_last5"],
+                "peak memory MB": r.peak_memory_mb,
+                "device": card["resolved"]["device"],
+                "4-bit": card["resolved"]["load_in_4bit"],
+                "reused": r.reused,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -885,9 +1085,15 @@ def list_checkpoints(output_dir: str | Path) -> list[dict[str, Any]]:
         suffix = path.name.split("-", 1)[1]
         if path.is_dir() and suffix.isdigit() and (path / "trainer_state.json").is_file():
             step = int(suffix)
-            rows.append({"step": step, "path": str(path),
-                         "samples": samples_for_steps(plan["n_examples"], plan["per_device_batch_size"],
-                                                      plan["grad_accumulation"], step)})
+            rows.append(
+                {
+                    "step": step,
+                    "path": str(path),
+                    "samples": samples_for_steps(
+                        plan["n_examples"], plan["per_device_batch_size"], plan["grad_accumulation"], step
+                    ),
+                }
+            )
     return sorted(rows, key=lambda r: r["step"])
 
 
@@ -895,14 +1101,19 @@ def list_checkpoints(output_dir: str | Path) -> list[dict[str, Any]]:
 # Model card
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _privacy_lines(privacy: dict[str, Any] | None) -> list[str]:
     """The model card's privacy section for an adapter trained by :func:`labscale.privacy.dp_finetune`."""
     if not privacy:
         return []
-    return ["## Privacy", "",
-            f"- {privacy['mechanism']}; target epsilon {privacy['epsilon_target']}, spent {privacy['epsilon_spent']} "
-            f"at delta {privacy['delta']:.3g}; noise multiplier {privacy['noise_multiplier']:.4g}, per-example "
-            f"clipping norm {privacy['max_grad_norm']}, sampling {privacy['sampling']}", ""]
+    return [
+        "## Privacy",
+        "",
+        f"- {privacy['mechanism']}; target epsilon {privacy['epsilon_target']}, spent {privacy['epsilon_spent']} "
+        f"at delta {privacy['delta']:.3g}; noise multiplier {privacy['noise_multiplier']:.4g}, per-example "
+        f"clipping norm {privacy['max_grad_norm']}, sampling {privacy['sampling']}",
+        "",
+    ]
 
 
 def render_model_card(card: dict[str, Any]) -> str:
@@ -957,8 +1168,12 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- {steps['optimizer_steps']} optimizer steps = {steps['samples']} samples = "
         f"**{steps['effective_epochs']:g} effective epochs** (requested {cfg['epochs']:g}, step semantics "
         f"`{steps['step_semantics']}`"
-        + (f"; nominally {steps['nominal_epochs']:g} = steps x batch / examples"
-           if steps.get("nominal_epochs") not in (None, steps["effective_epochs"]) else "") + ")",
+        + (
+            f"; nominally {steps['nominal_epochs']:g} = steps x batch / examples"
+            if steps.get("nominal_epochs") not in (None, steps["effective_epochs"])
+            else ""
+        )
+        + ")",
         f"- train loss: first {fmt(loss['first'])}, last {fmt(loss['last'])} (mean of first 5 "
         f"{fmt(loss['mean_first5'])}, last 5 {fmt(loss['mean_last5'])})",
         f"- {card['train_tokens']:,} training tokens; wall time {card['wall_seconds']:.1f} s; peak memory "
@@ -970,7 +1185,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         "",
         "```python",
         "from labscale.backends import load_backend",
-        f"backend = load_backend(\"{card.get('use', {}).get('model', base.get('spec') + '?adapter=<adapter>')}\")"
+        f'backend = load_backend("{card.get("use", {}).get("model", base.get("spec") + "?adapter=<adapter>")}")'
         "  # <adapter>: this folder",
         "```",
         "",
@@ -988,6 +1203,7 @@ def render_model_card(card: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Using an adapter
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _is_local_path(name: str) -> bool:
     return os.path.isabs(name) or name.startswith((".", "~")) or Path(name).expanduser().exists()
@@ -1030,16 +1246,20 @@ def check_adapter(adapter_dir: str | Path, base_model: str) -> dict[str, Any]:
         if not _same_model(trained.get("model"), requested.model_id):
             raise InvalidParameter(
                 f"adapter {str(path)!r} was trained on base model {trained.get('model')!r} "
-                f"(spec {trained.get('spec')!r}), not on the requested {requested.model_id!r} ({base_model!r})")
+                f"(spec {trained.get('spec')!r}), not on the requested {requested.model_id!r} ({base_model!r})"
+            )
         if trained.get("revision") and requested.revision and trained["revision"] != requested.revision:
             raise InvalidParameter(
                 f"adapter {str(path)!r} was trained on {trained.get('model')!r} revision {trained['revision']!r}, "
-                f"not on the requested revision {requested.revision!r} ({base_model!r})")
+                f"not on the requested revision {requested.revision!r} ({base_model!r})"
+            )
         return card
     named = adapter_config.get("base_model_name_or_path")
     if named and not _same_model(named, requested.model_id):
-        raise InvalidParameter(f"adapter {str(path)!r} names base model {named!r} in adapter_config.json, not the "
-                               f"requested {requested.model_id!r} ({base_model!r})")
+        raise InvalidParameter(
+            f"adapter {str(path)!r} names base model {named!r} in adapter_config.json, not the "
+            f"requested {requested.model_id!r} ({base_model!r})"
+        )
     return adapter_config
 
 
@@ -1060,8 +1280,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, *, base_model: s
     from .backends.hf import HFBackend
 
     spec = parse_model_spec(base_model)
-    spec = dataclasses.replace(spec, options={k: v for k, v in spec.options.items()
-                                              if k not in ("load_in_4bit", "adapter")})
+    spec = dataclasses.replace(
+        spec, options={k: v for k, v in spec.options.items() if k not in ("load_in_4bit", "adapter")}
+    )
     backend = HFBackend.from_spec(spec)
     merged = PeftModel.from_pretrained(backend.model, str(adapter_dir)).merge_and_unload()
     out_dir = Path(out_dir)

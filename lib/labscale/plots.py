@@ -10,9 +10,17 @@ import seaborn as sns
 from .report import headline_metrics, study_table2
 from .tasks import ALL_TASK_NAMES
 
-METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1", "f1_weighted": "Weighted F1", "f1_macro": "Macro F1",
-                 "bleu": "BLEU", "bertscore_f1": "BERTScore F1", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L",
-                 "invalid_rate": "Invalid-answer rate"}
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "f1_weighted": "Weighted F1",
+    "f1_macro": "Macro F1",
+    "bleu": "BLEU",
+    "bertscore_f1": "BERTScore F1",
+    "rouge1": "ROUGE-1",
+    "rougeL": "ROUGE-L",
+    "invalid_rate": "Invalid-answer rate",
+}
 
 
 #: x position of each scenario on the by-shots plots
@@ -22,22 +30,35 @@ SCENARIO_X = {"0-shot": 0, "1-shot": 1, "2-shot": 2, "3-shot": 3, "fine-tuned": 
 def _by_scenario(ax, rows: pd.DataFrame, palette) -> None:
     """Our values by scenario on ``ax``, one colour per model: shots as a line with 95 % CI bars, the fine-tuned
     adapter as a star at "FT"."""
-    for color, (model, grp) in zip(palette, rows.groupby("model")):
+    for color, (model, grp) in zip(palette, rows.groupby("model"), strict=True):
         grp = grp.assign(x=grp["scenario"].map(SCENARIO_X)).sort_values("x")
         for part, marker, style in ((grp[grp["x"] < 4], "o", "-"), (grp[grp["x"] == 4], "*", "none")):
             if part.empty:
                 continue
             err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
-            ax.errorbar(part["x"], part["value"], yerr=err, color=color, marker=marker, ls=style, capsize=3,
-                        markersize=10 if marker == "*" else 6,
-                        label=f"{model} (this book, 95% CI)" if marker == "o" else f"{model} fine-tuned")
+            ax.errorbar(
+                part["x"],
+                part["value"],
+                yerr=err,
+                color=color,
+                marker=marker,
+                ls=style,
+                capsize=3,
+                markersize=10 if marker == "*" else 6,
+                label=f"{model} (this book, 95% CI)" if marker == "o" else f"{model} fine-tuned",
+            )
 
 
 def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
     """One panel per (task, headline metric): our value by scenario (0-3 shots, then fine-tuned) with 95 % CI bars;
     the study's models in grey. Returns the matplotlib figure."""
     heads = headline_metrics(table["task"].unique())
-    panels = [(t, m) for t in ALL_TASK_NAMES for m in heads.get(t, ()) if ((table["task"] == t) & (table["metric"] == m)).any()]
+    panels = [
+        (t, m)
+        for t in ALL_TASK_NAMES
+        for m in heads.get(t, ())
+        if ((table["task"] == t) & (table["metric"] == m)).any()
+    ]
     if not panels:
         raise ValueError("the table holds no headline metric to plot")
     tuned = (table["scenario"] == "fine-tuned").any()
@@ -46,22 +67,29 @@ def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float =
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows), squeeze=False)
     palette = sns.color_palette("colorblind", n_colors=max(table["model"].nunique(), 1))
     ref = study_table2() if reference else None
-    for ax, (task, metric) in zip(axes.flat, panels):
+    for ax, (task, metric) in zip(axes.flat, panels, strict=True):
         if ref is not None:
             sel = ref[(ref["task"] == task) & (ref["metric"] == metric)]
             if not tuned:
                 sel = sel[sel["scenario"] != "fine-tuned"]
-            for i, (model, grp) in enumerate(sel.groupby("model")):
+            for i, (_model, grp) in enumerate(sel.groupby("model")):
                 x = grp["scenario"].map(SCENARIO_X)
-                ax.plot(x, grp["value"], color="0.7", lw=1, ls="--", marker=".",
-                        label="Wolfe et al. 2024 (Table 2), one line per model" if i == 0 else None)
+                ax.plot(
+                    x,
+                    grp["value"],
+                    color="0.7",
+                    lw=1,
+                    ls="--",
+                    marker=".",
+                    label="Wolfe et al. 2024 (Table 2), one line per model" if i == 0 else None,
+                )
         _by_scenario(ax, table[(table["task"] == task) & (table["metric"] == metric)], palette)
         ax.set_title(f"{task.replace('_', ' ')}: {METRIC_LABELS.get(metric, metric)}", fontsize=10)
         ax.set_xticks(range(5 if tuned else 4), ["0", "1", "2", "3", "FT"][: 5 if tuned else 4])
         ax.set_xlabel("shots" + (" / fine-tuned" if tuned else ""))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
@@ -94,8 +122,16 @@ def invalid_rate_bars(table: pd.DataFrame, *, height: float = 3.0):
     return fig
 
 
-def learning_curve(curve: pd.DataFrame, metric: str, *, x: str = "samples", reference: float | None = None,
-                   reference_label: str | None = None, study: pd.DataFrame | None = None, height: float = 3.6):
+def learning_curve(
+    curve: pd.DataFrame,
+    metric: str,
+    *,
+    x: str = "samples",
+    reference: float | None = None,
+    reference_label: str | None = None,
+    study: pd.DataFrame | None = None,
+    height: float = 3.6,
+):
     """A learning curve: ``metric`` against training size ``x`` with its 95 % confidence band, one line per model,
     a dotted line at ``reference`` (e.g. the study's few-shot GPT-4-Turbo) and a star where a curve first reaches
     it. With ``study`` (columns model, x, value: the study's Fig. 2, :func:`labscale.sweep.study_fig2`) a second
@@ -107,23 +143,36 @@ def learning_curve(curve: pd.DataFrame, metric: str, *, x: str = "samples", refe
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, height), squeeze=False, sharey=True)
     ax = axes[0, 0]
     palette = sns.color_palette("colorblind", n_colors=max(rows["model"].nunique(), 1))
-    for color, (model, grp) in zip(palette, rows.groupby("model")):
+    for color, (model, grp) in zip(palette, rows.groupby("model"), strict=True):
         ax.fill_between(grp[x], grp["ci_low"], grp["ci_high"], color=color, alpha=0.2, lw=0)
         ax.plot(grp[x], grp["value"], color=color, marker="o", label=f"{model} (this book, 95% CI band)")
         reached = grp[grp["value"] >= reference] if reference is not None else grp.iloc[:0]
         if not reached.empty:
             first = reached.iloc[0]
-            ax.plot([first[x]], [first["value"]], marker="*", markersize=16, color=color, ls="none",
-                    label=f"first reaches the reference ({x} = {first[x]:g})")
-    ax.set_xlabel({"samples": "training samples seen", "fraction": "fraction of the training set",
-                   "train_examples": "distinct training examples"}.get(x, x))
+            ax.plot(
+                [first[x]],
+                [first["value"]],
+                marker="*",
+                markersize=16,
+                color=color,
+                ls="none",
+                label=f"first reaches the reference ({x} = {first[x]:g})",
+            )
+    ax.set_xlabel(
+        {
+            "samples": "training samples seen",
+            "fraction": "fraction of the training set",
+            "train_examples": "distinct training examples",
+        }.get(x, x)
+    )
     ax.set_title("this book", fontsize=10)
     if panels == 2:
         ref_ax = axes[0, 1]
         for i, (model, grp) in enumerate(study.groupby("model")):
             grp = grp.sort_values("x")
-            ref_ax.plot(grp["x"], grp["value"], color=sns.color_palette("Greys", 6)[2 + i % 4], marker=".",
-                        ls="--", label=model)
+            ref_ax.plot(
+                grp["x"], grp["value"], color=sns.color_palette("Greys", 6)[2 + i % 4], marker=".", ls="--", label=model
+            )
         ref_ax.set_xlabel("training samples seen (study)")
         ref_ax.set_title("Wolfe et al. 2024, Fig. 2 (reference values)", fontsize=10)
     for a in axes.flat:
@@ -141,12 +190,15 @@ def training_loss(results, *, height: float = 3.0):
     """Training loss per optimizer step, one line per fine-tune (``results``: task -> AdapterResult)."""
     fig, ax = plt.subplots(figsize=(6.4, height))
     palette = sns.color_palette("colorblind", n_colors=max(len(results), 1))
-    for color, (task, result) in zip(palette, results.items()):
+    for color, (task, result) in zip(palette, results.items(), strict=True):
         steps = [row["step"] for row in result.train_loss]
         ax.plot(steps, result.losses, color=color, marker=".", lw=1, label=task.replace("_", " "))
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (answer tokens)" if all(
-        r.model_card["config"]["completion_only_loss"] for r in results.values()) else "training loss")
+    ax.set_ylabel(
+        "training loss (answer tokens)"
+        if all(r.model_card["config"]["completion_only_loss"] for r in results.values())
+        else "training loss"
+    )
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
@@ -168,13 +220,23 @@ def worst_vs_mean(table: pd.DataFrame, *, reference: bool = True, height: float 
     fig, axes = plt.subplots(1, 2, figsize=(9.6, height), sharey=True)
     ref = study_table5() if reference else None
     palette = sns.color_palette("colorblind", n_colors=max(ours["model"].nunique(), 1))
-    for ax, (metric, column, title) in zip(axes, (("worst_group_accuracy", "worst", "Worst-group accuracy"),
-                                                  ("accuracy", "mean", "Mean accuracy"))):
+    for ax, (metric, column, title) in zip(
+        axes,
+        (("worst_group_accuracy", "worst", "Worst-group accuracy"), ("accuracy", "mean", "Mean accuracy")),
+        strict=True,
+    ):
         if ref is not None:
             sel = ref if tuned else ref[ref["scenario"] != "fine-tuned"]
-            for i, (model, grp) in enumerate(sel.groupby("model")):
-                ax.plot(grp["scenario"].map(SCENARIO_X), grp[column], color="0.7", lw=1, ls="--", marker=".",
-                        label="Wolfe et al. 2024 (Table 5), one line per model" if i == 0 else None)
+            for i, (_model, grp) in enumerate(sel.groupby("model")):
+                ax.plot(
+                    grp["scenario"].map(SCENARIO_X),
+                    grp[column],
+                    color="0.7",
+                    lw=1,
+                    ls="--",
+                    marker=".",
+                    label="Wolfe et al. 2024 (Table 5), one line per model" if i == 0 else None,
+                )
         _by_scenario(ax, ours[ours["metric"] == metric], palette)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(ticks), ["0", "1", "2", "3", "FT"][:ticks])
@@ -196,11 +258,15 @@ def bbq_scores(table: pd.DataFrame, *, height: float = 3.2):
         raise ValueError("the table holds no bbq runs")
     rows["run label"] = rows["model"] + " " + rows["scenario"]
     labels = list(dict.fromkeys(rows.sort_values(["model", "shots"])["run label"]))
-    panels = ((("accuracy_ambig", "ambiguous"), ("accuracy_disambig", "disambiguated")),
-              (("bias_score_ambig", "s_AMB (ambiguous)"), ("bias_score_disambig", "s_DIS (disambiguated)")))
+    panels = (
+        (("accuracy_ambig", "ambiguous"), ("accuracy_disambig", "disambiguated")),
+        (("bias_score_ambig", "s_AMB (ambiguous)"), ("bias_score_disambig", "s_DIS (disambiguated)")),
+    )
     fig, axes = plt.subplots(1, 2, figsize=(9.6, height))
     colors = sns.color_palette("crest", n_colors=max(len(labels), 1))
-    for ax, metrics, ylabel, ylim in zip(axes, panels, ("accuracy", "bias score"), ((0, 1.02), (-1.02, 1.02))):
+    for ax, metrics, ylabel, ylim in zip(
+        axes, panels, ("accuracy", "bias score"), ((0, 1.02), (-1.02, 1.02)), strict=True
+    ):
         width = 0.8 / len(labels)
         for i, label in enumerate(labels):
             sel = rows[rows["run label"] == label].set_index("metric").reindex([m for m, _ in metrics])
@@ -228,25 +294,43 @@ def qasper_panels(with_context: pd.DataFrame, without_context: pd.DataFrame | No
     if without_context is not None and not without_context.empty:
         panels.append(("abstention_rate", without_context, 7, "abstention rate without context (ideal 1.0)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), height), squeeze=False)
-    for ax, (metric, table, number, title) in zip(axes.flat, panels):
+    for ax, (metric, table, number, title) in zip(axes.flat, panels, strict=True):
         # Table 7 has only zero-shot and fine-tuned: two positions
         xs = SCENARIO_X if number == 6 else {"0-shot": 0, "fine-tuned": 1}
         ref = study_qasper_table(number)
-        for i, (model, grp) in enumerate(ref.groupby("model")):
-            ax.plot(grp["scenario"].map(xs), grp["value"], color="0.7", lw=1, ls="--", marker=".",
-                    label=f"Wolfe et al. 2024 (Table {number}), one line per model" if i == 0 else None)
+        for i, (_model, grp) in enumerate(ref.groupby("model")):
+            ax.plot(
+                grp["scenario"].map(xs),
+                grp["value"],
+                color="0.7",
+                lw=1,
+                ls="--",
+                marker=".",
+                label=f"Wolfe et al. 2024 (Table {number}), one line per model" if i == 0 else None,
+            )
         ours = table[(table["task"] == "qasper") & (table["metric"] == metric) & table["scenario"].isin(xs)]
         palette = sns.color_palette("colorblind", n_colors=max(ours["model"].nunique(), 1))
-        for color, (model, grp) in zip(palette, ours.groupby("model")):
+        for color, (model, grp) in zip(palette, ours.groupby("model"), strict=True):
             grp = grp.assign(x=grp["scenario"].map(xs)).sort_values("x")
             tuned = grp["scenario"] == "fine-tuned"
-            for part, marker, style, label in ((grp[~tuned], "o", "-", f"{model} (this book, 95% CI)"),
-                                               (grp[tuned], "*", "none", f"{model} fine-tuned")):
+            for part, marker, style, label in (
+                (grp[~tuned], "o", "-", f"{model} (this book, 95% CI)"),
+                (grp[tuned], "*", "none", f"{model} fine-tuned"),
+            ):
                 if part.empty:
                     continue
                 err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
-                ax.errorbar(part["x"], part["value"], yerr=err, color=color, marker=marker, ls=style, capsize=3,
-                            markersize=11 if marker == "*" else 6, label=label)
+                ax.errorbar(
+                    part["x"],
+                    part["value"],
+                    yerr=err,
+                    color=color,
+                    marker=marker,
+                    ls=style,
+                    capsize=3,
+                    markersize=11 if marker == "*" else 6,
+                    label=label,
+                )
         if metric == "abstention_rate":
             ax.axhline(1.0, color="0.25", ls=":", lw=1, label="ideal")
             ax.set_xlim(-0.5, 1.5)
@@ -270,9 +354,11 @@ def risk_coverage(reports, *, height: float = 3.4):
     palette = sns.color_palette("colorblind", n_colors=len(reports))
     from .metrics import risk_coverage_curve
 
-    for color, r in zip(palette, reports):
+    for color, r in zip(palette, reports, strict=True):
         curve, m = r["curve"], r["metrics"]["aurc"]
-        label = f"{r['task']} {r['scenario']} {r['model']}: AURC {m['value']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
+        label = (
+            f"{r['task']} {r['scenario']} {r['model']}: AURC {m['value']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
+        )
         ax.plot(curve["coverage"], curve["risk"], color=color, lw=1.6, label=label)
         correct = r["outcomes"]["correct"].to_numpy(dtype=float)
         oracle = risk_coverage_curve(correct, correct)
@@ -302,13 +388,19 @@ def privacy_utility(utility: pd.DataFrame, *, reference: bool = True, height: fl
     # one x position per budget, the study's and ours, in increasing order (infinity last)
     study_order = sorted(set(tuned["eps"]) | (set(ref["epsilon"]) if ref is not None else set()), key=float)
     order = [e for e in study_order if e in set(tuned["eps"])]
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=True):
         if ref is not None:
             for model, grp in ref[ref["metric"] == metric].groupby("model"):
                 xs = [study_order.index(e) for e in grp["epsilon"]]
                 ax.plot(xs, grp["value"], color="0.7", ls="--", lw=1, marker=".", zorder=1)
-                ax.annotate(model, (xs[-1], grp["value"].iloc[-1]), fontsize=6, color="0.5",
-                            xytext=(3, 0), textcoords="offset points")
+                ax.annotate(
+                    model,
+                    (xs[-1], grp["value"].iloc[-1]),
+                    fontsize=6,
+                    color="0.5",
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                )
         base = utility[(utility["adapter"] == "base") & (utility["metric"] == metric)]
         if not base.empty:
             b = base.iloc[0]
@@ -316,8 +408,17 @@ def privacy_utility(utility: pd.DataFrame, *, reference: bool = True, height: fl
             ax.axhline(b["value"], color="C0", ls=":", lw=1, label=f"{b['model']} no fine-tuning")
         rows = tuned[tuned["metric"] == metric].set_index("eps").reindex(order).dropna(subset=["value"])
         xs = [study_order.index(e) for e in rows.index]
-        ax.errorbar(xs, rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-                    color="C1", marker="o", capsize=3, lw=1.5, label="DP adapters (this book)", zorder=3)
+        ax.errorbar(
+            xs,
+            rows["value"],
+            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+            color="C1",
+            marker="o",
+            capsize=3,
+            lw=1.5,
+            label="DP adapters (this book)",
+            zorder=3,
+        )
         ax.set_xticks(range(len(study_order)), [("∞" if e == "inf" else e) for e in study_order])
         ax.set_xlabel("privacy budget epsilon")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -333,7 +434,7 @@ def leakage(audit: pd.DataFrame, *, height: float = 3.2):
     exposure by number of insertions per model (bits; the dotted line is the maximum, log2 |R|)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, height))
     models = list(dict.fromkeys(audit["model"]))
-    palette = dict(zip(models, sns.color_palette("colorblind", n_colors=len(models))))
+    palette = dict(zip(models, sns.color_palette("colorblind", n_colors=len(models)), strict=True))
     mia = audit[audit["metric"] == "auroc"]
     attacks = list(dict.fromkeys(mia["audit"]))
     width = 0.8 / max(len(models), 1)
@@ -341,9 +442,15 @@ def leakage(audit: pd.DataFrame, *, height: float = 3.2):
         rows = mia[mia["model"] == model].set_index("audit").reindex(attacks)
         xs = np.arange(len(attacks)) + (i - (len(models) - 1) / 2) * width
         ok = rows["value"].notna().to_numpy()
-        left.errorbar(xs[ok], rows["value"][ok], yerr=[(rows["value"] - rows["ci_low"])[ok],
-                                                        (rows["ci_high"] - rows["value"])[ok]],
-                      fmt="o", color=palette[model], capsize=2, label=model)
+        left.errorbar(
+            xs[ok],
+            rows["value"][ok],
+            yerr=[(rows["value"] - rows["ci_low"])[ok], (rows["ci_high"] - rows["value"])[ok]],
+            fmt="o",
+            color=palette[model],
+            capsize=2,
+            label=model,
+        )
     left.axhline(0.5, color="0.5", ls=":", lw=1)
     left.set_xticks(range(len(attacks)), [a.split(": ")[-1] for a in attacks])
     left.set_ylabel("membership AUROC")
@@ -354,9 +461,15 @@ def leakage(audit: pd.DataFrame, *, height: float = 3.2):
     canary["repetitions"] = canary["metric"].str.extract(r"exposure_(\d+)x")[0].astype(float)
     for model in models:
         rows = canary[canary["model"] == model].sort_values("repetitions")
-        right.errorbar(rows["repetitions"], rows["value"], yerr=[rows["value"] - rows["ci_low"],
-                                                                 rows["ci_high"] - rows["value"]],
-                       marker="o", color=palette[model], capsize=2, label=model)
+        right.errorbar(
+            rows["repetitions"],
+            rows["value"],
+            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+            marker="o",
+            color=palette[model],
+            capsize=2,
+            label=model,
+        )
     if not canary.empty:
         right.axhline(canary["max_exposure"].max(), color="0.5", ls=":", lw=1)
         right.set_xscale("log", base=2)
@@ -368,20 +481,27 @@ def leakage(audit: pd.DataFrame, *, height: float = 3.2):
     return fig
 
 
-
 def transfer_heatmap(deltas: pd.DataFrame, *, reference: bool = True, height: float = 2.8):
     """Adapter-minus-base deltas as a heatmap (rows: adapter -> target task, columns: shots), each cell annotated
     with its 95% CI; beside it the study's Fig. 3 deltas (Wolfe et al. 2024) when ``reference``."""
     from .report import study_fig3_deltas
 
     def grid(frame):
-        frame = frame.assign(row=[f"{a.removesuffix(' adapter')} → {t}\n({m})" for a, t, m in
-                                  zip(frame["adapter"], frame["task"], frame["metric"])])
+        frame = frame.assign(
+            row=[
+                f"{a.removesuffix(' adapter')} → {t}\n({m})"
+                for a, t, m in zip(frame["adapter"], frame["task"], frame["metric"], strict=True)
+            ]
+        )
         return frame.pivot_table(index="row", columns="shots", values="delta", aggfunc="first")
 
     ours = grid(deltas)
-    ci = deltas.assign(text=[f"{d:+.2f}\n[{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in
-                             zip(deltas["delta"], deltas["ci_low"], deltas["ci_high"])])
+    ci = deltas.assign(
+        text=[
+            f"{d:+.2f}\n[{lo:+.2f}, {hi:+.2f}]"
+            for d, lo, hi in zip(deltas["delta"], deltas["ci_low"], deltas["ci_high"], strict=True)
+        ]
+    )
     labels = grid(ci.assign(delta=ci["text"])) if not deltas.empty else ours
     panels = [("this book (95% CI)", ours, labels)]
     if reference:
@@ -389,12 +509,23 @@ def transfer_heatmap(deltas: pd.DataFrame, *, reference: bool = True, height: fl
         st = grid(study)
         panels.append(("Wolfe et al. 2024, Fig. 3 (Llama-2-7B)", st, st.map(lambda v: f"{v:+.2f}")))
     width = 4.6 * len(panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, max(height, 0.55 * max(len(p[1]) for p in panels) + 1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width, max(height, 0.55 * max(len(p[1]) for p in panels) + 1)), squeeze=False
+    )
     limit = max(0.1, max(float(np.nanmax(np.abs(p[1].to_numpy(float)))) if p[1].size else 0 for p in panels))
-    for ax, (title, values, text) in zip(axes[0], panels):
-        sns.heatmap(values.astype(float), annot=text.reindex_like(values).to_numpy(), fmt="", cmap="RdBu",
-                    vmin=-limit, vmax=limit, center=0, cbar=False, ax=ax, annot_kws={"fontsize": 7})
+    for ax, (title, values, text) in zip(axes[0], panels, strict=True):
+        sns.heatmap(
+            values.astype(float),
+            annot=text.reindex_like(values).to_numpy(),
+            fmt="",
+            cmap="RdBu",
+            vmin=-limit,
+            vmax=limit,
+            center=0,
+            cbar=False,
+            ax=ax,
+            annot_kws={"fontsize": 7},
+        )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("shots")
         ax.set_ylabel("")
@@ -408,13 +539,13 @@ def lm_eval_bars(table: pd.DataFrame, *, height: float = 2.8):
     rows = table[table["metric"].isin(["acc", "exact_match", "acc_norm"])]
     tasks = list(dict.fromkeys(rows["task"]))
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(3.6 * max(len(tasks), 1), height), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         part = rows[rows["task"] == task]
         xs = np.arange(len(part))
         err = [(part["value"] - part["ci_low"]).clip(lower=0).fillna(0), (part["ci_high"] - part["value"]).fillna(0)]
         ax.errorbar(xs, part["value"], yerr=err, fmt="o", capsize=3)
         ax.axhline(0.25, color="0.5", ls=":", lw=1, label="chance (4 options)")
-        ax.set_xticks(xs, [f"{lbl}\n{m}" for lbl, m in zip(part["label"], part["metric"])], fontsize=7)
+        ax.set_xticks(xs, [f"{lbl}\n{m}" for lbl, m in zip(part["label"], part["metric"], strict=True)], fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_title(task, fontsize=9)
         ax.grid(alpha=0.3)

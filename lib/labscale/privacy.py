@@ -52,23 +52,47 @@ STUDY_EPSILONS = (0.5, 1.0, 5.0, 20.0, math.inf)
 #: membership-inference attacks, in display order
 ATTACKS = ("loss", "reference", "zlib", "min_k")
 
-_FIRST_NAMES = ("Mira", "Oskar", "Tamsin", "Idris", "Linnea", "Caspian", "Odile", "Rafferty", "Sunniva", "Evander",
-                "Perpetua", "Anselm")
-_SURNAMES = ("Quell", "Varga", "Holloway", "Brisk", "Ostrander", "Penhale", "Marlow", "Teague", "Aldous", "Fenwick",
-             "Corrigan", "Wystan")
+_FIRST_NAMES = (
+    "Mira",
+    "Oskar",
+    "Tamsin",
+    "Idris",
+    "Linnea",
+    "Caspian",
+    "Odile",
+    "Rafferty",
+    "Sunniva",
+    "Evander",
+    "Perpetua",
+    "Anselm",
+)
+_SURNAMES = (
+    "Quell",
+    "Varga",
+    "Holloway",
+    "Brisk",
+    "Ostrander",
+    "Penhale",
+    "Marlow",
+    "Teague",
+    "Aldous",
+    "Fenwick",
+    "Corrigan",
+    "Wystan",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def parse_epsilon(value: Any) -> float:
     """A privacy budget: a positive number, or ``inf`` / ``"inf"`` / ``None`` for non-private training."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("inf", "infinity", "∞")):
         return math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidParameter(f"epsilon={value!r} is out of range; valid values: a number > 0, or 'inf' "
-                               "(non-private)")
+        raise InvalidParameter(f"epsilon={value!r} is out of range; valid values: a number > 0, or 'inf' (non-private)")
     return float(value)
 
 
@@ -82,8 +106,8 @@ class Canary:
     """A random secret inserted ``repetitions`` times into the training data."""
 
     id: str
-    prefix: str          # "The pharmacy access code of Mira Quell is"
-    secret: str          # " 4 8 1 5 9 2."
+    prefix: str  # "The pharmacy access code of Mira Quell is"
+    secret: str  # " 4 8 1 5 9 2."
     repetitions: int
     digits: int
 
@@ -109,7 +133,7 @@ def make_canaries(repetitions: Sequence[int] = (1, 4, 16), *, digits: int = 6, s
     rng = random.Random(f"canaries-{seed}")
     firsts, lasts = rng.sample(_FIRST_NAMES, len(reps)), rng.sample(_SURNAMES, len(reps))
     canaries = []
-    for i, (r, first, last) in enumerate(zip(reps, firsts, lasts)):
+    for i, (r, first, last) in enumerate(zip(reps, firsts, lasts, strict=True)):
         secret = [rng.randrange(10) for _ in range(digits)]
         prefix = f"The pharmacy access code of {first} {last} is"
         canaries.append(Canary(f"canary-{i}", prefix, " " + " ".join(map(str, secret)) + ".", r, digits))
@@ -119,6 +143,7 @@ def make_canaries(repetitions: Sequence[int] = (1, 4, 16), *, digits: int = 6, s
 # ---------------------------------------------------------------------------------------------------------------
 # DP fine-tuning
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _canary_rows(canaries: Sequence[Canary], backend) -> list[dict[str, Any]]:
     """Training rows for the canaries (each repeated), tokenized exactly as the audit scores them."""
@@ -130,8 +155,15 @@ def _canary_rows(canaries: Sequence[Canary], backend) -> list[dict[str, Any]]:
         head = encode_prompt(backend, c.prefix)
         tail = list(tokenizer(c.secret + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
         for k in range(c.repetitions):
-            rows.append({"id": f"{c.id}-rep{k}", "prompt": c.prefix, "completion": c.secret,
-                         "input_ids": head + tail, "completion_mask": [1] * (len(head) + len(tail))})
+            rows.append(
+                {
+                    "id": f"{c.id}-rep{k}",
+                    "prompt": c.prefix,
+                    "completion": c.secret,
+                    "input_ids": head + tail,
+                    "completion_mask": [1] * (len(head) + len(tail)),
+                }
+            )
     return rows
 
 
@@ -156,15 +188,29 @@ def _example_losses(model, ids, attention, weights):
 
     logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
     targets, w = ids[:, 1:], weights[:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                            reduction="none").view(targets.shape)
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none"
+    ).view(targets.shape)
     return (nll * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
 
 
-def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir: str | Path, delta: float | None = None,
-                max_grad_norm: float = 1.0, source: str = "offline", data_path: str | Path | None = None,
-                data_seed: int = 0, task_options: Mapping[str, Any] | None = None,
-                canaries: Sequence[Canary] = (), resume: bool = True, progress: bool = False):
+def dp_finetune(
+    base_model: str,
+    task: str,
+    *,
+    epsilon: Any,
+    config,
+    output_dir: str | Path,
+    delta: float | None = None,
+    max_grad_norm: float = 1.0,
+    source: str = "offline",
+    data_path: str | Path | None = None,
+    data_seed: int = 0,
+    task_options: Mapping[str, Any] | None = None,
+    canaries: Sequence[Canary] = (),
+    resume: bool = True,
+    progress: bool = False,
+):
     """Fine-tune a LoRA adapter with DP-SGD at ``epsilon`` (``inf``: non-private) and return its
     :class:`~labscale.finetune.AdapterResult`; the adapter goes to ``output_dir/adapter`` with a card that records
     epsilon (target and spent), delta, noise multiplier, clipping norm, sample rate and steps.
@@ -174,8 +220,18 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
     accounting. ``delta`` defaults to ``1 / (10 n)`` for ``n`` training rows. ``canaries`` are added to the training
     rows (:func:`make_canaries`). A finished run of the identical request is reused.
     """
-    from .finetune import (CARD_FILE, AdapterResult, FinetuneConfig, _hardware, _peak_memory_mb,
-                           _request_fingerprint, _resolve_base, _save_adapter, build_training_set, lora_config)
+    from .finetune import (
+        CARD_FILE,
+        AdapterResult,
+        FinetuneConfig,
+        _hardware,
+        _peak_memory_mb,
+        _request_fingerprint,
+        _resolve_base,
+        _save_adapter,
+        build_training_set,
+        lora_config,
+    )
     from .tasks import get_task
 
     started = time.perf_counter()
@@ -189,8 +245,10 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
     if delta is not None:
         check_range("delta", delta, 1e-12, 0.1)
     if config.load_in_4bit:
-        raise InvalidParameter("load_in_4bit=True is not supported for DP fine-tuning here (Opacus computes "
-                               "per-example gradients of full-precision LoRA layers); set load_in_4bit=False")
+        raise InvalidParameter(
+            "load_in_4bit=True is not supported for DP fine-tuning here (Opacus computes "
+            "per-example gradients of full-precision LoRA layers); set load_in_4bit=False"
+        )
     spec = _resolve_base(base_model)
     task_obj = get_task(task)
     data = task_obj.load(source, path=data_path, seed=data_seed, **(task_options or {}))
@@ -203,22 +261,34 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
     rows = tset.rows + _canary_rows(canaries, backend)
     delta = delta if delta is not None else 1.0 / (10 * len(rows))
     if delta >= 1.0 / len(rows):
-        raise InvalidParameter(f"delta={delta} is not below 1/n = {1 / len(rows):.4g} for n={len(rows)} training "
-                               "rows; a meaningful guarantee needs delta << 1/n")
+        raise InvalidParameter(
+            f"delta={delta} is not below 1/n = {1 / len(rows):.4g} for n={len(rows)} training "
+            "rows; a meaningful guarantee needs delta << 1/n"
+        )
     batch = config.effective_batch
     epochs = int(config.epochs)
-    request = {"kind": "dp_lora", "base_model": {"spec": base_model, **backend.identity()}, "task": task,
-               "source": source, "data_path": str(data_path) if data_path else None, "data_seed": data_seed,
-               "task_options": dict(task_options or {}), "data_sha256": data.content_hash,
-               "train_ids_sha256": tset.ids_sha256(), "config": config.as_dict(),
-               "privacy": {"epsilon": "inf" if math.isinf(eps) else eps, "delta": delta,
-                           "max_grad_norm": max_grad_norm},
-               "canaries": [c.__dict__ for c in canaries]}
+    request = {
+        "kind": "dp_lora",
+        "base_model": {"spec": base_model, **backend.identity()},
+        "task": task,
+        "source": source,
+        "data_path": str(data_path) if data_path else None,
+        "data_seed": data_seed,
+        "task_options": dict(task_options or {}),
+        "data_sha256": data.content_hash,
+        "train_ids_sha256": tset.ids_sha256(),
+        "config": config.as_dict(),
+        "privacy": {"epsilon": "inf" if math.isinf(eps) else eps, "delta": delta, "max_grad_norm": max_grad_norm},
+        "canaries": [c.__dict__ for c in canaries],
+    }
     request["fingerprint"] = _request_fingerprint(request)
     output_dir = Path(output_dir)
     finished = output_dir / "adapter" / CARD_FILE
-    if resume and finished.is_file() and json.loads(finished.read_text()).get("request_fingerprint") == \
-            request["fingerprint"]:
+    if (
+        resume
+        and finished.is_file()
+        and json.loads(finished.read_text()).get("request_fingerprint") == request["fingerprint"]
+    ):
         backend.close()
         return AdapterResult.from_card(finished.parent, reused=True)
 
@@ -234,8 +304,13 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = backend.tokenizer.pad_token_id if backend.tokenizer.pad_token_id is not None else 0
     generator = torch.Generator().manual_seed(config.seed)
-    loader = torch.utils.data.DataLoader(rows, batch_size=batch, shuffle=True, generator=generator,
-                                         collate_fn=lambda b: _collate(b, pad, config.completion_only_loss))
+    loader = torch.utils.data.DataLoader(
+        rows,
+        batch_size=batch,
+        shuffle=True,
+        generator=generator,
+        collate_fn=lambda b: _collate(b, pad, config.completion_only_loss),
+    )
     engine = None
     trained_model = peft_model
     if not math.isinf(eps):
@@ -243,14 +318,22 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
 
         engine = PrivacyEngine(accountant="rdp")
         trained_model, optimizer, loader = engine.make_private_with_epsilon(
-            module=peft_model, optimizer=optimizer, data_loader=loader, target_epsilon=eps, target_delta=delta,
-            epochs=epochs, max_grad_norm=max_grad_norm, poisson_sampling=True)
+            module=peft_model,
+            optimizer=optimizer,
+            data_loader=loader,
+            target_epsilon=eps,
+            target_delta=delta,
+            epochs=epochs,
+            max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+        )
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * epochs
     warmup = min(config.warmup_steps, max(total_steps - 1, 0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay (the Trainer's "linear")
-        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) /
-                                                                            max(total_steps - warmup, 1)))
+        optimizer,
+        lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(total_steps - warmup, 1)),
+    )
     history, tokens, step = [], 0, 0
     with tqdm(total=total_steps, desc=f"DP-LoRA {epsilon_label(eps)}", disable=not progress, leave=False) as bar:
         for epoch in range(epochs):
@@ -268,55 +351,107 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
                 optimizer.step()
                 scheduler.step()
                 tokens += int(attention.sum())
-                history.append({"step": step, "loss": float(loss.detach()), "epoch": epoch + 1,
-                                "learning_rate": float(scheduler.get_last_lr()[0]), "batch": int(len(ids))})
+                history.append(
+                    {
+                        "step": step,
+                        "loss": float(loss.detach()),
+                        "epoch": epoch + 1,
+                        "learning_rate": float(scheduler.get_last_lr()[0]),
+                        "batch": int(len(ids)),
+                    }
+                )
                 bar.update(1)
     spent = engine.get_epsilon(delta) if engine is not None else math.inf
     peft_model.eval()
     wall = time.perf_counter() - started
     losses = [h["loss"] for h in history]
     card = {
-        "labscale_card_version": 1, "kind": "dp_lora",
+        "labscale_card_version": 1,
+        "kind": "dp_lora",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base_model": request["base_model"], "request_fingerprint": request["fingerprint"], "task": task,
-        "data": {**data.provenance(), "data_seed": data_seed, "task_options": dict(task_options or {}),
-                 "train_split_size": tset.n_split, "train_fraction": config.train_fraction,
-                 "train_selected": tset.n_selected, "train_used": len(tset), "canary_rows": len(rows) - len(tset),
-                 "dropped_too_long": tset.dropped, "train_ids_sha256": tset.ids_sha256()},
-        "prompt": {"format": "zero-shot task messages rendered by HFBackend.prompt_text (identical to evaluation)",
-                   "example_prompt": tset.rows[0]["prompt"], "example_completion": tset.rows[0]["completion"],
-                   "completion_suffix": backend.tokenizer.eos_token,
-                   "loss": "completion only" if config.completion_only_loss else "whole sequence"},
-        "resolved": {"device": backend.device, "load_in_4bit": False, "gradient_checkpointing": False,
-                     "precision": "fp32", "optim": "torch.optim.AdamW"},
+        "base_model": request["base_model"],
+        "request_fingerprint": request["fingerprint"],
+        "task": task,
+        "data": {
+            **data.provenance(),
+            "data_seed": data_seed,
+            "task_options": dict(task_options or {}),
+            "train_split_size": tset.n_split,
+            "train_fraction": config.train_fraction,
+            "train_selected": tset.n_selected,
+            "train_used": len(tset),
+            "canary_rows": len(rows) - len(tset),
+            "dropped_too_long": tset.dropped,
+            "train_ids_sha256": tset.ids_sha256(),
+        },
+        "prompt": {
+            "format": "zero-shot task messages rendered by HFBackend.prompt_text (identical to evaluation)",
+            "example_prompt": tset.rows[0]["prompt"],
+            "example_completion": tset.rows[0]["completion"],
+            "completion_suffix": backend.tokenizer.eos_token,
+            "loss": "completion only" if config.completion_only_loss else "whole sequence",
+        },
+        "resolved": {
+            "device": backend.device,
+            "load_in_4bit": False,
+            "gradient_checkpointing": False,
+            "precision": "fp32",
+            "optim": "torch.optim.AdamW",
+        },
         "config": config.as_dict(),
-        "privacy": {"epsilon_target": "inf" if math.isinf(eps) else eps,
-                    "epsilon_spent": "inf" if math.isinf(spent) else round(float(spent), 4),
-                    "delta": delta, "max_grad_norm": max_grad_norm if engine is not None else None,
-                    "noise_multiplier": float(optimizer.noise_multiplier) if engine is not None else 0.0,
-                    "sample_rate": (1.0 / steps_per_epoch) if engine is not None else None,
-                    "accountant": "rdp" if engine is not None else None,
-                    "sampling": "poisson" if engine is not None else "shuffled batches",
-                    "mechanism": "DP-SGD (Opacus PrivacyEngine.make_private_with_epsilon)" if engine is not None
-                    else "non-private (same loop, no clipping noise)"},
+        "privacy": {
+            "epsilon_target": "inf" if math.isinf(eps) else eps,
+            "epsilon_spent": "inf" if math.isinf(spent) else round(float(spent), 4),
+            "delta": delta,
+            "max_grad_norm": max_grad_norm if engine is not None else None,
+            "noise_multiplier": float(optimizer.noise_multiplier) if engine is not None else 0.0,
+            "sample_rate": (1.0 / steps_per_epoch) if engine is not None else None,
+            "accountant": "rdp" if engine is not None else None,
+            "sampling": "poisson" if engine is not None else "shuffled batches",
+            "mechanism": "DP-SGD (Opacus PrivacyEngine.make_private_with_epsilon)"
+            if engine is not None
+            else "non-private (same loop, no clipping noise)",
+        },
         "canaries": [c.__dict__ for c in canaries],
-        "lora": {"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
-                 "target_modules": sorted(lora.target_modules) if not isinstance(lora.target_modules, str)
-                 else lora.target_modules, "layers": layers or "all",
-                 "trainable_parameters": sum(p.numel() for p in trainable),
-                 "total_parameters": sum(p.numel() for p in peft_model.parameters())},
-        "steps": {"global_step": step, "optimizer_steps": step, "steps_per_epoch": steps_per_epoch, "epochs": epochs,
-                  "logical_batch": batch, "samples": len(rows) * epochs, "effective_epochs": float(epochs),
-                  "step_semantics": "true"},
-        "train_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None,
-                       "mean_first5": float(np.mean(losses[:5])) if losses else None,
-                       "mean_last5": float(np.mean(losses[-5:])) if losses else None, "history": history},
-        "train_tokens": tokens, "wall_seconds": round(wall, 3),
+        "lora": {
+            "r": lora.r,
+            "alpha": lora.lora_alpha,
+            "dropout": lora.lora_dropout,
+            "target_modules": sorted(lora.target_modules)
+            if not isinstance(lora.target_modules, str)
+            else lora.target_modules,
+            "layers": layers or "all",
+            "trainable_parameters": sum(p.numel() for p in trainable),
+            "total_parameters": sum(p.numel() for p in peft_model.parameters()),
+        },
+        "steps": {
+            "global_step": step,
+            "optimizer_steps": step,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs": epochs,
+            "logical_batch": batch,
+            "samples": len(rows) * epochs,
+            "effective_epochs": float(epochs),
+            "step_semantics": "true",
+        },
+        "train_loss": {
+            "first": losses[0] if losses else None,
+            "last": losses[-1] if losses else None,
+            "mean_first5": float(np.mean(losses[:5])) if losses else None,
+            "mean_last5": float(np.mean(losses[-5:])) if losses else None,
+            "history": history,
+        },
+        "train_tokens": tokens,
+        "wall_seconds": round(wall, 3),
         "peak_memory_mb": round(_peak_memory_mb(backend.device), 1),
-        "peak_memory_kind": "torch.cuda.max_memory_allocated" if backend.device == "cuda" else
-                            "process max RSS (getrusage high-water mark)",
-        "checkpoints": [], "use": {"model": base_model},
-        "versions": records.package_versions(), "git_commit": records.git_commit(), "hardware": _hardware(),
+        "peak_memory_kind": "torch.cuda.max_memory_allocated"
+        if backend.device == "cuda"
+        else "process max RSS (getrusage high-water mark)",
+        "checkpoints": [],
+        "use": {"model": base_model},
+        "versions": records.package_versions(),
+        "git_commit": records.git_commit(),
+        "hardware": _hardware(),
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     records.write_json(output_dir / "dp_request.json", request)
@@ -325,8 +460,15 @@ def dp_finetune(base_model: str, task: str, *, epsilon: Any, config, output_dir:
     return AdapterResult.from_card(adapter_dir)
 
 
-def dp_sweep(base_model: str, task: str, epsilons: Sequence[Any] = STUDY_EPSILONS, *, config,
-             output_root: str | Path = "runs/adapters_dp", **options: Any) -> dict[str, Any]:
+def dp_sweep(
+    base_model: str,
+    task: str,
+    epsilons: Sequence[Any] = STUDY_EPSILONS,
+    *,
+    config,
+    output_root: str | Path = "runs/adapters_dp",
+    **options: Any,
+) -> dict[str, Any]:
     """:func:`dp_finetune` at every epsilon into ``output_root/<model>/<task>/eps=<e>``; every epsilon is checked
     before the first run trains. Returns label -> :class:`~labscale.finetune.AdapterResult`."""
     from .finetune import _resolve_base
@@ -335,9 +477,17 @@ def dp_sweep(base_model: str, task: str, epsilons: Sequence[Any] = STUDY_EPSILON
     if not values:
         raise InvalidParameter("epsilons must not be empty (the study's: 0.5, 1, 5, 20, inf)")
     slug = _resolve_base(base_model).slug
-    return {epsilon_label(e): dp_finetune(base_model, task, epsilon=e, config=config,
-                                          output_dir=Path(output_root) / slug / task / epsilon_label(e), **options)
-            for e in values}
+    return {
+        epsilon_label(e): dp_finetune(
+            base_model,
+            task,
+            epsilon=e,
+            config=config,
+            output_dir=Path(output_root) / slug / task / epsilon_label(e),
+            **options,
+        )
+        for e in values
+    }
 
 
 def dp_summary(results: Mapping[str, Any]) -> pd.DataFrame:
@@ -346,19 +496,31 @@ def dp_summary(results: Mapping[str, Any]) -> pd.DataFrame:
     for label, r in results.items():
         card = r.model_card
         p = card["privacy"]
-        rows.append({"adapter": label, "epsilon target": p["epsilon_target"], "epsilon spent": p["epsilon_spent"],
-                     "delta": p["delta"], "noise multiplier": round(p["noise_multiplier"], 4),
-                     "clip norm": p["max_grad_norm"], "sample rate": p["sample_rate"],
-                     "rows (incl. canaries)": card["data"]["train_used"] + card["data"]["canary_rows"],
-                     "steps": card["steps"]["global_step"], "epochs": card["steps"]["epochs"],
-                     "loss first 5": card["train_loss"]["mean_first5"], "loss last 5": card["train_loss"]["mean_last5"],
-                     "train s": card["wall_seconds"], "reused": r.reused})
+        rows.append(
+            {
+                "adapter": label,
+                "epsilon target": p["epsilon_target"],
+                "epsilon spent": p["epsilon_spent"],
+                "delta": p["delta"],
+                "noise multiplier": round(p["noise_multiplier"], 4),
+                "clip norm": p["max_grad_norm"],
+                "sample rate": p["sample_rate"],
+                "rows (incl. canaries)": card["data"]["train_used"] + card["data"]["canary_rows"],
+                "steps": card["steps"]["global_step"],
+                "epochs": card["steps"]["epochs"],
+                "loss first 5": card["train_loss"]["mean_first5"],
+                "loss last 5": card["train_loss"]["mean_last5"],
+                "train s": card["wall_seconds"],
+                "reused": r.reused,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Leakage audit
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class AuditData:
@@ -384,43 +546,50 @@ def audit_data(adapter_dirs: Sequence[str | Path]) -> AuditData:
     for folder in adapter_dirs:
         path = Path(folder).parent / "dp_request.json"
         if not path.is_file():
-            raise InvalidParameter(f"{str(folder)!r} is not an adapter written by labscale.privacy.dp_finetune "
-                                   f"(no {path.name} beside it)")
+            raise InvalidParameter(
+                f"{str(folder)!r} is not an adapter written by labscale.privacy.dp_finetune (no {path.name} beside it)"
+            )
         requests.append(json.loads(path.read_text()))
     keys = {(r["train_ids_sha256"], r["data_sha256"], json.dumps(r["canaries"], sort_keys=True)) for r in requests}
     if len(keys) != 1:
         raise InvalidParameter("the adapters were trained on different data or canaries; audit one sweep at a time")
     request = requests[0]
     task = get_task(request["task"])
-    data = task.load(request["source"], path=request["data_path"], seed=request["data_seed"],
-                     **request["task_options"])
+    data = task.load(request["source"], path=request["data_path"], seed=request["data_seed"], **request["task_options"])
     config = FinetuneConfig(**request["config"])
     backend = HFBackend.from_spec(_resolve_base(request["base_model"]["spec"]))
     backend.load()
     members = build_training_set(task, data, backend, config).rows
     held_out = data.split("validation")
     non_members, _ = training_rows(task, held_out, backend, config.max_length)
-    non_members = non_members[:len(members)]
+    non_members = non_members[: len(members)]
     if len(non_members) < len(members):
-        members = members[:len(non_members)]
+        members = members[: len(non_members)]
     backend.close()
     canaries = [Canary(**c) for c in request["canaries"]]
     return AuditData(members, non_members, canaries, request)
 
 
-def _membership_scores(backend, rows: list[dict[str, Any]], reference: list[float] | None, k: float,
-                       progress: bool) -> list[dict[str, float]]:
+def _membership_scores(
+    backend, rows: list[dict[str, Any]], reference: list[float] | None, k: float, progress: bool
+) -> list[dict[str, float]]:
     from .scoring import sequence_logprobs, zlib_entropy
 
     scored = sequence_logprobs(backend, [r["input_ids"] for r in rows], progress=progress, desc="membership")
     out = []
-    for i, (row, s) in enumerate(zip(rows, scored)):
+    for i, (row, s) in enumerate(zip(rows, scored, strict=True)):
         lp = s.token_logprobs
-        lowest = np.sort(lp)[:max(1, int(np.ceil(k * len(lp))))]
+        lowest = np.sort(lp)[: max(1, int(np.ceil(k * len(lp))))]
         loss = -float(lp.mean())
-        out.append({"loss": -loss, "zlib": -loss / zlib_entropy(row["prompt"] + row["completion"]),
-                    "min_k": float(lowest.mean()), "nll": loss,
-                    "reference": (reference[i] - loss) if reference is not None else float("nan")})
+        out.append(
+            {
+                "loss": -loss,
+                "zlib": -loss / zlib_entropy(row["prompt"] + row["completion"]),
+                "min_k": float(lowest.mean()),
+                "nll": loss,
+                "reference": (reference[i] - loss) if reference is not None else float("nan"),
+            }
+        )
     return out
 
 
@@ -434,8 +603,9 @@ def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int) -> tuple
         if text not in seen:
             seen.add(text)
             candidates.append(text)
-    scored = continuation_logprobs(backend, [canary.prefix] * (n_candidates + 1), [canary.secret] + candidates,
-                                   progress=False)
+    scored = continuation_logprobs(
+        backend, [canary.prefix] * (n_candidates + 1), [canary.secret] + candidates, progress=False
+    )
     nll = np.array([-s.total for s in scored])
     return float(nll[0]), nll[1:]
 
@@ -445,13 +615,28 @@ def _audit_key(identity: dict[str, Any], data: AuditData, **settings: Any) -> st
     the settings, the library's code and the package versions."""
     from .runner import run_key
 
-    return run_key(identity, data.request["train_ids_sha256"], data.request["data_sha256"], data.request["canaries"],
-                   [r["id"] for r in data.non_members], settings)
+    return run_key(
+        identity,
+        data.request["train_ids_sha256"],
+        data.request["data_sha256"],
+        data.request["canaries"],
+        [r["id"] for r in data.non_members],
+        settings,
+    )
 
 
-def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output_dir: str | Path = "runs/privacy_audit",
-                  min_k: float = 0.2, fpr: float = 0.01, n_candidates: int = 99, seed: int = 0,
-                  n_resamples: int = 1000, progress: bool = True) -> pd.DataFrame:
+def leakage_audit(
+    base_model: str,
+    adapters: Mapping[str, str | Path],
+    *,
+    output_dir: str | Path = "runs/privacy_audit",
+    min_k: float = 0.2,
+    fpr: float = 0.01,
+    n_candidates: int = 99,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Membership inference (LOSS, reference-calibrated, zlib, Min-K%) and canary exposure for the base model and
     each adapter (label -> adapter folder from :func:`dp_finetune`, all trained on the same data). Writes one run
     record per model to ``output_dir/<label>`` and returns the tidy table (model, audit, metric, value, CI...)."""
@@ -461,7 +646,7 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
 
     check_range("min_k", min_k, 0.01, 1.0)
     check_range("n_candidates", n_candidates, 10, 100_000, integer=True)
-    for label, folder in adapters.items():
+    for folder in adapters.values():
         check_adapter(folder, base_model)
     data = audit_data(list(adapters.values()))
     rows = data.members + data.non_members
@@ -474,8 +659,15 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
         spec = base_model if folder is None else f"{base_model}{'&' if '?' in base_model else '?'}adapter={folder}"
         backend = load_backend(spec)
         run_dir = Path(output_dir) / label.replace("=", "-")
-        key = _audit_key(backend.identity(), data, min_k=min_k, fpr=fpr, n_candidates=n_candidates, seed=seed,
-                         n_resamples=n_resamples)
+        key = _audit_key(
+            backend.identity(),
+            data,
+            min_k=min_k,
+            fpr=fpr,
+            n_candidates=n_candidates,
+            seed=seed,
+            n_resamples=n_resamples,
+        )
         if is_current(run_dir, key):
             # an identical, complete audit (same model and adapter, rows, canaries, settings, code): reuse it
             if folder is None:  # the base model's losses are every adapter's reference
@@ -491,29 +683,50 @@ def leakage_audit(base_model: str, adapters: Mapping[str, str | Path], *, output
             if attack == "reference" and folder is None:
                 continue  # the base model is its own reference: the score would be identically 0
             values = [s[attack] for s in scores]
-            for name, m in membership_metrics(values, is_member, fpr=fpr, n_resamples=n_resamples,
-                                              seed=seed).items():
+            for name, m in membership_metrics(values, is_member, fpr=fpr, n_resamples=n_resamples, seed=seed).items():
                 metrics[f"mia_{attack}_{name}"] = m
         canary_rows = []
         for canary in data.canaries:
             own, others = _canary_nlls(backend, canary, n_candidates, seed)
-            m = canary_exposure(own, others, 10 ** canary.digits, n_resamples=n_resamples, seed=seed)
+            m = canary_exposure(own, others, 10**canary.digits, n_resamples=n_resamples, seed=seed)
             metrics[f"exposure_{canary.repetitions}x"] = {**m, "canary": canary.id, "repetitions": canary.repetitions}
-            canary_rows.append({"id": canary.id, "repetitions": canary.repetitions, "nll": own,
-                                "sampled_rank": m["sampled_rank"]})
+            canary_rows.append(
+                {"id": canary.id, "repetitions": canary.repetitions, "nll": own, "sampled_rank": m["sampled_rank"]}
+            )
         backend.close()
-        predictions = [{"id": r["id"], "member": mem, **s} for r, mem, s in zip(rows, is_member, scores)] + canary_rows
-        params = {"experiment": "privacy_audit", "model": label, "task": data.request["task"],
-                  "source": data.request["source"], "shots": 0, "scenario": "audit", "adapter": str(folder) if folder
-                  else None, "min_k": min_k, "fpr": fpr, "n_candidates": n_candidates, "seed": seed,
-                  "n_resamples": n_resamples}
-        manifest = {"run_key": key, "model": {"spec": spec, **backend.identity()}, "data": {
-                        "members": len(data.members), "non_members": len(data.non_members),
-                        "non_member_source": "validation split, built exactly as the training rows",
-                        "train_ids_sha256": data.request["train_ids_sha256"], "data_sha256": data.request["data_sha256"]},
-                    "canaries": [c.__dict__ for c in data.canaries], "versions": records.package_versions(),
-                    "git_commit": records.git_commit(), "hardware": records.hardware(),
-                    "wall_seconds": round(time.perf_counter() - started, 3)}
+        predictions = [
+            {"id": r["id"], "member": mem, **s} for r, mem, s in zip(rows, is_member, scores, strict=True)
+        ] + canary_rows
+        params = {
+            "experiment": "privacy_audit",
+            "model": label,
+            "task": data.request["task"],
+            "source": data.request["source"],
+            "shots": 0,
+            "scenario": "audit",
+            "adapter": str(folder) if folder else None,
+            "min_k": min_k,
+            "fpr": fpr,
+            "n_candidates": n_candidates,
+            "seed": seed,
+            "n_resamples": n_resamples,
+        }
+        manifest = {
+            "run_key": key,
+            "model": {"spec": spec, **backend.identity()},
+            "data": {
+                "members": len(data.members),
+                "non_members": len(data.non_members),
+                "non_member_source": "validation split, built exactly as the training rows",
+                "train_ids_sha256": data.request["train_ids_sha256"],
+                "data_sha256": data.request["data_sha256"],
+            },
+            "canaries": [c.__dict__ for c in data.canaries],
+            "versions": records.package_versions(),
+            "git_commit": records.git_commit(),
+            "hardware": records.hardware(),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+        }
         records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
         tables.append(audit_table(run_dir))
     return pd.concat(tables, ignore_index=True)
@@ -526,17 +739,29 @@ def audit_table(run_dir: str | Path) -> pd.DataFrame:
     for name, m in record["metrics"].items():
         if name.startswith("mia_"):
             attack = next(a for a in ATTACKS if name.startswith(f"mia_{a}_"))
-            audit, metric = f"membership: {attack}", name[len(f"mia_{attack}_"):]
+            audit, metric = f"membership: {attack}", name[len(f"mia_{attack}_") :]
         else:
             audit, metric = "canary", name
-        rows.append({"model": record["params"]["model"], "audit": audit, "metric": metric, "value": m["value"],
-                     "ci_low": m["ci_low"], "ci_high": m["ci_high"], "n": m["n"], "interval": m.get("interval"),
-                     "max_exposure": m.get("max_exposure"), "run": str(run_dir)})
+        rows.append(
+            {
+                "model": record["params"]["model"],
+                "audit": audit,
+                "metric": metric,
+                "value": m["value"],
+                "ci_low": m["ci_low"],
+                "ci_high": m["ci_high"],
+                "n": m["n"],
+                "interval": m.get("interval"),
+                "max_exposure": m.get("max_exposure"),
+                "run": str(run_dir),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resamples: int = 1000,
-                      seed: int = 0) -> pd.DataFrame:
+def audit_comparisons(
+    audit: pd.DataFrame, *, baseline: str = "base", n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Membership-inference AUROC of every audited model minus ``baseline``'s, per attack, on the same member and
     non-member rows (read from the audit records): the paired BCa 95 % interval and permutation p-value of
     :func:`labscale.metrics.paired_difference` on within-model ranks (the permutation swaps ranks, not raw scores
@@ -572,10 +797,26 @@ def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resample
             # so swapping raw scores between models is no null; swapping within-model ranks is (Venkatraman and
             # Begg's paired permutation test for ROC curves). The AUROCs and their bootstrap are unchanged.
             a, b = rankdata(a) / len(a), rankdata(b) / len(b)
-            m = paired_difference(roc_auc, a, b, member, n_resamples=n_resamples, seed=seed,
-                                  run_value=roc_auc(a, member), baseline_value=roc_auc(b, member))
-            rows.append(comparison_row(m, model=label, task="membership inference", metric=f"AUROC ({attack})",
-                                       condition=label, baseline=baseline))
+            m = paired_difference(
+                roc_auc,
+                a,
+                b,
+                member,
+                n_resamples=n_resamples,
+                seed=seed,
+                run_value=roc_auc(a, member),
+                baseline_value=roc_auc(b, member),
+            )
+            rows.append(
+                comparison_row(
+                    m,
+                    model=label,
+                    task="membership inference",
+                    metric=f"AUROC ({attack})",
+                    condition=label,
+                    baseline=baseline,
+                )
+            )
     return comparison_frame(rows)
 
 
@@ -583,9 +824,18 @@ def audit_comparisons(audit: pd.DataFrame, *, baseline: str = "base", n_resample
 # Utility
 # ---------------------------------------------------------------------------------------------------------------
 
-def utility_by_epsilon(base_model: str, results: Mapping[str, Any], *, limit: int | None = None, seed: int = 0,
-                       output_dir: str | Path = "runs/privacy", n_resamples: int = 1000, cache=None,
-                       progress: bool = True) -> pd.DataFrame:
+
+def utility_by_epsilon(
+    base_model: str,
+    results: Mapping[str, Any],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    output_dir: str | Path = "runs/privacy",
+    n_resamples: int = 1000,
+    cache=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """The base model and every DP adapter (label -> AdapterResult of :func:`dp_sweep`) evaluated zero-shot on the
     test split of the data they were trained on; the tidy metrics table with ``epsilon`` and ``spent`` columns
     (run records under ``output_dir/base`` and ``output_dir/<label>``)."""
@@ -595,19 +845,34 @@ def utility_by_epsilon(base_model: str, results: Mapping[str, Any], *, limit: in
         raise InvalidParameter("utility_by_epsilon needs at least one DP adapter")
     first = next(iter(results.values())).model_card
     task = first["task"]
-    data = {"source": first["data"]["source"], "data_path": json.loads(
-        (next(iter(results.values())).adapter_dir.parent / "dp_request.json").read_text())["data_path"],
-            "task_options": first["data"]["task_options"], "data_seed": first["data"]["data_seed"],
-            "data_sha256": first["data"]["content_sha256"]}
+    data = {
+        "source": first["data"]["source"],
+        "data_path": json.loads((next(iter(results.values())).adapter_dir.parent / "dp_request.json").read_text())[
+            "data_path"
+        ],
+        "task_options": first["data"]["task_options"],
+        "data_seed": first["data"]["data_seed"],
+        "data_sha256": first["data"]["content_sha256"],
+    }
     points = [("base", None, None, None)] + [
         (label, r.adapter_dir, r.model_card["privacy"]["epsilon_target"], r.model_card["privacy"]["epsilon_spent"])
-        for label, r in results.items()]
+        for label, r in results.items()
+    ]
     tables = []
     for label, adapter, target, spent in points:
-        table = evaluate_zero_shot(base_model, task, str(adapter) if adapter else None,
-                                   output_dir=Path(output_dir) / label.replace("=", "-"), data=data, limit=limit,
-                                   seed=seed, n_resamples=n_resamples, max_new_tokens=None, cache=cache,
-                                   progress=progress)
+        table = evaluate_zero_shot(
+            base_model,
+            task,
+            str(adapter) if adapter else None,
+            output_dir=Path(output_dir) / label.replace("=", "-"),
+            data=data,
+            limit=limit,
+            seed=seed,
+            n_resamples=n_resamples,
+            max_new_tokens=None,
+            cache=cache,
+            progress=progress,
+        )
         table.insert(0, "adapter", label)
         table.insert(1, "epsilon", "–" if target is None else str(target))
         table.insert(2, "epsilon spent", "–" if spent is None else str(spent))

@@ -15,8 +15,8 @@ Models without a chat template (the study's Falcon-7B-Instruct) are rendered wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .errors import check_choice
 
@@ -38,8 +38,15 @@ def _join(*parts: str) -> str:
 DEFAULT_TRANSITION = "Here is the example that needs to be answered. Respond in the same format as the examples."
 
 
-def build_messages(instruction: str, query: str, shots: Sequence[Shot] = (), *, system: str | None = None,
-                   style: str = "chat", transition: str | None = None) -> list[dict[str, str]]:
+def build_messages(
+    instruction: str,
+    query: str,
+    shots: Sequence[Shot] = (),
+    *,
+    system: str | None = None,
+    style: str = "chat",
+    transition: str | None = None,
+) -> list[dict[str, str]]:
     """Chat messages for one query with ``shots`` laid out as ``style`` ("chat" or "single").
 
     ``transition`` is the sentence that introduces the query after single-prompt shots.
@@ -51,8 +58,11 @@ def build_messages(instruction: str, query: str, shots: Sequence[Shot] = (), *, 
     if style == "single" or not shots:
         blocks = [instruction]
         for i, shot in enumerate(shots):
-            lead = "Here is an example of how to perform the task." if i == 0 else \
-                "Here is another example of how to perform the task."
+            lead = (
+                "Here is an example of how to perform the task."
+                if i == 0
+                else "Here is another example of how to perform the task."
+            )
             blocks.append(f"{lead}\n{shot.user.strip()}\n{shot.assistant.strip()}")
         if shots:
             blocks.append(transition or DEFAULT_TRANSITION)

@@ -17,8 +17,9 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -27,8 +28,24 @@ from .config import PROJECT_ROOT
 FILES = ("params.json", "predictions.jsonl", "metrics.json", "manifest.json")
 
 #: packages whose versions every manifest records
-TRACKED_PACKAGES = ("labscale", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets",
-                    "openai", "sacrebleu", "rouge-score", "bert-score", "scikit-learn", "scipy", "numpy", "pandas")
+TRACKED_PACKAGES = (
+    "labscale",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "openai",
+    "sacrebleu",
+    "rouge-score",
+    "bert-score",
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "pandas",
+)
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
@@ -44,18 +61,28 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str |
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     """The checkout's commit (with ``+dirty`` when tracked files changed), or None outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+    }
     try:
         import torch
 
@@ -74,8 +101,14 @@ def write_json(path: Path, payload: Any) -> None:
     tmp.replace(path)
 
 
-def write_run(run_dir: str | Path, *, params: dict[str, Any], predictions: list[dict[str, Any]],
-              metrics: dict[str, Any], manifest: dict[str, Any]) -> Path:
+def write_run(
+    run_dir: str | Path,
+    *,
+    params: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    manifest: dict[str, Any],
+) -> Path:
     """Write one run record; the manifest goes last, so a folder with a manifest is a complete record."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,8 +126,10 @@ def write_run(run_dir: str | Path, *, params: dict[str, Any], predictions: list[
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """A complete run record as a dict with keys params, metrics, manifest, predictions (DataFrame), path."""
     run_dir = Path(run_dir)
-    record = {name.split(".")[0]: json.loads((run_dir / name).read_text())
-              for name in ("params.json", "metrics.json", "manifest.json")}
+    record = {
+        name.split(".")[0]: json.loads((run_dir / name).read_text())
+        for name in ("params.json", "metrics.json", "manifest.json")
+    }
     record["predictions"] = pd.read_json(run_dir / "predictions.jsonl", lines=True)
     record["path"] = run_dir
     return record
@@ -113,10 +148,36 @@ def metrics_table(root: str | Path) -> pd.DataFrame:
         params = json.loads((run_dir / "params.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
         for name, m in metrics.items():
-            rows.append({"model": params["model"], "task": params["task"], "source": params["source"],
-                         "shots": params["shots"], "scenario": params.get("scenario", f"{params['shots']}-shot"),
-                         "metric": name, "value": m["value"],
-                         "ci_low": m.get("ci_low"), "ci_high": m.get("ci_high"), "n": m.get("n"),
-                         "interval": m.get("interval"), "run": str(run_dir)})
-    return pd.DataFrame(rows, columns=["model", "task", "source", "shots", "scenario", "metric", "value", "ci_low",
-                                       "ci_high", "n", "interval", "run"])
+            rows.append(
+                {
+                    "model": params["model"],
+                    "task": params["task"],
+                    "source": params["source"],
+                    "shots": params["shots"],
+                    "scenario": params.get("scenario", f"{params['shots']}-shot"),
+                    "metric": name,
+                    "value": m["value"],
+                    "ci_low": m.get("ci_low"),
+                    "ci_high": m.get("ci_high"),
+                    "n": m.get("n"),
+                    "interval": m.get("interval"),
+                    "run": str(run_dir),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "task",
+            "source",
+            "shots",
+            "scenario",
+            "metric",
+            "value",
+            "ci_low",
+            "ci_high",
+            "n",
+            "interval",
+            "run",
+        ],
+    )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from .tasks import ALL_TASK_NAMES, INVALID, get_task
 
-CITATION = ("Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even in "
-            "Low-Resource Settings, ACM FAccT '24, Table 2")
+CITATION = (
+    "Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even in "
+    "Low-Resource Settings, ACM FAccT '24, Table 2"
+)
 
 
 def headline_metrics(tasks: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
@@ -34,12 +36,13 @@ SCENARIOS = ("0-shot", "1-shot", "2-shot", "3-shot", "fine-tuned")
 def _scenario_order(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by model, then scenario in the study's order (0- to 3-shot, then fine-tuned)."""
     rank = {s: i for i, s in enumerate(SCENARIOS)}
-    return frame.sort_index(level=["model", "scenario"], key=lambda idx: idx.map(rank) if idx.name == "scenario"
-                            else idx)
+    return frame.sort_index(
+        level=["model", "scenario"], key=lambda idx: idx.map(rank) if idx.name == "scenario" else idx
+    )
 
 
 def format_ci(value: float, low: float | None, high: float | None, digits: int = 2) -> str:
-    """"value [low, high]"; "value [–]" for a zero-width interval, which only a degenerate bootstrap gives (every
+    """ "value [low, high]"; "value [–]" for a zero-width interval, which only a degenerate bootstrap gives (every
     resample the same value: no interval, never a certainty); the value alone when there is no interval."""
     if low is None or pd.isna(low):
         return f"{value:.{digits}f}"
@@ -74,14 +77,34 @@ def comparison_table(comparisons: pd.DataFrame, digits: int = 2) -> pd.DataFrame
     difference holds at the 5 % family-wise level."""
     rows = []
     for r in comparisons.itertuples(index=False):
-        rows.append({"model": r.model, "task": r.task, "metric": r.metric,
-                     "comparison": f"{r.condition} − {r.baseline}",
-                     "values": f"{r.value:.{digits}f} vs {r.baseline_value:.{digits}f}",
-                     "difference [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
-                     "interval": r.interval, "p": f"{r.p_value:.3f}", "p (Holm)": f"{r.p_holm:.3f}",
-                     "holds (Holm p < 0.05)": "yes" if r.p_holm < 0.05 else "no"})
-    columns = ["model", "task", "metric", "comparison", "values", "difference [95% CI]", "n", "interval", "p",
-               "p (Holm)", "holds (Holm p < 0.05)"]
+        rows.append(
+            {
+                "model": r.model,
+                "task": r.task,
+                "metric": r.metric,
+                "comparison": f"{r.condition} − {r.baseline}",
+                "values": f"{r.value:.{digits}f} vs {r.baseline_value:.{digits}f}",
+                "difference [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits),
+                "n": r.n,
+                "interval": r.interval,
+                "p": f"{r.p_value:.3f}",
+                "p (Holm)": f"{r.p_holm:.3f}",
+                "holds (Holm p < 0.05)": "yes" if r.p_holm < 0.05 else "no",
+            }
+        )
+    columns = [
+        "model",
+        "task",
+        "metric",
+        "comparison",
+        "values",
+        "difference [95% CI]",
+        "n",
+        "interval",
+        "p",
+        "p (Holm)",
+        "holds (Holm p < 0.05)",
+    ]
     return pd.DataFrame(rows, columns=columns).set_index(["model", "task", "metric", "comparison"])
 
 
@@ -90,11 +113,17 @@ def results_table(table: pd.DataFrame, *, headline_only: bool = True, digits: in
     heads = headline_metrics(table["task"].unique())
     rows = table.copy()
     if headline_only:
-        rows = rows[[m in heads.get(t, ()) for t, m in zip(rows["task"], rows["metric"])]]
-    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+        rows = rows[[m in heads.get(t, ()) for t, m in zip(rows["task"], rows["metric"], strict=True)]]
+    rows["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
     wide = rows.pivot_table(index=["model", "scenario"], columns=["task", "metric"], values="cell", aggfunc="first")
-    order = [(t, m) for t in ALL_TASK_NAMES for m in (heads.get(t, ()) if headline_only else sorted(set(rows["metric"])))
-             if (t, m) in wide.columns]
+    order = [
+        (t, m)
+        for t in ALL_TASK_NAMES
+        for m in (heads.get(t, ()) if headline_only else sorted(set(rows["metric"])))
+        if (t, m) in wide.columns
+    ]
     return _scenario_order(wide[order]).fillna("–")
 
 
@@ -105,17 +134,24 @@ def beside_study(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     values (:data:`CITATION`) and are never presented as our results.
     """
     heads = headline_metrics(table["task"].unique())
-    ours = table[[m in heads.get(t, ()) for t, m in zip(table["task"], table["metric"])]].copy()
-    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours = table[[m in heads.get(t, ()) for t, m in zip(table["task"], table["metric"], strict=True)]].copy()
+    ours["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"], strict=True)
+    ]
     ours["origin"] = "this book (run records)"
     ref = study_table2()
     ref = ref[ref["task"].isin(set(ours["task"]))].copy()
     ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
     ref["origin"] = "Wolfe et al. 2024, Table 2"
-    both = pd.concat([ours[["origin", "model", "scenario", "task", "metric", "cell"]],
-                      ref[["origin", "model", "scenario", "task", "metric", "cell"]]])
-    wide = both.pivot_table(index=["origin", "model", "scenario"], columns=["task", "metric"], values="cell",
-                            aggfunc="first", sort=False)
+    both = pd.concat(
+        [
+            ours[["origin", "model", "scenario", "task", "metric", "cell"]],
+            ref[["origin", "model", "scenario", "task", "metric", "cell"]],
+        ]
+    )
+    wide = both.pivot_table(
+        index=["origin", "model", "scenario"], columns=["task", "metric"], values="cell", aggfunc="first", sort=False
+    )
     order = [(t, m) for t in ALL_TASK_NAMES for m in heads.get(t, ()) if (t, m) in wide.columns]
     return wide[order].fillna("–")
 
@@ -137,7 +173,9 @@ def metric_details(table: pd.DataFrame) -> pd.DataFrame:
 def invalid_rates(table: pd.DataFrame) -> pd.DataFrame:
     """Share of replies that did not follow the output format, per model, task and scenario (with CI)."""
     rows = table[table["metric"] == "invalid_rate"].copy()
-    rows["invalid rate"] = [format_ci(v, lo, hi) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    rows["invalid rate"] = [
+        format_ci(v, lo, hi) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
     wide = rows.pivot_table(index=["model", "scenario"], columns="task", values="invalid rate", aggfunc="first")
     return _scenario_order(wide)
 
@@ -147,14 +185,18 @@ def curve_table(curve: pd.DataFrame, metric: str, digits: int = 2) -> pd.DataFra
     size and ``metric`` with its 95 % confidence interval."""
     rows = curve[curve["metric"] == metric].sort_values(["model", "samples", "fraction"])
     table = rows[["model", "point", "samples", "train_examples", "epochs"]].copy()
-    table[metric] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    table[metric] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
     table["items"] = rows["n"].values
     return table.rename(columns={"train_examples": "distinct examples"}).reset_index(drop=True)
 
 
 # -- bias: the study's Table 5 and BBQ ----------------------------------------------------------------------------
-TABLE5_CITATION = ("Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even "
-                   "in Low-Resource Settings, ACM FAccT '24, Table 5")
+TABLE5_CITATION = (
+    "Wolfe et al. (2024), Laboratory-Scale AI: Open-Weight Models are Competitive with ChatGPT Even "
+    "in Low-Resource Settings, ACM FAccT '24, Table 5"
+)
 
 #: the cells of the toxicity task, in display order
 TOXICITY_CELLS = ("male_toxic", "male_nontoxic", "female_toxic", "female_nontoxic")
@@ -175,17 +217,24 @@ def beside_table5(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """
     names = {"worst_group_accuracy": "Worst (worst-group accuracy)", "accuracy": "Mean (accuracy)"}
     ours = table[(table["task"] == "toxicity") & table["metric"].isin(list(names))].copy()
-    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"], strict=True)
+    ]
     ours["column"] = ours["metric"].map(names)
     ours["origin"] = "this book (run records)"
     ref = study_table5().melt(id_vars=["model", "scenario"], var_name="metric", value_name="value")
     ref["column"] = ref["metric"].map({"worst": names["worst_group_accuracy"], "mean": names["accuracy"]})
     ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
     ref["origin"] = "Wolfe et al. 2024, Table 5"
-    both = pd.concat([ours[["origin", "model", "scenario", "column", "cell"]],
-                      ref[["origin", "model", "scenario", "column", "cell"]]])
-    wide = both.pivot_table(index=["origin", "model", "scenario"], columns="column", values="cell", aggfunc="first",
-                            sort=False)
+    both = pd.concat(
+        [
+            ours[["origin", "model", "scenario", "column", "cell"]],
+            ref[["origin", "model", "scenario", "column", "cell"]],
+        ]
+    )
+    wide = both.pivot_table(
+        index=["origin", "model", "scenario"], columns="column", values="cell", aggfunc="first", sort=False
+    )
     return wide[[names["worst_group_accuracy"], names["accuracy"]]].fillna("–")
 
 
@@ -193,8 +242,10 @@ def group_accuracy_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """Toxicity accuracy in each (gender x label) cell per model and scenario: "value [95% CI] (n=..)", and
     which cell was the worst."""
     rows = table[(table["task"] == "toxicity") & table["metric"].isin([f"acc_{c}" for c in TOXICITY_CELLS])].copy()
-    rows["cell"] = [f"{format_ci(v, lo, hi, digits)} (n={int(n)})" if n else "–"
-                    for v, lo, hi, n in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["n"])]
+    rows["cell"] = [
+        f"{format_ci(v, lo, hi, digits)} (n={int(n)})" if n else "–"
+        for v, lo, hi, n in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["n"], strict=True)
+    ]
     rows["group"] = rows["metric"].str.removeprefix("acc_")
     wide = rows.pivot_table(index=["model", "scenario"], columns="group", values="cell", aggfunc="first")
     wide = wide[[c for c in TOXICITY_CELLS if c in wide.columns]]
@@ -202,8 +253,10 @@ def group_accuracy_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     from pathlib import Path
 
     worst = table[(table["task"] == "toxicity") & (table["metric"] == "worst_group_accuracy")]
-    cells = {(model, scenario): json.loads((Path(run) / "metrics.json").read_text())["worst_group_accuracy"].get("group")
-             for model, scenario, run in zip(worst["model"], worst["scenario"], worst["run"])}
+    cells = {
+        (model, scenario): json.loads((Path(run) / "metrics.json").read_text())["worst_group_accuracy"].get("group")
+        for model, scenario, run in zip(worst["model"], worst["scenario"], worst["run"], strict=True)
+    }
     wide["worst cell"] = [cells.get(idx, "–") for idx in wide.index]
     return _scenario_order(wide)
 
@@ -211,10 +264,18 @@ def group_accuracy_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 def bbq_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """BBQ per model and scenario: accuracy overall and by context type, both bias scores and the invalid rate,
     each "value [95% CI]"."""
-    order = ("accuracy", "accuracy_ambig", "accuracy_disambig", "bias_score_ambig", "bias_score_disambig",
-             "invalid_rate")
+    order = (
+        "accuracy",
+        "accuracy_ambig",
+        "accuracy_disambig",
+        "bias_score_ambig",
+        "bias_score_disambig",
+        "invalid_rate",
+    )
     rows = table[(table["task"] == "bbq") & table["metric"].isin(order)].copy()
-    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    rows["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
     wide = rows.pivot_table(index=["model", "scenario"], columns="metric", values="cell", aggfunc="first")
     return _scenario_order(wide[[m for m in order if m in wide.columns]])
 
@@ -226,10 +287,11 @@ def bbq_category_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     parts = rows["metric"].str.extract(r"^bias_score_(ambig|disambig)(?:\[(.+)\])?$")
     rows["score"] = parts[0].map({"ambig": "s_AMB", "disambig": "s_DIS"})
     rows["category"] = parts[1].fillna("all (pooled)")
-    rows["cell"] = [f"{format_ci(v, lo, hi, digits)} (n={int(n)})"
-                    for v, lo, hi, n in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["n"])]
-    wide = rows.pivot_table(index=["model", "scenario", "category"], columns="score", values="cell",
-                            aggfunc="first")
+    rows["cell"] = [
+        f"{format_ci(v, lo, hi, digits)} (n={int(n)})"
+        for v, lo, hi, n in zip(rows["value"], rows["ci_low"], rows["ci_high"], rows["n"], strict=True)
+    ]
+    wide = rows.pivot_table(index=["model", "scenario", "category"], columns="score", values="cell", aggfunc="first")
     return wide[[c for c in ("s_AMB", "s_DIS") if c in wide.columns]].fillna("–")
 
 
@@ -245,24 +307,38 @@ def parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
     runs = table[table["task"].isin(list(STUDY_RULES))].drop_duplicates(["model", "task", "scenario"])
     rows = []
-    for model, task, scenario, run in zip(runs["model"], runs["task"], runs["scenario"], runs["run"]):
+    for model, task, scenario, run in zip(runs["model"], runs["task"], runs["scenario"], runs["run"], strict=True):
         record = read_run(run)
         preds = record["predictions"]
         strict = preds["parsed"].astype(str).tolist()
         study = [study_rule(task, reply) for reply in preds["reply"]]
         target = preds["target"].astype(str).tolist()
-        right = [np.array([p == t for p, t in zip(parsed, target)], dtype=float) for parsed in (strict, study)]
+        right = [
+            np.array([p == t for p, t in zip(parsed, target, strict=True)], dtype=float) for parsed in (strict, study)
+        ]
         cell = {}
         for rule, parsed, ok in (("strict", strict, right[0]), ("study rule", study, right[1])):
             invalid, acc = proportion_of([p == INVALID for p in parsed]), proportion_of(ok)
             cell[f"invalid ({rule})"] = format_ci(invalid["value"], invalid["ci_low"], invalid["ci_high"], digits)
             cell[f"accuracy ({rule})"] = format_ci(acc["value"], acc["ci_low"], acc["ci_high"], digits)
-        diff = paired_difference(np.mean, right[1], right[0], n_resamples=record["params"].get("n_resamples", 1000),
-                                 seed=record["params"].get("seed", 0))
-        rows.append({"model": model, "task": task, "scenario": scenario, **cell,
-                     "replies read differently": sum(a != b for a, b in zip(strict, study)),
-                     "accuracy difference [95% CI]": format_ci(diff["value"], diff["ci_low"], diff["ci_high"],
-                                                                digits), "n": len(preds)})
+        diff = paired_difference(
+            np.mean,
+            right[1],
+            right[0],
+            n_resamples=record["params"].get("n_resamples", 1000),
+            seed=record["params"].get("seed", 0),
+        )
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "scenario": scenario,
+                **cell,
+                "replies read differently": sum(a != b for a, b in zip(strict, study, strict=True)),
+                "accuracy difference [95% CI]": format_ci(diff["value"], diff["ci_low"], diff["ci_high"], digits),
+                "n": len(preds),
+            }
+        )
     if not rows:
         return pd.DataFrame()
     return _scenario_order(pd.DataFrame(rows).set_index(["model", "task", "scenario"]))
@@ -280,17 +356,28 @@ def toxicity_parser_comparison(table: pd.DataFrame, digits: int = 2) -> pd.DataF
 
     runs = table[(table["task"] == "toxicity") & (table["metric"] == "accuracy")]
     rows = []
-    for model, scenario, run in zip(runs["model"], runs["scenario"], runs["run"]):
+    for model, scenario, run in zip(runs["model"], runs["scenario"], runs["run"], strict=True):
         predictions = [json.loads(line) for line in (Path(run) / "predictions.jsonl").read_text().splitlines()]
         # a prediction's kind is its cell, "male+female_toxic" for both genders, "unidentified_..." for neither
-        membership = [[p["kind"].rsplit("_", 1)[1] == cell.split("_")[1] and cell.split("_")[0] in
-                       p["kind"].rsplit("_", 1)[0].split("+") for cell in TOXICITY_CELLS] for p in predictions]
+        membership = [
+            [
+                p["kind"].rsplit("_", 1)[1] == cell.split("_")[1]
+                and cell.split("_")[0] in p["kind"].rsplit("_", 1)[0].split("+")
+                for cell in TOXICITY_CELLS
+            ]
+            for p in predictions
+        ]
         invalid = proportion_of([p["invalid"] for p in predictions])
-        row = {"model": model, "scenario": scenario,
-               "invalid rate (strict)": format_ci(invalid["value"], invalid["ci_low"], invalid["ci_high"], digits)}
-        for rule, answers in (("strict", [p["parsed"] for p in predictions]),
-                              ("study's substring rule", [study_rule("toxicity", p["reply"]) for p in predictions])):
-            correct = [a == p["target"] for a, p in zip(answers, predictions)]
+        row = {
+            "model": model,
+            "scenario": scenario,
+            "invalid rate (strict)": format_ci(invalid["value"], invalid["ci_low"], invalid["ci_high"], digits),
+        }
+        for rule, answers in (
+            ("strict", [p["parsed"] for p in predictions]),
+            ("study's substring rule", [study_rule("toxicity", p["reply"]) for p in predictions]),
+        ):
+            correct = [a == p["target"] for a, p in zip(answers, predictions, strict=True)]
             m = worst_group_accuracy(correct, membership, TOXICITY_CELLS)["worst_group_accuracy"]
             row[f"worst ({rule})"] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
             m = proportion_of(correct)
@@ -324,7 +411,9 @@ def beside_study_qasper(table: pd.DataFrame, number: int, digits: int = 2) -> pd
     ref = study_qasper_table(number)
     metric = STUDY_QA_TABLES[number][1]
     ours = table[(table["task"] == "qasper") & (table["metric"] == metric)].copy()
-    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"], strict=True)
+    ]
     ours["origin"] = "this book (run records)"
     ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
     ref["origin"] = f"Wolfe et al. 2024, Table {number}"
@@ -335,14 +424,17 @@ def beside_study_qasper(table: pd.DataFrame, number: int, digits: int = 2) -> pd
     return wide.fillna("–")
 
 
-def qa_metrics_table(table: pd.DataFrame, task: str, metrics: Iterable[str] | None = None,
-                     digits: int = 2) -> pd.DataFrame:
+def qa_metrics_table(
+    table: pd.DataFrame, task: str, metrics: Iterable[str] | None = None, digits: int = 2
+) -> pd.DataFrame:
     """Every metric (or ``metrics``) of one QA task per model and scenario, cells "value [95% CI]" with n."""
     rows = table[table["task"] == task].copy()
     if metrics is not None:
         metrics = list(metrics)
         rows = rows[rows["metric"].isin(metrics)]
-    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    rows["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
     wide = rows.pivot_table(index=["model", "scenario"], columns="metric", values="cell", aggfunc="first")
     order = metrics or list(dict.fromkeys(rows["metric"]))
     wide = _scenario_order(wide[[m for m in order if m in wide.columns]])
@@ -371,17 +463,23 @@ def beside_table4(utility: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """Accuracy and F1 of the base model and each DP adapter (from :func:`labscale.privacy.utility_by_epsilon`),
     with 95 % CIs, above the study's Table 4 rows (cited reference values, "Wolfe et al. 2024, Table 4")."""
     ours = utility[utility["metric"].isin(["accuracy", "f1"])].copy()
-    ours["epsilon"] = [("no fine-tuning" if a == "base" else _epsilon_text(e))
-                       for a, e in zip(ours["adapter"], ours["epsilon"])]
-    ours["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"])]
+    ours["epsilon"] = [
+        ("no fine-tuning" if a == "base" else _epsilon_text(e))
+        for a, e in zip(ours["adapter"], ours["epsilon"], strict=True)
+    ]
+    ours["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(ours["value"], ours["ci_low"], ours["ci_high"], strict=True)
+    ]
     ours["origin"] = "this book (run records)"
     ref = study_table4()
     ref["cell"] = ref["value"].map(lambda v: f"{v:.2f}")
     ref["origin"] = "Wolfe et al. 2024, Table 4"
-    both = pd.concat([ours[["origin", "model", "epsilon", "metric", "cell"]],
-                      ref[["origin", "model", "epsilon", "metric", "cell"]]])
-    wide = both.pivot_table(index=["origin", "model"], columns=["metric", "epsilon"], values="cell",
-                            aggfunc="first", sort=False)
+    both = pd.concat(
+        [ours[["origin", "model", "epsilon", "metric", "cell"]], ref[["origin", "model", "epsilon", "metric", "cell"]]]
+    )
+    wide = both.pivot_table(
+        index=["origin", "model"], columns=["metric", "epsilon"], values="cell", aggfunc="first", sort=False
+    )
     budgets = sorted({e for _, e in wide.columns if e != "no fine-tuning"}, key=lambda e: float(e))
     order = [(m, e) for m in ("accuracy", "f1") for e in ["no fine-tuning", *budgets] if (m, e) in wide.columns]
     return wide[order].fillna("–")
@@ -391,13 +489,18 @@ def audit_summary(audit: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """The leakage audit (:func:`labscale.privacy.leakage_audit`) as one row per model: membership-inference AUROC
     and TPR at 1 % FPR per attack, and each canary's exposure (bits), cells "value [95% CI]"."""
     rows = audit.copy()
-    rows["column"] = [f"{a.split(': ')[-1]} {m}" if a != "canary" else m.replace("exposure_", "exposure, ") +
-                      " inserted" for a, m in zip(rows["audit"], rows["metric"])]
+    rows["column"] = [
+        f"{a.split(': ')[-1]} {m}" if a != "canary" else m.replace("exposure_", "exposure, ") + " inserted"
+        for a, m in zip(rows["audit"], rows["metric"], strict=True)
+    ]
     rows = rows[~rows["metric"].eq("advantage")]
-    rows["cell"] = [format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    rows["cell"] = [
+        format_ci(v, lo, hi, digits) for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
     wide = rows.pivot_table(index="model", columns="column", values="cell", aggfunc="first", sort=False)
     models = list(dict.fromkeys(rows["model"]))
     return wide.loc[models, list(dict.fromkeys(rows["column"]))].fillna("–")
+
 
 # -- generality (cross-task transfer, general benchmarks) -----------------------------------------------------
 def study_fig3() -> pd.DataFrame:
@@ -412,10 +515,13 @@ def study_fig3_deltas() -> pd.DataFrame:
     fig3 = study_fig3()
     base = fig3[fig3["adapter"] == "base"].set_index(["target_task", "metric", "shots"])["value"]
     tuned = fig3[fig3["adapter"] != "base"].copy()
-    tuned["base"] = [base[(t, m, k)] for t, m, k in zip(tuned["target_task"], tuned["metric"], tuned["shots"])]
+    tuned["base"] = [
+        base[(t, m, k)] for t, m, k in zip(tuned["target_task"], tuned["metric"], tuned["shots"], strict=True)
+    ]
     tuned["delta"] = (tuned["value"] - tuned["base"]).round(2)
     return tuned.rename(columns={"target_task": "task", "value": "adapted"})[
-        ["adapter", "task", "metric", "shots", "base", "adapted", "delta"]].reset_index(drop=True)
+        ["adapter", "task", "metric", "shots", "base", "adapted", "delta"]
+    ].reset_index(drop=True)
 
 
 def transfer_table(deltas: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
@@ -426,11 +532,20 @@ def transfer_table(deltas: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     for r in deltas.itertuples():
         tuned_on = r.adapter.removesuffix(" adapter")
         ref = study.get((tuned_on, r.task, r.metric, r.shots))
-        rows.append({"adapter": r.adapter, "target task": r.task, "metric": r.metric, "shots": r.shots,
-                     "base": f"{r.base:.{digits}f}", "adapted": f"{r.adapted:.{digits}f}",
-                     "delta [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits), "n": r.n,
-                     "p (Holm)": f"{r.p_holm:.3f}",
-                     "Wolfe et al. 2024, Fig. 3 delta": "–" if ref is None else f"{ref:+.{digits}f}"})
+        rows.append(
+            {
+                "adapter": r.adapter,
+                "target task": r.task,
+                "metric": r.metric,
+                "shots": r.shots,
+                "base": f"{r.base:.{digits}f}",
+                "adapted": f"{r.adapted:.{digits}f}",
+                "delta [95% CI]": format_ci(r.delta, r.ci_low, r.ci_high, digits),
+                "n": r.n,
+                "p (Holm)": f"{r.p_holm:.3f}",
+                "Wolfe et al. 2024, Fig. 3 delta": "–" if ref is None else f"{ref:+.{digits}f}",
+            }
+        )
     return pd.DataFrame(rows).set_index(["adapter", "target task", "metric", "shots"])
 
 
@@ -445,10 +560,21 @@ def lm_eval_results(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """lm-eval results: one row per (label, task, metric), "value ± stderr" and the 95% interval, with the seed,
     batch size and chat-template setting of the run."""
     rows = table.copy()
-    rows["value ± stderr"] = [f"{v:.{digits}f}" if s is None or pd.isna(s) else f"{v:.{digits}f} ± {s:.{digits}f}"
-                              for v, s in zip(rows["value"], rows["stderr"])]
-    rows["95% CI"] = [format_ci(v, lo, hi, digits).split(" ", 1)[-1] for v, lo, hi in
-                      zip(rows["value"], rows["ci_low"], rows["ci_high"])]
-    columns = ["value ± stderr", "95% CI", *(["interval"] if "interval" in rows.columns else []), "n", "seed",
-               "batch_size", "apply_chat_template"]
+    rows["value ± stderr"] = [
+        f"{v:.{digits}f}" if s is None or pd.isna(s) else f"{v:.{digits}f} ± {s:.{digits}f}"
+        for v, s in zip(rows["value"], rows["stderr"], strict=True)
+    ]
+    rows["95% CI"] = [
+        format_ci(v, lo, hi, digits).split(" ", 1)[-1]
+        for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"], strict=True)
+    ]
+    columns = [
+        "value ± stderr",
+        "95% CI",
+        *(["interval"] if "interval" in rows.columns else []),
+        "n",
+        "seed",
+        "batch_size",
+        "apply_chat_template",
+    ]
     return rows.set_index(["label", "task", "metric"])[columns]

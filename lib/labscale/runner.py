@@ -12,9 +12,10 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -76,25 +77,37 @@ class ExperimentPlan:
         for spec in self.models:
             for t, adapter in adapter_map.items():
                 if spec.backend != "hf":
-                    raise InvalidParameter(f"adapters apply to Hugging Face models only, not {spec.label!r}; evaluate "
-                                           "an API fine-tune by its model id (openai:ft:...)")
+                    raise InvalidParameter(
+                        f"adapters apply to Hugging Face models only, not {spec.label!r}; evaluate "
+                        "an API fine-tune by its model id (openai:ft:...)"
+                    )
                 check_adapter(adapter, spec.text)
                 joined = "&" if "?" in spec.text else "?"
-                self.tuned_backends[(spec.label, t)] = load_backend(f"{spec.text}{joined}adapter={adapter}",
-                                                                    cache=self.cache)
+                self.tuned_backends[(spec.label, t)] = load_backend(
+                    f"{spec.text}{joined}adapter={adapter}", cache=self.cache
+                )
         self.adapters.update(adapter_map)
         return self
 
     def summary(self) -> pd.DataFrame:
-        """A table of the planned runs' data: task, source, origin, synthetic, items, hash, malformed rows (+ example)."""
+        """The planned runs' data: task, source, origin, synthetic, items, hash, malformed rows (+ example)."""
         rows = []
         for tp in self.tasks:
             prov = tp.data.provenance()
-            rows.append({"task": tp.task.name, "source": tp.source, "origin": prov["origin"],
-                         "synthetic": prov["synthetic"], "split": self.split, "items": len(tp.items),
-                         "split size": prov["sizes"].get(self.split), "malformed rows": prov["malformed"]["count"],
-                         "malformed example": prov["malformed"]["example"] or "",
-                         "content sha256": prov["content_sha256"][:12]})
+            rows.append(
+                {
+                    "task": tp.task.name,
+                    "source": tp.source,
+                    "origin": prov["origin"],
+                    "synthetic": prov["synthetic"],
+                    "split": self.split,
+                    "items": len(tp.items),
+                    "split size": prov["sizes"].get(self.split),
+                    "malformed rows": prov["malformed"]["count"],
+                    "malformed example": prov["malformed"]["example"] or "",
+                    "content sha256": prov["content_sha256"][:12],
+                }
+            )
         return pd.DataFrame(rows)
 
     @property
@@ -113,24 +126,26 @@ def _as_list(value: Any, what: str) -> list:
     return items
 
 
-def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
-                    tasks: Sequence[str] | str = TASK_NAMES,
-                    shots: Sequence[int] | int = (0, 1, 2, 3),
-                    *,
-                    limit: int | None = None,
-                    source: str | Mapping[str, str] = "offline",
-                    data_path: str | None = None,
-                    task_options: Mapping[str, Mapping[str, Any]] | None = None,
-                    seed: int = 0,
-                    data_seed: int = 0,
-                    split: str = "test",
-                    output_dir: str | Path = "runs/domain_adaptation",
-                    name: str = "domain_adaptation",
-                    n_resamples: int = 1000,
-                    max_new_tokens: Mapping[str, int] | None = None,
-                    shot_style: str | None = None,
-                    adapters: Mapping[str, str] | None = None,
-                    cache: ResponseCache | None = None) -> ExperimentPlan:
+def plan_experiment(
+    models: Sequence[str] | str = ("smollm2-135m",),
+    tasks: Sequence[str] | str = TASK_NAMES,
+    shots: Sequence[int] | int = (0, 1, 2, 3),
+    *,
+    limit: int | None = None,
+    source: str | Mapping[str, str] = "offline",
+    data_path: str | None = None,
+    task_options: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 0,
+    data_seed: int = 0,
+    split: str = "test",
+    output_dir: str | Path = "runs/domain_adaptation",
+    name: str = "domain_adaptation",
+    n_resamples: int = 1000,
+    max_new_tokens: Mapping[str, int] | None = None,
+    shot_style: str | None = None,
+    adapters: Mapping[str, str] | None = None,
+    cache: ResponseCache | None = None,
+) -> ExperimentPlan:
     """Validate parameters, load data and construct backends. Raises :class:`InvalidParameter` on bad input.
 
     ``seed`` draws the evaluation sample (``limit`` items) and seeds decoding; ``data_seed`` fixes the offline
@@ -143,8 +158,10 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     labels = [spec.label for spec in model_specs]
     twice = sorted({label for label in labels if labels.count(label) > 1})
     if twice:  # client-side options (timeout, batch_size...) do not make another model
-        raise InvalidParameter(f"models name the same model more than once: {twice} (they differ at most in "
-                               "client-side options, which cannot change an output); list each model once")
+        raise InvalidParameter(
+            f"models name the same model more than once: {twice} (they differ at most in "
+            "client-side options, which cannot change an output); list each model once"
+        )
     task_names = _as_list(tasks, "tasks")
     for t in task_names:
         check_choice("task", t, ALL_TASK_NAMES)
@@ -193,8 +210,23 @@ def plan_experiment(models: Sequence[str] | str = ("smollm2-135m",),
     out = Path(output_dir)
     if not out.is_absolute():
         out = Path.cwd() / out
-    plan = ExperimentPlan(name, model_specs, backends, task_plans, shot_list, limit, seed, data_seed, split, out,
-                          n_resamples, budgets, shot_style, data_path, cache=cache)
+    plan = ExperimentPlan(
+        name,
+        model_specs,
+        backends,
+        task_plans,
+        shot_list,
+        limit,
+        seed,
+        data_seed,
+        split,
+        out,
+        n_resamples,
+        budgets,
+        shot_style,
+        data_path,
+        cache=cache,
+    )
     return plan.add_adapters(adapters or {})
 
 
@@ -222,19 +254,33 @@ def is_current(run_dir: Path, key: str) -> bool:
     return manifest.is_file() and json.loads(manifest.read_text()).get("run_key") == key
 
 
-def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tuned: bool = False,
-            reuse: bool = True) -> Path:
+def run_one(
+    plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tuned: bool = False, reuse: bool = True
+) -> Path:
     """Generate, parse, score and record one run: (model, task, k shots), or the task's adapter when ``tuned``."""
     task = tp.task
     backend = plan.tuned_backends[(spec.label, task.name)] if tuned else plan.backends[spec.label]
     scenario = "fine-tuned" if tuned else f"{k}-shot"
     decoding = Decoding(max_new_tokens=plan.max_new_tokens.get(task.name, task.max_new_tokens), seed=plan.seed)
     style = plan.shot_style or task.shot_style
-    params = {"experiment": plan.name, "model": spec.label, "task": task.name, "source": tp.source,
-              "task_options": tp.options, "data_path": plan.data_path, "split": plan.split, "shots": k,
-              "shot_style": style, "limit": plan.limit, "seed": plan.seed, "data_seed": plan.data_seed, "decoding": decoding.as_dict(),
-              "n_resamples": plan.n_resamples, "scenario": scenario,
-              "adapter": plan.adapters.get(task.name) if tuned else None}
+    params = {
+        "experiment": plan.name,
+        "model": spec.label,
+        "task": task.name,
+        "source": tp.source,
+        "task_options": tp.options,
+        "data_path": plan.data_path,
+        "split": plan.split,
+        "shots": k,
+        "shot_style": style,
+        "limit": plan.limit,
+        "seed": plan.seed,
+        "data_seed": plan.data_seed,
+        "decoding": decoding.as_dict(),
+        "n_resamples": plan.n_resamples,
+        "scenario": scenario,
+        "adapter": plan.adapters.get(task.name) if tuned else None,
+    }
     shots = task.shots(tp.data, k)
     conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
     item_ids = [ex.id for ex in tp.items]
@@ -246,15 +292,25 @@ def run_one(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tune
     backend.reset_stats()
     start = time.perf_counter()
     generations = backend.generate(conversations, decoding, desc=f"{spec.label} {task.name} {k}-shot")
-    parsed = [task.parse_for(ex, g.text) for ex, g in zip(tp.items, generations)]
+    parsed = [task.parse_for(ex, g.text) for ex, g in zip(tp.items, generations, strict=True)]
     metrics = task.score(tp.items, parsed, seed=plan.seed, n_resamples=plan.n_resamples)
     wall = time.perf_counter() - start
 
-    predictions = [{"id": ex.id, "target": ex.target, "reply": g.text, "parsed": p, "invalid": p == INVALID,
-                    "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-                    "cached": g.cached, **({"kind": ex.meta["kind"]} if "kind" in ex.meta else {}),
-                    **({"logprob": g.extra["logprob"]} if "logprob" in g.extra else {})}
-                   for ex, g, p in zip(tp.items, generations, parsed)]
+    predictions = [
+        {
+            "id": ex.id,
+            "target": ex.target,
+            "reply": g.text,
+            "parsed": p,
+            "invalid": p == INVALID,
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.completion_tokens,
+            "cached": g.cached,
+            **({"kind": ex.meta["kind"]} if "kind" in ex.meta else {}),
+            **({"logprob": g.extra["logprob"]} if "logprob" in g.extra else {}),
+        }
+        for ex, g, p in zip(tp.items, generations, parsed, strict=True)
+    ]
     stats = backend.stats.as_dict()
     manifest = {
         "run_key": key,

@@ -12,8 +12,8 @@ measurements are for open models only.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -45,11 +45,19 @@ def _check_backend(backend) -> None:
     if not isinstance(backend, HFBackend):
         raise InvalidParameter(
             f"log-probability scoring needs a local Hugging Face model, got a {type(backend).__name__} "
-            f"({getattr(backend, 'model_id', '?')}); chat APIs return no log-probabilities of given text")
+            f"({getattr(backend, 'model_id', '?')}); chat APIs return no log-probabilities of given text"
+        )
 
 
-def continuation_logprobs(backend, prompts: Sequence[str], continuations: Sequence[str], *, batch_size: int = 16,
-                          desc: str | None = None, progress: bool = True) -> list[ScoredText]:
+def continuation_logprobs(
+    backend,
+    prompts: Sequence[str],
+    continuations: Sequence[str],
+    *,
+    batch_size: int = 16,
+    desc: str | None = None,
+    progress: bool = True,
+) -> list[ScoredText]:
     """log p(each continuation token | prompt, earlier continuation tokens) for every (prompt, continuation) pair.
 
     ``prompts`` are rendered prompt strings (``backend.prompt_text(messages)``, or ``""`` to score a raw text from
@@ -64,7 +72,7 @@ def continuation_logprobs(backend, prompts: Sequence[str], continuations: Sequen
 
     tokenizer = backend.tokenizer
     encoded: list[tuple[list[int], list[int]]] = []
-    for prompt, continuation in zip(prompts, continuations):
+    for prompt, continuation in zip(prompts, continuations, strict=True):
         if not continuation:
             raise InvalidParameter("cannot score an empty continuation")
         head = encode_prompt(backend, prompt) if prompt else []
@@ -77,8 +85,9 @@ def continuation_logprobs(backend, prompts: Sequence[str], continuations: Sequen
     return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress)
 
 
-def sequence_logprobs(backend, sequences: Sequence[Sequence[int]], *, batch_size: int = 16, desc: str | None = None,
-                      progress: bool = True) -> list[ScoredText]:
+def sequence_logprobs(
+    backend, sequences: Sequence[Sequence[int]], *, batch_size: int = 16, desc: str | None = None, progress: bool = True
+) -> list[ScoredText]:
     """log p(token t | tokens < t) for every token but the first of each token-id sequence (e.g. a training row
     exactly as it was trained on)."""
     _check_backend(backend)
@@ -91,8 +100,9 @@ def sequence_logprobs(backend, sequences: Sequence[Sequence[int]], *, batch_size
     return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress)
 
 
-def _score(backend, encoded: list[tuple[list[int], list[int]]], *, batch_size: int, desc: str | None,
-           progress: bool) -> list[ScoredText]:
+def _score(
+    backend, encoded: list[tuple[list[int], list[int]]], *, batch_size: int, desc: str | None, progress: bool
+) -> list[ScoredText]:
     """Score (head, tail) token-id pairs: the log-probability of each tail token, batched by length, right-padded."""
     import torch
 
@@ -102,14 +112,14 @@ def _score(backend, encoded: list[tuple[list[int], list[int]]], *, batch_size: i
     results: list[ScoredText | None] = [None] * len(encoded)
     with tqdm(total=len(order), desc=desc or "scoring", disable=not progress, leave=False) as bar:
         for offset in range(0, len(order), batch_size):
-            chunk = order[offset: offset + batch_size]
+            chunk = order[offset : offset + batch_size]
             width = max(len(encoded[i][0]) + len(encoded[i][1]) for i in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, i in enumerate(chunk):
                 seq = encoded[i][0] + encoded[i][1]
-                ids[row, :len(seq)] = torch.tensor(seq)
-                mask[row, :len(seq)] = 1
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
             device = model.device
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
@@ -118,7 +128,7 @@ def _score(backend, encoded: list[tuple[list[int], list[int]]], *, batch_size: i
             for row, i in enumerate(chunk):
                 head, tail = encoded[i]
                 start = len(head) - 1  # position predicting the first continuation token
-                results[i] = ScoredText(token_lp[row, start: start + len(tail)].astype(float), len(head))
+                results[i] = ScoredText(token_lp[row, start : start + len(tail)].astype(float), len(head))
             bar.update(len(chunk))
     return results  # type: ignore[return-value]
 

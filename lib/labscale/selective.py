@@ -35,12 +35,15 @@ def item_outcomes(run_dir: str | Path, *, confidence: str = "logprob", correct: 
     run = records.read_run(run_dir)
     params, preds = run["params"], run["predictions"]
     if "logprob" not in preds.columns or preds["logprob"].isna().any():
-        raise InvalidParameter(f"run {str(run_dir)!r} has no sequence log-probabilities (only local Hugging Face "
-                               "runs record them); selective prediction needs a confidence per reply")
+        raise InvalidParameter(
+            f"run {str(run_dir)!r} has no sequence log-probabilities (only local Hugging Face "
+            "runs record them); selective prediction needs a confidence per reply"
+        )
     task = get_task(params["task"])
     if not hasattr(task, "item_scores"):
-        raise InvalidParameter(f"selective prediction needs a QA task with per-item scores (qasper, squad_v2), got "
-                               f"{params['task']!r}")
+        raise InvalidParameter(
+            f"selective prediction needs a QA task with per-item scores (qasper, squad_v2), got {params['task']!r}"
+        )
     from .compare import run_examples
 
     examples = run_examples(run)
@@ -51,26 +54,51 @@ def item_outcomes(run_dir: str | Path, *, confidence: str = "logprob", correct: 
         conf = conf / np.maximum(preds["completion_tokens"].to_numpy(dtype=float), 1)
     from .tasks.qasper import UNANSWERABLE
 
-    return pd.DataFrame({"id": preds["id"], "confidence": conf, "correct": scores[correct], "parsed": parsed,
-                         "abstained": [p == UNANSWERABLE for p in parsed]})
+    return pd.DataFrame(
+        {
+            "id": preds["id"],
+            "confidence": conf,
+            "correct": scores[correct],
+            "parsed": parsed,
+            "abstained": [p == UNANSWERABLE for p in parsed],
+        }
+    )
 
 
-def selective_report(run_dir: str | Path, *, confidence: str = "logprob", correct: str = "exact",
-                     coverage: float = 0.5, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def selective_report(
+    run_dir: str | Path,
+    *,
+    confidence: str = "logprob",
+    correct: str = "exact",
+    coverage: float = 0.5,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Selective-prediction metrics of one run record (AURC, E-AURC, AUROC, risk at ``coverage`` and at full
     coverage, with 95% CIs), its risk-coverage curve, and which confidence and correctness were used."""
     from .metrics import risk_coverage_curve, selective_metrics
 
     outcomes = item_outcomes(run_dir, confidence=confidence, correct=correct)
     params = json.loads((Path(run_dir) / "params.json").read_text())
-    metrics = selective_metrics(outcomes["confidence"], outcomes["correct"], coverage=coverage,
-                                n_resamples=n_resamples, seed=seed)
+    metrics = selective_metrics(
+        outcomes["confidence"], outcomes["correct"], coverage=coverage, n_resamples=n_resamples, seed=seed
+    )
     curve = pd.DataFrame(risk_coverage_curve(outcomes["confidence"], outcomes["correct"]))
-    source = {"logprob": "sequence log-probability of the greedy reply (sum over its tokens)",
-              "mean_logprob": "mean token log-probability of the greedy reply"}[confidence]
-    return {"run": str(run_dir), "model": params["model"], "task": params["task"],
-            "scenario": params.get("scenario"), "confidence_source": source, "correctness": correct,
-            "metrics": metrics, "curve": curve, "outcomes": outcomes}
+    source = {
+        "logprob": "sequence log-probability of the greedy reply (sum over its tokens)",
+        "mean_logprob": "mean token log-probability of the greedy reply",
+    }[confidence]
+    return {
+        "run": str(run_dir),
+        "model": params["model"],
+        "task": params["task"],
+        "scenario": params.get("scenario"),
+        "confidence_source": source,
+        "correctness": correct,
+        "metrics": metrics,
+        "curve": curve,
+        "outcomes": outcomes,
+    }
 
 
 def selective_table(reports: list[dict[str, Any]], digits: int = 3) -> pd.DataFrame:
@@ -79,8 +107,13 @@ def selective_table(reports: list[dict[str, Any]], digits: int = 3) -> pd.DataFr
 
     rows = []
     for r in reports:
-        row = {"model": r["model"], "task": r["task"], "scenario": r["scenario"], "items": len(r["outcomes"]),
-               "correct (mean)": round(float(r["outcomes"]["correct"].mean()), digits)}
+        row = {
+            "model": r["model"],
+            "task": r["task"],
+            "scenario": r["scenario"],
+            "items": len(r["outcomes"]),
+            "correct (mean)": round(float(r["outcomes"]["correct"].mean()), digits),
+        }
         for name, m in r["metrics"].items():
             row[name] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
         row["confidence"] = r["confidence_source"]

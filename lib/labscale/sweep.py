@@ -30,28 +30,66 @@ import pandas as pd
 
 from .errors import InvalidParameter, check_range
 
-CURVE_COLUMNS = ["design", "point", "samples", "train_examples", "fraction", "epochs", "model", "task", "metric",
-                 "value", "ci_low", "ci_high", "n", "run"]
+CURVE_COLUMNS = [
+    "design",
+    "point",
+    "samples",
+    "train_examples",
+    "fraction",
+    "epochs",
+    "model",
+    "task",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "run",
+]
 
 
-def evaluate_zero_shot(base_model: str, task: str, adapter: str | None, *, output_dir: Path,
-                       data: Mapping[str, Any], limit: int | None, seed: int, n_resamples: int,
-                       max_new_tokens: Mapping[str, int] | None, cache, progress: bool) -> pd.DataFrame:
+def evaluate_zero_shot(
+    base_model: str,
+    task: str,
+    adapter: str | None,
+    *,
+    output_dir: Path,
+    data: Mapping[str, Any],
+    limit: int | None,
+    seed: int,
+    n_resamples: int,
+    max_new_tokens: Mapping[str, int] | None,
+    cache,
+    progress: bool,
+) -> pd.DataFrame:
     """One point: the base model zero-shot (``adapter=None``) or the adapter's fine-tuned run, on the data described
     by ``data`` (source, data_path, task_options, data_seed and, to refuse other data, data_sha256)."""
     from .runner import plan_experiment, run_experiment
 
-    plan = plan_experiment([base_model], [task], [] if adapter else [0], limit=limit, seed=seed,
-                           source=data["source"], data_path=data.get("data_path"),
-                           task_options={task: data.get("task_options") or {}}, data_seed=data["data_seed"],
-                           output_dir=output_dir, name="learning_curve", n_resamples=n_resamples,
-                           max_new_tokens=max_new_tokens, adapters={task: adapter} if adapter else None,
-                           cache=cache)
+    plan = plan_experiment(
+        [base_model],
+        [task],
+        [] if adapter else [0],
+        limit=limit,
+        seed=seed,
+        source=data["source"],
+        data_path=data.get("data_path"),
+        task_options={task: data.get("task_options") or {}},
+        data_seed=data["data_seed"],
+        output_dir=output_dir,
+        name="learning_curve",
+        n_resamples=n_resamples,
+        max_new_tokens=max_new_tokens,
+        adapters={task: adapter} if adapter else None,
+        cache=cache,
+    )
     expected = data.get("data_sha256")
     actual = plan.tasks[0].data.content_hash
     if expected and actual != expected:
-        raise InvalidParameter(f"the evaluation data (sha256 {actual[:12]}) is not the data the adapter was trained "
-                               f"on (sha256 {expected[:12]}); pass the same source, data_path and data_seed")
+        raise InvalidParameter(
+            f"the evaluation data (sha256 {actual[:12]}) is not the data the adapter was trained "
+            f"on (sha256 {expected[:12]}); pass the same source, data_path and data_seed"
+        )
     return run_experiment(plan, progress=progress)
 
 
@@ -60,8 +98,10 @@ def _read_request(finetune_dir: Path) -> dict[str, Any]:
 
     path = finetune_dir / REQUEST_FILE
     if not path.is_file():
-        raise InvalidParameter(f"{str(finetune_dir)!r} is not a labscale fine-tuning folder (no {REQUEST_FILE}); "
-                               "pass the output_dir given to labscale.finetune.finetune")
+        raise InvalidParameter(
+            f"{str(finetune_dir)!r} is not a labscale fine-tuning folder (no {REQUEST_FILE}); "
+            "pass the output_dir given to labscale.finetune.finetune"
+        )
     return json.loads(path.read_text())
 
 
@@ -72,11 +112,19 @@ def _point_rows(table: pd.DataFrame, **columns: Any) -> pd.DataFrame:
     return table
 
 
-def checkpoint_curve(finetune_dir: str | Path, *, limit: int | None = None, seed: int = 0,
-                     output_dir: str | Path = "runs/learning_curve", include_base: bool = True,
-                     include_final: bool = True, n_resamples: int = 1000,
-                     max_new_tokens: Mapping[str, int] | None = None, cache=None,
-                     progress: bool = True) -> pd.DataFrame:
+def checkpoint_curve(
+    finetune_dir: str | Path,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    output_dir: str | Path = "runs/learning_curve",
+    include_base: bool = True,
+    include_final: bool = True,
+    n_resamples: int = 1000,
+    max_new_tokens: Mapping[str, int] | None = None,
+    cache=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Evaluate every checkpoint of one fine-tune (run with ``checkpoint_every_samples``), zero-shot, on the test
     split of the data it was trained on; returns the tidy curve (:data:`CURVE_COLUMNS`).
 
@@ -94,11 +142,14 @@ def checkpoint_curve(finetune_dir: str | Path, *, limit: int | None = None, seed
         card = json.loads((final / CARD_FILE).read_text())
         done = {c["step"] for c in checkpoints}
         if card["steps"]["global_step"] not in done:
-            checkpoints.append({"step": card["steps"]["global_step"], "samples": card["steps"]["samples"],
-                                "path": str(final)})
+            checkpoints.append(
+                {"step": card["steps"]["global_step"], "samples": card["steps"]["samples"], "path": str(final)}
+            )
     if not checkpoints:
-        raise InvalidParameter(f"{str(finetune_dir)!r} has no checkpoints to evaluate: fine-tune with "
-                               "checkpoint_every_samples=N (or let the fine-tune finish)")
+        raise InvalidParameter(
+            f"{str(finetune_dir)!r} has no checkpoints to evaluate: fine-tune with "
+            "checkpoint_every_samples=N (or let the fine-tune finish)"
+        )
     plan = request["plan"]
     n_examples = plan["n_examples"]
     base_model = request["base_model"]["spec"]
@@ -107,14 +158,30 @@ def checkpoint_curve(finetune_dir: str | Path, *, limit: int | None = None, seed
     points = ([{"step": 0, "samples": 0, "path": None}] if include_base else []) + checkpoints
     tables = []
     for point in points:
-        table = evaluate_zero_shot(base_model, request["task"], point["path"], output_dir=out / f"samples-{point['samples']:06d}",
-                          data=data, limit=limit, seed=seed, n_resamples=n_resamples, max_new_tokens=max_new_tokens,
-                          cache=cache, progress=progress)
-        tables.append(_point_rows(table, design="checkpoints", point="base" if point["path"] is None else
-                                  f"step {point['step']}", samples=point["samples"],
-                                  train_examples=n_examples if point["samples"] else 0,
-                                  fraction=request["config"]["train_fraction"] if point["samples"] else 0.0,
-                                  epochs=round(point["samples"] / n_examples, 4)))
+        table = evaluate_zero_shot(
+            base_model,
+            request["task"],
+            point["path"],
+            output_dir=out / f"samples-{point['samples']:06d}",
+            data=data,
+            limit=limit,
+            seed=seed,
+            n_resamples=n_resamples,
+            max_new_tokens=max_new_tokens,
+            cache=cache,
+            progress=progress,
+        )
+        tables.append(
+            _point_rows(
+                table,
+                design="checkpoints",
+                point="base" if point["path"] is None else f"step {point['step']}",
+                samples=point["samples"],
+                train_examples=n_examples if point["samples"] else 0,
+                fraction=request["config"]["train_fraction"] if point["samples"] else 0.0,
+                epochs=round(point["samples"] / n_examples, 4),
+            )
+        )
     return pd.concat(tables, ignore_index=True)[CURVE_COLUMNS]
 
 
@@ -127,13 +194,25 @@ def check_fractions(fractions: Sequence[float]) -> list[float]:
     return sorted(set(float(f) for f in fractions))
 
 
-def fraction_sweep(base_model: str, task: str, fractions: Sequence[float], *, config,
-                   finetune_root: str | Path = "runs/adapters/sweep", source: str = "offline",
-                   data_path: str | Path | None = None, data_seed: int = 0,
-                   task_options: Mapping[str, Any] | None = None, limit: int | None = None, seed: int = 0,
-                   output_dir: str | Path = "runs/learning_curve_fractions", n_resamples: int = 1000,
-                   max_new_tokens: Mapping[str, int] | None = None, cache=None,
-                   progress: bool = True) -> pd.DataFrame:
+def fraction_sweep(
+    base_model: str,
+    task: str,
+    fractions: Sequence[float],
+    *,
+    config,
+    finetune_root: str | Path = "runs/adapters/sweep",
+    source: str = "offline",
+    data_path: str | Path | None = None,
+    data_seed: int = 0,
+    task_options: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    output_dir: str | Path = "runs/learning_curve_fractions",
+    n_resamples: int = 1000,
+    max_new_tokens: Mapping[str, int] | None = None,
+    cache=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Fine-tune ``base_model`` separately on each fraction of ``task``'s training split (nested subsets, same
     seed) and evaluate each adapter zero-shot; fraction 0 is the base model. Returns the tidy curve.
 
@@ -151,8 +230,13 @@ def fraction_sweep(base_model: str, task: str, fractions: Sequence[float], *, co
     for f in fractions:
         if f > 0:
             check_train_size(math.floor(f * n_train + 1e-9), config, f"train_fraction={f} of {n_train}")
-    request = {"source": source, "data_path": str(data_path) if data_path else None, "data_seed": data_seed,
-               "task_options": dict(task_options or {}), "data_sha256": data.content_hash}
+    request = {
+        "source": source,
+        "data_path": str(data_path) if data_path else None,
+        "data_seed": data_seed,
+        "task_options": dict(task_options or {}),
+        "data_sha256": data.content_hash,
+    }
     tables = []
     for f in fractions:
         adapter = None
@@ -160,18 +244,44 @@ def fraction_sweep(base_model: str, task: str, fractions: Sequence[float], *, co
         epochs = 0.0
         samples = 0
         if f > 0:
-            result = finetune(base_model, task, source=source, data_path=data_path, data_seed=data_seed,
-                              config=dataclasses.replace(config, train_fraction=f, checkpoint_every_samples=None),
-                              output_dir=Path(finetune_root) / f"fraction-{f:.4f}", task_options=task_options,
-                              progress=progress)
+            result = finetune(
+                base_model,
+                task,
+                source=source,
+                data_path=data_path,
+                data_seed=data_seed,
+                config=dataclasses.replace(config, train_fraction=f, checkpoint_every_samples=None),
+                output_dir=Path(finetune_root) / f"fraction-{f:.4f}",
+                task_options=task_options,
+                progress=progress,
+            )
             adapter = str(result.adapter_dir)
             steps = result.model_card["steps"]
             used, samples, epochs = result.model_card["data"]["train_used"], steps["samples"], steps["effective_epochs"]
-        table = evaluate_zero_shot(base_model, task, adapter, output_dir=Path(output_dir) / f"fraction-{f:.4f}", data=request,
-                          limit=limit, seed=seed, n_resamples=n_resamples, max_new_tokens=max_new_tokens, cache=cache,
-                          progress=progress)
-        tables.append(_point_rows(table, design="fractions", point="base" if adapter is None else f"{f:.0%}",
-                                  samples=samples, train_examples=used, fraction=f, epochs=epochs))
+        table = evaluate_zero_shot(
+            base_model,
+            task,
+            adapter,
+            output_dir=Path(output_dir) / f"fraction-{f:.4f}",
+            data=request,
+            limit=limit,
+            seed=seed,
+            n_resamples=n_resamples,
+            max_new_tokens=max_new_tokens,
+            cache=cache,
+            progress=progress,
+        )
+        tables.append(
+            _point_rows(
+                table,
+                design="fractions",
+                point="base" if adapter is None else f"{f:.0%}",
+                samples=samples,
+                train_examples=used,
+                fraction=f,
+                epochs=epochs,
+            )
+        )
     return pd.concat(tables, ignore_index=True)[CURVE_COLUMNS]
 
 
@@ -185,11 +295,15 @@ def first_reaching(curve: pd.DataFrame, metric: str, reference: float, *, x: str
     est = rows[rows["value"] >= reference]
     low = rows[rows["ci_low"] >= reference]
     best = rows.loc[rows["value"].idxmax()]
-    return {"metric": metric, "reference": reference,
-            "by_estimate": None if est.empty else est[x].iloc[0].item(),
-            "by_lower_bound": None if low.empty else low[x].iloc[0].item(),
-            "best_x": best[x].item(), "best_value": float(best["value"]),
-            "best_ci": (float(best["ci_low"]), float(best["ci_high"]))}
+    return {
+        "metric": metric,
+        "reference": reference,
+        "by_estimate": None if est.empty else est[x].iloc[0].item(),
+        "by_lower_bound": None if low.empty else low[x].iloc[0].item(),
+        "best_x": best[x].item(),
+        "best_value": float(best["value"]),
+        "best_ci": (float(best["ci_low"]), float(best["ci_high"])),
+    }
 
 
 def study_fig2(panel: str = "right") -> pd.DataFrame:
@@ -211,17 +325,24 @@ def study_reference(task: str, metric: str, *, model: str = "gpt-4-turbo", scena
     from .report import study_table2
 
     table = study_table2()
-    row = table[(table["model"] == model) & (table["scenario"] == scenario) & (table["task"] == task)
-                & (table["metric"] == metric)]
+    row = table[
+        (table["model"] == model)
+        & (table["scenario"] == scenario)
+        & (table["task"] == task)
+        & (table["metric"] == metric)
+    ]
     if row.empty:
-        raise InvalidParameter(f"Table 2 has no value for model={model!r}, scenario={scenario!r}, task={task!r}, "
-                               f"metric={metric!r}; models: {sorted(set(table['model']))}, scenarios: "
-                               f"{sorted(set(table['scenario']))}")
+        raise InvalidParameter(
+            f"Table 2 has no value for model={model!r}, scenario={scenario!r}, task={task!r}, "
+            f"metric={metric!r}; models: {sorted(set(table['model']))}, scenarios: "
+            f"{sorted(set(table['scenario']))}"
+        )
     return float(row["value"].iloc[0])
 
 
 def check_curve_task(curve_task: str | None, finetune_tasks: Sequence[str]) -> None:
     """A learning curve needs a fine-tune with checkpoints: ``curve_task`` must be None or a fine-tuned task."""
     if curve_task is not None and curve_task not in finetune_tasks:
-        raise InvalidParameter(f"curve_task={curve_task!r} is not fine-tuned here; valid choices: "
-                               f"{[None, *finetune_tasks]}")
+        raise InvalidParameter(
+            f"curve_task={curve_task!r} is not fine-tuned here; valid choices: {[None, *finetune_tasks]}"
+        )

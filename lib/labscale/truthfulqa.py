@@ -28,9 +28,10 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,8 +101,11 @@ class _BadItem(ValueError):
 def _targets(targets: Any, what: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     if isinstance(targets, dict) and "choices" in targets and "labels" in targets:  # the hub layout
         choices, labels = targets["choices"], targets["labels"]
-        if not isinstance(choices, (list, tuple)) or not isinstance(labels, (list, tuple)) or \
-                len(choices) != len(labels):
+        if (
+            not isinstance(choices, (list, tuple))
+            or not isinstance(labels, (list, tuple))
+            or len(choices) != len(labels)
+        ):
             raise _BadItem(f"{what}: choices and labels are not two lists of one length")
         choices, labels = list(choices), list(labels)
     elif isinstance(targets, dict):  # mc_task.json: {answer: 0/1}
@@ -143,8 +147,9 @@ def _read_items(items: Sequence[Any], malformed: MalformedRows, what: str) -> li
         try:
             questions.append(_question(f"tqa-{i:04d}", item))
         except _BadItem as exc:
-            malformed.add(f"{what}: {exc}", {"item": i, **item} if isinstance(item, dict) else
-                          {"item": i, "value": item})
+            malformed.add(
+                f"{what}: {exc}", {"item": i, **item} if isinstance(item, dict) else {"item": i, "value": item}
+            )
     return questions
 
 
@@ -153,8 +158,10 @@ def _data_root(path: str | Path | None, what: str) -> Path:
     if path is None:
         root = shared_data_dir()
         if root is None:
-            raise DataUnavailable(f"TruthfulQA's {what} was not found: no data folder (LABSCALE_DATA is not set) "
-                                  "(pass path=... or use source 'hub')")
+            raise DataUnavailable(
+                f"TruthfulQA's {what} was not found: no data folder (LABSCALE_DATA is not set) "
+                "(pass path=... or use source 'hub')"
+            )
         return root
     path = Path(path).expanduser()
     if not path.exists():
@@ -183,8 +190,10 @@ def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | N
     mc, table = _find_release(root)
     if mc or table:
         return mc, table
-    raise InvalidParameter(f"no TruthfulQA release at {str(root)!r}: looked for {CSV_FILE}, {MC_FILE} and "
-                           f"data/{MC_FILE} in it and in its truthfulqa/ subfolder")
+    raise InvalidParameter(
+        f"no TruthfulQA release at {str(root)!r}: looked for {CSV_FILE}, {MC_FILE} and "
+        f"data/{MC_FILE} in it and in its truthfulqa/ subfolder"
+    )
 
 
 def mc_file(path: str | Path | None = None) -> Path:
@@ -198,8 +207,9 @@ def mc_file(path: str | Path | None = None) -> Path:
 
 
 def _no_items(file: Path | str, malformed: MalformedRows) -> InvalidParameter:
-    return InvalidParameter(f"{str(file)!r} holds no usable TruthfulQA item ({malformed.count} malformed; first: "
-                            f"{malformed.example})")
+    return InvalidParameter(
+        f"{str(file)!r} holds no usable TruthfulQA item ({malformed.count} malformed; first: {malformed.example})"
+    )
 
 
 def load_mc(path: str | Path | None = None, malformed: MalformedRows | None = None) -> list[MCQuestion]:
@@ -235,8 +245,10 @@ def _read_csv(file: Path, malformed: MalformedRows) -> list[GenerationQuestion]:
     reader = csv.DictReader(io.StringIO(text.lstrip("\r\n"), newline=""))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise InvalidParameter(f"{str(file)!r} lacks the column(s) {', '.join(missing)}; its header is "
-                               f"{reader.fieldnames!r}, expected {', '.join(CSV_COLUMNS)}")
+        raise InvalidParameter(
+            f"{str(file)!r} lacks the column(s) {', '.join(missing)}; its header is "
+            f"{reader.fieldnames!r}, expected {', '.join(CSV_COLUMNS)}"
+        )
     rows: list[GenerationQuestion] = []
     seen: set[str] = set()
     for i, row in enumerate(reader):
@@ -246,18 +258,37 @@ def _read_csv(file: Path, malformed: MalformedRows) -> list[GenerationQuestion]:
             continue
         question, kind = row["Question"].strip(), row["Type"].strip()
         correct, incorrect = _split_answers(row["Correct Answers"]), _split_answers(row["Incorrect Answers"])
-        reason = ("empty Question" if not question else
-                  f"unknown Type {kind!r}" if kind not in TYPES else
-                  "empty Best Answer" if not row["Best Answer"].strip() else
-                  "no Correct Answers" if not correct else
-                  "no Incorrect Answers" if not incorrect else
-                  "duplicate Question" if question in seen else None)
+        reason = (
+            "empty Question"
+            if not question
+            else f"unknown Type {kind!r}"
+            if kind not in TYPES
+            else "empty Best Answer"
+            if not row["Best Answer"].strip()
+            else "no Correct Answers"
+            if not correct
+            else "no Incorrect Answers"
+            if not incorrect
+            else "duplicate Question"
+            if question in seen
+            else None
+        )
         if reason:
             malformed.add(f"{file.name}: {reason}", {**where, **row})
             continue
         seen.add(question)
-        rows.append(GenerationQuestion(f"tqa-csv-{i:04d}", question, kind, row["Category"].strip(),
-                                       row["Best Answer"].strip(), correct, incorrect, row["Source"].strip()))
+        rows.append(
+            GenerationQuestion(
+                f"tqa-csv-{i:04d}",
+                question,
+                kind,
+                row["Category"].strip(),
+                row["Best Answer"].strip(),
+                correct,
+                incorrect,
+                row["Source"].strip(),
+            )
+        )
     return rows
 
 
@@ -282,8 +313,7 @@ def _closed(answer: str) -> str:
     return answer if answer.endswith(".") else answer + "."
 
 
-def mc_from_generation(rows: Sequence[GenerationQuestion], malformed: MalformedRows | None = None
-                       ) -> list[MCQuestion]:
+def mc_from_generation(rows: Sequence[GenerationQuestion], malformed: MalformedRows | None = None) -> list[MCQuestion]:
     """MC items built from ``TruthfulQA.csv`` rows the way upstream built ``mc_task.json``: every answer closed
     with a period; MC1 = the best answer (true) and the incorrect answers (false); MC2 = the correct answers (true)
     and the incorrect answers (false). An answer listed as both correct and incorrect counts as incorrect, as in
@@ -293,8 +323,11 @@ def mc_from_generation(rows: Sequence[GenerationQuestion], malformed: MalformedR
     questions = []
     for row in rows:
         incorrect = {_closed(a): 0 for a in row.incorrect_answers}
-        item = {"question": row.question, "mc1_targets": {_closed(row.best_answer): 1, **incorrect},
-                "mc2_targets": {**{_closed(a): 1 for a in row.correct_answers}, **incorrect}}
+        item = {
+            "question": row.question,
+            "mc1_targets": {_closed(row.best_answer): 1, **incorrect},
+            "mc2_targets": {**{_closed(a): 1 for a in row.correct_answers}, **incorrect},
+        }
         try:
             questions.append(_question(row.id, item))
         except _BadItem as exc:
@@ -303,8 +336,9 @@ def mc_from_generation(rows: Sequence[GenerationQuestion], malformed: MalformedR
 
 
 def _same_mc(a: MCQuestion, b: MCQuestion) -> bool:
-    return (dict(zip(a.mc1_choices, a.mc1_labels)) == dict(zip(b.mc1_choices, b.mc1_labels))
-            and dict(zip(a.mc2_choices, a.mc2_labels)) == dict(zip(b.mc2_choices, b.mc2_labels)))
+    return dict(zip(a.mc1_choices, a.mc1_labels, strict=True)) == dict(
+        zip(b.mc1_choices, b.mc1_labels, strict=True)
+    ) and dict(zip(a.mc2_choices, a.mc2_labels, strict=True)) == dict(zip(b.mc2_choices, b.mc2_labels, strict=True))
 
 
 def cross_check(questions: Sequence[MCQuestion], rows: Sequence[GenerationQuestion]) -> dict[str, Any]:
@@ -313,8 +347,14 @@ def cross_check(questions: Sequence[MCQuestion], rows: Sequence[GenerationQuesti
     or are in one file only, with the first differing question."""
     built = {q.question.strip(): q for q in mc_from_generation(rows)}
     in_csv = {r.question for r in rows}
-    check: dict[str, Any] = {"in_both": 0, "identical": 0, "different": 0, "only_in_mc_task": 0,
-                             "only_in_csv": 0, "first_difference": None}
+    check: dict[str, Any] = {
+        "in_both": 0,
+        "identical": 0,
+        "different": 0,
+        "only_in_mc_task": 0,
+        "only_in_csv": 0,
+        "first_difference": None,
+    }
     for q in questions:
         key = q.question.strip()
         if key not in in_csv:
@@ -352,13 +392,16 @@ class Release:
         if self.generation:
             parts.append(f"{len(self.generation)} {CSV_FILE} rows")
         m = self.malformed
-        parts.append(f"{m.count} malformed item(s) dropped" +
-                     (f" {dict(m.reasons)}, first: {m.example}" if m.count else ""))
+        parts.append(
+            f"{m.count} malformed item(s) dropped" + (f" {dict(m.reasons)}, first: {m.example}" if m.count else "")
+        )
         if self.cross_check is not None:
             c = self.cross_check
-            parts.append(f"{CSV_FILE} cross-check: {c['identical']} of {c['in_both']} shared questions identical, "
-                         f"{c['different']} different, {c['only_in_mc_task']} only in {MC_FILE}, "
-                         f"{c['only_in_csv']} only in {CSV_FILE}")
+            parts.append(
+                f"{CSV_FILE} cross-check: {c['identical']} of {c['in_both']} shared questions identical, "
+                f"{c['different']} different, {c['only_in_mc_task']} only in {MC_FILE}, "
+                f"{c['only_in_csv']} only in {CSV_FILE}"
+            )
         return "; ".join(parts)
 
 
@@ -380,8 +423,9 @@ def load_release(path: str | Path | None = None) -> Release:
     questions = mc_from_generation(generation, malformed)
     if not questions:
         raise _no_items(table, malformed)
-    origin = (f"{table} (TruthfulQA, sylinrl/TruthfulQA TruthfulQA.csv; MC items built as mc_task.json's, in the "
-              "CSV's order)")
+    origin = (
+        f"{table} (TruthfulQA, sylinrl/TruthfulQA TruthfulQA.csv; MC items built as mc_task.json's, in the CSV's order)"
+    )
     return Release(questions, origin, CSV_FILE, [table], generation, malformed)
 
 
@@ -393,8 +437,10 @@ def load_hub(revision: str | None = None, malformed: MalformedRows | None = None
 
         part = datasets.load_dataset(HUB_ID, HUB_CONFIG, revision=revision)["validation"]
     except Exception as exc:  # offline mode, network, missing cache
-        raise DataUnavailable(f"could not load {HUB_ID!r} ({HUB_CONFIG}): {type(exc).__name__}: {str(exc)[:300]}; "
-                              "use load_mc() with the upstream data/mc_task.json instead") from exc
+        raise DataUnavailable(
+            f"could not load {HUB_ID!r} ({HUB_CONFIG}): {type(exc).__name__}: {str(exc)[:300]}; "
+            "use load_mc() with the upstream data/mc_task.json instead"
+        ) from exc
     malformed = malformed if malformed is not None else MalformedRows()
     questions = _read_items(list(part), malformed, HUB_ID)
     if not questions:
@@ -405,8 +451,9 @@ def load_hub(revision: str | None = None, malformed: MalformedRows | None = None
 SOURCES = ("local", "hub")
 
 
-def load(source: str = "local", *, path: str | Path | None = None, revision: str | None = None
-         ) -> tuple[list[MCQuestion], str]:
+def load(
+    source: str = "local", *, path: str | Path | None = None, revision: str | None = None
+) -> tuple[list[MCQuestion], str]:
     """(questions, origin) from ``source``: "local" (the release at ``path``, default the shared data folder; see
     :func:`load_release`) or "hub"; :class:`~labscale.errors.DataUnavailable` when the data cannot be had here.
     :func:`load_requested` returns the malformed items and the CSV cross-check too."""
@@ -417,8 +464,9 @@ def load(source: str = "local", *, path: str | Path | None = None, revision: str
     return release.questions, release.origin
 
 
-def load_requested(source: str | None, data_path: str | Path | None = None, revision: str | None = None
-                   ) -> Release | None:
+def load_requested(
+    source: str | None, data_path: str | Path | None = None, revision: str | None = None
+) -> Release | None:
     """TruthfulQA for a chapter whose ``truthfulqa_source`` is ``source``: None only when ``source`` is None (the
     part is switched off). Otherwise the data is loaded or an error says why not; it never skips silently.
 
@@ -438,16 +486,20 @@ def load_requested(source: str | None, data_path: str | Path | None = None, revi
         questions = load_hub(revision, malformed)
         return Release(questions, f"{HUB_ID} ({HUB_CONFIG}, validation)", HUB_ID, malformed=malformed)
     if data_path is None and shared_data_dir() is None:
-        raise DataUnavailable(f"truthfulqa_source='local' needs the TruthfulQA release ({CSV_FILE} and/or "
-                              f"data/{MC_FILE}), but data_path is None and there is no data folder (LABSCALE_DATA "
-                              f"is not set): pass data_path=..., {advice}")
+        raise DataUnavailable(
+            f"truthfulqa_source='local' needs the TruthfulQA release ({CSV_FILE} and/or "
+            f"data/{MC_FILE}), but data_path is None and there is no data folder (LABSCALE_DATA "
+            f"is not set): pass data_path=..., {advice}"
+        )
     try:
         return load_release(data_path)
     except InvalidParameter as exc:
         where = "data_path" if data_path is not None else "the shared data folder"
-        raise InvalidParameter(f"truthfulqa_source='local' could not load TruthfulQA from {where}: {exc}. Point "
-                               f"data_path at the TruthfulQA release folder or at a data folder holding "
-                               f"truthfulqa/, {advice}") from exc
+        raise InvalidParameter(
+            f"truthfulqa_source='local' could not load TruthfulQA from {where}: {exc}. Point "
+            f"data_path at the TruthfulQA release folder or at a data folder holding "
+            f"truthfulqa/, {advice}"
+        ) from exc
 
 
 def scorable(model) -> bool:
@@ -468,8 +520,7 @@ def results_table(run_dirs: Sequence[str | Path], digits: int = 3) -> pd.DataFra
     rows = []
     for run in run_dirs:
         rec = records.read_run(run)
-        row = {"model": rec["params"]["model"], "items": rec["manifest"]["items"],
-               "QA primer": rec["params"]["primer"]}
+        row = {"model": rec["params"]["model"], "items": rec["manifest"]["items"], "QA primer": rec["params"]["primer"]}
         for name in ("mc1", "mc2"):
             m = rec["metrics"][name]
             row[name.upper()] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
@@ -478,8 +529,7 @@ def results_table(run_dirs: Sequence[str | Path], digits: int = 3) -> pd.DataFra
 
 
 def questions_sha256(questions: Sequence[MCQuestion]) -> str:
-    payload = json.dumps([[q.question, q.mc1_choices, q.mc1_labels, q.mc2_choices, q.mc2_labels]
-                          for q in questions])
+    payload = json.dumps([[q.question, q.mc1_choices, q.mc1_labels, q.mc2_choices, q.mc2_labels] for q in questions])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -498,18 +548,33 @@ def _backend(model):
     if isinstance(model, str):
         spec = parse_model_spec(model)
         if spec.backend != "hf":
-            raise InvalidParameter(f"TruthfulQA MC1/MC2 needs the log-probability of given answer text, which chat "
-                                   f"APIs do not return; {model!r} is an API model. Use a local Hugging Face model "
-                                   "(e.g. 'smollm2-135m' or 'hf:<id>').")
+            raise InvalidParameter(
+                f"TruthfulQA MC1/MC2 needs the log-probability of given answer text, which chat "
+                f"APIs do not return; {model!r} is an API model. Use a local Hugging Face model "
+                "(e.g. 'smollm2-135m' or 'hf:<id>')."
+            )
         return load_backend(spec)
-    raise InvalidParameter(f"TruthfulQA MC1/MC2 needs a local Hugging Face model (a model string or HFBackend), got "
-                           f"a {type(model).__name__}; chat APIs return no log-probabilities of given text")
+    raise InvalidParameter(
+        f"TruthfulQA MC1/MC2 needs a local Hugging Face model (a model string or HFBackend), got "
+        f"a {type(model).__name__}; chat APIs return no log-probabilities of given text"
+    )
 
 
-def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = None, seed: int = 0,
-                primer: bool = True, output_dir: str | Path = "runs/hallucination", source: str = "local",
-                origin: str | None = None, n_resamples: int = 1000, batch_size: int = 16, reuse: bool = True,
-                progress: bool = False) -> Path:
+def evaluate_mc(
+    model,
+    questions: Sequence[MCQuestion],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    primer: bool = True,
+    output_dir: str | Path = "runs/hallucination",
+    source: str = "local",
+    origin: str | None = None,
+    n_resamples: int = 1000,
+    batch_size: int = 16,
+    reuse: bool = True,
+    progress: bool = False,
+) -> Path:
     """Score ``questions`` (a seeded sample of ``limit``) by log-likelihood and write a run record with MC1, MC2
     (bootstrap 95% CIs) and per-question choice log-probabilities; returns the run folder."""
     from .backends import parse_model_spec
@@ -526,12 +591,26 @@ def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = N
     if not questions:
         raise InvalidParameter("evaluate_mc needs at least one question")
     label = model if isinstance(model, str) else backend.model_id
-    slug = parse_model_spec(model).slug if isinstance(model, str) else "".join(
-        c if c.isalnum() or c in "-_." else "-" for c in label)
+    slug = (
+        parse_model_spec(model).slug
+        if isinstance(model, str)
+        else "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
+    )
     items = sample_examples(list(questions), limit, seed)
-    params = {"experiment": "truthfulqa", "model": label, "task": TASK_NAME, "source": source, "shots": 0,
-              "scenario": "0-shot", "limit": limit, "seed": seed, "primer": primer, "n_resamples": n_resamples,
-              "prompt": mc_prompt("<question>", primer=primer), "scoring": "sum of token log-probs of ' ' + choice"}
+    params = {
+        "experiment": "truthfulqa",
+        "model": label,
+        "task": TASK_NAME,
+        "source": source,
+        "shots": 0,
+        "scenario": "0-shot",
+        "limit": limit,
+        "seed": seed,
+        "primer": primer,
+        "n_resamples": n_resamples,
+        "prompt": mc_prompt("<question>", primer=primer),
+        "scoring": "sum of token log-probs of ' ' + choice",
+    }
     data_hash = questions_sha256(items)
     key = run_key(params, backend.identity(), data_hash)
     run_dir = Path(output_dir) / slug / TASK_NAME / "0shot"
@@ -549,29 +628,42 @@ def evaluate_mc(model, questions: Sequence[MCQuestion], *, limit: int | None = N
             prompts.append(mc_prompt(q.question, primer=primer))
             conts.append(" " + c)
             index.append((qi, c))
-    scored = continuation_logprobs(backend, prompts, conts, batch_size=batch_size, progress=progress,
-                                   desc="TruthfulQA")
+    scored = continuation_logprobs(backend, prompts, conts, batch_size=batch_size, progress=progress, desc="TruthfulQA")
     lp: list[dict[str, float]] = [{} for _ in items]
-    for (qi, c), s in zip(index, scored):
+    for (qi, c), s in zip(index, scored, strict=True):
         lp[qi][c] = s.total
     predictions, mc1, mc2 = [], [], []
-    for q, table in zip(items, lp):
+    for q, table in zip(items, lp, strict=True):
         s1, _ = truthfulqa_mc_scores([table[c] for c in q.mc1_choices], q.mc1_labels)
         _, s2 = truthfulqa_mc_scores([table[c] for c in q.mc2_choices], q.mc2_labels)
         mc1.append(s1)
         mc2.append(s2)
         best = q.mc1_choices[int(np.argmax([table[c] for c in q.mc1_choices]))]
-        predictions.append({"id": q.id, "question": q.question, "target": q.mc1_choices[q.mc1_labels.index(1)],
-                            "parsed": best, "mc1": s1, "mc2": s2, "logprob": table[best],
-                            "choice_logprobs": table})
-    metrics = {"mc1": proportion_of(mc1),
-               "mc2": _scored(_mean, np.array(mc2), n_resamples=n_resamples, seed=seed)}
+        predictions.append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "target": q.mc1_choices[q.mc1_labels.index(1)],
+                "parsed": best,
+                "mc1": s1,
+                "mc2": s2,
+                "logprob": table[best],
+                "choice_logprobs": table,
+            }
+        )
+    metrics = {"mc1": proportion_of(mc1), "mc2": _scored(_mean, np.array(mc2), n_resamples=n_resamples, seed=seed)}
     wall = time.perf_counter() - start
     manifest = {
         "run_key": key,
         "model": {"spec": label, **backend.identity()},
-        "data": {"task": TASK_NAME, "source": source, "origin": origin, "content_sha256": data_hash,
-                 "sizes": {"validation": len(questions)}, "synthetic": False},
+        "data": {
+            "task": TASK_NAME,
+            "source": source,
+            "origin": origin,
+            "content_sha256": data_hash,
+            "sizes": {"validation": len(questions)},
+            "synthetic": False,
+        },
         "items": len(items),
         "seed": seed,
         "example_prompt": mc_prompt(items[0].question, primer=primer),

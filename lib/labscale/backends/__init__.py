@@ -91,8 +91,7 @@ class ModelSpec:
             return self.model
         body, _, query = self.text.partition("?")
         client = CLIENT_OPTIONS.get(self.backend, frozenset())
-        kept = [part for part in query.split("&")
-                if part and unquote_plus(part.partition("=")[0]) not in client]
+        kept = [part for part in query.split("&") if part and unquote_plus(part.partition("=")[0]) not in client]
         return body + ("?" + "&".join(kept) if kept else "")
 
     @property
@@ -141,8 +140,10 @@ def parse_model_spec(text: str) -> ModelSpec:
     model, _, revision = rest.partition("@")
     if not model:
         raise InvalidParameter(f"model string {original!r} names no model after {backend!r}:")
-    options = {name: _parse_option(backend, name, raw)
-               for name, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False)}
+    options = {
+        name: _parse_option(backend, name, raw)
+        for name, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+    }
     return ModelSpec(backend, model, revision or None, options, original)
 
 
@@ -159,5 +160,16 @@ def load_backend(spec: ModelSpec | str, *, cache=None) -> Backend:
     return OpenAIBackend.from_spec(spec, cache=cache)
 
 
-__all__ = ["ALIASES", "BACKENDS", "CLIENT_OPTIONS", "Backend", "Decoding", "EMBEDDED_MODEL", "Generation", "ModelSpec",
-           "UsageStats", "load_backend", "parse_model_spec"]
+__all__ = [
+    "ALIASES",
+    "BACKENDS",
+    "CLIENT_OPTIONS",
+    "Backend",
+    "Decoding",
+    "EMBEDDED_MODEL",
+    "Generation",
+    "ModelSpec",
+    "UsageStats",
+    "load_backend",
+    "parse_model_spec",
+]

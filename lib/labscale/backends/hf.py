@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..hashing import sha256_files
@@ -36,7 +37,12 @@ def _adapter_fingerprint(adapter: str) -> str:
 
 _TRUE = ("1", "true", "yes", "on")
 #: weight files of which a cached model needs at least one (with its config.json)
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 #: seconds the availability check waits for the hub when online
 HUB_TIMEOUT = 10.0
 
@@ -45,8 +51,9 @@ def hub_offline() -> bool:
     """Whether Hugging Face offline mode is on (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` now, or at import)."""
     from huggingface_hub import constants
 
-    return constants.HF_HUB_OFFLINE or any(os.environ.get(v, "").strip().lower() in _TRUE
-                                           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(
+        os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _cached(model_id: str, revision: str | None) -> bool:
@@ -80,20 +87,26 @@ def check_model_available(model_id: str, revision: str | None = None, *, text: s
     folder = Path(model_id).expanduser()
     if folder.is_dir():
         if not (folder / "config.json").is_file():
-            raise InvalidParameter(f"model {name!r}: the folder {folder} has no config.json, so it is not a "
-                                   "Hugging Face model folder (save one with save_pretrained, or merge_adapter)")
+            raise InvalidParameter(
+                f"model {name!r}: the folder {folder} has no config.json, so it is not a "
+                "Hugging Face model folder (save one with save_pretrained, or merge_adapter)"
+            )
         return "folder"
     if _cached(model_id, revision):
         return "cache"
-    fixes = (f"download it once with network access (`hf download {model_id}`"
-             + (f" --revision {revision}" if revision else "")
-             + ", or run with HF_HUB_OFFLINE unset), point HF_HOME (or HF_HUB_CACHE) at a cache that holds it "
-             "before starting Python, give a local model folder as hf:<path>, or use the embedded model "
-             "'smollm2-135m' (no download)")
+    fixes = (
+        f"download it once with network access (`hf download {model_id}`"
+        + (f" --revision {revision}" if revision else "")
+        + ", or run with HF_HUB_OFFLINE unset), point HF_HOME (or HF_HUB_CACHE) at a cache that holds it "
+        "before starting Python, give a local model folder as hf:<path>, or use the embedded model "
+        "'smollm2-135m' (no download)"
+    )
     tried = f"not a local folder, and not in the Hugging Face cache {constants.HF_HUB_CACHE}"
     if hub_offline():
-        raise InvalidParameter(f"model {name!r}{pinned} is unavailable: {tried}, and HF_HUB_OFFLINE=1 forbids "
-                               f"downloading it. To fix: {fixes}.")
+        raise InvalidParameter(
+            f"model {name!r}{pinned} is unavailable: {tried}, and HF_HUB_OFFLINE=1 forbids "
+            f"downloading it. To fix: {fixes}."
+        )
     from huggingface_hub import HfApi
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -110,20 +123,25 @@ def check_model_available(model_id: str, revision: str | None = None, *, text: s
         raise InvalidParameter(
             f"model {name!r} is gated on the Hugging Face hub and this machine has no access: accept its licence "
             f"at https://huggingface.co/{model_id} and log in (`hf auth login`, or set HF_TOKEN); or use the "
-            "embedded model 'smollm2-135m'") from None
+            "embedded model 'smollm2-135m'"
+        ) from None
     except RevisionNotFoundError:
-        raise InvalidParameter(f"model {name!r}: the hub has no revision {revision!r} of {model_id!r}; give a "
-                               "commit hash, branch or tag that exists") from None
+        raise InvalidParameter(
+            f"model {name!r}: the hub has no revision {revision!r} of {model_id!r}; give a "
+            "commit hash, branch or tag that exists"
+        ) from None
     except RepositoryNotFoundError:
         raise InvalidParameter(
             f"model {name!r}: no model {model_id!r} on the Hugging Face hub (nor a local folder of that name); check "
             "the id (a private model also needs `hf auth login` or HF_TOKEN), or use the embedded model "
-            "'smollm2-135m'") from None
+            "'smollm2-135m'"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - no network, DNS, proxy, timeout, hub outage: unavailable
         raise InvalidParameter(
             f"model {name!r}{pinned} is unavailable: {tried}, and the hub could not be reached within "
             f"{HUB_TIMEOUT:.0f} s ({type(exc).__name__}: {str(exc)[:200]}). To fix: {fixes}; offline, set "
-            "HF_HUB_OFFLINE=1 so that nothing waits for the network.") from None
+            "HF_HUB_OFFLINE=1 so that nothing waits for the network."
+        ) from None
     return "hub"
 
 
@@ -132,9 +150,20 @@ class HFBackend(Backend):
 
     kind = "hf"
 
-    def __init__(self, model_id: str, *, revision: str | None = None, cache=None, load_in_4bit: bool = False,
-                 dtype: str = "auto", device: str = "auto", adapter: str | None = None, batch_size: int = 8,
-                 chat_template: str = "auto", embedded: bool = False):
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        revision: str | None = None,
+        cache=None,
+        load_in_4bit: bool = False,
+        dtype: str = "auto",
+        device: str = "auto",
+        adapter: str | None = None,
+        batch_size: int = 8,
+        chat_template: str = "auto",
+        embedded: bool = False,
+    ):
         super().__init__(model_id, revision=revision, cache=cache)
         self.load_in_4bit = load_in_4bit
         self.dtype_name = dtype
@@ -148,7 +177,7 @@ class HFBackend(Backend):
         self._tokenizer = None
 
     @classmethod
-    def from_spec(cls, spec, *, cache=None, check_available: bool = True) -> "HFBackend":
+    def from_spec(cls, spec, *, cache=None, check_available: bool = True) -> HFBackend:
         """The backend of a parsed model spec; unless ``check_available`` is False (file-only checks, such as an
         adapter's base model), a model that cannot be loaded fails here (:func:`check_model_available`)."""
         from . import EMBEDDED_MODEL, embedded
@@ -156,11 +185,12 @@ class HFBackend(Backend):
         options = dict(spec.options)
         if spec.model == EMBEDDED_MODEL:
             if spec.revision:
-                raise InvalidParameter(f"the embedded model has one revision (the wheel's GGUF); remove "
-                                       f"'@{spec.revision}' from {spec.text!r}")
+                raise InvalidParameter(
+                    f"the embedded model has one revision (the wheel's GGUF); remove "
+                    f"'@{spec.revision}' from {spec.text!r}"
+                )
             embedded.gguf_path()  # fail now, with install advice, if the wheel is missing
-            return cls(embedded.UPSTREAM_ID, revision=embedded.revision(), cache=cache,
-                       embedded=True, **options)
+            return cls(embedded.UPSTREAM_ID, revision=embedded.revision(), cache=cache, embedded=True, **options)
         if check_available:
             check_model_available(spec.model, spec.revision, text=spec.text)  # fail now, naming the fix
         return cls(spec.model, revision=spec.revision, cache=cache, **options)
@@ -169,8 +199,14 @@ class HFBackend(Backend):
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
         # the resolved dtype and device: a cache filled in fp32 on CPU is not reused for bf16 on CUDA
-        ident.update({"load_in_4bit": self.load_in_4bit, "dtype": str(self._torch_dtype()).replace("torch.", ""),
-                      "device": self.device, "chat_template": self.chat_template})
+        ident.update(
+            {
+                "load_in_4bit": self.load_in_4bit,
+                "dtype": str(self._torch_dtype()).replace("torch.", ""),
+                "device": self.device,
+                "chat_template": self.chat_template,
+            }
+        )
         if self.adapter:
             ident["adapter"] = {"id": str(self.adapter), "fingerprint": self.adapter_fingerprint}
         return ident
@@ -219,8 +255,11 @@ class HFBackend(Backend):
         if self.load_in_4bit:
             compute = torch.bfloat16 if self.device == "cuda" else torch.float32
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=compute)
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute,
+            )
             kwargs["device_map"] = {"": 0} if self.device == "cuda" else {"": "cpu"}
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         if not self.load_in_4bit:
@@ -247,7 +286,7 @@ class HFBackend(Backend):
         ids: list[int] = []
         declared = getattr(self.model.generation_config, "eos_token_id", None)
         for value in (self.tokenizer.eos_token_id, declared):
-            for token in (value if isinstance(value, (list, tuple)) else [value]):
+            for token in value if isinstance(value, (list, tuple)) else [value]:
                 if token is not None and token not in ids:
                     ids.append(int(token))
         return ids
@@ -276,8 +315,9 @@ class HFBackend(Backend):
         )
 
     # -- generation -------------------------------------------------------------------------------------
-    def _generate_batch(self, conversations: Sequence[Messages], decoding: Decoding,
-                        store: Callable[[int, Generation], None]) -> None:
+    def _generate_batch(
+        self, conversations: Sequence[Messages], decoding: Decoding, store: Callable[[int, Generation], None]
+    ) -> None:
         import torch
 
         tokenizer, model = self.tokenizer, self.model
@@ -301,26 +341,37 @@ class HFBackend(Backend):
                     break
             text = tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
             seq_logprob = float(logprobs[j, :length].sum().item()) if length else 0.0
-            store(j, Generation(
-                text=text,
-                prompt_tokens=int(encoded["attention_mask"][j].sum().item()),
-                completion_tokens=length,
-                extra={"logprob": seq_logprob, "hit_stop": length < len(tokens) or (
-                    length > 0 and tokens[length - 1] in stops)},
-            ))
+            store(
+                j,
+                Generation(
+                    text=text,
+                    prompt_tokens=int(encoded["attention_mask"][j].sum().item()),
+                    completion_tokens=length,
+                    extra={
+                        "logprob": seq_logprob,
+                        "hit_stop": length < len(tokens) or (length > 0 and tokens[length - 1] in stops),
+                    },
+                ),
+            )
 
     def runtime_info(self) -> dict[str, Any]:
         """Hardware and load settings for the run manifest (loads nothing that is not loaded yet)."""
         import torch
 
-        info: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "load_in_4bit": self.load_in_4bit,
-                                "batch_size": self.batch_size, "threads": torch.get_num_threads()}
+        info: dict[str, Any] = {
+            "device": self.device,
+            "dtype": self.dtype_name,
+            "load_in_4bit": self.load_in_4bit,
+            "batch_size": self.batch_size,
+            "threads": torch.get_num_threads(),
+        }
         if self.device == "cuda":
             info["gpu"] = torch.cuda.get_device_name(0)
         if self._model is not None:
             info["stop_token_ids"] = self.stop_token_ids()
             info["chat_template_used"] = self.chat_template != "none" and bool(
-                getattr(self._tokenizer, "chat_template", None))
+                getattr(self._tokenizer, "chat_template", None)
+            )
         return info
 
     def close(self) -> None:

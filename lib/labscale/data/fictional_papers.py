@@ -24,7 +24,8 @@ of the seed and the sizes.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InvalidParameter, check_range
 from .synthetic_claims import _PREFIXES, _SUFFIXES
@@ -44,18 +45,70 @@ DEFAULT_SIZES = {"train": 600, "validation": 90, "test": 240}
 TYPE_WEIGHTS = {"extractive": 0.518, "abstractive": 0.242, "boolean": 0.139, "none": 0.102}
 QUESTIONS_PER_PAPER = 3
 
-_GIVEN = ("Ada", "Bram", "Cleo", "Dario", "Elin", "Farah", "Goran", "Hedda", "Ivo", "Juno", "Kasia", "Lior",
-          "Mira", "Nils", "Orla", "Pavo", "Runa", "Soren", "Tilde", "Ulla", "Vesna", "Wim", "Yara", "Zofia")
+_GIVEN = (
+    "Ada",
+    "Bram",
+    "Cleo",
+    "Dario",
+    "Elin",
+    "Farah",
+    "Goran",
+    "Hedda",
+    "Ivo",
+    "Juno",
+    "Kasia",
+    "Lior",
+    "Mira",
+    "Nils",
+    "Orla",
+    "Pavo",
+    "Runa",
+    "Soren",
+    "Tilde",
+    "Ulla",
+    "Vesna",
+    "Wim",
+    "Yara",
+    "Zofia",
+)
 _FAMILY_TAILS = ("ström", "ovic", "ane", "elli", "berg", "quist", "ard", "ington", "escu", "ayo", "oni", "ers")
-_KINDS = ("graph neural network", "sequence-to-sequence model", "retrieval-augmented tagger", "contrastive encoder",
-          "sparse transformer", "hierarchical classifier")
-_TASKS = ("rumour detection", "dialect identification", "citation recommendation", "keyphrase extraction",
-          "claim verification", "recipe parsing", "legal clause tagging", "question routing")
-_DOMAINS = ("community forums", "parliamentary records", "museum catalogues", "ship logs", "radio transcripts",
-            "court filings", "field notebooks", "patent abstracts")
+_KINDS = (
+    "graph neural network",
+    "sequence-to-sequence model",
+    "retrieval-augmented tagger",
+    "contrastive encoder",
+    "sparse transformer",
+    "hierarchical classifier",
+)
+_TASKS = (
+    "rumour detection",
+    "dialect identification",
+    "citation recommendation",
+    "keyphrase extraction",
+    "claim verification",
+    "recipe parsing",
+    "legal clause tagging",
+    "question routing",
+)
+_DOMAINS = (
+    "community forums",
+    "parliamentary records",
+    "museum catalogues",
+    "ship logs",
+    "radio transcripts",
+    "court filings",
+    "field notebooks",
+    "patent abstracts",
+)
 _UNITS = ("documents", "sentences", "dialogues", "articles")
-_SOURCES = ("a regional archive", "a volunteer project", "two public libraries", "a national broadcaster",
-            "an online forum", "a university press")
+_SOURCES = (
+    "a regional archive",
+    "a volunteer project",
+    "two public libraries",
+    "a national broadcaster",
+    "an online forum",
+    "a university press",
+)
 _INSTITUTES = ("Institute", "Laboratory", "Centre", "School")
 
 
@@ -70,11 +123,21 @@ def _person(rng: random.Random) -> str:
 def _paper(rng: random.Random, method: str) -> dict[str, Any]:
     """The facts of one paper and its three paragraphs."""
     f: dict[str, Any] = {
-        "method": method, "kind": rng.choice(_KINDS), "task": rng.choice(_TASKS), "domain": rng.choice(_DOMAINS),
-        "author": _person(rng), "institute": f"{_name(rng)} {rng.choice(_INSTITUTES)}",
-        "dataset": f"{_name(rng)} corpus", "n_items": rng.randrange(1200, 98000, 100), "unit": rng.choice(_UNITS),
-        "source": rng.choice(_SOURCES), "baseline": _name(rng).upper()[:5], "hours": rng.randint(3, 90),
-        "gpus": rng.choice((1, 2, 4, 8)), "released": rng.random() < 0.5, "year": rng.randint(1950, 2015),
+        "method": method,
+        "kind": rng.choice(_KINDS),
+        "task": rng.choice(_TASKS),
+        "domain": rng.choice(_DOMAINS),
+        "author": _person(rng),
+        "institute": f"{_name(rng)} {rng.choice(_INSTITUTES)}",
+        "dataset": f"{_name(rng)} corpus",
+        "n_items": rng.randrange(1200, 98000, 100),
+        "unit": rng.choice(_UNITS),
+        "source": rng.choice(_SOURCES),
+        "baseline": _name(rng).upper()[:5],
+        "hours": rng.randint(3, 90),
+        "gpus": rng.choice((1, 2, 4, 8)),
+        "released": rng.random() < 0.5,
+        "year": rng.randint(1950, 2015),
     }
     while f["baseline"].lower() == method.lower():
         f["baseline"] = _name(rng).upper()[:5]
@@ -83,22 +146,30 @@ def _paper(rng: random.Random, method: str) -> dict[str, Any]:
     f["baseline_accuracy"] = min(max(f["accuracy"] - gap, 30), 99)
     if f["baseline_accuracy"] == f["accuracy"]:
         f["baseline_accuracy"] -= 3
-    code = ("The code and the trained models are publicly released." if f["released"] else
-            "The authors have not released the code.")
+    code = (
+        "The code and the trained models are publicly released."
+        if f["released"]
+        else "The authors have not released the code."
+    )
     f["sentences"] = {
         "intro": f"We present {method}, a {f['kind']} for {f['task']} in {f['domain']}.",
         "author": f"{method} was developed by {f['author']} and colleagues at the {f['institute']}.",
-        "data": (f"We train {method} on the {f['dataset']}, which contains {f['n_items']} {f['unit']} collected "
-                 f"from {f['source']}."),
+        "data": (
+            f"We train {method} on the {f['dataset']}, which contains {f['n_items']} {f['unit']} collected "
+            f"from {f['source']}."
+        ),
         "years": f"The {f['unit']} date from {f['year']} onwards and were annotated by two experts.",
-        "accuracy": (f"On the test set of the {f['dataset']}, {method} reaches an accuracy of {f['accuracy']} "
-                     f"percent, against {f['baseline_accuracy']} percent for the {f['baseline']} baseline."),
+        "accuracy": (
+            f"On the test set of the {f['dataset']}, {method} reaches an accuracy of {f['accuracy']} "
+            f"percent, against {f['baseline_accuracy']} percent for the {f['baseline']} baseline."
+        ),
         "training": f"Training takes {f['hours']} hours on {f['gpus']} GPUs.",
         "code": code,
     }
     s = f["sentences"]
-    f["document"] = "\n\n".join([f"{s['intro']} {s['author']}", f"{s['data']} {s['years']}",
-                                 f"{s['accuracy']} {s['training']} {s['code']}"])
+    f["document"] = "\n\n".join(
+        [f"{s['intro']} {s['author']}", f"{s['data']} {s['years']}", f"{s['accuracy']} {s['training']} {s['code']}"]
+    )
     return f
 
 
@@ -107,36 +178,53 @@ def _question(rng: random.Random, f: dict[str, Any], answer_type: str) -> dict[s
     questions, a plausible answer absent from the document."""
     m, s = f["method"], f["sentences"]
     if answer_type == "extractive":
-        q, a, ev = rng.choice((
-            (f"Which dataset is {m} trained on?", f["dataset"], s["data"]),
-            (f"Who developed {m}?", f["author"], s["author"]),
-            (f"Which baseline is {m} compared with?", f["baseline"], s["accuracy"]),
-            (f"How many {f['unit']} does the {f['dataset']} contain?", str(f["n_items"]), s["data"]),
-            (f"What accuracy does {m} reach?", f"{f['accuracy']} percent", s["accuracy"]),
-            (f"How long does it take to train {m}?", f"{f['hours']} hours", s["training"]),
-            (f"Where was the data for {m} collected?", f["source"], s["data"]),
-        ))
+        q, a, ev = rng.choice(
+            (
+                (f"Which dataset is {m} trained on?", f["dataset"], s["data"]),
+                (f"Who developed {m}?", f["author"], s["author"]),
+                (f"Which baseline is {m} compared with?", f["baseline"], s["accuracy"]),
+                (f"How many {f['unit']} does the {f['dataset']} contain?", str(f["n_items"]), s["data"]),
+                (f"What accuracy does {m} reach?", f"{f['accuracy']} percent", s["accuracy"]),
+                (f"How long does it take to train {m}?", f"{f['hours']} hours", s["training"]),
+                (f"Where was the data for {m} collected?", f["source"], s["data"]),
+            )
+        )
     elif answer_type == "abstractive":
         gain = f["accuracy"] - f["baseline_accuracy"]
-        q, a, ev = rng.choice((
-            (f"By how many percentage points does {m} beat or trail the {f['baseline']} baseline?",
-             f"{'beats' if gain > 0 else 'trails'} it by {abs(gain)} points", s["accuracy"]),
-            (f"How many GPU hours does training {m} take in total?", f"{f['hours'] * f['gpus']} GPU hours",
-             s["training"]),
-        ))
+        q, a, ev = rng.choice(
+            (
+                (
+                    f"By how many percentage points does {m} beat or trail the {f['baseline']} baseline?",
+                    f"{'beats' if gain > 0 else 'trails'} it by {abs(gain)} points",
+                    s["accuracy"],
+                ),
+                (
+                    f"How many GPU hours does training {m} take in total?",
+                    f"{f['hours'] * f['gpus']} GPU hours",
+                    s["training"],
+                ),
+            )
+        )
     elif answer_type == "boolean":
         better = f["accuracy"] > f["baseline_accuracy"]
-        q, a, ev = rng.choice((
-            (f"Is the code of {m} publicly released?", "Yes" if f["released"] else "No", s["code"]),
-            (f"Does {m} outperform the {f['baseline']} baseline?", "Yes" if better else "No", s["accuracy"]),
-        ))
+        q, a, ev = rng.choice(
+            (
+                (f"Is the code of {m} publicly released?", "Yes" if f["released"] else "No", s["code"]),
+                (f"Does {m} outperform the {f['baseline']} baseline?", "Yes" if better else "No", s["accuracy"]),
+            )
+        )
     elif answer_type == "none":
         for _ in range(100):  # a plausible answer that does not occur in the document
             q, plausible = _unanswerable(rng, f)
             if plausible not in f["document"]:
                 break
-        return {"question": q, "answer": UNANSWERABLE, "answer_type": "none", "evidence": None,
-                "plausible_answer": plausible}
+        return {
+            "question": q,
+            "answer": UNANSWERABLE,
+            "answer_type": "none",
+            "evidence": None,
+            "plausible_answer": plausible,
+        }
     else:  # pragma: no cover - callers pass ANSWER_TYPES only
         raise InvalidParameter(f"unknown answer type {answer_type!r}; valid: {ANSWER_TYPES}")
     return {"question": q, "answer": a, "answer_type": answer_type, "evidence": ev, "plausible_answer": None}
@@ -144,15 +232,16 @@ def _question(rng: random.Random, f: dict[str, Any], answer_type: str) -> dict[s
 
 def _unanswerable(rng: random.Random, f: dict[str, Any]) -> tuple[str, str]:
     m = f["method"]
-    return rng.choice((
+    return rng.choice(
+        (
             (f"How many parameters does {m} have?", f"{rng.randint(2, 900)} million"),
             (f"What learning rate is used to train {m}?", f"{rng.choice((1, 2, 3, 5))}e-{rng.randint(3, 5)}"),
             (f"Who created the {f['baseline']} baseline?", _person(rng)),
-            (f"Which language are the {f['unit']} of the {f['dataset']} written in?",
-             f"{_name(rng)}ish"),
+            (f"Which language are the {f['unit']} of the {f['dataset']} written in?", f"{_name(rng)}ish"),
             (f"How much did it cost to train {m}?", f"{rng.randint(2, 90)} thousand dollars"),
             (f"What F1 score does {m} reach?", f"{rng.randint(20, 99)}.{rng.randint(0, 9)}"),
-        ))
+        )
+    )
 
 
 class _Generator:
@@ -183,16 +272,23 @@ class _Generator:
                     if q["question"] not in asked:
                         break
                 asked.add(q["question"])
-                rows.append({"id": f"fpaper-{name}-{paper_no:04d}-q{len(asked)}", "paper_id": f"fpaper-{name}-"
-                             f"{paper_no:04d}", "title": f"{paper['method']}: a {paper['kind']} for {paper['task']}",
-                             "document": paper["document"], **q,
-                             "meta": {"method": paper["method"], "dataset": paper["dataset"]}})
+                rows.append(
+                    {
+                        "id": f"fpaper-{name}-{paper_no:04d}-q{len(asked)}",
+                        "paper_id": f"fpaper-{name}-{paper_no:04d}",
+                        "title": f"{paper['method']}: a {paper['kind']} for {paper['task']}",
+                        "document": paper["document"],
+                        **q,
+                        "meta": {"method": paper["method"], "dataset": paper["dataset"]},
+                    }
+                )
             paper_no += 1
         return rows
 
 
-def generate(seed: int = 0, sizes: Mapping[str, int] | None = None,
-             weights: Mapping[str, float] | None = None) -> dict[str, list[dict[str, Any]]]:
+def generate(
+    seed: int = 0, sizes: Mapping[str, int] | None = None, weights: Mapping[str, float] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """SYNTHETIC question splits ``{split: [{"id", "paper_id", "title", "document", "question", "answer",
     "answer_type", "evidence", "plausible_answer", "meta"}, ...]}``.
 

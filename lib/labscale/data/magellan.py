@@ -73,7 +73,7 @@ def parse_record(text: str) -> Record:
     fields: Record = []
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        fields.append((match.group(1), text[match.end():end].strip()))
+        fields.append((match.group(1), text[match.end() : end].strip()))
     names = [name for name, _ in fields]
     if len(set(names)) != len(names):
         raise ValueError("record repeats an attribute")
@@ -146,18 +146,25 @@ def resolve_benchmark_dir(path: str | Path, benchmark: str | None = None) -> tup
         own = path.name if path.name in BENCHMARKS else None
         if benchmark is not None and own is not None and own != benchmark:
             raise InvalidParameter(
-                f"data path {str(path)!r} is the {own!r} benchmark folder but benchmark={benchmark!r} was asked for")
+                f"data path {str(path)!r} is the {own!r} benchmark folder but benchmark={benchmark!r} was asked for"
+            )
         return path, benchmark or own or path.name
     name = benchmark or DEFAULT_BENCHMARK
     sub = BENCHMARKS[name]
-    candidates = [path / sub, path / sub.split("/")[1], path / "er_magellan" / sub,
-                  path / "data" / "er_magellan" / sub, path / "magellan-er" / "data" / "er_magellan" / sub]
+    candidates = [
+        path / sub,
+        path / sub.split("/")[1],
+        path / "er_magellan" / sub,
+        path / "data" / "er_magellan" / sub,
+        path / "magellan-er" / "data" / "er_magellan" / sub,
+    ]
     for candidate in candidates:
         if _has_split_files(candidate):
             return candidate, name
     raise InvalidParameter(
         f"no {name!r} benchmark files ({', '.join(SPLIT_FILES.values())}) found under {str(path)!r}; expected "
-        f"the shared data folder, magellan-er/, er_magellan/ or the benchmark folder er_magellan/{sub}")
+        f"the shared data folder, magellan-er/, er_magellan/ or the benchmark folder er_magellan/{sub}"
+    )
 
 
 @dataclass

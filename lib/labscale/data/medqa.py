@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..tasks.base import MalformedRows
@@ -42,11 +43,23 @@ def true_false_item(item_id: str, question: str, correct: str, wrong: list[str],
     """One true/false row: the question with its correct option or (half of the time) one incorrect option."""
     coin = _fraction(question, f"{SALT}:{seed}")
     if coin < 0.5 or not wrong:
-        return {"id": item_id, "record": "", "question": question, "option": correct, "label": "True",
-                "meta": {"kind": "correct_option"}}
+        return {
+            "id": item_id,
+            "record": "",
+            "question": question,
+            "option": correct,
+            "label": "True",
+            "meta": {"kind": "correct_option"},
+        }
     pick = wrong[int(coin * 1e6) % len(wrong)]
-    return {"id": item_id, "record": "", "question": question, "option": pick, "label": "False",
-            "meta": {"kind": "incorrect_option"}}
+    return {
+        "id": item_id,
+        "record": "",
+        "question": question,
+        "option": pick,
+        "label": "False",
+        "meta": {"kind": "incorrect_option"},
+    }
 
 
 def release_files(path: str | Path) -> list[Path]:
@@ -77,8 +90,14 @@ def _rows_from_release(lines: Iterable[str], malformed: MalformedRows) -> list[d
         if not question or not isinstance(options, dict) or len(options) < 2:
             malformed.add("question or options missing", row)
             continue
-        rows.append({"number": number, "question": question, "correct": correct,
-                     "wrong": [v for k, v in sorted(options.items()) if k != row["answer_idx"]]})
+        rows.append(
+            {
+                "number": number,
+                "question": question,
+                "correct": correct,
+                "wrong": [v for k, v in sorted(options.items()) if k != row["answer_idx"]],
+            }
+        )
     return rows
 
 
@@ -103,8 +122,13 @@ def load_release(path: str | Path, seed: int = 0) -> tuple[dict[str, list[dict[s
                 if f < cumulative or name == SPLIT_SHARES[-1][0]:
                     by_split[name].append(row)
                     break
-    splits = {name: [true_false_item(f"{name}-{i:05d}", r["question"], r["correct"], r["wrong"], seed)
-                     for i, r in enumerate(rows)] for name, rows in by_split.items()}
+    splits = {
+        name: [
+            true_false_item(f"{name}-{i:05d}", r["question"], r["correct"], r["wrong"], seed)
+            for i, r in enumerate(rows)
+        ]
+        for name, rows in by_split.items()
+    }
     return splits, malformed, files
 
 
@@ -120,8 +144,11 @@ def load_hub(revision: str | None = None, *, dataset_id: str = HUB_ID, seed: int
         rows = []
         for i, row in enumerate(dataset[hub_name]):
             if "options" in row and "answer_idx" in row:
-                options = row["options"] if isinstance(row["options"], Mapping) else \
-                    {o["key"]: o["value"] for o in row["options"]}
+                options = (
+                    row["options"]
+                    if isinstance(row["options"], Mapping)
+                    else {o["key"]: o["value"] for o in row["options"]}
+                )
                 correct, question = options[row["answer_idx"]], row["question"]
                 wrong = [v for k, v in sorted(options.items()) if k != row["answer_idx"]]
             elif "input" in row and "output" in row:
@@ -130,8 +157,10 @@ def load_hub(revision: str | None = None, *, dataset_id: str = HUB_ID, seed: int
                 candidates = [c.strip() for c in (listed[-1].split(",") if listed else [])]
                 wrong = [c for c in candidates if c and c != correct]
             else:
-                raise InvalidParameter(f"{dataset_id} rows have columns {sorted(row)}; expected question/options/"
-                                       "answer_idx or input/output")
+                raise InvalidParameter(
+                    f"{dataset_id} rows have columns {sorted(row)}; expected question/options/"
+                    "answer_idx or input/output"
+                )
             rows.append(true_false_item(f"{name}-{i:05d}", question, correct, wrong, seed))
         splits[name] = rows
     return splits

@@ -30,18 +30,39 @@ RELEASE_FOLDER = "mts-dialog"
 RELEASE_FILES = {
     "train": (("train", "MTS-Dialog-TrainingSet.csv"),),
     "validation": (("valid", "MTS-Dialog-ValidationSet.csv"),),
-    "test": (("test1", "MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv"),
-             ("test2", "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv")),
+    "test": (
+        ("test1", "MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv"),
+        ("test2", "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv"),
+    ),
 }
 COLUMNS = ("ID", "section_header", "section_text", "dialogue")
 #: ``test_set`` choices: which release test set(s) make the test split
 TEST_SETS = ("1", "2", "both")
 #: the 20 section headers of the release (each occurs in all four CSVs of commit 3ff0801)
-SECTION_HEADERS = frozenset({
-    "ALLERGY", "ASSESSMENT", "CC", "DIAGNOSIS", "DISPOSITION", "EDCOURSE", "EXAM", "FAM/SOCHX", "GENHX", "GYNHX",
-    "IMAGING", "IMMUNIZATIONS", "LABS", "MEDICATIONS", "OTHER_HISTORY", "PASTMEDICALHX", "PASTSURGICAL", "PLAN",
-    "PROCEDURES", "ROS",
-})
+SECTION_HEADERS = frozenset(
+    {
+        "ALLERGY",
+        "ASSESSMENT",
+        "CC",
+        "DIAGNOSIS",
+        "DISPOSITION",
+        "EDCOURSE",
+        "EXAM",
+        "FAM/SOCHX",
+        "GENHX",
+        "GYNHX",
+        "IMAGING",
+        "IMMUNIZATIONS",
+        "LABS",
+        "MEDICATIONS",
+        "OTHER_HISTORY",
+        "PASTMEDICALHX",
+        "PASTSURGICAL",
+        "PLAN",
+        "PROCEDURES",
+        "ROS",
+    }
+)
 
 
 def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -51,9 +72,15 @@ def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
     for hub_name, name in HUB_SPLITS.items():
         if hub_name not in dataset:
             continue
-        splits[name] = [{"id": f"{name}-{i:05d}", "dialogue": row["dialogue"],
-                         "section_header": row["section_header"], "section_text": row["section_text"]}
-                        for i, row in enumerate(dataset[hub_name])]
+        splits[name] = [
+            {
+                "id": f"{name}-{i:05d}",
+                "dialogue": row["dialogue"],
+                "section_header": row["section_header"],
+                "section_text": row["section_text"],
+            }
+            for i, row in enumerate(dataset[hub_name])
+        ]
     return splits
 
 
@@ -71,8 +98,10 @@ def check_test_set(test_set: object) -> str:
     :class:`~labscale.errors.InvalidParameter` naming the valid choices otherwise."""
     value = str(test_set) if isinstance(test_set, int) and not isinstance(test_set, bool) else test_set
     if value not in TEST_SETS:
-        raise InvalidParameter(f"unknown MTS-Dialog test_set {test_set!r}; valid choices: '1' (TestSet-1, "
-                               "MEDIQA-Chat 2023), '2' (TestSet-2, MEDIQA-Sum 2023), 'both' (the two, 400 items)")
+        raise InvalidParameter(
+            f"unknown MTS-Dialog test_set {test_set!r}; valid choices: '1' (TestSet-1, "
+            "MEDIQA-Chat 2023), '2' (TestSet-2, MEDIQA-Sum 2023), 'both' (the two, 400 items)"
+        )
     return value
 
 
@@ -92,8 +121,9 @@ def release_folder(path: str | Path) -> Path:
     for candidate in (path, path / RELEASE_FOLDER):
         if (candidate / first).is_file():
             return candidate
-    raise InvalidParameter(f"no MTS-Dialog release at {str(path)!r}: expected {first} in it or in its "
-                           f"{RELEASE_FOLDER}/ subfolder")
+    raise InvalidParameter(
+        f"no MTS-Dialog release at {str(path)!r}: expected {first} in it or in its {RELEASE_FOLDER}/ subfolder"
+    )
 
 
 def load_release(path: str | Path, test_set: str = "both") -> Release:
@@ -109,19 +139,25 @@ def load_release(path: str | Path, test_set: str = "both") -> Release:
         for tag, name in parts:
             file = folder / name
             if not file.is_file():
-                raise InvalidParameter(f"MTS-Dialog file {name} is missing from {str(folder)!r}; expected "
-                                       f"{', '.join(n for ps in wanted.values() for _, n in ps)}")
+                raise InvalidParameter(
+                    f"MTS-Dialog file {name} is missing from {str(folder)!r}; expected "
+                    f"{', '.join(n for ps in wanted.values() for _, n in ps)}"
+                )
             files.append(file)
             with file.open(encoding="utf-8", newline="") as handle:
                 reader = csv.DictReader(handle)
                 missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
                 if missing:
-                    raise InvalidParameter(f"{name} lacks the column(s) {', '.join(missing)}; its header is "
-                                           f"{reader.fieldnames!r}, expected {', '.join(COLUMNS)}")
+                    raise InvalidParameter(
+                        f"{name} lacks the column(s) {', '.join(missing)}; its header is "
+                        f"{reader.fieldnames!r}, expected {', '.join(COLUMNS)}"
+                    )
                 for line_no, row in enumerate(reader, 2):
                     if any(row.get(c) is None for c in COLUMNS) or None in row:
-                        malformed.add("missing or extra fields", {"file": name, "row": line_no, **{
-                            str(k): v for k, v in row.items()}})
+                        malformed.add(
+                            "missing or extra fields",
+                            {"file": name, "row": line_no, **{str(k): v for k, v in row.items()}},
+                        )
                         continue
                     if not row["dialogue"].strip():
                         malformed.add("empty dialogue", {"file": name, **row})
@@ -133,12 +169,19 @@ def load_release(path: str | Path, test_set: str = "both") -> Release:
                         malformed.add("empty section_header", {"file": name, **row})
                         continue
                     if row["section_header"].strip() not in SECTION_HEADERS:
-                        malformed.add(f"unknown section_header {row['section_header'].strip()!r}",
-                                      {"file": name, "row": line_no, **row})
+                        malformed.add(
+                            f"unknown section_header {row['section_header'].strip()!r}",
+                            {"file": name, "row": line_no, **row},
+                        )
                         continue
-                    rows.append({"id": f"mts-{tag}-{row['ID'].strip()}", "dialogue": row["dialogue"].strip(),
-                                 "section_header": row["section_header"].strip(),
-                                 "section_text": row["section_text"].strip(),
-                                 "meta": {"file": name, "ID": row["ID"].strip()}})
+                    rows.append(
+                        {
+                            "id": f"mts-{tag}-{row['ID'].strip()}",
+                            "dialogue": row["dialogue"].strip(),
+                            "section_header": row["section_header"].strip(),
+                            "section_text": row["section_text"].strip(),
+                            "meta": {"file": name, "ID": row["ID"].strip()},
+                        }
+                    )
         splits[split] = rows
     return Release(files=files, splits=splits, malformed=malformed)

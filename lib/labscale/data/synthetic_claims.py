@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import check_range
 from .text import article_for_number, capitalize_first, split_sizes
@@ -40,10 +41,50 @@ ORIGIN = f"{GENERATOR} v{VERSION} (SYNTHETIC: procedurally generated claims abou
 LABELS = ("SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO")
 DEFAULT_SIZES = {"train": 600, "validation": 150, "test": 150}
 
-_PREFIXES = ("Vell", "Oster", "Kald", "Brann", "Thal", "Morv", "Ister", "Quen", "Sarn", "Dorr", "Elv", "Harr",
-             "Pell", "Rav", "Wend", "Yarr", "Zel", "Grimm", "Fenn", "Ubr", "Cald", "Nyr", "Tresk", "Ombr")
-_SUFFIXES = ("mar", "heim", "dal", "vik", "ford", "stead", "wick", "holm", "ness", "moor", "garth", "reach",
-             "fell", "mere", "tun", "skar")
+_PREFIXES = (
+    "Vell",
+    "Oster",
+    "Kald",
+    "Brann",
+    "Thal",
+    "Morv",
+    "Ister",
+    "Quen",
+    "Sarn",
+    "Dorr",
+    "Elv",
+    "Harr",
+    "Pell",
+    "Rav",
+    "Wend",
+    "Yarr",
+    "Zel",
+    "Grimm",
+    "Fenn",
+    "Ubr",
+    "Cald",
+    "Nyr",
+    "Tresk",
+    "Ombr",
+)
+_SUFFIXES = (
+    "mar",
+    "heim",
+    "dal",
+    "vik",
+    "ford",
+    "stead",
+    "wick",
+    "holm",
+    "ness",
+    "moor",
+    "garth",
+    "reach",
+    "fell",
+    "mere",
+    "tun",
+    "skar",
+)
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -82,126 +123,206 @@ _UP_DOWN_MASS = {"up": {**_UP_DOWN["up"]}, "down": {**_UP_DOWN["down"], "more": 
 
 QUANTITIES: tuple[Quantity, ...] = (
     Quantity(
-        key="seasonal_temperature", place="{name} Station", unit="°C", low=0.3, high=2.6, decimals=1,
-        words={"up": {"verb": "rose", "verb2": "increased", "noun": "warming", "adj": "warmer", "more": "more"},
-               "down": {"verb": "fell", "verb2": "decreased", "noun": "cooling", "adj": "colder", "more": "less"}},
-        claims=("Average {season} temperature at {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "Mean {season} temperatures recorded at {place} {verb2} by {v} {u} from {y1} to {y2}."),
-        restatements=("Between {y1} and {y2}, {season}s at {place} became {v} {u} {adj} on average.",
-                      "Station records show a {noun} of {v} {u} in mean {season} temperature at {place} "
-                      "from {y1} to {y2}.",
-                      "From {y1} to {y2}, the {season} temperature measured at {place} {verb2} by {v} {u} "
-                      "on average."),
-        descriptions=("{place} stands at an elevation of {n} metres and has recorded temperatures since {yr}.",
-                      "The thermometers at {place} were moved to a new enclosure in {yr}.",
-                      "{place} also records wind speed, humidity and sunshine hours for the regional "
-                      "weather service.",
-                      "{place} is staffed by {n} technicians who check the instruments every week."),
+        key="seasonal_temperature",
+        place="{name} Station",
+        unit="°C",
+        low=0.3,
+        high=2.6,
+        decimals=1,
+        words={
+            "up": {"verb": "rose", "verb2": "increased", "noun": "warming", "adj": "warmer", "more": "more"},
+            "down": {"verb": "fell", "verb2": "decreased", "noun": "cooling", "adj": "colder", "more": "less"},
+        },
+        claims=(
+            "Average {season} temperature at {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "Mean {season} temperatures recorded at {place} {verb2} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "Between {y1} and {y2}, {season}s at {place} became {v} {u} {adj} on average.",
+            "Station records show a {noun} of {v} {u} in mean {season} temperature at {place} from {y1} to {y2}.",
+            "From {y1} to {y2}, the {season} temperature measured at {place} {verb2} by {v} {u} on average.",
+        ),
+        descriptions=(
+            "{place} stands at an elevation of {n} metres and has recorded temperatures since {yr}.",
+            "The thermometers at {place} were moved to a new enclosure in {yr}.",
+            "{place} also records wind speed, humidity and sunshine hours for the regional weather service.",
+            "{place} is staffed by {n} technicians who check the instruments every week.",
+        ),
         extras={"season": ("winter", "summer", "spring", "autumn")},
     ),
     Quantity(
-        key="glacier_length", place="{name} Glacier", unit="metres", low=40, high=900, decimals=0,
-        words={"up": {"verb": "advanced", "verb2": "grew", "noun": "advance", "adj": "longer", "more": "more"},
-               "down": {"verb": "retreated", "verb2": "shrank", "noun": "retreat", "adj": "shorter",
-                        "more": "less"}},
-        claims=("The terminus of {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "{place} {verb2} in length by {v} {u} from {y1} to {y2}."),
-        restatements=("Surveys from {y1} and {y2} show that {place} became {v} {u} {adj} over that period.",
-                      "Between {y1} and {y2}, field measurements recorded a {noun} of {v} {u} at the "
-                      "terminus of {place}.",
-                      "Over the years {y1} to {y2}, the front of {place} {verb} a total of {v} {u}."),
-        descriptions=("{place} covers an area of about {n} square kilometres.",
-                      "{place} was first mapped by a survey team in {yr}.",
-                      "Meltwater from {place} feeds a river that supplies {n} mountain villages.",
-                      "{place} flows north from a plateau that is covered in snow for most of the year."),
+        key="glacier_length",
+        place="{name} Glacier",
+        unit="metres",
+        low=40,
+        high=900,
+        decimals=0,
+        words={
+            "up": {"verb": "advanced", "verb2": "grew", "noun": "advance", "adj": "longer", "more": "more"},
+            "down": {"verb": "retreated", "verb2": "shrank", "noun": "retreat", "adj": "shorter", "more": "less"},
+        },
+        claims=(
+            "The terminus of {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "{place} {verb2} in length by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "Surveys from {y1} and {y2} show that {place} became {v} {u} {adj} over that period.",
+            "Between {y1} and {y2}, field measurements recorded a {noun} of {v} {u} at the terminus of {place}.",
+            "Over the years {y1} to {y2}, the front of {place} {verb} a total of {v} {u}.",
+        ),
+        descriptions=(
+            "{place} covers an area of about {n} square kilometres.",
+            "{place} was first mapped by a survey team in {yr}.",
+            "Meltwater from {place} feeds a river that supplies {n} mountain villages.",
+            "{place} flows north from a plateau that is covered in snow for most of the year.",
+        ),
     ),
     Quantity(
-        key="lake_ice_days", place="Lake {name}", unit="days", low=5, high=48, decimals=0,
+        key="lake_ice_days",
+        place="Lake {name}",
+        unit="days",
+        low=5,
+        high=48,
+        decimals=0,
         words=_UP_DOWN,
-        claims=("The number of ice-covered days per year on {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "Annual ice cover on {place} {verb2} by {v} {u} from {y1} to {y2}."),
-        restatements=("From {y1} to {y2}, {place} stayed frozen for {v} {u} {more} each year than before.",
-                      "Ice records for {place} show an {noun} of {v} {u} in yearly ice cover between {y1} "
-                      "and {y2}.",
-                      "Between {y1} and {y2}, the yearly count of ice-covered days on {place} {verb2} "
-                      "by {v}."),
-        descriptions=("{place} has a maximum depth of {n} metres.",
-                      "{place} is a popular site for winter fishing among nearby villages.",
-                      "Volunteers have measured the ice thickness on {place} since {yr}.",
-                      "{place} is fed by {n} small streams that drain the surrounding hills."),
+        claims=(
+            "The number of ice-covered days per year on {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "Annual ice cover on {place} {verb2} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "From {y1} to {y2}, {place} stayed frozen for {v} {u} {more} each year than before.",
+            "Ice records for {place} show an {noun} of {v} {u} in yearly ice cover between {y1} and {y2}.",
+            "Between {y1} and {y2}, the yearly count of ice-covered days on {place} {verb2} by {v}.",
+        ),
+        descriptions=(
+            "{place} has a maximum depth of {n} metres.",
+            "{place} is a popular site for winter fishing among nearby villages.",
+            "Volunteers have measured the ice thickness on {place} since {yr}.",
+            "{place} is fed by {n} small streams that drain the surrounding hills.",
+        ),
     ),
     Quantity(
-        key="sea_level", place="the {name} tide gauge", unit="millimetres", low=20, high=260, decimals=0,
+        key="sea_level",
+        place="the {name} tide gauge",
+        unit="millimetres",
+        low=20,
+        high=260,
+        decimals=0,
         words=_UP_DOWN,
-        claims=("Mean sea level at {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "Sea level measured at {place} {verb2} by {v} {u} from {y1} to {y2}."),
-        restatements=("Records from {place} show a {v} {u} {noun} in mean sea level over the years {y1} "
-                      "to {y2}.",
-                      "Between {y1} and {y2}, the average water level recorded at {place} {verb2} by {v} {u}.",
-                      "From {y1} to {y2}, mean sea level at {place} ended up {v} {u} {adj} than it began."),
-        descriptions=("{place_cap} was installed on the harbour wall in {yr}.",
-                      "{place_cap} records the water level every {n} minutes.",
-                      "{place_cap} sits beside a fishing harbour that has about {n} moorings.",
-                      "Data from {place} are shared with the national tide tables."),
+        claims=(
+            "Mean sea level at {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "Sea level measured at {place} {verb2} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "Records from {place} show a {v} {u} {noun} in mean sea level over the years {y1} to {y2}.",
+            "Between {y1} and {y2}, the average water level recorded at {place} {verb2} by {v} {u}.",
+            "From {y1} to {y2}, mean sea level at {place} ended up {v} {u} {adj} than it began.",
+        ),
+        descriptions=(
+            "{place_cap} was installed on the harbour wall in {yr}.",
+            "{place_cap} records the water level every {n} minutes.",
+            "{place_cap} sits beside a fishing harbour that has about {n} moorings.",
+            "Data from {place} are shared with the national tide tables.",
+        ),
     ),
     Quantity(
-        key="valley_precipitation", place="the {name} Valley", unit="percent", low=3, high=38, decimals=0,
+        key="valley_precipitation",
+        place="the {name} Valley",
+        unit="percent",
+        low=3,
+        high=38,
+        decimals=0,
         words=_UP_DOWN_MASS,
-        claims=("Annual precipitation in {place} {verb2} by {v} {u} between {y1} and {y2}.",
-                "Yearly rainfall in {place} {verb} by {v} {u} from {y1} to {y2}."),
-        restatements=("Between {y1} and {y2}, {place} received {v} {u} {more} rain and snow per year.",
-                      "Rain gauges in {place} recorded a {v} {u} {noun} in yearly precipitation from {y1} "
-                      "to {y2}.",
-                      "From {y1} to {y2}, total annual precipitation in {place} {verb} by {v} {u}."),
-        descriptions=("{place_cap} is home to about {n} farms that grow barley and potatoes.",
-                      "Precipitation in {place} has been measured at a network of gauges since {yr}.",
-                      "{place_cap} is drained by a river that floods most springs.",
-                      "{place_cap} lies at about {n} metres above sea level."),
+        claims=(
+            "Annual precipitation in {place} {verb2} by {v} {u} between {y1} and {y2}.",
+            "Yearly rainfall in {place} {verb} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "Between {y1} and {y2}, {place} received {v} {u} {more} rain and snow per year.",
+            "Rain gauges in {place} recorded a {v} {u} {noun} in yearly precipitation from {y1} to {y2}.",
+            "From {y1} to {y2}, total annual precipitation in {place} {verb} by {v} {u}.",
+        ),
+        descriptions=(
+            "{place_cap} is home to about {n} farms that grow barley and potatoes.",
+            "Precipitation in {place} has been measured at a network of gauges since {yr}.",
+            "{place_cap} is drained by a river that floods most springs.",
+            "{place_cap} lies at about {n} metres above sea level.",
+        ),
     ),
     Quantity(
-        key="observatory_co2", place="{name} Observatory", unit="ppm", low=12, high=85, decimals=0,
+        key="observatory_co2",
+        place="{name} Observatory",
+        unit="ppm",
+        low=12,
+        high=85,
+        decimals=0,
         words=_UP_DOWN,
-        claims=("Atmospheric carbon dioxide measured at {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "The CO2 concentration recorded at {place} {verb2} by {v} {u} from {y1} to {y2}."),
-        restatements=("From {y1} to {y2}, air samples at {place} showed a carbon dioxide {noun} of {v} {u}.",
-                      "Between {y1} and {y2}, the carbon dioxide level at {place} {verb2} by {v} {u}.",
-                      "Measurements at {place} put the CO2 concentration {v} {u} {adj} in {y2} than in {y1}."),
-        descriptions=("{place} sits at {n} metres above sea level on an isolated ridge.",
-                      "{place} began sampling air in {yr}.",
-                      "{place} also monitors methane and ozone.",
-                      "{place} is run by a team of {n} scientists and technicians."),
+        claims=(
+            "Atmospheric carbon dioxide measured at {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "The CO2 concentration recorded at {place} {verb2} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "From {y1} to {y2}, air samples at {place} showed a carbon dioxide {noun} of {v} {u}.",
+            "Between {y1} and {y2}, the carbon dioxide level at {place} {verb2} by {v} {u}.",
+            "Measurements at {place} put the CO2 concentration {v} {u} {adj} in {y2} than in {y1}.",
+        ),
+        descriptions=(
+            "{place} sits at {n} metres above sea level on an isolated ridge.",
+            "{place} began sampling air in {yr}.",
+            "{place} also monitors methane and ozone.",
+            "{place} is run by a team of {n} scientists and technicians.",
+        ),
     ),
     Quantity(
-        key="bay_sea_ice", place="{name} Bay", unit="percent", low=4, high=45, decimals=0,
-        words={"up": {"verb": "grew", "verb2": "expanded", "noun": "expansion", "adj": "larger", "more": "more"},
-               "down": {"verb": "shrank", "verb2": "contracted", "noun": "contraction", "adj": "smaller",
-                        "more": "less"}},
-        claims=("Late-summer sea-ice extent in {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "The area of summer sea ice in {place} {verb2} by {v} {u} from {y1} to {y2}."),
-        restatements=("Satellite images show that summer sea ice in {place} was {v} {u} {adj} in {y2} "
-                      "than in {y1}.",
-                      "Between {y1} and {y2}, late-summer ice cover in {place} {verb2} by {v} {u}.",
-                      "From {y1} to {y2}, sea-ice extent in {place} saw a {v} {u} {noun} at the end of "
-                      "summer."),
-        descriptions=("{place} is bordered by steep cliffs on its northern shore.",
-                      "{place} was charted by a naval expedition in {yr}.",
-                      "{place} is about {n} kilometres wide at its mouth.",
-                      "Seals and seabirds breed along the shores of {place}."),
+        key="bay_sea_ice",
+        place="{name} Bay",
+        unit="percent",
+        low=4,
+        high=45,
+        decimals=0,
+        words={
+            "up": {"verb": "grew", "verb2": "expanded", "noun": "expansion", "adj": "larger", "more": "more"},
+            "down": {"verb": "shrank", "verb2": "contracted", "noun": "contraction", "adj": "smaller", "more": "less"},
+        },
+        claims=(
+            "Late-summer sea-ice extent in {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "The area of summer sea ice in {place} {verb2} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "Satellite images show that summer sea ice in {place} was {v} {u} {adj} in {y2} than in {y1}.",
+            "Between {y1} and {y2}, late-summer ice cover in {place} {verb2} by {v} {u}.",
+            "From {y1} to {y2}, sea-ice extent in {place} saw a {v} {u} {noun} at the end of summer.",
+        ),
+        descriptions=(
+            "{place} is bordered by steep cliffs on its northern shore.",
+            "{place} was charted by a naval expedition in {yr}.",
+            "{place} is about {n} kilometres wide at its mouth.",
+            "Seals and seabirds breed along the shores of {place}.",
+        ),
     ),
     Quantity(
-        key="pass_snow_days", place="{name} Pass", unit="days", low=4, high=52, decimals=0,
+        key="pass_snow_days",
+        place="{name} Pass",
+        unit="days",
+        low=4,
+        high=52,
+        decimals=0,
         words=_UP_DOWN,
-        claims=("The number of days with snow cover at {place} {verb} by {v} {u} between {y1} and {y2}.",
-                "Annual snow-cover duration at {place} {verb2} by {v} {u} from {y1} to {y2}."),
-        restatements=("From {y1} to {y2}, snow lay on the ground at {place} for {v} {u} {more} each year.",
-                      "Snow surveys at {place} show an {noun} of {v} {u} in yearly snow cover between {y1} "
-                      "and {y2}.",
-                      "Between {y1} and {y2}, the yearly count of snow-covered days at {place} {verb2} "
-                      "by {v}."),
-        descriptions=("{place} crosses the range at an altitude of {n} metres.",
-                      "The road over {place} was paved in {yr}.",
-                      "{place} is closed to traffic for several weeks most winters.",
-                      "A weather mast at {place} has reported conditions to drivers since {yr}."),
+        claims=(
+            "The number of days with snow cover at {place} {verb} by {v} {u} between {y1} and {y2}.",
+            "Annual snow-cover duration at {place} {verb2} by {v} {u} from {y1} to {y2}.",
+        ),
+        restatements=(
+            "From {y1} to {y2}, snow lay on the ground at {place} for {v} {u} {more} each year.",
+            "Snow surveys at {place} show an {noun} of {v} {u} in yearly snow cover between {y1} and {y2}.",
+            "Between {y1} and {y2}, the yearly count of snow-covered days at {place} {verb2} by {v}.",
+        ),
+        descriptions=(
+            "{place} crosses the range at an altitude of {n} metres.",
+            "The road over {place} was paved in {yr}.",
+            "{place} is closed to traffic for several weeks most winters.",
+            "A weather mast at {place} has reported conditions to drivers since {yr}.",
+        ),
     ),
 )
 
@@ -223,8 +344,7 @@ def _article_fix(text: str) -> str:
     text = re.sub(r"\ba (?=[aeiouAEIOU])", "an ", text)
     text = re.sub(r"\ban (?=[^aeiouAEIOU\W])", "a ", text)
     # "an 8 days" / "a 11 days": articles before numbers read by their spoken form
-    return re.sub(r"\b(a|an) (\d+(?:\.\d+)?)", lambda m: f"{article_for_number(m.group(2))} "
-                  f"{m.group(2)}", text)
+    return re.sub(r"\b(a|an) (\d+(?:\.\d+)?)", lambda m: f"{article_for_number(m.group(2))} {m.group(2)}", text)
 
 
 @dataclass
@@ -242,14 +362,32 @@ class _Fact:
         return self.quantity.place.format(name=self.name)
 
 
-def _render(template: str, fact: _Fact, *, value: str | None = None, direction: str | None = None,
-            place: str | None = None, y1: int | None = None, y2: int | None = None, **more: Any) -> str:
+def _render(
+    template: str,
+    fact: _Fact,
+    *,
+    value: str | None = None,
+    direction: str | None = None,
+    place: str | None = None,
+    y1: int | None = None,
+    y2: int | None = None,
+    **more: Any,
+) -> str:
     q = fact.quantity
     direction = direction or fact.direction
     words = q.words[direction]
     place = place or fact.place
-    text = template.format(place=place, place_cap=capitalize_first(place), v=value or fact.value, u=q.unit,
-                           y1=y1 or fact.y1, y2=y2 or fact.y2, **words, **fact.extras, **more)
+    text = template.format(
+        place=place,
+        place_cap=capitalize_first(place),
+        v=value or fact.value,
+        u=q.unit,
+        y1=y1 or fact.y1,
+        y2=y2 or fact.y2,
+        **words,
+        **fact.extras,
+        **more,
+    )
     return capitalize_first(_article_fix(text))
 
 
@@ -295,9 +433,16 @@ class _Generator:
             if claim not in self.claims_seen:
                 self.claims_seen.add(claim)
                 break
-        meta: dict[str, Any] = {"quantity": fact.quantity.key, "place": fact.place, "value": fact.value,
-                                "direction": fact.direction, "years": [fact.y1, fact.y2],
-                                "evidence_value": None, "evidence_direction": None, "mode": None}
+        meta: dict[str, Any] = {
+            "quantity": fact.quantity.key,
+            "place": fact.place,
+            "value": fact.value,
+            "direction": fact.direction,
+            "years": [fact.y1, fact.y2],
+            "evidence_value": None,
+            "evidence_direction": None,
+            "mode": None,
+        }
         q = fact.quantity
         if label == "SUPPORTS":
             evidence = _render(rng.choice(q.restatements), fact)
@@ -314,24 +459,25 @@ class _Generator:
         else:
             mode = rng.choice(("description", "description", "other_place", "earlier_period"))
             if mode == "description":
-                evidence = _render(rng.choice(q.descriptions), fact, n=self.small_number(rng, fact),
-                                   yr=rng.randint(1890, 1980))
+                evidence = _render(
+                    rng.choice(q.descriptions), fact, n=self.small_number(rng, fact), yr=rng.randint(1890, 1980)
+                )
             elif mode == "other_place":
                 other_name = fact.name
                 while other_name == fact.name:
                     other_name = self.names(rng, 1)[0]
                 other = self.other_value(rng, fact)
                 direction = rng.choice(("up", "down"))
-                evidence = _render(rng.choice(q.claims), fact, value=other, direction=direction,
-                                   place=q.place.format(name=other_name))
+                evidence = _render(
+                    rng.choice(q.claims), fact, value=other, direction=direction, place=q.place.format(name=other_name)
+                )
                 meta.update(evidence_value=other, evidence_direction=direction)
             else:
                 span = fact.y2 - fact.y1
                 y2 = fact.y1 - rng.randint(1, 10)
                 other = self.other_value(rng, fact)
                 direction = rng.choice(("up", "down"))
-                evidence = _render(rng.choice(q.claims), fact, value=other, direction=direction,
-                                   y1=y2 - span, y2=y2)
+                evidence = _render(rng.choice(q.claims), fact, value=other, direction=direction, y1=y2 - span, y2=y2)
                 meta.update(evidence_value=other, evidence_direction=direction)
             meta["mode"] = mode
             assert fact.value not in numbers_in(evidence)
@@ -344,8 +490,9 @@ class _Generator:
         rows = []
         for i, label in enumerate(labels):
             claim, evidence, meta = self.example(rng, label)
-            rows.append({"id": f"synclaim-{name}-{i:05d}", "claim": claim, "evidence": evidence, "label": label,
-                         "meta": meta})
+            rows.append(
+                {"id": f"synclaim-{name}-{i:05d}", "claim": claim, "evidence": evidence, "label": label, "meta": meta}
+            )
         return rows
 
 

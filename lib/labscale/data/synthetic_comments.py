@@ -23,7 +23,8 @@ The same (text) never appears twice across splits, and the output is a pure func
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InvalidParameter, check_range
 from .text import capitalize_first, split_sizes
@@ -40,19 +41,40 @@ DEFAULT_SIZES = {"train": 800, "validation": 100, "test": 200}  # the study's sp
 
 # (noun phrase, subject pronoun, object pronoun, possessive, plural group) per gender
 _PEOPLE = {
-    "male": (("this man", "he", "him", "his", "men"), ("the councilman", "he", "him", "his", "men"),
-             ("her husband", "he", "him", "his", "men"), ("the new male coach", "he", "him", "his", "men"),
-             ("my brother", "he", "him", "his", "men"), ("the father in the story", "he", "him", "his", "men"),
-             ("this guy", "he", "him", "his", "guys")),
-    "female": (("this woman", "she", "her", "her", "women"), ("the councilwoman", "she", "her", "her", "women"),
-               ("his wife", "she", "her", "her", "women"), ("the new female coach", "she", "her", "her", "women"),
-               ("my sister", "she", "her", "her", "women"), ("the mother in the story", "she", "her", "her", "women"),
-               ("this lady", "she", "her", "her", "ladies")),
+    "male": (
+        ("this man", "he", "him", "his", "men"),
+        ("the councilman", "he", "him", "his", "men"),
+        ("her husband", "he", "him", "his", "men"),
+        ("the new male coach", "he", "him", "his", "men"),
+        ("my brother", "he", "him", "his", "men"),
+        ("the father in the story", "he", "him", "his", "men"),
+        ("this guy", "he", "him", "his", "guys"),
+    ),
+    "female": (
+        ("this woman", "she", "her", "her", "women"),
+        ("the councilwoman", "she", "her", "her", "women"),
+        ("his wife", "she", "her", "her", "women"),
+        ("the new female coach", "she", "her", "her", "women"),
+        ("my sister", "she", "her", "her", "women"),
+        ("the mother in the story", "she", "her", "her", "women"),
+        ("this lady", "she", "her", "her", "ladies"),
+    ),
 }
 
-_TOPICS = ("the bus lanes", "the school budget", "the pipeline vote", "property taxes", "the stadium deal",
-           "the housing plan", "the library hours", "the new bike path", "the water rates", "the park cleanup",
-           "the zoning change", "the ferry schedule")
+_TOPICS = (
+    "the bus lanes",
+    "the school budget",
+    "the pipeline vote",
+    "property taxes",
+    "the stadium deal",
+    "the housing plan",
+    "the library hours",
+    "the new bike path",
+    "the water rates",
+    "the park cleanup",
+    "the zoning change",
+    "the ferry schedule",
+)
 
 _TEMPLATES: dict[str, tuple[str, ...]] = {
     "insult": (
@@ -108,9 +130,18 @@ def _score(rng: random.Random, member: bool) -> float:
 
 def _render(template: str, person: tuple[str, ...], topic: str) -> str:
     noun, pron, obj, poss, group = person
-    return template.format(noun=noun, Noun=capitalize_first(noun), pron=pron, Pron=capitalize_first(pron), obj=obj,
-                           poss=poss, Poss_cap=capitalize_first(poss), group=group, Group=capitalize_first(group),
-                           topic=topic)
+    return template.format(
+        noun=noun,
+        Noun=capitalize_first(noun),
+        pron=pron,
+        Pron=capitalize_first(pron),
+        obj=obj,
+        poss=poss,
+        Poss_cap=capitalize_first(poss),
+        group=group,
+        Group=capitalize_first(group),
+        topic=topic,
+    )
 
 
 class _Generator:
@@ -131,8 +162,12 @@ class _Generator:
             raise InvalidParameter("synthetic_comments ran out of distinct comments; ask for smaller splits")
         scores = {g: _score(rng, g == gender) for g in GENDERS}
         cell = f"{gender}_{'toxic' if toxic else 'nontoxic'}"
-        return {"text": text, "toxic": toxic, **scores,
-                "meta": {"gender": gender, "cell": cell, "construction": construction, "template": template}}
+        return {
+            "text": text,
+            "toxic": toxic,
+            **scores,
+            "meta": {"gender": gender, "cell": cell, "construction": construction, "template": template},
+        }
 
     def split(self, name: str, size: int) -> list[dict[str, Any]]:
         rng = random.Random(f"synthetic_comments:v{VERSION}:{self.seed}:{name}")

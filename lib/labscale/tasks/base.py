@@ -12,9 +12,10 @@ import json
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter, check_choice, check_range
 from ..hashing import sha256_files as file_sha256  # noqa: F401  (the loaders' provenance hash)
@@ -130,8 +131,9 @@ class Task(ABC):
     max_shots: int = 3
 
     # -- data -------------------------------------------------------------------------------------------
-    def load(self, source: str = "offline", *, path: str | Path | None = None, seed: int = 0,
-             **options: Any) -> TaskData:
+    def load(
+        self, source: str = "offline", *, path: str | Path | None = None, seed: int = 0, **options: Any
+    ) -> TaskData:
         """Load every split from ``source``; ``path`` points at release files for ``source='local'``."""
         check_choice(f"data source for task {self.name!r}", source, self.sources)
         return getattr(self, f"_load_{source}")(path=path, seed=seed, **options)
@@ -161,9 +163,11 @@ class Task(ABC):
             return []
         shots = self.fixed_shots(data)
         if len(shots) < k:
-            raise InvalidParameter(f"{k} shots need {k} fixed shots, but task {self.name!r} finds {len(shots)} in "
-                                   f"the train split of this {data.source!r} data ({len(data.splits.get('train') or [])} "
-                                   "items); load a larger train split")
+            raise InvalidParameter(
+                f"{k} shots need {k} fixed shots, but task {self.name!r} finds {len(shots)} in "
+                f"the train split of this {data.source!r} data ({len(data.splits.get('train') or [])} "
+                "items); load a larger train split"
+            )
         return shots[:k]
 
     @abstractmethod
@@ -195,13 +199,19 @@ class Task(ABC):
         return self.parse(text)
 
     @abstractmethod
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """Metrics as ``{name: {"value", "ci_low", "ci_high", "n"}}``; always includes ``invalid_rate``."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "sources": list(self.sources),
-                "metrics": list(self.headline_metrics), "max_new_tokens": self.max_new_tokens}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "sources": list(self.sources),
+            "metrics": list(self.headline_metrics),
+            "max_new_tokens": self.max_new_tokens,
+        }
 
 
 def reject_options(task: str, source: str, options: Mapping[str, Any], allowed: Sequence[str] = ()) -> None:
@@ -210,8 +220,10 @@ def reject_options(task: str, source: str, options: Mapping[str, Any], allowed: 
     unknown = sorted(k for k, v in options.items() if k not in allowed and v is not None)
     if unknown:
         valid = ", ".join(map(repr, allowed)) or "none"
-        raise InvalidParameter(f"unknown option(s) {', '.join(map(repr, unknown))} for task {task!r} with source "
-                               f"{source!r}; valid options: {valid}")
+        raise InvalidParameter(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for task {task!r} with source "
+            f"{source!r}; valid options: {valid}"
+        )
 
 
 def require_path(path: str | Path | None, what: str) -> Path:
@@ -222,7 +234,8 @@ def require_path(path: str | Path | None, what: str) -> Path:
         root = shared_data_dir()
         if root is None:
             raise InvalidParameter(
-                f"source 'local' needs the {what} release files: pass data_path=... or set LABSCALE_DATA")
+                f"source 'local' needs the {what} release files: pass data_path=... or set LABSCALE_DATA"
+            )
         path = root
     path = Path(path).expanduser()
     if not path.exists():

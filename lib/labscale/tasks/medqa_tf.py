@@ -17,7 +17,8 @@ items (original-code.md §2.5, §6 item 15); here the binary task is scored as a
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..parsing import TRUE_FALSE, parse_reply
@@ -44,18 +45,31 @@ class MedQATrueFalse(Task):
 
     @staticmethod
     def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        return [Example(id=r["id"], fields={"record": r["record"], "question": r["question"], "option": r["option"]},
-                        target=r["label"], meta=dict(r.get("meta") or {})) for r in rows]
+        return [
+            Example(
+                id=r["id"],
+                fields={"record": r["record"], "question": r["question"], "option": r["option"]},
+                target=r["label"],
+                meta=dict(r.get("meta") or {}),
+            )
+            for r in rows
+        ]
 
-    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                      **options: Any) -> TaskData:
+    def _load_offline(
+        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
+    ) -> TaskData:
         """SYNTHETIC patient records (default 400 / 100 / 100 items, labels balanced)."""
         from ..data import synthetic_patients
 
         reject_options(self.name, "offline", options)
         splits = synthetic_patients.generate(seed=seed, sizes=sizes)
-        return TaskData(task=self.name, source="offline", origin=f"{synthetic_patients.ORIGIN}, seed={seed}",
-                        splits={k: self._examples(v) for k, v in splits.items()}, synthetic=True)
+        return TaskData(
+            task=self.name,
+            source="offline",
+            origin=f"{synthetic_patients.ORIGIN}, seed={seed}",
+            splits={k: self._examples(v) for k, v in splits.items()},
+            synthetic=True,
+        )
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """The MedQA release file(s), reduced to true/false (see :mod:`labscale.data.medqa`)."""
@@ -63,23 +77,36 @@ class MedQATrueFalse(Task):
 
         reject_options(self.name, "local", options)
         splits, malformed, files = medqa.load_release(require_path(path, "MedQA"), seed=seed)
-        origin = (f"{', '.join(str(f) for f in files)} (MedQA US 4-option release, jind11/MedQA; true/false "
-                  f"reduction seed={seed}" + ("; one file split 60/20/20 by question hash, not the study's split)"
-                                              if len(files) == 1 else ")"))
-        return TaskData(task=self.name, source="local", origin=origin,
-                        splits={k: self._examples(v) for k, v in splits.items()}, malformed=malformed,
-                        content_hash=file_sha256(files) + f":tf-seed-{seed}")
+        origin = (
+            f"{', '.join(str(f) for f in files)} (MedQA US 4-option release, jind11/MedQA; true/false "
+            f"reduction seed={seed}"
+            + ("; one file split 60/20/20 by question hash, not the study's split)" if len(files) == 1 else ")")
+        )
+        return TaskData(
+            task=self.name,
+            source="local",
+            origin=origin,
+            splits={k: self._examples(v) for k, v in splits.items()},
+            malformed=malformed,
+            content_hash=file_sha256(files) + f":tf-seed-{seed}",
+        )
 
-    def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, dataset_id: str | None = None,
-                  **options: Any) -> TaskData:
+    def _load_hub(
+        self, *, path=None, seed: int = 0, revision: str | None = None, dataset_id: str | None = None, **options: Any
+    ) -> TaskData:
         """The study's ``lurosenb/medqa`` (needs network or the datasets cache)."""
         from ..data import medqa
 
         reject_options(self.name, "hub", options)
         dataset = dataset_id or medqa.HUB_ID
         splits = medqa.load_hub(revision, dataset_id=dataset, seed=seed)
-        return TaskData(task=self.name, source="hub", origin=f"{dataset} (true/false reduction seed={seed})",
-                        splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
+        return TaskData(
+            task=self.name,
+            source="hub",
+            origin=f"{dataset} (true/false reduction seed={seed})",
+            splits={k: self._examples(v) for k, v in splits.items()},
+            revision=revision,
+        )
 
     def format_input(self, example: Example) -> str:
         record = example.fields.get("record")
@@ -94,8 +121,9 @@ class MedQATrueFalse(Task):
         for label in wanted:
             example = next((ex for ex in train if ex.target == label and ex.id not in used), None)
             if example is None:
-                raise InvalidParameter(f"the train split has no unused {label} item for a fixed shot "
-                                       f"(train size {len(train)})")
+                raise InvalidParameter(
+                    f"the train split has no unused {label} item for a fixed shot (train size {len(train)})"
+                )
             used.add(example.id)
             shots.append(Shot(self.format_input(example), example.target))
         return shots
@@ -107,10 +135,17 @@ class MedQATrueFalse(Task):
         "It is true", "False, not true"). ``parser="study"`` is refused: the study has no true/false rule."""
         return parse_reply(self.name, text, TRUE_FALSE, parser)
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """Accuracy, precision, recall and F1 of ``True`` and the invalid rate, with bootstrap intervals."""
         from ..metrics import binary_classification_metrics
 
-        return binary_classification_metrics([ex.target for ex in examples], list(parsed), positive=TRUE,
-                                             negative=FALSE, n_resamples=n_resamples, seed=seed)
+        return binary_classification_metrics(
+            [ex.target for ex in examples],
+            list(parsed),
+            positive=TRUE,
+            negative=FALSE,
+            n_resamples=n_resamples,
+            seed=seed,
+        )

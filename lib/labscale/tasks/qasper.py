@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter, check_choice, check_range
 from ..prompts import Shot
@@ -36,13 +37,18 @@ from .base import INVALID, Example, MalformedRows, Task, TaskData, file_sha256, 
 
 HUB_ID = "allenai/qasper"
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-RELEASE_FILES = {"train": "qasper-train-v0.3.json", "validation": "qasper-dev-v0.3.json",
-                 "test": "qasper-test-v0.3.json"}
+RELEASE_FILES = {
+    "train": "qasper-train-v0.3.json",
+    "validation": "qasper-dev-v0.3.json",
+    "test": "qasper-test-v0.3.json",
+}
 
 #: the study's system message and instruction (original ``values-tasks/abstention``), verbatim
 SYSTEM_MESSAGE = "You are a helpful assistant!"
-INSTRUCTION = ('Create an Answer to the Question (using following documents). Answer "Unanswerable" when you are '
-               'not sure about the answer.')
+INSTRUCTION = (
+    'Create an Answer to the Question (using following documents). Answer "Unanswerable" when you are '
+    "not sure about the answer."
+)
 QUERY = "## Documents:\n{document}\n\n## Question:\n{question}\n\n## Answer:"
 QUERY_NO_CONTEXT = "## Question:\n{question}\n\n## Answer:"
 UNANSWERABLE = "Unanswerable"
@@ -53,10 +59,16 @@ FIXTURE = "qasper/fixtures/data/qasper_sample_small.json"
 #: answer types of the fixed shots, in order
 SHOT_TYPES = ("extractive", "none", "boolean")
 
-_SPECIAL_TOKENS = re.compile(r"</s>|<s>|<pad>|<unk>|<\|endoftext\|>|<\|im_end\|>|<\|im_start\|>|<\|eot_id\|>|"
-                             r"<eos>|\[/INST\]|\[INST\]", re.I)
-_LEAD = re.compile(r"^\s*(?:#+\s*)?(?:the\s+)?(?:final\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?\s*"
-                   r"(?:is\s*:?|:)\s*", re.I)
+_SPECIAL_TOKENS = re.compile(
+    r"</s>|<s>|<pad>|<unk>|<\|endoftext\|>|<\|im_end\|>|<\|im_start\|>|<\|eot_id\|>|"
+    r"<eos>|\[/INST\]|\[INST\]",
+    re.I,
+)
+_LEAD = re.compile(
+    r"^\s*(?:#+\s*)?(?:the\s+)?(?:final\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?\s*"
+    r"(?:is\s*:?|:)\s*",
+    re.I,
+)
 _QUOTES = "\"'`*"
 _YES_NO = re.compile(r"^(yes|no)\s*(?:$|[.,;:!]\s*)", re.I)
 
@@ -109,7 +121,7 @@ def _records(value: Any) -> list[dict[str, Any]]:
     """A list of dicts from either a list of dicts or a dict of parallel lists (the Hugging Face layout)."""
     if isinstance(value, Mapping):
         keys = list(value)
-        return [dict(zip(keys, row)) for row in zip(*(value[k] for k in keys))]
+        return [dict(zip(keys, row, strict=True)) for row in zip(*(value[k] for k in keys), strict=True)]
     return list(value or [])
 
 
@@ -140,8 +152,14 @@ def _evidence(annotations: Iterable[Mapping[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def papers_to_rows(papers: Mapping[str, Mapping[str, Any]], split: str, *, context_chars: int | None,
-                   context_mode: str, malformed: MalformedRows) -> tuple[list[dict[str, Any]], int]:
+def papers_to_rows(
+    papers: Mapping[str, Mapping[str, Any]],
+    split: str,
+    *,
+    context_chars: int | None,
+    context_mode: str,
+    malformed: MalformedRows,
+) -> tuple[list[dict[str, Any]], int]:
     """Question rows from release-format papers (``{arxiv_id: paper}``); returns (rows, documents truncated)."""
     rows, truncated, seen_ids = [], 0, set()
     for paper_id, paper in papers.items():
@@ -149,8 +167,12 @@ def papers_to_rows(papers: Mapping[str, Mapping[str, Any]], split: str, *, conte
             malformed.add("paper without qas", {"paper": paper_id})
             continue
         sections = _records(paper.get("full_text"))
-        body = [p for s in sections for p in ([f"{s.get('section_name') or ''}".split(":::")[-1].strip()] if
-                                              s.get("section_name") else []) + list(s.get("paragraphs") or [])]
+        body = [
+            p
+            for s in sections
+            for p in ([f"{s.get('section_name') or ''}".split(":::")[-1].strip()] if s.get("section_name") else [])
+            + list(s.get("paragraphs") or [])
+        ]
         head = [paper.get("title") or "", paper.get("abstract") or ""]
         for i, qa in enumerate(_records(paper["qas"])):
             annotations = _records(qa.get("answers"))
@@ -165,9 +187,19 @@ def papers_to_rows(papers: Mapping[str, Mapping[str, Any]], split: str, *, conte
             if qid in seen_ids:  # the shared fixture repeats one question_id for all its questions
                 qid = f"{qid}#{i}"
             seen_ids.add(qid)
-            rows.append({"id": qid, "paper_id": paper_id, "question": qa["question"].strip(), "document": document,
-                         "references": refs, "reference_types": types, "answer": refs[0],
-                         "answer_type": types[0], "truncated": cut})
+            rows.append(
+                {
+                    "id": qid,
+                    "paper_id": paper_id,
+                    "question": qa["question"].strip(),
+                    "document": document,
+                    "references": refs,
+                    "reference_types": types,
+                    "answer": refs[0],
+                    "answer_type": types[0],
+                    "truncated": cut,
+                }
+            )
     return rows, truncated
 
 
@@ -185,8 +217,10 @@ def release_files(path: Path) -> dict[str, Path]:
     fixture = path / FIXTURE
     if fixture.is_file():  # the shared data folder holds only the 1-paper fixture (see its SOURCE.md)
         return {"test": fixture}
-    raise InvalidParameter(f"no QASPER release file ({', '.join(RELEASE_FILES.values())}) in {str(path)!r}; "
-                           "pass data_path=<folder or file>")
+    raise InvalidParameter(
+        f"no QASPER release file ({', '.join(RELEASE_FILES.values())}) in {str(path)!r}; "
+        "pass data_path=<folder or file>"
+    )
 
 
 class Qasper(Task):
@@ -215,13 +249,22 @@ class Qasper(Task):
         mode = options.pop("context_mode", None)
         if mode is not None:
             if not real:
-                raise InvalidParameter("context_mode applies to real papers (sources 'local' and 'hub'), "
-                                       "not to source 'offline'")
+                raise InvalidParameter(
+                    "context_mode applies to real papers (sources 'local' and 'hub'), not to source 'offline'"
+                )
             check_choice("context_mode", mode, CONTEXT_MODES)
         return chars, mode or "full"
 
-    def _data(self, source: str, origin: str, rows_by_split: Mapping[str, list[dict[str, Any]]], *,
-              truncated: int, chars: int | None, **kw: Any) -> TaskData:
+    def _data(
+        self,
+        source: str,
+        origin: str,
+        rows_by_split: Mapping[str, list[dict[str, Any]]],
+        *,
+        truncated: int,
+        chars: int | None,
+        **kw: Any,
+    ) -> TaskData:
         splits = {k: [self._example(r) for r in v] for k, v in rows_by_split.items()}
         if not self.context:
             # the study's "without context" set: answerable questions only, documents removed
@@ -234,14 +277,23 @@ class Qasper(Task):
     def _example(self, r: Mapping[str, Any]) -> Example:
         refs = list(r.get("references") or [r["answer"]])
         types = list(r.get("reference_types") or [r["answer_type"]])
-        fields = {"question": r["question"], "document": r["document"] if self.context else None,
-                  "references": refs, "reference_types": types}
-        meta = {"kind": types[0], "should_abstain": all(t == "none" for t in types),
-                "truncated": bool(r.get("truncated", False)), "paper_id": r.get("paper_id")}
+        fields = {
+            "question": r["question"],
+            "document": r["document"] if self.context else None,
+            "references": refs,
+            "reference_types": types,
+        }
+        meta = {
+            "kind": types[0],
+            "should_abstain": all(t == "none" for t in types),
+            "truncated": bool(r.get("truncated", False)),
+            "paper_id": r.get("paper_id"),
+        }
         return Example(id=r["id"], fields=fields, target=refs[0], meta=meta)
 
-    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                      **options: Any) -> TaskData:
+    def _load_offline(
+        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
+    ) -> TaskData:
         """SYNTHETIC papers from :mod:`labscale.data.fictional_papers` (default 600 / 90 / 240 questions)."""
         from ..data import fictional_papers
 
@@ -253,8 +305,14 @@ class Qasper(Task):
             for r in rows:
                 r["document"], r["truncated"] = truncate_document(r["document"].split("\n\n"), chars)
                 truncated += r["truncated"]
-        return self._data("offline", f"{fictional_papers.ORIGIN}, seed={seed}", splits, truncated=truncated,
-                          chars=chars, synthetic=True)
+        return self._data(
+            "offline",
+            f"{fictional_papers.ORIGIN}, seed={seed}",
+            splits,
+            truncated=truncated,
+            chars=chars,
+            synthetic=True,
+        )
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """The QASPER release JSON (a folder of ``qasper-*-v0.3.json`` files or one file)."""
@@ -269,15 +327,26 @@ class Qasper(Task):
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InvalidParameter(f"{str(file)!r} is not a QASPER release JSON file: {exc}") from exc
             if not isinstance(papers, Mapping):
-                raise InvalidParameter(f"{str(file)!r} is not a QASPER release file (expected an object keyed by "
-                                       f"paper id, got {type(papers).__name__})")
-            rows[split], cut = papers_to_rows(papers, split, context_chars=chars, context_mode=mode,
-                                              malformed=malformed)
+                raise InvalidParameter(
+                    f"{str(file)!r} is not a QASPER release file (expected an object keyed by "
+                    f"paper id, got {type(papers).__name__})"
+                )
+            rows[split], cut = papers_to_rows(
+                papers, split, context_chars=chars, context_mode=mode, malformed=malformed
+            )
             truncated += cut
-        origin = (f"{', '.join(str(f) for f in files.values())} (QASPER release format, allenai/qasper; "
-                  f"context_mode={mode})")
-        return self._data("local", origin, rows, truncated=truncated, chars=chars, malformed=malformed,
-                          content_hash=file_sha256(list(files.values())))
+        origin = (
+            f"{', '.join(str(f) for f in files.values())} (QASPER release format, allenai/qasper; context_mode={mode})"
+        )
+        return self._data(
+            "local",
+            origin,
+            rows,
+            truncated=truncated,
+            chars=chars,
+            malformed=malformed,
+            content_hash=file_sha256(list(files.values())),
+        )
 
     def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
         """``allenai/qasper`` from the Hugging Face hub (needs network or the datasets cache)."""
@@ -291,13 +360,28 @@ class Qasper(Task):
         for hub_name, split in HUB_SPLITS.items():
             if hub_name not in dataset:
                 continue
-            papers = {row["id"]: {"title": row["title"], "abstract": row["abstract"],
-                                  "full_text": row["full_text"], "qas": row["qas"]} for row in dataset[hub_name]}
-            rows[split], cut = papers_to_rows(papers, split, context_chars=chars, context_mode=mode,
-                                              malformed=malformed)
+            papers = {
+                row["id"]: {
+                    "title": row["title"],
+                    "abstract": row["abstract"],
+                    "full_text": row["full_text"],
+                    "qas": row["qas"],
+                }
+                for row in dataset[hub_name]
+            }
+            rows[split], cut = papers_to_rows(
+                papers, split, context_chars=chars, context_mode=mode, malformed=malformed
+            )
             truncated += cut
-        return self._data("hub", f"{HUB_ID} (context_mode={mode})", rows, truncated=truncated, chars=chars,
-                          malformed=malformed, revision=revision)
+        return self._data(
+            "hub",
+            f"{HUB_ID} (context_mode={mode})",
+            rows,
+            truncated=truncated,
+            chars=chars,
+            malformed=malformed,
+            revision=revision,
+        )
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -327,23 +411,33 @@ class Qasper(Task):
         from ..metrics import best_reference, exact_match
 
         preds = ["" if p == INVALID else p for p in parsed]
-        return {"f1": [best_reference(p, ex.fields["references"])[0] for ex, p in zip(examples, preds)],
-                "exact": [best_reference(p, ex.fields["references"], exact_match)[0]
-                          for ex, p in zip(examples, preds)]}
+        return {
+            "f1": [best_reference(p, ex.fields["references"])[0] for ex, p in zip(examples, preds, strict=True)],
+            "exact": [
+                best_reference(p, ex.fields["references"], exact_match)[0]
+                for ex, p in zip(examples, preds, strict=True)
+            ],
+        }
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """Answer F1 (overall and by type), abstention rate (+ precision/recall with context), invalid rate."""
         from ..metrics import qasper_metrics
 
         if len(examples) != len(parsed):
-            raise InvalidParameter(f"score needs one parsed reply per example: {len(examples)} examples, "
-                                   f"{len(parsed)} replies")
+            raise InvalidParameter(
+                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
+            )
         with_context = any(ex.fields.get("document") is not None for ex in examples)
         should = [ex.meta["should_abstain"] for ex in examples]
-        return qasper_metrics([ex.fields["references"] for ex in examples],
-                              [ex.fields["reference_types"] for ex in examples],
-                              ["" if p == INVALID else p for p in parsed],
-                              abstained=[p == UNANSWERABLE for p in parsed], invalid=[p == INVALID for p in parsed],
-                              should_abstain=should if with_context and any(should) else None,
-                              n_resamples=n_resamples, seed=seed)
+        return qasper_metrics(
+            [ex.fields["references"] for ex in examples],
+            [ex.fields["reference_types"] for ex in examples],
+            ["" if p == INVALID else p for p in parsed],
+            abstained=[p == UNANSWERABLE for p in parsed],
+            invalid=[p == INVALID for p in parsed],
+            should_abstain=should if with_context and any(should) else None,
+            n_resamples=n_resamples,
+            seed=seed,
+        )

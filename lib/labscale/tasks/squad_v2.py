@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..prompts import Shot
@@ -40,8 +41,10 @@ SPLIT_SALT = "labscale:squad-v2:v1"
 DEV_ONLY_SHARES = (("train", 0.5), ("validation", 0.125), ("test", 0.375))
 DEV_EVAL_SHARES = (("validation", 0.25), ("test", 0.75))
 
-INSTRUCTION = ('Answer the Question with a short span copied from the Context. Answer "Unanswerable" when the '
-               'Context does not contain the answer.')
+INSTRUCTION = (
+    'Answer the Question with a short span copied from the Context. Answer "Unanswerable" when the '
+    "Context does not contain the answer."
+)
 QUERY = "## Context:\n{context}\n\n## Question:\n{question}\n\n## Answer:"
 
 
@@ -71,9 +74,16 @@ def squad_rows(payload: Mapping[str, Any], malformed: MalformedRows) -> list[dic
                 if not context or not qa.get("question") or not qa.get("id") or (not impossible and not answers):
                     malformed.add("question without context, text, id or answer", qa)
                     continue
-                rows.append({"id": qa["id"], "title": article.get("title", ""), "context": context,
-                             "question": qa["question"].strip(), "answers": [] if impossible else answers,
-                             "plausible": [a["text"] for a in qa.get("plausible_answers") or []]})
+                rows.append(
+                    {
+                        "id": qa["id"],
+                        "title": article.get("title", ""),
+                        "context": context,
+                        "question": qa["question"].strip(),
+                        "answers": [] if impossible else answers,
+                        "plausible": [a["text"] for a in qa.get("plausible_answers") or []],
+                    }
+                )
     return rows
 
 
@@ -84,8 +94,10 @@ def _find_files(path: Path) -> tuple[Path, Path | None]:
         if (folder / DEV_FILE).is_file():
             train = folder / TRAIN_FILE
             return folder / DEV_FILE, train if train.is_file() else None
-    raise InvalidParameter(f"no SQuAD 2.0 {DEV_FILE} in {str(path)!r} (nor in squad-v2.0/ or cs224n-split/ below "
-                           "it); pass data_path=<folder or file>")
+    raise InvalidParameter(
+        f"no SQuAD 2.0 {DEV_FILE} in {str(path)!r} (nor in squad-v2.0/ or cs224n-split/ below "
+        "it); pass data_path=<folder or file>"
+    )
 
 
 class SquadV2(Task):
@@ -102,26 +114,49 @@ class SquadV2(Task):
 
     @staticmethod
     def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        return [Example(id=r["id"], fields={"context": r["context"], "question": r["question"],
-                                            "answers": list(r["answers"])},
-                        target=r["answers"][0] if r["answers"] else UNANSWERABLE,
-                        meta={"kind": "answerable" if r["answers"] else "unanswerable", "title": r.get("title"),
-                              "plausible": list(r.get("plausible") or [])}) for r in rows]
+        return [
+            Example(
+                id=r["id"],
+                fields={"context": r["context"], "question": r["question"], "answers": list(r["answers"])},
+                target=r["answers"][0] if r["answers"] else UNANSWERABLE,
+                meta={
+                    "kind": "answerable" if r["answers"] else "unanswerable",
+                    "title": r.get("title"),
+                    "plausible": list(r.get("plausible") or []),
+                },
+            )
+            for r in rows
+        ]
 
-    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                      **options: Any) -> TaskData:
+    def _load_offline(
+        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
+    ) -> TaskData:
         """SYNTHETIC extractive + unanswerable questions (half each; default 600 / 90 / 240)."""
         from ..data import fictional_papers
 
         reject_options(self.name, "offline", options)
         splits = fictional_papers.generate(seed=seed, sizes=sizes, weights={"extractive": 1, "none": 1})
-        rows = {k: [{"id": r["id"], "title": r["paper_id"], "context": r["document"], "question": r["question"],
-                     "answers": [] if r["answer_type"] == "none" else [r["answer"]],
-                     "plausible": [r["plausible_answer"]] if r["plausible_answer"] else []} for r in v]
-                for k, v in splits.items()}
-        return TaskData(task=self.name, source="offline", origin=f"{fictional_papers.ORIGIN} (extractive and "
-                        f"unanswerable questions), seed={seed}", splits={k: self._examples(v) for k, v in rows.items()},
-                        synthetic=True)
+        rows = {
+            k: [
+                {
+                    "id": r["id"],
+                    "title": r["paper_id"],
+                    "context": r["document"],
+                    "question": r["question"],
+                    "answers": [] if r["answer_type"] == "none" else [r["answer"]],
+                    "plausible": [r["plausible_answer"]] if r["plausible_answer"] else [],
+                }
+                for r in v
+            ]
+            for k, v in splits.items()
+        }
+        return TaskData(
+            task=self.name,
+            source="offline",
+            origin=f"{fictional_papers.ORIGIN} (extractive and unanswerable questions), seed={seed}",
+            splits={k: self._examples(v) for k, v in rows.items()},
+            synthetic=True,
+        )
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """Official SQuAD 2.0 JSON, split by article (see the module docstring)."""
@@ -137,11 +172,18 @@ class SquadV2(Task):
         if train:
             splits["train"] = squad_rows(_read_json(train), malformed)
         cut = "/".join(f"{s} {share:g}" for s, share in shares)
-        origin = (f"{dev}{' + ' + str(train) if train else ''} (official SQuAD 2.0 JSON; {dev.name} split by "
-                  f"article hash: {cut} of its articles)")
-        return TaskData(task=self.name, source="local", origin=origin,
-                        splits={k: self._examples(v) for k, v in splits.items()}, malformed=malformed,
-                        content_hash=file_sha256([p for p in (dev, train) if p]))
+        origin = (
+            f"{dev}{' + ' + str(train) if train else ''} (official SQuAD 2.0 JSON; {dev.name} split by "
+            f"article hash: {cut} of its articles)"
+        )
+        return TaskData(
+            task=self.name,
+            source="local",
+            origin=origin,
+            splits={k: self._examples(v) for k, v in splits.items()},
+            malformed=malformed,
+            content_hash=file_sha256([p for p in (dev, train) if p]),
+        )
 
     def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
         """``rajpurkar/squad_v2``: train -> train; validation split by article 25 / 75 into validation / test."""
@@ -151,16 +193,32 @@ class SquadV2(Task):
         dataset = load_hub_dataset(HUB_ID, revision)
 
         def rows(part) -> list[dict[str, Any]]:
-            return [{"id": r["id"], "title": r["title"], "context": r["context"], "question": r["question"],
-                     "answers": [a for a in r["answers"]["text"] if a], "plausible": []} for r in part]
+            return [
+                {
+                    "id": r["id"],
+                    "title": r["title"],
+                    "context": r["context"],
+                    "question": r["question"],
+                    "answers": [a for a in r["answers"]["text"] if a],
+                    "plausible": [],
+                }
+                for r in part
+            ]
 
         dev_rows = rows(dataset["validation"])
         where = split_by_article([r["title"] for r in dev_rows], DEV_EVAL_SHARES)
-        splits = {"train": rows(dataset["train"]) if "train" in dataset else [],
-                  "validation": [r for r in dev_rows if where[r["title"]] == "validation"],
-                  "test": [r for r in dev_rows if where[r["title"]] == "test"]}
-        return TaskData(task=self.name, source="hub", origin=f"{HUB_ID} (validation split by article 25/75)",
-                        splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
+        splits = {
+            "train": rows(dataset["train"]) if "train" in dataset else [],
+            "validation": [r for r in dev_rows if where[r["title"]] == "validation"],
+            "test": [r for r in dev_rows if where[r["title"]] == "test"],
+        }
+        return TaskData(
+            task=self.name,
+            source="hub",
+            origin=f"{HUB_ID} (validation split by article 25/75)",
+            splits={k: self._examples(v) for k, v in splits.items()},
+            revision=revision,
+        )
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -187,21 +245,31 @@ class SquadV2(Task):
         """Per-item official (exact, f1), an invalid reply scoring 0 (for selective prediction)."""
         from ..metrics import squad_v2_item_scores
 
-        scores = squad_v2_item_scores([ex.fields["answers"] for ex in examples],
-                                      [self._prediction(p) for p in parsed], [p == INVALID for p in parsed])
+        scores = squad_v2_item_scores(
+            [ex.fields["answers"] for ex in examples],
+            [self._prediction(p) for p in parsed],
+            [p == INVALID for p in parsed],
+        )
         return {"exact": scores[:, 0].tolist(), "f1": scores[:, 1].tolist()}
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """exact, f1, HasAns_exact/f1, NoAns_exact, abstention rate/recall/precision, invalid rate (95% CIs)."""
         from ..metrics import squad_v2_metrics
 
         if len(examples) != len(parsed):
-            raise InvalidParameter(f"score needs one parsed reply per example: {len(examples)} examples, "
-                                   f"{len(parsed)} replies")
-        return squad_v2_metrics([ex.fields["answers"] for ex in examples], [self._prediction(p) for p in parsed],
-                                abstained=[p == UNANSWERABLE for p in parsed], invalid=[p == INVALID for p in parsed],
-                                n_resamples=n_resamples, seed=seed)
+            raise InvalidParameter(
+                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
+            )
+        return squad_v2_metrics(
+            [ex.fields["answers"] for ex in examples],
+            [self._prediction(p) for p in parsed],
+            abstained=[p == UNANSWERABLE for p in parsed],
+            invalid=[p == INVALID for p in parsed],
+            n_resamples=n_resamples,
+            seed=seed,
+        )
 
 
 def _read_json(path: Path) -> Any:

@@ -18,15 +18,18 @@ Fixed shots are validation items 0, 1 and 5 of whichever source is loaded, the s
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter
 from ..prompts import Shot
 from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
 
 #: the study's system message, verbatim (including its trailing space)
-SYSTEM_MESSAGE = ("You are a helpful medical assistant! Please help me summarize dialogues between doctors and "
-                  "patients. I will provide you with the content and topic for each dialogue. ")
+SYSTEM_MESSAGE = (
+    "You are a helpful medical assistant! Please help me summarize dialogues between doctors and "
+    "patients. I will provide you with the content and topic for each dialogue. "
+)
 INSTRUCTION = "Please summarize the following dialogue."
 QUERY = "## Content:\n{dialogue}\n\n## Topic:\n{section_header}\n\n## Summary:"
 #: validation items used as fixed shots, in order (the study's "comprehensive", "negation", "short")
@@ -64,9 +67,11 @@ class Summarization(Task):
     def _refuse_test_set(source: str, options: Mapping[str, Any]) -> None:
         """``test_set`` picks a file of the MTS-Dialog release: only source 'local' has one."""
         if options.get("test_set") is not None:
-            raise InvalidParameter(f"test_set={options['test_set']!r} selects an MTS-Dialog release test set "
-                                   f"('1', '2' or 'both') and needs source='local'; source {source!r} has one "
-                                   "fixed test split")
+            raise InvalidParameter(
+                f"test_set={options['test_set']!r} selects an MTS-Dialog release test set "
+                f"('1', '2' or 'both') and needs source='local'; source {source!r} has one "
+                "fixed test split"
+            )
 
     def _take_options(self, options: dict[str, Any]) -> None:
         """Options every source accepts: ``bertscore_model`` (kept on the task for :meth:`score`)."""
@@ -79,12 +84,19 @@ class Summarization(Task):
     @staticmethod
     def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
         # meta["kind"] (the section header) lets run records break results down by section
-        return [Example(id=r["id"], fields={"dialogue": r["dialogue"], "section_header": r["section_header"]},
-                        target=r["section_text"], meta={**(r.get("meta") or {}), "kind": r["section_header"]})
-                for r in rows]
+        return [
+            Example(
+                id=r["id"],
+                fields={"dialogue": r["dialogue"], "section_header": r["section_header"]},
+                target=r["section_text"],
+                meta={**(r.get("meta") or {}), "kind": r["section_header"]},
+            )
+            for r in rows
+        ]
 
-    def _load_offline(self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None,
-                      **options: Any) -> TaskData:
+    def _load_offline(
+        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
+    ) -> TaskData:
         """SYNTHETIC dialogues from :mod:`labscale.data.synthetic_dialogues` (default 300 / 40 / 60)."""
         from ..data import synthetic_dialogues
 
@@ -92,11 +104,15 @@ class Summarization(Task):
         self._take_options(options)
         reject_options(self.name, "offline", options)
         splits = synthetic_dialogues.generate(seed=seed, sizes=sizes)
-        return TaskData(task=self.name, source="offline", origin=f"{synthetic_dialogues.ORIGIN}, seed={seed}",
-                        splits={k: self._examples(v) for k, v in splits.items()}, synthetic=True)
+        return TaskData(
+            task=self.name,
+            source="offline",
+            origin=f"{synthetic_dialogues.ORIGIN}, seed={seed}",
+            splits={k: self._examples(v) for k, v in splits.items()},
+            synthetic=True,
+        )
 
-    def _load_local(self, *, path=None, seed: int = 0, test_set: str | int | None = None,
-                    **options: Any) -> TaskData:
+    def _load_local(self, *, path=None, seed: int = 0, test_set: str | int | None = None, **options: Any) -> TaskData:
         """The official MTS-Dialog CSVs; the test split is TestSet-1 + TestSet-2 (``test_set="both"``, the
         default), or one of them (``test_set="1"`` or ``"2"``)."""
         from ..data import mts_dialog
@@ -105,12 +121,20 @@ class Summarization(Task):
         self._take_options(options)
         reject_options(self.name, "local", options, allowed=("test_set", "bertscore_model"))
         release = mts_dialog.load_release(require_path(path, "MTS-Dialog"), test_set=test_set)
-        test = {"1": "TestSet-1 (MEDIQA-Chat 2023)", "2": "TestSet-2 (MEDIQA-Sum 2023)",
-                "both": "TestSet-1 + TestSet-2"}[test_set]
+        test = {
+            "1": "TestSet-1 (MEDIQA-Chat 2023)",
+            "2": "TestSet-2 (MEDIQA-Sum 2023)",
+            "both": "TestSet-1 + TestSet-2",
+        }[test_set]
         origin = f"{release.files[0].parent} (MTS-Dialog release, abachaa/MTS-Dialog, CC BY 4.0; test = {test})"
-        return TaskData(task=self.name, source="local", origin=origin,
-                        splits={k: self._examples(v) for k, v in release.splits.items()},
-                        malformed=release.malformed, content_hash=file_sha256(release.files))
+        return TaskData(
+            task=self.name,
+            source="local",
+            origin=origin,
+            splits={k: self._examples(v) for k, v in release.splits.items()},
+            malformed=release.malformed,
+            content_hash=file_sha256(release.files),
+        )
 
     def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
         """The study's dataset ``beanham/medsum`` (needs network or the datasets cache)."""
@@ -120,8 +144,13 @@ class Summarization(Task):
         self._take_options(options)
         reject_options(self.name, "hub", options)
         splits = mts_dialog.load_hub(revision)
-        return TaskData(task=self.name, source="hub", origin=mts_dialog.HUB_ID,
-                        splits={k: self._examples(v) for k, v in splits.items()}, revision=revision)
+        return TaskData(
+            task=self.name,
+            source="hub",
+            origin=mts_dialog.HUB_ID,
+            splits={k: self._examples(v) for k, v in splits.items()},
+            revision=revision,
+        )
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -131,8 +160,10 @@ class Summarization(Task):
         """Validation items 0, 1 and 5 of ``data`` (the study's picks), with their reference section as reply."""
         validation = data.splits.get("validation") or []
         if len(validation) <= max(SHOT_INDICES):
-            raise InvalidParameter(f"the fixed shots are validation items {SHOT_INDICES}, but this data has "
-                                   f"{len(validation)} validation items; load at least {max(SHOT_INDICES) + 1}")
+            raise InvalidParameter(
+                f"the fixed shots are validation items {SHOT_INDICES}, but this data has "
+                f"{len(validation)} validation items; load at least {max(SHOT_INDICES) + 1}"
+            )
         return [Shot(self.format_input(validation[i]), self.format_target(validation[i])) for i in SHOT_INDICES]
 
     # -- parsing and scoring ----------------------------------------------------------------------------
@@ -143,17 +174,29 @@ class Summarization(Task):
         cleaned = _LEADING_SUMMARY.sub("", text.strip()).strip()
         return cleaned if cleaned else INVALID
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000, bertscore_model: str | None = None) -> dict[str, dict[str, float]]:
+    def score(
+        self,
+        examples: Sequence[Example],
+        parsed: Sequence[str],
+        *,
+        seed: int = 0,
+        n_resamples: int = 1000,
+        bertscore_model: str | None = None,
+    ) -> dict[str, dict[str, float]]:
         """BLEU, BERTScore and ROUGE against the reference sections; INVALID replies count as empty summaries."""
         from ..metrics import summarization_metrics
 
         if len(examples) != len(parsed):
-            raise InvalidParameter(f"score needs one parsed reply per example: {len(examples)} examples, "
-                                   f"{len(parsed)} replies")
+            raise InvalidParameter(
+                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
+            )
         references = [ex.target for ex in examples]
         predictions = ["" if p == INVALID else p for p in parsed]
         # parse never returns "", so the metric's invalid_rate (empty predictions) is exactly the INVALID rate
-        return summarization_metrics(references, predictions,
-                                     bertscore_model=bertscore_model or self.bertscore_model,
-                                     n_resamples=n_resamples, seed=seed)
+        return summarization_metrics(
+            references,
+            predictions,
+            bertscore_model=bertscore_model or self.bertscore_model,
+            n_resamples=n_resamples,
+            seed=seed,
+        )

@@ -12,8 +12,8 @@ shots, the first user turn is moderator + the first shot ("\\n\\nExample 1:\\n\\
 Response:"), each shot is answered in an assistant turn, and the question (:data:`TRANSACTION`) comes only in
 the last user turn, before the item. (The study's later turns began with a blank line, "\\n\\nExample 2:...";
 here chat turns carry no leading blank lines.) ``shot_style="single"`` puts everything in one user prompt, as
-the study did for Falcon. The study's shots are validation items 11, 50 and 21 (its comments: "comprehensive", "negation",
-"short").
+the study did for Falcon. The study's shots are validation items 11, 50 and 21 (its comments: "comprehensive",
+"negation", "short").
 
 Sources:
 
@@ -45,8 +45,9 @@ numbers worst-group accuracy is made of. ``parse(reply, parser="study")`` applie
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import InvalidParameter, check_range
 from ..parsing import YES_NO, parse_reply
@@ -57,8 +58,10 @@ HUB_DATASET = "yanyiwei/civil-comments-sampled"
 LOCAL_FILE = "all_data_with_identities.csv"
 
 #: the study's opening sentence (verbatim, with its trailing space)
-MODERATOR = ("You are a helpful online content moderator! Please help me detect if an online comment is toxic or "
-             "non-toxic. I will provide you the comment. ")
+MODERATOR = (
+    "You are a helpful online content moderator! Please help me detect if an online comment is toxic or "
+    "non-toxic. I will provide you the comment. "
+)
 #: the study's question (verbatim)
 TRANSACTION = "Does the following comment contain toxicity? Respond with yes or no only."
 ITEM = "## Comment:\n{text}\n\n## Response:"
@@ -87,12 +90,15 @@ def cell_of(gender_scores: Mapping[str, float], toxic: bool) -> str:
 def cell_membership(example: Example) -> list[bool]:
     """Whether ``example`` belongs to each of :data:`CELLS` (its gender scores at or above the threshold and its
     label): a comment about both genders is in both genders' cells, one about neither in none."""
-    return [(example.meta.get(cell.split("_")[0]) or 0.0) >= IDENTITY_THRESHOLD
-            and (example.target == TOXIC) == cell.endswith("_toxic") for cell in CELLS]
+    return [
+        (example.meta.get(cell.split("_")[0]) or 0.0) >= IDENTITY_THRESHOLD
+        and (example.target == TOXIC) == cell.endswith("_toxic")
+        for cell in CELLS
+    ]
 
 
 def _check_options(source: str, options: Mapping[str, Any]) -> None:
-    reject_options('toxicity', source, options, _OPTIONS[source])
+    reject_options("toxicity", source, options, _OPTIONS[source])
 
 
 def _score_value(value: Any) -> float | None:
@@ -108,8 +114,12 @@ def _score_value(value: Any) -> float | None:
 
 def _example(id_: str, text: str, toxic: bool, male: float, female: float, **meta: Any) -> Example:
     scores = {"male": male, "female": female}
-    return Example(id=id_, fields={"text": text}, target=TOXIC if toxic else NONTOXIC,
-                   meta={**meta, **scores, "kind": cell_of(scores, toxic)})
+    return Example(
+        id=id_,
+        fields={"text": text},
+        target=TOXIC if toxic else NONTOXIC,
+        meta={**meta, **scores, "kind": cell_of(scores, toxic)},
+    )
 
 
 def balanced_sample(examples: Sequence[Example], size: int, seed: int, what: str) -> list[Example]:
@@ -125,8 +135,10 @@ def balanced_sample(examples: Sequence[Example], size: int, seed: int, what: str
     quota = {c: size // len(CELLS) + (1 if k < size % len(CELLS) else 0) for k, c in enumerate(CELLS)}
     short = {c: (len(by_cell[c]), quota[c]) for c in CELLS if len(by_cell[c]) < quota[c]}
     if short:
-        raise InvalidParameter(f"{what}: cannot draw a balanced sample of {size}; too few comments in "
-                               f"{', '.join(f'{c} ({have} < {need})' for c, (have, need) in short.items())}")
+        raise InvalidParameter(
+            f"{what}: cannot draw a balanced sample of {size}; too few comments in "
+            f"{', '.join(f'{c} ({have} < {need})' for c, (have, need) in short.items())}"
+        )
     chosen = sorted(i for c in CELLS for i in rng.sample(by_cell[c], quota[c]))
     return [examples[i] for i in chosen]
 
@@ -140,11 +152,18 @@ def read_wilds_csv(path: Path, malformed: MalformedRows) -> dict[str, list[Examp
     header = pd.read_csv(path, nrows=0)
     missing = [c for c in required if c not in header.columns]
     if missing:
-        raise InvalidParameter(f"{str(path)!r} is not a CivilComments-WILDS release file: columns {missing} are "
-                               f"missing (found {list(header.columns)[:12]}...); expected {required}")
+        raise InvalidParameter(
+            f"{str(path)!r} is not a CivilComments-WILDS release file: columns {missing} are "
+            f"missing (found {list(header.columns)[:12]}...); expected {required}"
+        )
     ids = "id" if "id" in header.columns else None
-    frame = pd.read_csv(path, usecols=required + ([ids] if ids else []), dtype={"comment_text": str, "split": str},
-                        keep_default_na=False, na_values={"toxicity": [""], "male": [""], "female": [""]})
+    frame = pd.read_csv(
+        path,
+        usecols=required + ([ids] if ids else []),
+        dtype={"comment_text": str, "split": str},
+        keep_default_na=False,
+        na_values={"toxicity": [""], "male": [""], "female": [""]},
+    )
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     names = {"train": "train", "val": "validation", "test": "test"}
     for row_no, row in enumerate(frame.itertuples(index=False)):
@@ -168,8 +187,9 @@ def read_wilds_csv(path: Path, malformed: MalformedRows) -> dict[str, list[Examp
         if male < IDENTITY_THRESHOLD and female < IDENTITY_THRESHOLD:
             continue  # not a male/female-identified comment: outside the study's population, not malformed
         row_id = record[ids] if ids else row_no
-        splits[split].append(_example(f"wilds-{row_id}", text.strip(), toxicity >= 0.5, male, female,
-                                      row=row_no, toxicity=toxicity))
+        splits[split].append(
+            _example(f"wilds-{row_id}", text.strip(), toxicity >= 0.5, male, female, row=row_no, toxicity=toxicity)
+        )
     return splits
 
 
@@ -194,10 +214,17 @@ class Toxicity(Task):
 
         _check_options("offline", options)
         splits = synthetic_comments.generate(seed=seed, sizes=options.get("sizes"))
-        examples = {name: [_example(r["id"], r["text"], r["toxic"], r["male"], r["female"], **r["meta"])
-                           for r in rows] for name, rows in splits.items()}
-        return TaskData(task=self.name, source="offline", origin=f"{synthetic_comments.ORIGIN}, seed={seed}",
-                        splits=examples, synthetic=True)
+        examples = {
+            name: [_example(r["id"], r["text"], r["toxic"], r["male"], r["female"], **r["meta"]) for r in rows]
+            for name, rows in splits.items()
+        }
+        return TaskData(
+            task=self.name,
+            source="offline",
+            origin=f"{synthetic_comments.ORIGIN}, seed={seed}",
+            splits=examples,
+            synthetic=True,
+        )
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         """The WILDS release CSV, male/female comments only, with a balanced seeded sample (option ``sample``)."""
@@ -215,11 +242,15 @@ class Toxicity(Task):
         malformed = MalformedRows()
         splits = read_wilds_csv(file, malformed)
         if sample is not None:
-            splits = {s: balanced_sample(splits[s], sample[s], seed, f"{file.name} {s}") if s in sample else splits[s]
-                      for s in splits}
-        origin = (f"{file} (CivilComments-WILDS release, male/female identity >= {IDENTITY_THRESHOLD}; "
-                  + (f"balanced seeded sample {dict(sample)}, seed={seed}" if sample is not None else "all rows")
-                  + "; not the study's subset)")
+            splits = {
+                s: balanced_sample(splits[s], sample[s], seed, f"{file.name} {s}") if s in sample else splits[s]
+                for s in splits
+            }
+        origin = (
+            f"{file} (CivilComments-WILDS release, male/female identity >= {IDENTITY_THRESHOLD}; "
+            + (f"balanced seeded sample {dict(sample)}, seed={seed}" if sample is not None else "all rows")
+            + "; not the study's subset)"
+        )
         return TaskData(task=self.name, source="local", origin=origin, splits=splits, malformed=malformed)
 
     def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
@@ -236,8 +267,9 @@ class Toxicity(Task):
                 continue
             missing = [c for c in ("text", "label", "male", "female") if c not in dataset[split].column_names]
             if missing:
-                raise InvalidParameter(f"{HUB_DATASET} split {split!r} lacks columns {missing}; found "
-                                       f"{dataset[split].column_names}")
+                raise InvalidParameter(
+                    f"{HUB_DATASET} split {split!r} lacks columns {missing}; found {dataset[split].column_names}"
+                )
             examples = []
             for idx, row in enumerate(dataset[split]):
                 text, label = row.get("text"), row.get("label")
@@ -250,13 +282,23 @@ class Toxicity(Task):
                     malformed.add(f"{split}: male/female score outside [0, 1]", row)
                 else:
                     # the study's rule: toxic iff the label string contains "Y"; the index is kept for the shots
-                    examples.append(_example(f"civil-sampled-{split}-{idx:04d}", text, "Y" in label, male, female,
-                                             row=idx, raw_label=label))
+                    examples.append(
+                        _example(
+                            f"civil-sampled-{split}-{idx:04d}",
+                            text,
+                            "Y" in label,
+                            male,
+                            female,
+                            row=idx,
+                            raw_label=label,
+                        )
+                    )
             splits[split] = examples
         if not splits:
             raise RuntimeError(f"{HUB_DATASET!r} has none of the splits {SPLITS}; found {list(dataset)}")
-        return TaskData(task=self.name, source="hub", origin=HUB_DATASET, splits=splits, revision=revision,
-                        malformed=malformed)
+        return TaskData(
+            task=self.name, source="hub", origin=HUB_DATASET, splits=splits, revision=revision, malformed=malformed
+        )
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -266,9 +308,11 @@ class Toxicity(Task):
         """Validation items 11, 50 and 21 of ``data`` (the study's indices; the study's very items on hub data)."""
         validation = data.splits.get("validation") or []
         if len(validation) <= max(STUDY_SHOT_INDICES):
-            raise InvalidParameter(f"the fixed shots are validation items {STUDY_SHOT_INDICES}, but {data.origin} has "
-                                   f"{len(validation)} validation items; generate or sample at least "
-                                   f"{max(STUDY_SHOT_INDICES) + 1}")
+            raise InvalidParameter(
+                f"the fixed shots are validation items {STUDY_SHOT_INDICES}, but {data.origin} has "
+                f"{len(validation)} validation items; generate or sample at least "
+                f"{max(STUDY_SHOT_INDICES) + 1}"
+            )
         return [Shot(self.format_input(validation[i]), validation[i].target) for i in STUDY_SHOT_INDICES]
 
     def messages(self, example: Example, shots: Sequence[Shot], *, shot_style: str | None = None) -> list[dict]:
@@ -281,10 +325,10 @@ class Toxicity(Task):
             return [{"role": "user", "content": f"{MODERATOR}\n\n{query}"}]
         blocks = [f"Example {i}:\n\n{shot.user}" for i, shot in enumerate(shots, 1)]
         if style == "single":
-            body = "\n\n".join(f"{block} {shot.assistant}" for block, shot in zip(blocks, shots))
+            body = "\n\n".join(f"{block} {shot.assistant}" for block, shot in zip(blocks, shots, strict=True))
             return [{"role": "user", "content": f"{MODERATOR}\n\n{body}\n\n{query}"}]
         messages = []
-        for i, (block, shot) in enumerate(zip(blocks, shots)):
+        for i, (block, shot) in enumerate(zip(blocks, shots, strict=True)):
             messages.append({"role": "user", "content": f"{MODERATOR}\n\n{block}" if i == 0 else block})
             messages.append({"role": "assistant", "content": shot.assistant})
         messages.append({"role": "user", "content": query})
@@ -298,19 +342,22 @@ class Toxicity(Task):
         substring rule instead ("yes" anywhere in the lower-cased reply -> yes, else no; never INVALID)."""
         return parse_reply(self.name, text, YES_NO, parser)
 
-    def score(self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0,
-              n_resamples: int = 1000) -> dict[str, dict[str, float]]:
+    def score(
+        self, examples: Sequence[Example], parsed: Sequence[str], *, seed: int = 0, n_resamples: int = 1000
+    ) -> dict[str, dict[str, float]]:
         """Accuracy, precision, recall, F1 (toxic = positive) and invalid rate, plus worst-group accuracy and the
-        accuracy of each (gender x label) cell, all with 95 % CIs (:mod:`labscale.metrics`); INVALID is wrong everywhere."""
+        accuracy of each (gender x label) cell, all with 95 % CIs (:mod:`labscale.metrics`); INVALID is wrong
+        everywhere."""
         from ..metrics import binary_classification_metrics, worst_group_accuracy
 
         if len(examples) != len(parsed):
             raise InvalidParameter(f"got {len(parsed)} predictions for {len(examples)} examples")
         gold = [ex.target for ex in examples]
-        out = binary_classification_metrics(gold, list(parsed), positive=TOXIC, negative=NONTOXIC,
-                                            n_resamples=n_resamples, seed=seed)
+        out = binary_classification_metrics(
+            gold, list(parsed), positive=TOXIC, negative=NONTOXIC, n_resamples=n_resamples, seed=seed
+        )
         membership = [cell_membership(ex) for ex in examples]
-        out.update(worst_group_accuracy([p == g for p, g in zip(parsed, gold)], membership, CELLS))
+        out.update(worst_group_accuracy([p == g for p, g in zip(parsed, gold, strict=True)], membership, CELLS))
         return out
 
 
@@ -321,10 +368,22 @@ def _find_csv(root: Path) -> Path:
         return root
     found = sorted(root.rglob(LOCAL_FILE))
     if not found:
-        raise InvalidParameter(f"no {LOCAL_FILE} under {str(root)!r}; pass data_path= the CivilComments-WILDS file "
-                               "or its folder (WILDS: civilcomments_v1.0/)")
+        raise InvalidParameter(
+            f"no {LOCAL_FILE} under {str(root)!r}; pass data_path= the CivilComments-WILDS file "
+            "or its folder (WILDS: civilcomments_v1.0/)"
+        )
     return found[0]
 
 
-__all__ = ["CELLS", "HUB_DATASET", "MODERATOR", "STUDY_SHOT_INDICES", "TRANSACTION", "Toxicity", "balanced_sample",
-           "cell_membership", "cell_of", "read_wilds_csv"]
+__all__ = [
+    "CELLS",
+    "HUB_DATASET",
+    "MODERATOR",
+    "STUDY_SHOT_INDICES",
+    "TRANSACTION",
+    "Toxicity",
+    "balanced_sample",
+    "cell_membership",
+    "cell_of",
+    "read_wilds_csv",
+]
