@@ -33,10 +33,12 @@ def cache(tmp_path):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real release files in ../shared/data (skips when this checkout has no shared folder beside it)."""
-    from labscale.config import shared_data_dir
+    """The real release files, laid out ``<dataset>/<path>``: every registry dataset fetched into the data cache
+    (``<LABSCALE_HOME>/data``, copied from LABSCALE_DATA_MIRROR once, sha256 checked every session). Skips, with the
+    fix, when they cannot be had (no mirror, no cache, offline); a changed cached file is an error."""
+    from labscale.data import registry
 
-    path = shared_data_dir()
-    if path is None:
-        pytest.skip("../shared/data is not present beside this checkout (set LABSCALE_DATA)")
-    return path
+    try:
+        return registry.fetch_all()
+    except registry.DataMissing as exc:
+        pytest.skip(f"release files unavailable: {exc}")

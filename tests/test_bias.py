@@ -10,11 +10,12 @@ import pytest
 from scipy.stats import beta
 
 from labscale.data import bbq_templates, synthetic_comments
+from labscale.data.bbq import roles_from_answer_info
 from labscale.errors import DataUnavailable, InvalidParameter
 from labscale.metrics import bbq_bias_scores, worst_group_accuracy
 from labscale.report import beside_table5, study_table5
 from labscale.tasks import INVALID, Example, get_task
-from labscale.tasks.bbq import BBQ, FORMAT_SHOTS, roles_from_answer_info
+from labscale.tasks.bbq import BBQ, FORMAT_SHOTS
 from labscale.tasks.toxicity import CELLS, MODERATOR, TRANSACTION, Toxicity
 
 # SOURCE.md of shared/data/bbq: rows per category file

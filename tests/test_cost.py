@@ -12,7 +12,6 @@ import pytest
 from labscale import cost, records
 from labscale.cost import (
     beside_study_table3,
-    cost_quality_plot,
     cost_table,
     count_tokens,
     join_quality,
@@ -26,6 +25,7 @@ from labscale.cost import (
     study_table3_check,
 )
 from labscale.errors import InvalidParameter
+from labscale.plots import cost_quality_panels, cost_quality_plot
 
 OPENAI = "https://api.openai.com/v1"
 CPU = {"cuda": False, "cpu_count": 2, "machine": "x86_64"}
@@ -377,6 +377,15 @@ def test_run_cost_of_an_api_run_and_a_local_run(runs):
     assert listed["usd"] == pytest.approx(1000 / 1000 * 0.0015 + 10 / 1000 * 0.002)
 
 
+def test_fine_tuning_manifests_are_told_apart_from_run_records(runs):
+    root, local_finetune = runs
+    assert records.read_manifest(local_finetune)["kind"] == records.read_manifest(local_finetune.parent)["kind"]
+    assert records.find_finetune_manifests(root.parent) == [local_finetune]
+    assert records.find_finetune_manifests(root) == []  # evaluation runs; API jobs and adapters have their own files
+    with pytest.raises(InvalidParameter, match="not a complete run record"):
+        run_cost(local_finetune.parent)
+
+
 def test_run_cost_counts_tokens_when_no_usage_was_reported(tmp_path):
     example = [{"role": "user", "content": "z" * 80}]
     run = write_eval(
@@ -518,6 +527,10 @@ def test_cost_quality_plot_and_quality_join(runs):
     assert len(fig.axes[0].texts) == int(pareto_frontier(study, "total_usd", "quality").sum())  # > 15: frontier
     with pytest.raises(InvalidParameter):
         cost_quality_plot(study, cost_col="total_usd", labels="some")
+    fig = cost_quality_panels(joined, "accuracy", title="this book")  # the cost chapter's figure
+    left, right = fig.axes[:2]
+    assert left.get_title().startswith("Wolfe et al. 2024") and right.get_title() == "this book"
+    assert left.get_ylabel() == right.get_ylabel() == "accuracy" and len(right.texts) == len(joined)
     import matplotlib.pyplot as plt
 
     plt.close("all")

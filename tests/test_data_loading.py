@@ -12,10 +12,11 @@ from collections import Counter
 import pytest
 
 from labscale import truthfulqa
+from labscale.core import MalformedRows
 from labscale.data import climate_fever, mts_dialog
 from labscale.errors import DataUnavailable, InvalidParameter
+from labscale.hashing import sha256_files as file_sha256
 from labscale.tasks import get_task
-from labscale.tasks.base import MalformedRows, file_sha256
 
 TEST1, TEST2 = "MTS-Dialog-TestSet-1-MEDIQA-Chat-2023.csv", "MTS-Dialog-TestSet-2-MEDIQA-Sum-2023.csv"
 
@@ -375,9 +376,16 @@ def test_truthfulqa_load_requested(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidParameter, match="could not load TruthfulQA from data_path: no TruthfulQA release"):
         truthfulqa.load_requested("local", data_path=tmp_path / "empty")
-    # a clone without ../shared: no default folder, so data_path is the only way, and its absence is an error
-    monkeypatch.setenv("LABSCALE_DATA", str(tmp_path / "no-shared-data"))
-    with pytest.raises(DataUnavailable, match="data_path is None.*truthfulqa_source=None to skip"):
+    # a fresh clone offline, with no data cache and no mirror: the error names the command that fetches the files
+    monkeypatch.delenv("LABSCALE_DATA", raising=False)
+    monkeypatch.delenv("LABSCALE_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("LABSCALE_HOME", str(tmp_path / "fresh-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataUnavailable, match="labscale-data fetch truthfulqa"):
+        truthfulqa.load_requested("local")
+    # LABSCALE_DATA pointing at a folder without TruthfulQA is an error too, never a silent fallback
+    monkeypatch.setenv("LABSCALE_DATA", str(tmp_path / "no-data"))
+    with pytest.raises(DataUnavailable, match="LABSCALE_DATA is set but has no truthfulqa/ folder"):
         truthfulqa.load_requested("local")
     _write_mc(tmp_path / "root" / "truthfulqa" / "data" / "mc_task.json", [GOOD])
     release = truthfulqa.load_requested("local", data_path=tmp_path / "root")
@@ -429,8 +437,7 @@ def test_hallucination_chapter_fails_on_a_bad_truthfulqa_data_path(tmp_path, mon
 def test_book_build_without_a_data_folder_turns_truthfulqa_off_explicitly(monkeypatch, tmp_path):
     from labscale import book
 
-    monkeypatch.setenv("LABSCALE_DATA", str(tmp_path / "missing"))
-    monkeypatch.setattr(book, "shared_data_dir", lambda: None)
+    monkeypatch.setattr(book.registry, "available", lambda name: False)
     params, notice = book.chapter_parameters("hallucination", {"limit": 4})
     assert params == {"limit": 4, "truthfulqa_source": None} and "truthfulqa_source=None" in notice
     # an explicit choice, or a data folder, is kept as given; other chapters are untouched
@@ -440,5 +447,5 @@ def test_book_build_without_a_data_folder_turns_truthfulqa_off_explicitly(monkey
     )
     assert book.chapter_parameters("hallucination", {"data_path": "x"})[1] is None
     assert book.chapter_parameters("bias", {}) == ({}, None)
-    monkeypatch.setattr(book, "shared_data_dir", lambda: tmp_path)
+    monkeypatch.setattr(book.registry, "available", lambda name: name == "truthfulqa")
     assert book.chapter_parameters("hallucination", {}) == ({}, None)

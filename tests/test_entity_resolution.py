@@ -6,17 +6,17 @@ import shutil
 
 import pytest
 
+from labscale.core import Example, TaskData
 from labscale.data import magellan
+from labscale.data.deeds_voting import HUB_DATASET, read_label
 from labscale.errors import DataUnavailable, InvalidParameter
+from labscale.hashing import sha256_files as file_sha256
 from labscale.tasks import INVALID, get_task
-from labscale.tasks.base import Example, TaskData, file_sha256
 from labscale.tasks.entity_resolution import (
     ENTITY_INSTRUCTION,
-    HUB_DATASET,
     PERSON_INSTRUCTION,
     PERSON_TRANSACTION,
     EntityResolution,
-    read_label,
 )
 
 QUESTION = (

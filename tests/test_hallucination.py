@@ -12,10 +12,12 @@ import pytest
 
 from labscale import metrics, truthfulqa
 from labscale.data import fictional_papers
+from labscale.data.qasper import truncate_document
+from labscale.data.squad_v2 import split_by_article
 from labscale.errors import InvalidParameter
 from labscale.tasks import INVALID, Example, get_task
-from labscale.tasks.qasper import INSTRUCTION, SYSTEM_MESSAGE, UNANSWERABLE, Qasper, parse_answer, truncate_document
-from labscale.tasks.squad_v2 import SquadV2, split_by_article
+from labscale.tasks.qasper import INSTRUCTION, SYSTEM_MESSAGE, UNANSWERABLE, Qasper, parse_answer
+from labscale.tasks.squad_v2 import SquadV2
 
 
 # -- token F1, exact match, normalisation ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ import sacrebleu
 from sklearn.metrics import f1_score
 
 from labscale import metrics
+from labscale.core import INVALID
 from labscale.errors import InvalidParameter
 from labscale.metrics import (
     binary_classification_metrics,
@@ -20,7 +21,6 @@ from labscale.metrics import (
     offline_bertscore_encoder,
     summarization_metrics,
 )
-from labscale.tasks.base import INVALID
 
 
 def values(result: dict[str, dict]) -> dict[str, float]:

@@ -87,7 +87,7 @@ def test_domain_adaptation_notebook_runs_and_renders(embedded_model_dir, tmp_pat
     # render exactly these executed notebooks with the project's book configuration
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(PROJECT_ROOT / name, tmp_path / name)
-    for name in ("intro.md", "rerun.md"):
+    for name in ("intro.md", "rerun.md", "references.md", "references.bib"):
         shutil.copy(PROJECT_ROOT / "book" / name, tmp_path / "book" / name)
     html = build_html(tmp_path)
     page = (html / "book" / "chapters" / "domain_adaptation.html").read_text()

@@ -157,6 +157,19 @@ def test_bad_dp_settings_fail_before_training(tmp_path):
         dp_finetune("smollm2-135m", "medqa_tf", epsilon=-2, config=_tiny_config(), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="task"):
         dp_finetune("smollm2-135m", "medqa", epsilon=1, config=_tiny_config(), output_dir=tmp_path)
+    # a sweep checks every epsilon, the task, the config and the model before its first run trains
+    from labscale.privacy import dp_sweep
+
+    for bad, message in (
+        ({"epsilons": [1, -2]}, "epsilon"),
+        ({"task": "medqa"}, "task"),
+        ({"config": _tiny_config(epochs=1.5)}, "whole number"),
+        ({"config": object()}, "FinetuneConfig"),
+        ({"base_model": "gpt-3.5-turbo"}, "API model"),
+    ):
+        call = {"base_model": "smollm2-135m", "task": "medqa_tf", "epsilons": [1], "config": _tiny_config(), **bad}
+        with pytest.raises(InvalidParameter, match=message):
+            dp_sweep(call["base_model"], call["task"], call["epsilons"], config=call["config"], output_root=tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -181,6 +194,11 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     assert summary.loc["eps=2", "rows (incl. canaries)"] == 12 + 9
     card_text = (results["eps=2"].adapter_dir / "README.md").read_text()
     assert "DP-SGD" in card_text and "noise multiplier" in card_text
+    # the fine-tuning card, with the privacy section and the canaries added
+    card = results["eps=2"].model_card
+    assert card["kind"] == "dp_lora" and card["data"]["canary_rows"] == 9 and len(card["canaries"]) == 2
+    assert card["use"]["model"] == "smollm2-135m?adapter=<adapter>" and "smollm2-135m?adapter=<adapter>" in card_text
+    assert card["lora"]["layers"] == [28, 29] and card["steps"]["samples"] == 21
     again = dp_sweep(
         "smollm2-135m",
         "medqa_tf",

@@ -53,11 +53,23 @@ def test_model_strings():
         {"load_in_4bit": True},
     )
     spec = parse_model_spec("hf:meta-llama/Llama-2-7b-chat-hf@abc123?adapter=runs/a&batch_size=4")
-    assert (spec.model, spec.revision, spec.options) == (
+    assert (spec.model, spec.revision, spec.options, spec.adapter) == (
         "meta-llama/Llama-2-7b-chat-hf",
         "abc123",
-        {"adapter": "runs/a", "batch_size": 4},
+        {"batch_size": 4},
+        "runs/a",
     )
+    # the adapter is a field: added and removed with the right separator, never re-parsed from a glued string
+    four_bit = parse_model_spec("mistral-7b-instruct?load_in_4bit=true")
+    tuned = four_bit.with_adapter("runs/b")
+    assert tuned.text == "mistral-7b-instruct?load_in_4bit=true&adapter=runs/b"
+    assert parse_model_spec(tuned.text) == tuned
+    assert tuned.base == four_bit and tuned.base.text == four_bit.text
+    plain = parse_model_spec("smollm2-135m").with_adapter("runs/c")
+    assert (plain.text, plain.adapter, plain.label) == ("smollm2-135m?adapter=runs/c", "runs/c", plain.text)
+    assert spec.with_adapter("runs/d").text == "hf:meta-llama/Llama-2-7b-chat-hf@abc123?batch_size=4&adapter=runs/d"
+    with pytest.raises(InvalidParameter, match="adapters apply to Hugging Face models only"):
+        parse_model_spec("gpt-4-turbo").with_adapter("runs/e")
     spec = parse_model_spec("openai:m?base_url=http://127.0.0.1:8000/v1&concurrency=2")
     assert spec.backend == "openai" and spec.options == {"base_url": "http://127.0.0.1:8000/v1", "concurrency": 2}
     assert parse_model_spec("gpt-4-turbo").model == "gpt-4-1106-preview"

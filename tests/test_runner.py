@@ -236,7 +236,7 @@ def test_run_writes_records_and_reruns_without_model_calls(embedded_model_dir, t
 
 
 def test_run_key_changes_with_prompts_and_code(tmp_path):
-    from labscale.runner import code_fingerprint, run_key
+    from labscale.protocol import code_fingerprint, run_key
 
     base = run_key({"a": 1}, {"model": "m"}, ["i1"], [[{"role": "user", "content": "x"}]])
     assert base != run_key({"a": 1}, {"model": "m"}, ["i1"], [[{"role": "user", "content": "y"}]])

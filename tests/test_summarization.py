@@ -9,8 +9,8 @@ import pytest
 
 from labscale.data import mts_dialog
 from labscale.errors import DataUnavailable, InvalidParameter
+from labscale.hashing import sha256_files as file_sha256
 from labscale.tasks import INVALID, Example, get_task
-from labscale.tasks.base import file_sha256
 from labscale.tasks.summarization import INSTRUCTION, SYSTEM_MESSAGE, Summarization
 
 

@@ -54,7 +54,7 @@ from .backends.openai_api import (
     normalize_base_url,
     scrub,
 )
-from .errors import InvalidParameter, check_range
+from .errors import InvalidParameter, LabscaleError, check_range
 from .records import write_json
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _sleep = time.sleep
 
 
-class FineTuneError(RuntimeError):
+class FineTuneError(LabscaleError, RuntimeError):
     """A fine-tuning job that failed or was cancelled (the message carries the job's own error)."""
 
     def __init__(self, message: str, result: FineTuneJobResult | None = None):
@@ -80,7 +80,7 @@ class FineTuneError(RuntimeError):
         self.result = result
 
 
-class FineTuneTimeout(TimeoutError):
+class FineTuneTimeout(LabscaleError, TimeoutError):
     """The job was still running after ``max_wait``; follow it with :func:`resume_job` (it is not cancelled)."""
 
     def __init__(self, message: str, job_id: str, record_path: Path):
@@ -111,9 +111,9 @@ def build_jsonl(
     ``(text, n_examples, stats)``. ``stats`` records the provenance, the file's SHA-256 and an offline estimate
     of its tokens (billed training tokens are about this x ``n_epochs``).
     """
+    from .core import sample_examples
     from .cost import count_tokens
     from .tasks import Task, TaskData, get_task
-    from .tasks.base import sample_examples
 
     task = get_task(task) if isinstance(task, str) else task
     if not isinstance(task, Task):

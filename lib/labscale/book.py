@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PROJECT_ROOT, set_offline, shared_data_dir
+from .config import PROJECT_ROOT, set_offline
+from .data import registry
 
 #: chapter name -> notebook source under notebooks/
 CHAPTERS = {
@@ -61,19 +62,20 @@ def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
     """The parameters a chapter runs with in the book build, and a notice when the build changes a default.
 
     The hallucination chapter reads TruthfulQA from the release files by default and, run on its own, stops when
-    they are missing. A book build on a machine without a data folder (``LABSCALE_DATA``, see
-    :func:`labscale.config.shared_data_dir`) passes ``truthfulqa_source=None`` instead, says so in the build log,
-    and the chapter prints that TruthfulQA was not requested; an explicit ``-p truthfulqa_source ...`` is always
-    kept."""
+    they are missing. A book build that cannot have them offline (not in ``LABSCALE_DATA``, the data cache filled
+    by ``labscale-data fetch`` or a mirror; :func:`labscale.data.registry.available`) passes ``truthfulqa_source=None``
+    instead, says so in the build log, and the chapter prints that TruthfulQA was not requested; an explicit
+    ``-p truthfulqa_source ...`` is always kept."""
     if (
         name == "hallucination"
         and "truthfulqa_source" not in parameters
         and "data_path" not in parameters
-        and shared_data_dir() is None
+        and not registry.available("truthfulqa")
     ):
         return {**parameters, "truthfulqa_source": None}, (
-            "no release data folder (set LABSCALE_DATA or pass -p data_path ...): the hallucination chapter runs "
-            "with truthfulqa_source=None, without TruthfulQA"
+            "TruthfulQA's release files are not available offline (run `labscale-data fetch truthfulqa`, set "
+            "LABSCALE_DATA_MIRROR, or pass -p data_path ...): "
+            "the hallucination chapter runs with truthfulqa_source=None, without TruthfulQA"
         )
     return parameters, None
 

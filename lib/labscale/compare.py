@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import records
+from .core import Scenario
 from .errors import InvalidParameter, check_range
 from .metrics import (
     ROUGE_TYPES,
@@ -272,7 +273,7 @@ def scenario_comparisons(
     table: pd.DataFrame,
     *,
     by: str = "scenario",
-    baseline: str = "0-shot",
+    baseline: str = Scenario.ZERO_SHOT.value,
     within: Sequence[str] = ("model", "task"),
     metrics: dict[str, Sequence[str]] | None = None,
     n_resamples: int = 1000,

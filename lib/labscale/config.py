@@ -1,4 +1,4 @@
-"""Where things live: the cache home, the response cache, converted models and the shared data folder."""
+"""Where things live: the cache home, the response cache, converted models and the release-data folder."""
 
 from __future__ import annotations
 
@@ -24,16 +24,6 @@ def models_dir() -> Path:
     path = home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def shared_data_dir() -> Path | None:
-    """The folder of original release files (``$LABSCALE_DATA``, else ``../shared/data`` beside the checkout)."""
-    env = os.environ.get("LABSCALE_DATA")
-    candidates = [Path(env).expanduser()] if env else [PROJECT_ROOT.parent / "shared" / "data"]
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
 
 
 def set_offline(offline: bool = True) -> None:

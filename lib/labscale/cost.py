@@ -78,7 +78,10 @@ from urllib.parse import parse_qsl
 
 import pandas as pd
 
+from . import records
+from .api_finetune import RECORD_NAME as JOB_RECORD
 from .errors import InvalidParameter, check_choice, invalid_choice
+from .finetune import CARD_FILE
 
 PRICE_KINDS = ("api_input_per_1k", "api_output_per_1k", "api_training_per_1k", "gpu_hour")
 PRICE_COLUMNS = ("kind", "item", "usd", "date", "source", "note", "study")
@@ -337,50 +340,40 @@ def count_tokens(texts_or_messages: Any, model: str = DEFAULT_TOKEN_MODEL, *, me
 
 
 # -- run records -----------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def _read_predictions(run_dir: Path) -> list[dict[str, Any]] | None:
-    path = run_dir / "predictions.jsonl"
-    if not path.is_file():
-        return None
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def _load_run(run: Any) -> dict[str, Any]:
-    """``{"manifest", "params", "predictions", "path"}`` from a run folder, a manifest path or a dict."""
+    """``{"manifest", "params", "predictions", "path"}`` of a run: a run folder or its ``manifest.json`` (read by
+    :func:`labscale.records.read_run`), a ``read_run`` record, or a bare manifest dict."""
     if isinstance(run, (str, os.PathLike)):
         path = Path(run)
         run_dir = path.parent if path.is_file() else path
-        manifest_path = path if path.is_file() else path / "manifest.json"
-        if not manifest_path.is_file():
-            raise InvalidParameter(f"{str(run_dir)!r} is not a run record (no manifest.json)")
-        params_path = run_dir / "params.json"
-        return {
-            "manifest": _read_json(manifest_path),
-            "params": _read_json(params_path) if params_path.is_file() else {},
-            "predictions": _read_predictions(run_dir),
-            "path": run_dir,
-        }
-    if isinstance(run, Mapping):
-        if "manifest" in run:  # a records.read_run() record
-            predictions = run.get("predictions")
-            if isinstance(predictions, pd.DataFrame):
-                predictions = predictions.to_dict("records")
-            return {
-                "manifest": dict(run["manifest"]),
-                "params": dict(run.get("params") or {}),
-                "predictions": predictions,
-                "path": run.get("path"),
-            }
+        missing = [name for name in records.FILES if not (run_dir / name).is_file()]
+        if missing:
+            raise InvalidParameter(f"{str(run_dir)!r} is not a complete run record (no {', '.join(missing)})")
+        run = records.read_run(run_dir)
+    if not isinstance(run, Mapping):
+        raise InvalidParameter(
+            f"run must be a run folder, a manifest path or a manifest dict, got {type(run).__name__}"
+        )
+    if "manifest" not in run:  # a bare manifest
         return {"manifest": dict(run), "params": {}, "predictions": None, "path": None}
-    raise InvalidParameter(f"run must be a run folder, a manifest path or a manifest dict, got {type(run).__name__}")
+    predictions = run.get("predictions")
+    if isinstance(predictions, pd.DataFrame):
+        predictions = predictions.to_dict("records")
+    return {
+        "manifest": dict(run["manifest"]),
+        "params": dict(run.get("params") or {}),
+        "predictions": predictions,
+        "path": run.get("path"),
+    }
 
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _replies(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The reply texts of ``predictions`` (a missing reply is empty)."""
+    return ["" if _is_missing(p.get("reply")) else str(p["reply"]) for p in predictions]
 
 
 def _model_info(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -422,14 +415,14 @@ def _run_tokens(
         inp, how = count_tokens(conversations, model_id, method=method)
         out = 0
         if predictions:
-            out, _ = count_tokens([str(p.get("reply") or "") for p in predictions], model_id, method=method)
+            out, _ = count_tokens(_replies(predictions), model_id, method=method)
         return inp, out, f"counted: {how}"
     if predictions and all(not _is_missing(p.get("prompt_tokens")) for p in predictions):
         inp = int(sum(p["prompt_tokens"] for p in predictions))
         completions = [p.get("completion_tokens") for p in predictions]
         if all(not _is_missing(c) for c in completions):
             return inp, int(sum(completions)), f"{reported} (per prediction, cached replies included)"
-        out, how = count_tokens([str(p.get("reply") or "") for p in predictions], model_id, method=method)
+        out, how = count_tokens(_replies(predictions), model_id, method=method)
         return inp, out, f"{reported} for input; output counted: {how}"
     usage = manifest.get("usage") or {}
     if usage.get("prompt_tokens") and not usage.get("cache_hits"):
@@ -440,7 +433,7 @@ def _run_tokens(
         per_item, how = count_tokens(example, model_id, method=method)
         out = 0
         if predictions:
-            out, _ = count_tokens([str(p.get("reply") or "") for p in predictions], model_id, method=method)
+            out, _ = count_tokens(_replies(predictions), model_id, method=method)
         return per_item * int(items), out, f"estimated: {how}, first item's prompt x {items} items"
     raise InvalidParameter(
         "the run record reports no token usage and holds no prompt to count; pass conversations=... to run_cost"
@@ -568,8 +561,9 @@ def run_cost(
 
 # -- fine-tuning records ---------------------------------------------------------------------------------
 #: the machine-readable card :func:`labscale.finetune.finetune` writes into each LoRA adapter folder
-ADAPTER_CARD = "labscale_card.json"
-FINETUNE_FILES = ("finetune.json", ADAPTER_CARD)
+ADAPTER_CARD = CARD_FILE
+#: the files that record a fine-tune: an API job's record (:mod:`labscale.api_finetune`) and an adapter's card
+FINETUNE_FILES = (JOB_RECORD, ADAPTER_CARD)
 
 
 def _finetune_files(root: Path | None, extra: Iterable[Any]) -> list[Path]:
@@ -586,18 +580,13 @@ def _finetune_files(root: Path | None, extra: Iterable[Any]) -> list[Path]:
     for folder in folders:
         for name in FINETUNE_FILES:
             files += sorted(folder.rglob(name))
-        for manifest in sorted(folder.rglob("manifest.json")):
-            try:
-                if _read_json(manifest).get("kind") == "finetune":
-                    files.append(manifest)
-            except (OSError, ValueError, AttributeError):
-                continue
+        files += records.find_finetune_manifests(folder)
     return list(dict.fromkeys(p.resolve() for p in files))
 
 
 def _load_finetune(path: Path) -> dict[str, Any] | None:
     """A fine-tuning record as a dict (see the module docstring), or None when the file is not one."""
-    record = _read_json(path)
+    record = json.loads(path.read_text())
     if not isinstance(record, Mapping):
         return None
     if path.name == ADAPTER_CARD:  # a local LoRA adapter's card (labscale.finetune)
@@ -692,8 +681,6 @@ def cost_table(
     the fields read). When several runs share a (model, task, regime), the most recently written is used.
     ``include_output=False`` ignores output tokens, as the study did.
     """
-    from . import records
-
     root = Path(runs_root)
     prices = load_prices(as_of) if prices is None else prices
     finetunes = [r for r in (_load_finetune(p) for p in _finetune_files(root, finetune_records)) if r is not None]
@@ -703,10 +690,10 @@ def cost_table(
     rows: list[dict[str, Any]] = []
     by_record: dict[str, list[dict[str, Any]]] = {r["path"]: [] for r in finetunes}
     for run_dir in records.find_runs(root) if root.is_dir() else []:
-        manifest = _read_json(run_dir / "manifest.json")
-        if manifest.get("kind") == "finetune":
+        if records.read_manifest(run_dir).get("kind") == "finetune":  # a fine-tuning record, read above
             continue
         record = _load_run(run_dir)
+        manifest = record["manifest"]
         if task is not None and record["params"].get("task") != task:
             continue
         info = _model_info(record)
@@ -986,91 +973,6 @@ def join_quality(costs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.
     return out
 
 
-def cost_quality_plot(
-    df: pd.DataFrame,
-    *,
-    cost_col: str = "usd",
-    quality_col: str = "quality",
-    label_col: str = "label",
-    hue_col: str | None = "model",
-    logx: bool = True,
-    labels: str = "auto",
-    xlabel: str = "total cost (USD)",
-    ylabel: str | None = None,
-    title: str | None = None,
-    ax=None,
-):
-    """Scatter of cost against quality, the Pareto frontier drawn as a step line and its points ringed.
-
-    Points are labelled with ``label_col``: ``labels="all"``, ``"frontier"`` (only frontier points), ``"none"``,
-    or ``"auto"`` (all when there are at most 15 points, else the frontier only). Returns the matplotlib figure.
-    """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    from matplotlib.ticker import FuncFormatter
-
-    check_choice("labels", labels, ("auto", "all", "frontier", "none"))
-
-    for column in (cost_col, quality_col, label_col):
-        if column not in df:
-            raise invalid_choice("column", column, list(df.columns))
-    data = df.copy()
-    data[cost_col] = pd.to_numeric(data[cost_col], errors="coerce")
-    data[quality_col] = pd.to_numeric(data[quality_col], errors="coerce")
-    data = data.dropna(subset=[cost_col, quality_col])
-    if data.empty:
-        raise ValueError("no row has both a cost and a quality to plot")
-    if logx and (data[cost_col] <= 0).any():
-        logx = False
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    else:
-        fig = ax.figure
-    hues = list(dict.fromkeys(data[hue_col])) if hue_col and hue_col in data else [None]
-    palette = sns.color_palette("colorblind", n_colors=max(len(hues), 1))
-    colors = dict(zip(hues, palette, strict=True))
-    for hue in hues:
-        sel = data if hue is None else data[data[hue_col] == hue]
-        ax.scatter(sel[cost_col], sel[quality_col], color=colors[hue], s=30, label=hue, zorder=3)
-    on_front = pareto_frontier(data, cost_col, quality_col)
-    front = data[on_front].sort_values(cost_col)
-    if not front.empty:
-        ax.step(
-            front[cost_col],
-            front[quality_col],
-            where="post",
-            color="0.3",
-            lw=1,
-            ls="--",
-            zorder=2,
-            label="Pareto frontier",
-        )
-        ax.scatter(front[cost_col], front[quality_col], facecolors="none", edgecolors="0.2", s=110, lw=1.2, zorder=4)
-    if labels == "auto":
-        labels = "all" if len(data) <= 15 else "frontier"
-    labelled = data if labels == "all" else data[on_front] if labels == "frontier" else data.iloc[:0]
-    for x, y, text in zip(labelled[cost_col], labelled[quality_col], labelled[label_col], strict=True):
-        ax.annotate(str(text), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    if logx:
-        ax.set_xscale("log")
-        dollars = FuncFormatter(lambda v, _: f"${v:g}")
-        ax.xaxis.set_major_formatter(dollars)
-        ax.xaxis.set_minor_formatter(
-            FuncFormatter(
-                lambda v, _: f"${v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5) else ""
-            )
-        )
-        ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel or quality_col)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
 __all__ = [
     "DEFAULT_GPU",
     "LISTED_PRICE_MAP",
@@ -1078,7 +980,6 @@ __all__ = [
     "REGIMES",
     "STUDY_PRICE_MAP",
     "beside_study_table3",
-    "cost_quality_plot",
     "cost_table",
     "count_tokens",
     "join_quality",

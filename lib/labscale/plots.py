@@ -1,12 +1,18 @@
-"""Plots for the book (seaborn/matplotlib): metrics by number of shots with 95 % CIs, beside the study's values."""
+"""Plots for the book (seaborn/matplotlib): metrics by number of shots with 95 % CIs, beside the study's values, and
+the cost chapter's cost against quality."""
 
 from __future__ import annotations
+
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter
 
+from .cost import pareto_frontier, study_cost_quality
+from .errors import check_choice, invalid_choice
 from .report import headline_metrics, study_table2
 from .tasks import ALL_TASK_NAMES
 
@@ -27,12 +33,13 @@ METRIC_LABELS = {
 SCENARIO_X = {"0-shot": 0, "1-shot": 1, "2-shot": 2, "3-shot": 3, "fine-tuned": 4}
 
 
-def _by_scenario(ax, rows: pd.DataFrame, palette) -> None:
-    """Our values by scenario on ``ax``, one colour per model: shots as a line with 95 % CI bars, the fine-tuned
-    adapter as a star at "FT"."""
+def _by_scenario(ax, rows: pd.DataFrame, palette, xs: dict[str, int] = SCENARIO_X) -> None:
+    """Our values by scenario on ``ax`` at the positions ``xs``, one colour per model: shots as a line with 95 % CI
+    bars, the fine-tuned adapter as a star at "FT"."""
     for color, (model, grp) in zip(palette, rows.groupby("model"), strict=True):
-        grp = grp.assign(x=grp["scenario"].map(SCENARIO_X)).sort_values("x")
-        for part, marker, style in ((grp[grp["x"] < 4], "o", "-"), (grp[grp["x"] == 4], "*", "none")):
+        grp = grp.assign(x=grp["scenario"].map(xs)).dropna(subset=["x"]).sort_values("x")
+        tuned = grp["scenario"] == "fine-tuned"
+        for part, marker, style in ((grp[~tuned], "o", "-"), (grp[tuned], "*", "none")):
             if part.empty:
                 continue
             err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
@@ -309,28 +316,7 @@ def qasper_panels(with_context: pd.DataFrame, without_context: pd.DataFrame | No
                 label=f"Wolfe et al. 2024 (Table {number}), one line per model" if i == 0 else None,
             )
         ours = table[(table["task"] == "qasper") & (table["metric"] == metric) & table["scenario"].isin(xs)]
-        palette = sns.color_palette("colorblind", n_colors=max(ours["model"].nunique(), 1))
-        for color, (model, grp) in zip(palette, ours.groupby("model"), strict=True):
-            grp = grp.assign(x=grp["scenario"].map(xs)).sort_values("x")
-            tuned = grp["scenario"] == "fine-tuned"
-            for part, marker, style, label in (
-                (grp[~tuned], "o", "-", f"{model} (this book, 95% CI)"),
-                (grp[tuned], "*", "none", f"{model} fine-tuned"),
-            ):
-                if part.empty:
-                    continue
-                err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
-                ax.errorbar(
-                    part["x"],
-                    part["value"],
-                    yerr=err,
-                    color=color,
-                    marker=marker,
-                    ls=style,
-                    capsize=3,
-                    markersize=11 if marker == "*" else 6,
-                    label=label,
-                )
+        _by_scenario(ax, ours, sns.color_palette("colorblind", n_colors=max(ours["model"].nunique(), 1)), xs)
         if metric == "abstention_rate":
             ax.axhline(1.0, color="0.25", ls=":", lw=1, label="ideal")
             ax.set_xlim(-0.5, 1.5)
@@ -550,5 +536,106 @@ def lm_eval_bars(table: pd.DataFrame, *, height: float = 2.8):
         ax.set_title(task, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# -- cost -------------------------------------------------------------------------------------------------
+def cost_quality_plot(
+    df: pd.DataFrame,
+    *,
+    cost_col: str = "usd",
+    quality_col: str = "quality",
+    label_col: str = "label",
+    hue_col: str | None = "model",
+    logx: bool = True,
+    labels: str = "auto",
+    xlabel: str = "total cost (USD)",
+    ylabel: str | None = None,
+    title: str | None = None,
+    ax=None,
+):
+    """Scatter of cost against quality, the Pareto frontier drawn as a step line and its points ringed.
+
+    Points are labelled with ``label_col``: ``labels="all"``, ``"frontier"`` (only frontier points), ``"none"``,
+    or ``"auto"`` (all when there are at most 15 points, else the frontier only). Returns the matplotlib figure.
+    """
+    check_choice("labels", labels, ("auto", "all", "frontier", "none"))
+
+    for column in (cost_col, quality_col, label_col):
+        if column not in df:
+            raise invalid_choice("column", column, list(df.columns))
+    data = df.copy()
+    data[cost_col] = pd.to_numeric(data[cost_col], errors="coerce")
+    data[quality_col] = pd.to_numeric(data[quality_col], errors="coerce")
+    data = data.dropna(subset=[cost_col, quality_col])
+    if data.empty:
+        raise ValueError("no row has both a cost and a quality to plot")
+    if logx and (data[cost_col] <= 0).any():
+        logx = False
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    else:
+        fig = ax.figure
+    hues = list(dict.fromkeys(data[hue_col])) if hue_col and hue_col in data else [None]
+    palette = sns.color_palette("colorblind", n_colors=max(len(hues), 1))
+    colors = dict(zip(hues, palette, strict=True))
+    for hue in hues:
+        sel = data if hue is None else data[data[hue_col] == hue]
+        ax.scatter(sel[cost_col], sel[quality_col], color=colors[hue], s=30, label=hue, zorder=3)
+    on_front = pareto_frontier(data, cost_col, quality_col)
+    front = data[on_front].sort_values(cost_col)
+    if not front.empty:
+        ax.step(
+            front[cost_col],
+            front[quality_col],
+            where="post",
+            color="0.3",
+            lw=1,
+            ls="--",
+            zorder=2,
+            label="Pareto frontier",
+        )
+        ax.scatter(front[cost_col], front[quality_col], facecolors="none", edgecolors="0.2", s=110, lw=1.2, zorder=4)
+    if labels == "auto":
+        labels = "all" if len(data) <= 15 else "frontier"
+    labelled = data if labels == "all" else data[on_front] if labels == "frontier" else data.iloc[:0]
+    for x, y, text in zip(labelled[cost_col], labelled[quality_col], labelled[label_col], strict=True):
+        ax.annotate(str(text), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    if logx:
+        ax.set_xscale("log")
+        dollars = FuncFormatter(lambda v, _: f"${v:g}")
+        ax.xaxis.set_major_formatter(dollars)
+        ax.xaxis.set_minor_formatter(
+            FuncFormatter(
+                lambda v, _: f"${v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 3, 5) else ""
+            )
+        )
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or quality_col)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def cost_quality_panels(ours: pd.DataFrame, metric: str = "accuracy", *, title: str = "this book", height: float = 4.2):
+    """The cost chapter's figure: cost against quality with the Pareto frontier, the study's beside ours. Left, the
+    study's Table 3 costs with its Table 2 fact-checking ``metric`` (:func:`labscale.cost.study_cost_quality`; one
+    colour per model); right, ``ours`` (:func:`labscale.cost.join_quality` output; one colour per regime), titled
+    ``title``. Returns the matplotlib figure."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, height))
+    cost_quality_plot(
+        study_cost_quality(metric),
+        cost_col="total_usd",
+        ax=left,
+        hue_col="model",
+        ylabel=metric,
+        title="Wolfe et al. 2024, Tables 2 and 3 (reference values)",
+    )
+    cost_quality_plot(ours, ax=right, hue_col="regime", ylabel=metric, title=title)
     fig.tight_layout()
     return fig

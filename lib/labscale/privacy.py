@@ -44,7 +44,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import records
-from .errors import InvalidParameter, check_range
+from .errors import InvalidParameter, check_choice, check_range
 from .metrics import canary_exposure, membership_metrics
 
 #: the study's privacy budgets (Table 4); infinity is non-private training
@@ -194,6 +194,21 @@ def _example_losses(model, ids, attention, weights):
     return (nll * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
 
 
+def _check_dp_config(config) -> None:
+    """Refuse a config DP-SGD cannot train: not a valid FinetuneConfig, fractional epochs (the accountant counts whole
+    epochs) or a 4-bit base model (Opacus needs per-example gradients of full-precision LoRA layers)."""
+    from .finetune import check_config
+
+    check_config(config)
+    if config.epochs != int(config.epochs):
+        raise InvalidParameter(f"epochs={config.epochs} must be a whole number for DP accounting; valid: 1, 2, 3...")
+    if config.load_in_4bit:
+        raise InvalidParameter(
+            "load_in_4bit=True is not supported for DP fine-tuning here (Opacus computes "
+            "per-example gradients of full-precision LoRA layers); set load_in_4bit=False"
+        )
+
+
 def dp_finetune(
     base_model: str,
     task: str,
@@ -221,37 +236,27 @@ def dp_finetune(
     rows (:func:`make_canaries`). A finished run of the identical request is reused.
     """
     from .finetune import (
-        CARD_FILE,
         AdapterResult,
-        FinetuneConfig,
-        _hardware,
-        _peak_memory_mb,
-        _request_fingerprint,
-        _resolve_base,
-        _save_adapter,
+        TrainData,
+        build_card,
         build_training_set,
+        finished_adapter,
         lora_config,
+        lora_summary,
+        resolve_base,
+        save_adapter,
+        training_request,
     )
-    from .tasks import get_task
 
     started = time.perf_counter()
     eps = parse_epsilon(epsilon)
-    if not isinstance(config, FinetuneConfig):
-        raise InvalidParameter(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    config.validate()
-    if config.epochs != int(config.epochs):
-        raise InvalidParameter(f"epochs={config.epochs} must be a whole number for DP accounting; valid: 1, 2, 3...")
+    _check_dp_config(config)
     check_range("max_grad_norm", max_grad_norm, 1e-6, None)
     if delta is not None:
         check_range("delta", delta, 1e-12, 0.1)
-    if config.load_in_4bit:
-        raise InvalidParameter(
-            "load_in_4bit=True is not supported for DP fine-tuning here (Opacus computes "
-            "per-example gradients of full-precision LoRA layers); set load_in_4bit=False"
-        )
-    spec = _resolve_base(base_model)
-    task_obj = get_task(task)
-    data = task_obj.load(source, path=data_path, seed=data_seed, **(task_options or {}))
+    spec = resolve_base(base_model)
+    where = TrainData(task, source, data_path, data_seed, task_options or {})
+    task_obj, data = where.load()
 
     from .backends.hf import HFBackend
 
@@ -267,30 +272,22 @@ def dp_finetune(
         )
     batch = config.effective_batch
     epochs = int(config.epochs)
-    request = {
-        "kind": "dp_lora",
-        "base_model": {"spec": base_model, **backend.identity()},
-        "task": task,
-        "source": source,
-        "data_path": str(data_path) if data_path else None,
-        "data_seed": data_seed,
-        "task_options": dict(task_options or {}),
-        "data_sha256": data.content_hash,
-        "train_ids_sha256": tset.ids_sha256(),
-        "config": config.as_dict(),
-        "privacy": {"epsilon": "inf" if math.isinf(eps) else eps, "delta": delta, "max_grad_norm": max_grad_norm},
-        "canaries": [c.__dict__ for c in canaries],
-    }
-    request["fingerprint"] = _request_fingerprint(request)
+    request = training_request(
+        base_model,
+        backend,
+        where,
+        data,
+        tset,
+        config,
+        kind="dp_lora",
+        privacy={"epsilon": "inf" if math.isinf(eps) else eps, "delta": delta, "max_grad_norm": max_grad_norm},
+        canaries=[c.__dict__ for c in canaries],
+    )
     output_dir = Path(output_dir)
-    finished = output_dir / "adapter" / CARD_FILE
-    if (
-        resume
-        and finished.is_file()
-        and json.loads(finished.read_text()).get("request_fingerprint") == request["fingerprint"]
-    ):
+    done = finished_adapter(output_dir, request["fingerprint"]) if resume else None
+    if done is not None:
         backend.close()
-        return AdapterResult.from_card(finished.parent, reused=True)
+        return done
 
     import torch
     from peft import get_peft_model
@@ -363,43 +360,34 @@ def dp_finetune(
                 bar.update(1)
     spent = engine.get_epsilon(delta) if engine is not None else math.inf
     peft_model.eval()
-    wall = time.perf_counter() - started
-    losses = [h["loss"] for h in history]
-    card = {
-        "labscale_card_version": 1,
-        "kind": "dp_lora",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base_model": request["base_model"],
-        "request_fingerprint": request["fingerprint"],
-        "task": task,
-        "data": {
-            **data.provenance(),
-            "data_seed": data_seed,
-            "task_options": dict(task_options or {}),
-            "train_split_size": tset.n_split,
-            "train_fraction": config.train_fraction,
-            "train_selected": tset.n_selected,
-            "train_used": len(tset),
-            "canary_rows": len(rows) - len(tset),
-            "dropped_too_long": tset.dropped,
-            "train_ids_sha256": tset.ids_sha256(),
-        },
-        "prompt": {
-            "format": "zero-shot task messages rendered by HFBackend.prompt_text (identical to evaluation)",
-            "example_prompt": tset.rows[0]["prompt"],
-            "example_completion": tset.rows[0]["completion"],
-            "completion_suffix": backend.tokenizer.eos_token,
-            "loss": "completion only" if config.completion_only_loss else "whole sequence",
-        },
-        "resolved": {
+    card = build_card(
+        request,
+        data=data,
+        tset=tset,
+        backend=backend,
+        config=config,
+        resolved={
             "device": backend.device,
             "load_in_4bit": False,
             "gradient_checkpointing": False,
             "precision": "fp32",
             "optim": "torch.optim.AdamW",
         },
-        "config": config.as_dict(),
-        "privacy": {
+        lora=lora_summary(peft_model, layers),
+        steps={
+            "global_step": step,
+            "optimizer_steps": step,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs": epochs,
+            "logical_batch": batch,
+            "samples": len(rows) * epochs,
+            "effective_epochs": float(epochs),
+            "step_semantics": "true",
+        },
+        history=history,
+        train_tokens=tokens,
+        wall_seconds=time.perf_counter() - started,
+        privacy={
             "epsilon_target": "inf" if math.isinf(eps) else eps,
             "epsilon_spent": "inf" if math.isinf(spent) else round(float(spent), 4),
             "delta": delta,
@@ -412,50 +400,13 @@ def dp_finetune(
             if engine is not None
             else "non-private (same loop, no clipping noise)",
         },
-        "canaries": [c.__dict__ for c in canaries],
-        "lora": {
-            "r": lora.r,
-            "alpha": lora.lora_alpha,
-            "dropout": lora.lora_dropout,
-            "target_modules": sorted(lora.target_modules)
-            if not isinstance(lora.target_modules, str)
-            else lora.target_modules,
-            "layers": layers or "all",
-            "trainable_parameters": sum(p.numel() for p in trainable),
-            "total_parameters": sum(p.numel() for p in peft_model.parameters()),
-        },
-        "steps": {
-            "global_step": step,
-            "optimizer_steps": step,
-            "steps_per_epoch": steps_per_epoch,
-            "epochs": epochs,
-            "logical_batch": batch,
-            "samples": len(rows) * epochs,
-            "effective_epochs": float(epochs),
-            "step_semantics": "true",
-        },
-        "train_loss": {
-            "first": losses[0] if losses else None,
-            "last": losses[-1] if losses else None,
-            "mean_first5": float(np.mean(losses[:5])) if losses else None,
-            "mean_last5": float(np.mean(losses[-5:])) if losses else None,
-            "history": history,
-        },
-        "train_tokens": tokens,
-        "wall_seconds": round(wall, 3),
-        "peak_memory_mb": round(_peak_memory_mb(backend.device), 1),
-        "peak_memory_kind": "torch.cuda.max_memory_allocated"
-        if backend.device == "cuda"
-        else "process max RSS (getrusage high-water mark)",
-        "checkpoints": [],
-        "use": {"model": base_model},
-        "versions": records.package_versions(),
-        "git_commit": records.git_commit(),
-        "hardware": _hardware(),
-    }
+        data_extra={"canary_rows": len(rows) - len(tset)},
+        kind="dp_lora",
+        canaries=request["canaries"],
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
     records.write_json(output_dir / "dp_request.json", request)
-    adapter_dir = _save_adapter(peft_model, backend, output_dir / "adapter", card)
+    adapter_dir = save_adapter(peft_model, backend, output_dir / "adapter", card)
     backend.close()
     return AdapterResult.from_card(adapter_dir)
 
@@ -469,25 +420,25 @@ def dp_sweep(
     output_root: str | Path = "runs/adapters_dp",
     **options: Any,
 ) -> dict[str, Any]:
-    """:func:`dp_finetune` at every epsilon into ``output_root/<model>/<task>/eps=<e>``; every epsilon is checked
-    before the first run trains. Returns label -> :class:`~labscale.finetune.AdapterResult`."""
-    from .finetune import _resolve_base
+    """:func:`dp_finetune` at every epsilon into ``output_root/<model>/<task>/eps=<e>``; every epsilon, the task
+    and the config are checked before the first run trains (the loop is :func:`labscale.finetune.train_each`).
+    Returns label -> :class:`~labscale.finetune.AdapterResult`."""
+    from .finetune import train_each
+    from .tasks import ALL_TASK_NAMES
 
-    values = [parse_epsilon(e) for e in epsilons]
+    values = {epsilon_label(e): e for e in map(parse_epsilon, epsilons)}
     if not values:
         raise InvalidParameter("epsilons must not be empty (the study's: 0.5, 1, 5, 20, inf)")
-    slug = _resolve_base(base_model).slug
-    return {
-        epsilon_label(e): dp_finetune(
-            base_model,
-            task,
-            epsilon=e,
-            config=config,
-            output_dir=Path(output_root) / slug / task / epsilon_label(e),
-            **options,
-        )
-        for e in values
-    }
+    check_choice("task to fine-tune", task, ALL_TASK_NAMES)
+    _check_dp_config(config)
+    return train_each(
+        base_model,
+        output_root,
+        {label: Path(task) / label for label in values},
+        lambda label, output_dir: dp_finetune(
+            base_model, task, epsilon=values[label], config=config, output_dir=output_dir, **options
+        ),
+    )
 
 
 def dp_summary(results: Mapping[str, Any]) -> pd.DataFrame:
@@ -537,8 +488,7 @@ def audit_data(adapter_dirs: Sequence[str | Path]) -> AuditData:
     """Rebuild the members and a same-size, same-distribution non-member set for DP adapters trained by
     :func:`dp_finetune` on the *same* data (refused otherwise)."""
     from .backends.hf import HFBackend
-    from .finetune import FinetuneConfig, _resolve_base, build_training_set, training_rows
-    from .tasks import get_task
+    from .finetune import FinetuneConfig, TrainData, build_training_set, resolve_base, training_rows
 
     if not adapter_dirs:
         raise InvalidParameter("the audit needs at least one adapter folder from dp_finetune")
@@ -554,10 +504,9 @@ def audit_data(adapter_dirs: Sequence[str | Path]) -> AuditData:
     if len(keys) != 1:
         raise InvalidParameter("the adapters were trained on different data or canaries; audit one sweep at a time")
     request = requests[0]
-    task = get_task(request["task"])
-    data = task.load(request["source"], path=request["data_path"], seed=request["data_seed"], **request["task_options"])
+    task, data = TrainData.from_request(request).load()
     config = FinetuneConfig(**request["config"])
-    backend = HFBackend.from_spec(_resolve_base(request["base_model"]["spec"]))
+    backend = HFBackend.from_spec(resolve_base(request["base_model"]["spec"]))
     backend.load()
     members = build_training_set(task, data, backend, config).rows
     held_out = data.split("validation")
@@ -610,21 +559,6 @@ def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int) -> tuple
     return float(nll[0]), nll[1:]
 
 
-def _audit_key(identity: dict[str, Any], data: AuditData, **settings: Any) -> str:
-    """What an audit's numbers depend on: the model (with its adapter's content hash), the audited rows and canaries,
-    the settings, the library's code and the package versions."""
-    from .runner import run_key
-
-    return run_key(
-        identity,
-        data.request["train_ids_sha256"],
-        data.request["data_sha256"],
-        data.request["canaries"],
-        [r["id"] for r in data.non_members],
-        settings,
-    )
-
-
 def leakage_audit(
     base_model: str,
     adapters: Mapping[str, str | Path],
@@ -640,12 +574,13 @@ def leakage_audit(
     """Membership inference (LOSS, reference-calibrated, zlib, Min-K%) and canary exposure for the base model and
     each adapter (label -> adapter folder from :func:`dp_finetune`, all trained on the same data). Writes one run
     record per model to ``output_dir/<label>`` and returns the tidy table (model, audit, metric, value, CI...)."""
-    from .backends import load_backend
+    from .backends import load_backend, parse_model_spec
     from .finetune import check_adapter
-    from .runner import is_current
+    from .protocol import Produced, RunSpec, execute
 
     check_range("min_k", min_k, 0.01, 1.0)
     check_range("n_candidates", n_candidates, 10, 100_000, integer=True)
+    base = parse_model_spec(base_model)
     for folder in adapters.values():
         check_adapter(folder, base_model)
     data = audit_data(list(adapters.values()))
@@ -655,79 +590,75 @@ def leakage_audit(
     reference: list[float] | None = None
     tables = []
     for label, folder in tqdm(models.items(), desc="leakage audit", disable=not progress):
-        started = time.perf_counter()
-        spec = base_model if folder is None else f"{base_model}{'&' if '?' in base_model else '?'}adapter={folder}"
+        spec = base if folder is None else base.with_adapter(folder)
         backend = load_backend(spec)
-        run_dir = Path(output_dir) / label.replace("=", "-")
-        key = _audit_key(
-            backend.identity(),
-            data,
-            min_k=min_k,
-            fpr=fpr,
-            n_candidates=n_candidates,
+        run = RunSpec(
+            experiment="privacy_audit",
+            model=spec,
+            label=label,
+            task=data.request["task"],
+            source=data.request["source"],
+            scenario="audit",
             seed=seed,
             n_resamples=n_resamples,
+            settings={"min_k": min_k, "fpr": fpr, "n_candidates": n_candidates},
         )
-        if is_current(run_dir, key):
-            # an identical, complete audit (same model and adapter, rows, canaries, settings, code): reuse it
-            if folder is None:  # the base model's losses are every adapter's reference
-                predictions = records.read_run(run_dir)["predictions"]
-                reference = predictions.loc[predictions["member"].notna(), "nll"].tolist()
-            tables.append(audit_table(run_dir))
-            continue
-        scores = _membership_scores(backend, rows, reference, min_k, progress=False)
-        if folder is None:
-            reference = [s["nll"] for s in scores]  # the base model is the reference of every adapter
-        metrics: dict[str, dict] = {}
-        for attack in ATTACKS:
-            if attack == "reference" and folder is None:
-                continue  # the base model is its own reference: the score would be identically 0
-            values = [s[attack] for s in scores]
-            for name, m in membership_metrics(values, is_member, fpr=fpr, n_resamples=n_resamples, seed=seed).items():
-                metrics[f"mia_{attack}_{name}"] = m
-        canary_rows = []
-        for canary in data.canaries:
-            own, others = _canary_nlls(backend, canary, n_candidates, seed)
-            m = canary_exposure(own, others, 10**canary.digits, n_resamples=n_resamples, seed=seed)
-            metrics[f"exposure_{canary.repetitions}x"] = {**m, "canary": canary.id, "repetitions": canary.repetitions}
-            canary_rows.append(
-                {"id": canary.id, "repetitions": canary.repetitions, "nll": own, "sampled_rank": m["sampled_rank"]}
-            )
+
+        def produce(backend=backend, folder=folder, reference=reference) -> Produced:
+            scores = _membership_scores(backend, rows, reference, min_k, progress=False)
+            metrics: dict[str, dict] = {}
+            for attack in ATTACKS:
+                if attack == "reference" and folder is None:
+                    continue  # the base model is its own reference: the score would be identically 0
+                values = [s[attack] for s in scores]
+                for name, m in membership_metrics(
+                    values, is_member, fpr=fpr, n_resamples=n_resamples, seed=seed
+                ).items():
+                    metrics[f"mia_{attack}_{name}"] = m
+            canary_rows = []
+            for canary in data.canaries:
+                own, others = _canary_nlls(backend, canary, n_candidates, seed)
+                m = canary_exposure(own, others, 10**canary.digits, n_resamples=n_resamples, seed=seed)
+                metrics[f"exposure_{canary.repetitions}x"] = {
+                    **m,
+                    "canary": canary.id,
+                    "repetitions": canary.repetitions,
+                }
+                canary_rows.append(
+                    {"id": canary.id, "repetitions": canary.repetitions, "nll": own, "sampled_rank": m["sampled_rank"]}
+                )
+            predictions = [
+                {"id": r["id"], "member": mem, "scores": s, **s}
+                for r, mem, s in zip(rows, is_member, scores, strict=True)
+            ] + canary_rows
+            provenance = {
+                "data": {
+                    "members": len(data.members),
+                    "non_members": len(data.non_members),
+                    "non_member_source": "validation split, built exactly as the training rows",
+                    "train_ids_sha256": data.request["train_ids_sha256"],
+                    "data_sha256": data.request["data_sha256"],
+                },
+                "canaries": [c.__dict__ for c in data.canaries],
+                "items": len(rows),
+            }
+            return Produced(predictions, metrics, provenance, backend=backend)
+
+        # what the audit's numbers depend on besides the spec: the audited rows and canaries (and, for an adapter,
+        # the base model's losses, which depend on the same inputs)
+        inputs = (
+            data.request["train_ids_sha256"],
+            data.request["data_sha256"],
+            data.request["canaries"],
+            [r["id"] for r in data.non_members],
+        )
+        run_dir = execute(
+            run, Path(output_dir) / label.replace("=", "-"), produce, identity=backend.identity(), inputs=inputs
+        )
         backend.close()
-        predictions = [
-            {"id": r["id"], "member": mem, **s} for r, mem, s in zip(rows, is_member, scores, strict=True)
-        ] + canary_rows
-        params = {
-            "experiment": "privacy_audit",
-            "model": label,
-            "task": data.request["task"],
-            "source": data.request["source"],
-            "shots": 0,
-            "scenario": "audit",
-            "adapter": str(folder) if folder else None,
-            "min_k": min_k,
-            "fpr": fpr,
-            "n_candidates": n_candidates,
-            "seed": seed,
-            "n_resamples": n_resamples,
-        }
-        manifest = {
-            "run_key": key,
-            "model": {"spec": spec, **backend.identity()},
-            "data": {
-                "members": len(data.members),
-                "non_members": len(data.non_members),
-                "non_member_source": "validation split, built exactly as the training rows",
-                "train_ids_sha256": data.request["train_ids_sha256"],
-                "data_sha256": data.request["data_sha256"],
-            },
-            "canaries": [c.__dict__ for c in data.canaries],
-            "versions": records.package_versions(),
-            "git_commit": records.git_commit(),
-            "hardware": records.hardware(),
-            "wall_seconds": round(time.perf_counter() - started, 3),
-        }
-        records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
+        if folder is None:  # the base model's losses are every adapter's reference
+            predictions = records.read_run(run_dir)["predictions"]
+            reference = predictions.loc[predictions["member"].notna(), "nll"].tolist()
         tables.append(audit_table(run_dir))
     return pd.concat(tables, ignore_index=True)
 

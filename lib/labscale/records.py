@@ -181,3 +181,24 @@ def metrics_table(root: str | Path) -> pd.DataFrame:
             "run",
         ],
     )
+
+
+def read_manifest(run: str | Path) -> dict[str, Any]:
+    """The manifest of a record (its folder, or the ``manifest.json`` itself) alone, without the predictions: enough
+    to tell what a folder records (``kind``), when (``written_at``) and under which key (``run_key``)."""
+    path = Path(run)
+    return json.loads((path / "manifest.json" if path.is_dir() else path).read_text())
+
+
+def find_finetune_manifests(root: str | Path) -> list[Path]:
+    """The ``manifest.json`` files under ``root`` that record a fine-tune (``"kind": "finetune"``) rather than an
+    evaluation run, sorted; files that cannot be read as a JSON object are skipped."""
+    found = []
+    for path in sorted(Path(root).rglob("manifest.json")):
+        try:
+            manifest = read_manifest(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("kind") == "finetune":
+            found.append(path)
+    return found

@@ -8,6 +8,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from .core import SCENARIOS
 from .tasks import ALL_TASK_NAMES, INVALID, get_task
 
 CITATION = (
@@ -28,9 +29,6 @@ def study_table2() -> pd.DataFrame:
     tidy = wide.melt(id_vars=["model", "scenario"], var_name="column", value_name="value")
     tidy[["task", "metric"]] = tidy["column"].str.split(".", n=1, expand=True)
     return tidy.drop(columns="column")[["model", "scenario", "task", "metric", "value"]]
-
-
-SCENARIOS = ("0-shot", "1-shot", "2-shot", "3-shot", "fine-tuned")
 
 
 def _scenario_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -578,3 +576,128 @@ def lm_eval_results(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         "apply_chat_template",
     ]
     return rows.set_index(["label", "task", "metric"])[columns]
+
+
+#: packages whose versions :func:`provenance` shows (every manifest records more: ``versions`` in manifest.json)
+PROVENANCE_PACKAGES = ("labscale", "torch", "transformers", "peft", "trl", "lm_eval")
+
+PROVENANCE_COLUMNS = [
+    "model",
+    "model id",
+    "revision",
+    "adapter",
+    "task",
+    "scenario",
+    "items",
+    "source",
+    "synthetic",
+    "data sha256",
+    "seed",
+    "git commit",
+    "versions",
+    "hardware",
+    "wall s",
+    "cache hit rate",
+    "run",
+]
+
+
+def _provenance_run_dirs(source) -> list:
+    """Run folders from a run folder, a folder of runs, a results table (its ``run`` column) or a list of them."""
+    from pathlib import Path
+
+    from .errors import InvalidParameter
+    from .records import find_runs
+
+    if isinstance(source, pd.DataFrame):
+        if "run" not in source.columns:
+            raise InvalidParameter(f"a results table needs a 'run' column; it has {list(source.columns)}")
+        return [Path(r) for r in dict.fromkeys(source["run"].dropna().astype(str))]
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if (path / "manifest.json").is_file():
+            return [path]
+        if path.is_dir():
+            return find_runs(path)
+        raise InvalidParameter(f"{str(path)!r} is neither a run record nor a folder of run records")
+    if isinstance(source, Iterable):
+        return [run for item in source for run in _provenance_run_dirs(item)]
+    raise InvalidParameter(
+        f"provenance reads run folders, folders of runs or results tables, got {type(source).__name__}"
+    )
+
+
+def _short_hash(value: str | None, n: int = 12) -> str | None:
+    if not value:
+        return None
+    dirty = value.endswith("+dirty")
+    return value.removesuffix("+dirty")[:n] + ("+dirty" if dirty else "")
+
+
+def _hardware_text(hardware: dict) -> str | None:
+    if not hardware:
+        return None
+    if hardware.get("gpu"):
+        return f"{hardware['gpu']} (CUDA)"
+    if hardware.get("cuda"):
+        return "CUDA GPU"
+    cores = hardware.get("cpu_count")
+    return f"{hardware.get('device', 'cpu')}, {cores} cores" if cores else str(hardware.get("device", "cpu"))
+
+
+def _cache_hit_rate(manifest: dict) -> float | None:
+    if manifest.get("cache_hit_rate") is not None:
+        return float(manifest["cache_hit_rate"])
+    usage = manifest.get("usage") or {}
+    if usage.get("requests"):
+        return usage.get("cache_hits", 0) / usage["requests"]
+    return None  # nothing was generated through the response cache (lm-eval, audits, log-likelihood scoring)
+
+
+def provenance(*runs, packages: Iterable[str] = PROVENANCE_PACKAGES) -> pd.DataFrame:
+    """Where every number of a chapter comes from: one row per run record, read back with
+    :func:`labscale.records.read_run`.
+
+    ``runs`` are run folders, folders holding run folders (found with :func:`labscale.records.find_runs`), results
+    tables with a ``run`` column (what :func:`labscale.runner.run_experiment` and the other chapter functions
+    return), or lists of these; a run named twice is shown once. Each row gives the model string, model id and
+    revision, the adapter (if any), task and scenario, the number of evaluated items, the data source, whether it is
+    synthetic and its content hash (first 12 hex digits), the seed, the git commit the record was written at, the
+    versions of ``packages`` (those the record knows), the hardware, the wall time in seconds and the response-cache
+    hit rate (None where nothing went through the cache)."""
+    from .records import read_run
+
+    packages = tuple(packages)
+    rows = []
+    for run_dir in dict.fromkeys(d for source in runs for d in _provenance_run_dirs(source)):
+        record = read_run(run_dir)
+        params, manifest = record["params"], record["manifest"]
+        model = manifest.get("model") or {}
+        data = manifest.get("data") or {}
+        versions = manifest.get("versions") or {}
+        shots = params.get("shots")
+        rows.append(
+            {
+                "model": params.get("model") or model.get("spec"),
+                "model id": model.get("model"),
+                "revision": model.get("revision"),
+                "adapter": params.get("adapter"),
+                "task": params.get("task"),
+                "scenario": params.get("scenario") or (f"{shots}-shot" if shots is not None else None),
+                "items": manifest.get("items"),
+                "source": params.get("source") or data.get("source"),
+                "synthetic": data.get("synthetic"),
+                "data sha256": _short_hash(data.get("content_sha256") or data.get("data_sha256")),
+                "seed": manifest.get("seed", params.get("seed")),
+                "git commit": _short_hash(manifest.get("git_commit")),
+                "versions": ", ".join(f"{p} {versions[p]}" for p in packages if versions.get(p)) or None,
+                "hardware": _hardware_text(manifest.get("hardware") or {}),
+                "wall s": manifest.get("wall_seconds"),
+                "cache hit rate": _cache_hit_rate(manifest),
+                "run": str(run_dir),
+            }
+        )
+    table = pd.DataFrame(rows, columns=PROVENANCE_COLUMNS)
+    for column in ("items", "seed"):  # counts stay integers where a record lacks one (audits have no item count)
+        table[column] = table[column].astype("Int64")
+    return table

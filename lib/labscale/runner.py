@@ -8,10 +8,6 @@ writes one run record per (model, task, shots).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +19,11 @@ from tqdm.auto import tqdm
 from . import records
 from .backends import Backend, Decoding, ModelSpec, load_backend, parse_model_spec
 from .cache import ResponseCache
-from .config import PROJECT_ROOT
+from .core import SPLITS, sample_examples
 from .errors import InvalidParameter, check_choice, check_range
 from .prompts import SHOT_STYLES
+from .protocol import Produced, RunSpec, execute
 from .tasks import ALL_TASK_NAMES, INVALID, SOURCES, TASK_NAMES, Example, Task, TaskData, get_task
-from .tasks.base import SPLITS, sample_examples
 
 
 @dataclass
@@ -76,16 +72,9 @@ class ExperimentPlan:
 
         for spec in self.models:
             for t, adapter in adapter_map.items():
-                if spec.backend != "hf":
-                    raise InvalidParameter(
-                        f"adapters apply to Hugging Face models only, not {spec.label!r}; evaluate "
-                        "an API fine-tune by its model id (openai:ft:...)"
-                    )
+                tuned = spec.with_adapter(adapter)  # refuses an API model, naming it
                 check_adapter(adapter, spec.text)
-                joined = "&" if "?" in spec.text else "?"
-                self.tuned_backends[(spec.label, t)] = load_backend(
-                    f"{spec.text}{joined}adapter={adapter}", cache=self.cache
-                )
+                self.tuned_backends[(spec.label, t)] = load_backend(tuned, cache=self.cache)
         self.adapters.update(adapter_map)
         return self
 
@@ -230,28 +219,29 @@ def plan_experiment(
     return plan.add_adapters(adapters or {})
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """SHA-256 over the library's source: a change to a prompt, parser or metric invalidates reused records."""
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")) + sorted((root / "reference").glob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def run_key(*parts: Any) -> str:
-    """SHA-256 of what a record's numbers depend on: ``parts`` (parameters, model identity, items, prompts...) plus
-    the library's code and the package versions. Every reusable record stores it as ``run_key``."""
-    payload = json.dumps([*parts, code_fingerprint(), records.package_versions()], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def is_current(run_dir: Path, key: str) -> bool:
-    """Whether ``run_dir`` holds a complete record (its manifest is written last) made under ``key``."""
-    manifest = Path(run_dir) / "manifest.json"
-    return manifest.is_file() and json.loads(manifest.read_text()).get("run_key") == key
+def run_spec(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tuned: bool = False) -> RunSpec:
+    """The specification of one run of ``plan``: (model, task, k shots), or the task's adapter when ``tuned``."""
+    task = tp.task
+    return RunSpec(
+        experiment=plan.name,
+        model=spec.with_adapter(plan.adapters[task.name]) if tuned else spec,
+        label=spec.label,
+        task=task.name,
+        source=tp.source,
+        scenario="fine-tuned" if tuned else f"{k}-shot",
+        shots=k,
+        limit=plan.limit,
+        seed=plan.seed,
+        n_resamples=plan.n_resamples,
+        data={
+            "task_options": tp.options,
+            "data_path": plan.data_path,
+            "split": plan.split,
+            "data_seed": plan.data_seed,
+        },
+        decoding=Decoding(max_new_tokens=plan.max_new_tokens.get(task.name, task.max_new_tokens), seed=plan.seed),
+        settings={"shot_style": plan.shot_style or task.shot_style},
+    )
 
 
 def run_one(
@@ -260,78 +250,50 @@ def run_one(
     """Generate, parse, score and record one run: (model, task, k shots), or the task's adapter when ``tuned``."""
     task = tp.task
     backend = plan.tuned_backends[(spec.label, task.name)] if tuned else plan.backends[spec.label]
-    scenario = "fine-tuned" if tuned else f"{k}-shot"
-    decoding = Decoding(max_new_tokens=plan.max_new_tokens.get(task.name, task.max_new_tokens), seed=plan.seed)
-    style = plan.shot_style or task.shot_style
-    params = {
-        "experiment": plan.name,
-        "model": spec.label,
-        "task": task.name,
-        "source": tp.source,
-        "task_options": tp.options,
-        "data_path": plan.data_path,
-        "split": plan.split,
-        "shots": k,
-        "shot_style": style,
-        "limit": plan.limit,
-        "seed": plan.seed,
-        "data_seed": plan.data_seed,
-        "decoding": decoding.as_dict(),
-        "n_resamples": plan.n_resamples,
-        "scenario": scenario,
-        "adapter": plan.adapters.get(task.name) if tuned else None,
-    }
+    run = run_spec(plan, spec, tp, k, tuned=tuned)
     shots = task.shots(tp.data, k)
-    conversations = [task.messages(ex, shots, shot_style=style) for ex in tp.items]
-    item_ids = [ex.id for ex in tp.items]
-    key = run_key({**params, "data_sha256": tp.data.content_hash}, backend.identity(), item_ids, conversations)
-    run_dir = plan.output_dir / spec.slug / task.name / ("finetuned" if tuned else f"{k}shot")
-    if reuse and is_current(run_dir, key):
-        return run_dir  # an identical, complete record (same prompts, data, model, code, versions) exists
+    conversations = [task.messages(ex, shots, shot_style=run.settings["shot_style"]) for ex in tp.items]
 
-    backend.reset_stats()
-    start = time.perf_counter()
-    generations = backend.generate(conversations, decoding, desc=f"{spec.label} {task.name} {k}-shot")
-    parsed = [task.parse_for(ex, g.text) for ex, g in zip(tp.items, generations, strict=True)]
-    metrics = task.score(tp.items, parsed, seed=plan.seed, n_resamples=plan.n_resamples)
-    wall = time.perf_counter() - start
-
-    predictions = [
-        {
-            "id": ex.id,
-            "target": ex.target,
-            "reply": g.text,
-            "parsed": p,
-            "invalid": p == INVALID,
-            "prompt_tokens": g.prompt_tokens,
-            "completion_tokens": g.completion_tokens,
-            "cached": g.cached,
-            **({"kind": ex.meta["kind"]} if "kind" in ex.meta else {}),
-            **({"logprob": g.extra["logprob"]} if "logprob" in g.extra else {}),
+    def produce() -> Produced:
+        backend.reset_stats()
+        generations = backend.generate(conversations, run.decoding, desc=f"{spec.label} {task.name} {run.scenario}")
+        parsed = [task.parse_for(ex, g.text) for ex, g in zip(tp.items, generations, strict=True)]
+        metrics = task.score(tp.items, parsed, seed=plan.seed, n_resamples=plan.n_resamples)
+        per_item = task.item_scores(tp.items, parsed)
+        predictions = [
+            {
+                "id": ex.id,
+                "target": ex.target,
+                "reply": g.text,
+                "parsed": p,
+                "invalid": p == INVALID,
+                "scores": {name: values[i] for name, values in per_item.items()},
+                "prompt_tokens": g.prompt_tokens,
+                "completion_tokens": g.completion_tokens,
+                "cached": g.cached,
+                **({"kind": ex.meta["kind"]} if "kind" in ex.meta else {}),
+                **({"logprob": g.extra["logprob"]} if "logprob" in g.extra else {}),
+            }
+            for i, (ex, g, p) in enumerate(zip(tp.items, generations, parsed, strict=True))
+        ]
+        provenance = {
+            "data": tp.data.provenance(),
+            "items": len(tp.items),
+            "shots": [{"user": s.user, "assistant": s.assistant} for s in shots],
+            "example_messages": conversations[0],
+            # Prices come from the dated price table of the cost chapter; recorded here as unknown until then.
+            "cost_usd": None,
         }
-        for ex, g, p in zip(tp.items, generations, parsed, strict=True)
-    ]
-    stats = backend.stats.as_dict()
-    manifest = {
-        "run_key": key,
-        "model": {"spec": spec.text, **backend.identity()},
-        "data": tp.data.provenance(),
-        "items": len(tp.items),
-        "seed": plan.seed,
-        "shots": [{"user": s.user, "assistant": s.assistant} for s in shots],
-        "example_messages": conversations[0],
-        "versions": records.package_versions(),
-        "git_commit": records.git_commit(PROJECT_ROOT),
-        "hardware": {**records.hardware(), **(backend.runtime_info() if hasattr(backend, "runtime_info") else {})},
-        "wall_seconds": round(wall, 3),
-        "usage": stats,
-        "cache_hit_rate": stats["cache_hits"] / max(stats["requests"], 1),
-        # API backends: the client's retries in this run, by cause ({"total": 4, "by_cause": {"timeout": 3, ...}})
-        **({"retries": retries} if (retries := backend.retry_record()) is not None else {}),
-        # Prices come from the dated price table of the cost chapter; recorded here as unknown until then.
-        "cost_usd": None,
-    }
-    return records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
+        return Produced(predictions, metrics, provenance, backend=backend)
+
+    return execute(
+        run,
+        plan.output_dir / run.name,
+        produce,
+        identity=backend.identity(),
+        inputs=(tp.data.content_hash, [ex.id for ex in tp.items], conversations),
+        reuse=reuse,
+    )
 
 
 def run_experiment(plan: ExperimentPlan, *, reuse: bool = True, progress: bool = True) -> pd.DataFrame:

@@ -346,3 +346,161 @@ def check_curve_task(curve_task: str | None, finetune_tasks: Sequence[str]) -> N
         raise InvalidParameter(
             f"curve_task={curve_task!r} is not fine-tuned here; valid choices: {[None, *finetune_tasks]}"
         )
+
+
+#: display names of the study's models, for the reference line's label
+_STUDY_MODEL_NAMES = {
+    "gpt-4-turbo": "GPT-4-Turbo",
+    "gpt-3.5-turbo": "GPT-3.5-Turbo",
+    "mistral-7b-instruct": "Mistral-7B-Instruct",
+    "llama-2-7b-chat": "Llama-2-7B-Chat",
+    "falcon-7b-instruct": "Falcon-7B-Instruct",
+}
+
+
+@dataclasses.dataclass
+class LearningCurve:
+    """A chapter's learning curve (:func:`learning_curve`): the tidy curve (:data:`CURVE_COLUMNS`), the design
+    (``"checkpoints"`` or ``"fractions"``) and its x column, the metric it is read on (the task's first headline
+    metric), the study's Table 2 reference score for that task and metric (None when Table 2 has none) with its
+    label, and the study's Fig. 2 curves to draw beside it (None unless they measure the same thing)."""
+
+    design: str
+    task: str
+    metric: str
+    curve: pd.DataFrame
+    x: str
+    reference: float | None
+    reference_label: str | None
+    study: pd.DataFrame | None
+
+    def table(self, digits: int = 2) -> pd.DataFrame:
+        """The curve's points with 95 % intervals (:func:`labscale.report.curve_table`)."""
+        from .report import curve_table
+
+        return curve_table(self.curve, self.metric, digits)
+
+    def first_reaching(self) -> dict[str, Any] | None:
+        """Where the curve first reaches the reference (:func:`first_reaching`); None without a reference."""
+        if self.reference is None:
+            return None
+        return first_reaching(self.curve, self.metric, self.reference, x=self.x)
+
+    def plot(self, metric: str | None = None):
+        """The curve on ``metric`` (default: its headline metric, with the reference line and the study's curves;
+        another metric, e.g. ``"invalid_rate"``, is drawn alone); returns the figure."""
+        from .plots import learning_curve as plot_curve
+
+        if metric is None or metric == self.metric:
+            return plot_curve(
+                self.curve,
+                self.metric,
+                x=self.x,
+                reference=self.reference,
+                reference_label=self.reference_label,
+                study=self.study,
+            )
+        return plot_curve(self.curve, metric, x=self.x)
+
+
+def learning_curve(
+    tuned: Mapping[str, Any],
+    curve_task: str | None,
+    *,
+    fractions: Sequence[float] | None = None,
+    config=None,
+    limit: int | None = None,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    output_dir: str | Path = "runs/learning_curve",
+    finetune_root: str | Path | None = None,
+    max_new_tokens: Mapping[str, int] | None = None,
+    reference_model: str = "gpt-4-turbo",
+    reference_scenario: str = "3-shot",
+    cache=None,
+    progress: bool = True,
+) -> LearningCurve | None:
+    """The learning curve a chapter draws for ``curve_task`` (the study's RQ3), or None when ``curve_task`` is None.
+
+    ``tuned`` is the chapter's fine-tunes (task -> :class:`labscale.finetune.AdapterResult`, as returned by
+    :func:`labscale.finetune.finetune_tasks`); ``curve_task`` must be one of them. The design follows
+    ``fractions``:
+
+    * ``None`` (the default): :func:`checkpoint_curve` over the checkpoints that fine-tune kept (the study's
+      fact-checking sweep: one training run, evaluated every ``checkpoint_every_samples``);
+    * a list of fractions: :func:`fraction_sweep`, one fine-tune per fraction of the training split with the same
+      base model, data (source, path, seed, options, read from the fine-tune's request file) and ``config`` as the
+      chapter's fine-tune (the study's 0-100 % sweep, and its only option for a model that keeps no checkpoints).
+      The adapters go to ``finetune_root`` (default: beside the fine-tune, ``<task>_fractions``).
+
+    Every point is evaluated zero-shot on ``limit`` seeded test items into run records under ``output_dir``. The
+    curve is read on the task's first headline metric; the reference is the study's ``reference_scenario``
+    ``reference_model`` score on the same task and metric (Table 2; None for tasks Table 2 does not have), and the
+    study's Fig. 2 fact-checking curves come along for a checkpoint curve of fact-checking accuracy."""
+    from .report import study_table2
+    from .tasks import get_task
+
+    if curve_task is None:
+        return None
+    check_curve_task(curve_task, list(tuned))
+    finetune_dir = Path(tuned[curve_task].adapter_dir).parent
+    if fractions is None:
+        design, x = "checkpoints", "samples"
+        curve = checkpoint_curve(
+            finetune_dir,
+            limit=limit,
+            seed=seed,
+            output_dir=output_dir,
+            n_resamples=n_resamples,
+            max_new_tokens=max_new_tokens,
+            cache=cache,
+            progress=progress,
+        )
+    else:
+        if config is None:
+            raise InvalidParameter("a fraction sweep trains one adapter per fraction: pass config (a FinetuneConfig)")
+        design, x = "fractions", "fraction"
+        request = _read_request(finetune_dir)
+        curve = fraction_sweep(
+            request["base_model"]["spec"],
+            curve_task,
+            fractions,
+            config=config,
+            finetune_root=finetune_root or finetune_dir.parent / f"{finetune_dir.name}_fractions",
+            source=request["source"],
+            data_path=request.get("data_path"),
+            data_seed=request["data_seed"],
+            task_options=request.get("task_options"),
+            limit=limit,
+            seed=seed,
+            output_dir=output_dir,
+            n_resamples=n_resamples,
+            max_new_tokens=max_new_tokens,
+            cache=cache,
+            progress=progress,
+        )
+    metric = get_task(curve_task).headline_metrics[0]
+    table2 = study_table2()
+    in_table2 = ((table2["task"] == curve_task) & (table2["metric"] == metric)).any()
+    reference = (
+        study_reference(curve_task, metric, model=reference_model, scenario=reference_scenario) if in_table2 else None
+    )
+    label = None
+    if reference is not None:
+        name = _STUDY_MODEL_NAMES.get(reference_model, reference_model)
+        label = f"{name} {reference_scenario}, Wolfe et al. 2024 ({reference:.2f})"
+    study = (
+        study_fig2("right")
+        if design == "checkpoints" and curve_task == "fact_checking" and metric == "accuracy"
+        else None
+    )
+    return LearningCurve(
+        design=design,
+        task=curve_task,
+        metric=metric,
+        curve=curve,
+        x=x,
+        reference=reference,
+        reference_label=label,
+        study=study,
+    )

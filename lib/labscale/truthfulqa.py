@@ -27,7 +27,6 @@ import csv
 import hashlib
 import io
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,8 @@ import numpy as np
 import pandas as pd
 
 from . import records
-from .config import PROJECT_ROOT, shared_data_dir
+from .core import MalformedRows
 from .errors import DataUnavailable, InvalidParameter, check_choice, check_range
-from .tasks.base import MalformedRows
 
 HUB_ID = "truthfulqa/truthful_qa"
 HUB_CONFIG = "multiple_choice"
@@ -154,15 +152,12 @@ def _read_items(items: Sequence[Any], malformed: MalformedRows, what: str) -> li
 
 
 def _data_root(path: str | Path | None, what: str) -> Path:
-    """``path`` (expanded; it must exist), or the shared data folder when None."""
+    """``path`` (expanded; it must exist), or the data registry's TruthfulQA folder when None
+    (:func:`labscale.data.registry.locate`, which names the fix when the files cannot be had)."""
     if path is None:
-        root = shared_data_dir()
-        if root is None:
-            raise DataUnavailable(
-                f"TruthfulQA's {what} was not found: no data folder (LABSCALE_DATA is not set) "
-                "(pass path=... or use source 'hub')"
-            )
-        return root
+        from .data import registry
+
+        return registry.locate("truthfulqa")
     path = Path(path).expanduser()
     if not path.exists():
         raise InvalidParameter(f"TruthfulQA data path {str(path)!r} does not exist")
@@ -185,7 +180,7 @@ def _find_release(root: Path) -> tuple[Path | None, Path | None]:
 def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | None]:
     """``(mc_task.json, TruthfulQA.csv)`` of the release at ``path`` (None where a file is absent): ``path`` may be
     either file, the release folder (``TruthfulQA.csv`` and ``data/mc_task.json`` in it), a folder holding that
-    folder as ``truthfulqa/`` (the shared data root), or None for the shared data folder."""
+    folder as ``truthfulqa/`` (a data root), or None for the data registry's copy."""
     root = _data_root(path, f"{CSV_FILE} / data/{MC_FILE}")
     mc, table = _find_release(root)
     if mc or table:
@@ -198,7 +193,7 @@ def release_files(path: str | Path | None = None) -> tuple[Path | None, Path | N
 
 def mc_file(path: str | Path | None = None) -> Path:
     """``mc_task.json`` from the file, a folder holding it (or ``data/``, ``truthfulqa/data/`` below it), or the
-    shared data folder when ``path`` is None."""
+    data registry's copy when ``path`` is None."""
     path = _data_root(path, f"data/{MC_FILE}")
     mc = _find_release(path)[0]
     if mc is not None:
@@ -406,7 +401,7 @@ class Release:
 
 
 def load_release(path: str | Path | None = None) -> Release:
-    """The local TruthfulQA release at ``path`` (see :func:`release_files`; None: the shared data folder).
+    """The local TruthfulQA release at ``path`` (see :func:`release_files`; None: the data registry's copy).
 
     Both release files are read when present. MC items come from ``mc_task.json``; without it they are built from
     ``TruthfulQA.csv`` (:func:`mc_from_generation`: same choices and labels on the release, CSV order and ids).
@@ -454,7 +449,7 @@ SOURCES = ("local", "hub")
 def load(
     source: str = "local", *, path: str | Path | None = None, revision: str | None = None
 ) -> tuple[list[MCQuestion], str]:
-    """(questions, origin) from ``source``: "local" (the release at ``path``, default the shared data folder; see
+    """(questions, origin) from ``source``: "local" (the release at ``path``, default the data registry's copy; see
     :func:`load_release`) or "hub"; :class:`~labscale.errors.DataUnavailable` when the data cannot be had here.
     :func:`load_requested` returns the malformed items and the CSV cross-check too."""
     check_choice("TruthfulQA source", source, SOURCES)
@@ -471,9 +466,9 @@ def load_requested(
     part is switched off). Otherwise the data is loaded or an error says why not; it never skips silently.
 
     * ``"local"``: the release at ``data_path`` when given (the TruthfulQA folder, a file of it, or a data root
-      holding ``truthfulqa/``), else the shared data folder; :class:`~labscale.errors.InvalidParameter` when
-      ``data_path`` holds no TruthfulQA release, :class:`~labscale.errors.DataUnavailable` when no data_path is
-      given and there is no shared data folder.
+      holding ``truthfulqa/``), else the data registry's copy; :class:`~labscale.errors.InvalidParameter` when
+      ``data_path`` holds no TruthfulQA release, :class:`~labscale.errors.DataUnavailable` (naming the fix) when
+      no data_path is given and the data registry cannot provide the release here.
     * ``"hub"``: ``truthfulqa/truthful_qa`` (``data_path`` is not used);
       :class:`~labscale.errors.DataUnavailable` when the hub cannot be reached.
     """
@@ -485,16 +480,10 @@ def load_requested(
         malformed = MalformedRows()
         questions = load_hub(revision, malformed)
         return Release(questions, f"{HUB_ID} ({HUB_CONFIG}, validation)", HUB_ID, malformed=malformed)
-    if data_path is None and shared_data_dir() is None:
-        raise DataUnavailable(
-            f"truthfulqa_source='local' needs the TruthfulQA release ({CSV_FILE} and/or "
-            f"data/{MC_FILE}), but data_path is None and there is no data folder (LABSCALE_DATA "
-            f"is not set): pass data_path=..., {advice}"
-        )
     try:
         return load_release(data_path)
     except InvalidParameter as exc:
-        where = "data_path" if data_path is not None else "the shared data folder"
+        where = "data_path" if data_path is not None else "the data registry's TruthfulQA folder"
         raise InvalidParameter(
             f"truthfulqa_source='local' could not load TruthfulQA from {where}: {exc}. Point "
             f"data_path at the TruthfulQA release folder or at a data folder holding "
@@ -526,6 +515,34 @@ def results_table(run_dirs: Sequence[str | Path], digits: int = 3) -> pd.DataFra
             row[name.upper()] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def evaluate_models(
+    models: Sequence[str],
+    release: Release | None,
+    *,
+    source: str | None = "local",
+    **options: Any,
+) -> pd.DataFrame:
+    """MC1/MC2 of every local Hugging Face model in ``models`` on ``release`` (:func:`evaluate_mc` with
+    ``options``); the results table (:func:`results_table`). API models are left out: chat APIs return no
+    log-probabilities of given text. An empty table says why in ``attrs["reason"]``."""
+    if release is None:
+        table = pd.DataFrame()
+        table.attrs["reason"] = "TruthfulQA skipped: truthfulqa_source=None"
+        return table
+    runs = [
+        evaluate_mc(model, release.questions, source=source, origin=release.origin, **options)
+        for model in models
+        if scorable(model)
+    ]
+    if runs:
+        return results_table(runs)
+    table = pd.DataFrame()
+    table.attrs["reason"] = (
+        "TruthfulQA not scored: none of the models is a local Hugging Face model (MC1/MC2 need log-probabilities)"
+    )
+    return table
 
 
 def questions_sha256(questions: Sequence[MCQuestion]) -> str:
@@ -577,9 +594,9 @@ def evaluate_mc(
 ) -> Path:
     """Score ``questions`` (a seeded sample of ``limit``) by log-likelihood and write a run record with MC1, MC2
     (bootstrap 95% CIs) and per-question choice log-probabilities; returns the run folder."""
-    from .backends import parse_model_spec
-    from .runner import is_current, run_key
-    from .tasks.base import sample_examples
+    from .backends import ModelSpec, parse_model_spec
+    from .core import sample_examples
+    from .protocol import Produced, RunSpec, execute
 
     if isinstance(model, str):
         parse_model_spec(model)  # an unknown model string is named before anything else
@@ -590,88 +607,84 @@ def evaluate_mc(
     backend = _backend(model)  # refuses API models before anything else
     if not questions:
         raise InvalidParameter("evaluate_mc needs at least one question")
-    label = model if isinstance(model, str) else backend.model_id
-    slug = (
-        parse_model_spec(model).slug
-        if isinstance(model, str)
-        else "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
-    )
+    if isinstance(model, str):
+        spec = parse_model_spec(model)
+    else:  # a loaded backend: its model id (and adapter) name it
+        spec = ModelSpec("hf", backend.model_id, backend.revision, {}, backend.model_id, backend.adapter)
     items = sample_examples(list(questions), limit, seed)
-    params = {
-        "experiment": "truthfulqa",
-        "model": label,
-        "task": TASK_NAME,
-        "source": source,
-        "shots": 0,
-        "scenario": "0-shot",
-        "limit": limit,
-        "seed": seed,
-        "primer": primer,
-        "n_resamples": n_resamples,
-        "prompt": mc_prompt("<question>", primer=primer),
-        "scoring": "sum of token log-probs of ' ' + choice",
-    }
-    data_hash = questions_sha256(items)
-    key = run_key(params, backend.identity(), data_hash)
-    run_dir = Path(output_dir) / slug / TASK_NAME / "0shot"
-    if reuse and is_current(run_dir, key):
-        return run_dir
-
-    from .metrics import _mean, _scored, proportion_of, truthfulqa_mc_scores
-    from .scoring import continuation_logprobs
-
-    start = time.perf_counter()
-    prompts, conts, index = [], [], []
-    for qi, q in enumerate(items):
-        choices = list(dict.fromkeys(q.mc1_choices + q.mc2_choices))  # score each distinct choice once
-        for c in choices:
-            prompts.append(mc_prompt(q.question, primer=primer))
-            conts.append(" " + c)
-            index.append((qi, c))
-    scored = continuation_logprobs(backend, prompts, conts, batch_size=batch_size, progress=progress, desc="TruthfulQA")
-    lp: list[dict[str, float]] = [{} for _ in items]
-    for (qi, c), s in zip(index, scored, strict=True):
-        lp[qi][c] = s.total
-    predictions, mc1, mc2 = [], [], []
-    for q, table in zip(items, lp, strict=True):
-        s1, _ = truthfulqa_mc_scores([table[c] for c in q.mc1_choices], q.mc1_labels)
-        _, s2 = truthfulqa_mc_scores([table[c] for c in q.mc2_choices], q.mc2_labels)
-        mc1.append(s1)
-        mc2.append(s2)
-        best = q.mc1_choices[int(np.argmax([table[c] for c in q.mc1_choices]))]
-        predictions.append(
-            {
-                "id": q.id,
-                "question": q.question,
-                "target": q.mc1_choices[q.mc1_labels.index(1)],
-                "parsed": best,
-                "mc1": s1,
-                "mc2": s2,
-                "logprob": table[best],
-                "choice_logprobs": table,
-            }
-        )
-    metrics = {"mc1": proportion_of(mc1), "mc2": _scored(_mean, np.array(mc2), n_resamples=n_resamples, seed=seed)}
-    wall = time.perf_counter() - start
-    manifest = {
-        "run_key": key,
-        "model": {"spec": label, **backend.identity()},
-        "data": {
-            "task": TASK_NAME,
-            "source": source,
-            "origin": origin,
-            "content_sha256": data_hash,
-            "sizes": {"validation": len(questions)},
-            "synthetic": False,
+    run = RunSpec(
+        experiment="truthfulqa",
+        model=spec,
+        task=TASK_NAME,
+        source=source,
+        scenario="0-shot",
+        limit=limit,
+        seed=seed,
+        n_resamples=n_resamples,
+        settings={
+            "primer": primer,
+            "prompt": mc_prompt("<question>", primer=primer),
+            "scoring": "sum of token log-probs of ' ' + choice",
         },
-        "items": len(items),
-        "seed": seed,
-        "example_prompt": mc_prompt(items[0].question, primer=primer),
-        "versions": records.package_versions(),
-        "git_commit": records.git_commit(PROJECT_ROOT),
-        "hardware": {**records.hardware(), **backend.runtime_info()},
-        "wall_seconds": round(wall, 3),
-        "usage": {"continuations_scored": len(conts)},
-        "cost_usd": None,
-    }
-    return records.write_run(run_dir, params=params, predictions=predictions, metrics=metrics, manifest=manifest)
+    )
+    data_hash = questions_sha256(items)
+
+    def produce() -> Produced:
+        from .metrics import _mean, _scored, proportion_of, truthfulqa_mc_scores
+        from .scoring import continuation_logprobs
+
+        prompts, conts, index = [], [], []
+        for qi, q in enumerate(items):
+            choices = list(dict.fromkeys(q.mc1_choices + q.mc2_choices))  # score each distinct choice once
+            for c in choices:
+                prompts.append(mc_prompt(q.question, primer=primer))
+                conts.append(" " + c)
+                index.append((qi, c))
+        scored = continuation_logprobs(
+            backend, prompts, conts, batch_size=batch_size, progress=progress, desc="TruthfulQA"
+        )
+        lp: list[dict[str, float]] = [{} for _ in items]
+        for (qi, c), s in zip(index, scored, strict=True):
+            lp[qi][c] = s.total
+        predictions, mc1, mc2 = [], [], []
+        for q, table in zip(items, lp, strict=True):
+            s1, _ = truthfulqa_mc_scores([table[c] for c in q.mc1_choices], q.mc1_labels)
+            _, s2 = truthfulqa_mc_scores([table[c] for c in q.mc2_choices], q.mc2_labels)
+            mc1.append(s1)
+            mc2.append(s2)
+            best = q.mc1_choices[int(np.argmax([table[c] for c in q.mc1_choices]))]
+            predictions.append(
+                {
+                    "id": q.id,
+                    "question": q.question,
+                    "target": q.mc1_choices[q.mc1_labels.index(1)],
+                    "parsed": best,
+                    "scores": {"mc1": s1, "mc2": s2},
+                    "mc1": s1,
+                    "mc2": s2,
+                    "logprob": table[best],
+                    "choice_logprobs": table,
+                }
+            )
+        metrics = {
+            "mc1": proportion_of(mc1),
+            "mc2": _scored(_mean, np.array(mc2), n_resamples=n_resamples, seed=seed),
+        }
+        provenance = {
+            "data": {
+                "task": TASK_NAME,
+                "source": source,
+                "origin": origin,
+                "content_sha256": data_hash,
+                "sizes": {"validation": len(questions)},
+                "synthetic": False,
+            },
+            "example_prompt": mc_prompt(items[0].question, primer=primer),
+            "usage": {"continuations_scored": len(conts)},
+            "cost_usd": None,
+        }
+        return Produced(predictions, metrics, provenance, backend=backend)
+
+    return execute(
+        run, Path(output_dir) / run.name, produce, identity=backend.identity(), inputs=(data_hash,), reuse=reuse
+    )

@@ -19,7 +19,8 @@ Parsing validates everything (backend, alias, option names and values) before an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -74,13 +75,15 @@ CLIENT_OPTIONS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model string."""
+    """A parsed model string: backend, model id, revision, load options and LoRA adapter as separate fields."""
 
     backend: str
     model: str
     revision: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     text: str = ""
+    #: a LoRA adapter (folder or hub id) loaded on top of the model (``?adapter=...`` in the string)
+    adapter: str | None = None
 
     @property
     def label(self) -> str:
@@ -97,8 +100,32 @@ class ModelSpec:
     @property
     def slug(self) -> str:
         """A file-system-safe name for run folders."""
-        keep = [c if c.isalnum() or c in "-_." else "-" for c in self.label]
-        return "".join(keep).strip("-")[:120]
+        return slugify(self.label)
+
+    def with_adapter(self, adapter: str | Path | None) -> ModelSpec:
+        """This model with ``adapter`` loaded (None: without one); the string gains or loses ``adapter=...``."""
+        if adapter is not None and self.backend != "hf":
+            raise InvalidParameter(
+                f"adapters apply to Hugging Face models only, not {self.label!r}; evaluate an API fine-tune by its "
+                "model id (openai:ft:...)"
+            )
+        body, _, query = self.text.partition("?")
+        kept = [part for part in query.split("&") if part and unquote_plus(part.partition("=")[0]) != "adapter"]
+        if adapter is not None:
+            kept.append(f"adapter={adapter}")
+        text = body + ("?" + "&".join(kept) if kept else "")
+        return replace(self, text=text, adapter=None if adapter is None else str(adapter))
+
+    @property
+    def base(self) -> ModelSpec:
+        """The same model without its adapter."""
+        return self.with_adapter(None) if self.adapter else self
+
+
+def slugify(text: str) -> str:
+    """A file-system-safe folder name for ``text`` (letters, digits, ``-_.``; at most 120 characters)."""
+    keep = [c if c.isalnum() or c in "-_." else "-" for c in text]
+    return "".join(keep).strip("-")[:120]
 
 
 def _parse_option(backend: str, name: str, raw: str) -> Any:
@@ -144,7 +171,8 @@ def parse_model_spec(text: str) -> ModelSpec:
         name: _parse_option(backend, name, raw)
         for name, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False)
     }
-    return ModelSpec(backend, model, revision or None, options, original)
+    adapter = options.pop("adapter", None)
+    return ModelSpec(backend, model, revision or None, options, original, adapter)
 
 
 def load_backend(spec: ModelSpec | str, *, cache=None) -> Backend:
@@ -172,4 +200,5 @@ __all__ = [
     "UsageStats",
     "load_backend",
     "parse_model_spec",
+    "slugify",
 ]

@@ -182,7 +182,7 @@ class HFBackend(Backend):
         adapter's base model), a model that cannot be loaded fails here (:func:`check_model_available`)."""
         from . import EMBEDDED_MODEL, embedded
 
-        options = dict(spec.options)
+        options = {**spec.options, **({"adapter": spec.adapter} if spec.adapter else {})}
         if spec.model == EMBEDDED_MODEL:
             if spec.revision:
                 raise InvalidParameter(

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..cache import ResponseCache
-from ..errors import InvalidParameter, check_range
+from ..errors import InvalidParameter, LabscaleError, check_range
 from .base import Backend, Decoding, Generation, Messages
 
 #: the official endpoint; the only one for which a missing key is an error (local servers take any key)
@@ -145,7 +145,7 @@ def describe_causes(counts: Counter | dict) -> str:
     return ", ".join(f"{_cause_text(cause)} x{n}" for cause, n in ordered) or "none"
 
 
-class _RequestFailed(Exception):
+class _RequestFailed(LabscaleError):
     """A request that failed for good: its final error, that error's cause and the causes of the retries before."""
 
     def __init__(self, error: BaseException, retries: list[str]):

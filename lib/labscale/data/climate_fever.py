@@ -1,4 +1,5 @@
-"""Climate-FEVER for the fact-checking task: the study's Hugging Face copy, and the original release file.
+"""Climate-FEVER for the ``fact_checking`` task: the study's Hugging Face copy, the original release file, and
+synthetic claims (:func:`load_offline`, :mod:`labscale.data.synthetic_claims`).
 
 * :func:`load_hub` reads ``amandakonet/climate_fever_adopted``, the copy with train/valid/test splits that the
   study used (4,298 / 1,842 / 1,535 claim-evidence pairs).
@@ -16,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import Example, MalformedRows, Source, TaskData, reject_options, require_path
 from ..errors import InvalidParameter
-from ..tasks.base import MalformedRows
-from .hub import load_hub_dataset
+from ..hashing import sha256_files
+from . import synthetic_claims
+from .hub import load_hub_splits
 
+TASK = "fact_checking"
 HUB_ID = "amandakonet/climate_fever_adopted"
 #: the hub dataset's split names -> ours
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
@@ -49,16 +53,12 @@ def _label_name(value: Any, feature: Any) -> str:
     return str(value).strip()
 
 
-def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def hub_rows(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The study's splits as ``{split: [{"id", "claim", "evidence", "label"}, ...]}`` (valid -> validation)."""
-    dataset = load_hub_dataset(HUB_ID, revision)
-    splits: dict[str, list[dict[str, Any]]] = {}
-    for hub_name, name in HUB_SPLITS.items():
-        if hub_name not in dataset:
-            continue
-        part = dataset[hub_name]
+
+    def convert(name: str, part: Any) -> list[dict[str, Any]]:
         feature = part.features.get("evidence_label")
-        splits[name] = [
+        return [
             {
                 "id": f"{name}-{i:05d}",
                 "claim": row["claim"],
@@ -67,7 +67,8 @@ def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
             }
             for i, row in enumerate(part)
         ]
-    return splits
+
+    return load_hub_splits(HUB_ID, revision, convert, HUB_SPLITS)
 
 
 # -- the original release ---------------------------------------------------------------------------------
@@ -206,3 +207,79 @@ def load_release(path: str | Path, exclude_claims: Iterable[str] = ()) -> Releas
         excluded_pairs=excluded_pairs,
         claims_per_split=claims_per_split,
     )
+
+
+# -- the task's three sources ----------------------------------------------------------------------------------
+def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+    return [
+        Example(
+            id=r["id"],
+            fields={"claim": r["claim"], "evidence": r["evidence"]},
+            target=r["label"],
+            meta=dict(r.get("meta") or {}),
+        )
+        for r in rows
+    ]
+
+
+def _offline_examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+    # meta["kind"]: how the evidence was built (restatement, different_value, other_place...), so run
+    # records can break synthetic results down by construction
+    return [
+        Example(
+            id=r["id"],
+            fields={"claim": r["claim"], "evidence": r["evidence"]},
+            target=r["label"],
+            meta={**r["meta"], "kind": r["meta"]["mode"]},
+        )
+        for r in rows
+    ]
+
+
+def load_offline(path=None, *, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any) -> TaskData:
+    """SYNTHETIC data from :mod:`labscale.data.synthetic_claims` (default 600 / 150 / 150, balanced labels)."""
+    reject_options(TASK, "offline", options)
+    splits = synthetic_claims.generate(seed=seed, sizes=sizes)
+    return TaskData(
+        task=TASK,
+        source=Source.OFFLINE,
+        origin=f"{synthetic_claims.ORIGIN}, seed={seed}",
+        splits={k: _offline_examples(v) for k, v in splits.items()},
+        synthetic=True,
+    )
+
+
+def load_local(path=None, *, seed: int = 0, exclude_claims: Iterable[str] = (), **options: Any) -> TaskData:
+    """The original release, split by claim hash (not the hub split), without the ``exclude_claims`` (the task's
+    shot claims)."""
+    reject_options(TASK, "local", options)
+    release = load_release(require_path(path, "Climate-FEVER", "climate-fever"), exclude_claims=exclude_claims)
+    origin = (
+        f"{release.file} (Climate-FEVER release, tdiggelm/climate-fever-dataset; labscale split by "
+        f"claim-id hash 56/24/20%, not the hub split; {len(release.excluded_claim_ids)} shot claims "
+        f"({release.excluded_pairs} pairs) excluded)"
+    )
+    return TaskData(
+        task=TASK,
+        source=Source.LOCAL,
+        origin=origin,
+        splits={k: _examples(v) for k, v in release.splits.items()},
+        malformed=release.malformed,
+        content_hash=sha256_files([release.file]),
+    )
+
+
+def load_hub(path=None, *, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
+    """The study's dataset ``amandakonet/climate_fever_adopted`` (needs network or the datasets cache)."""
+    reject_options(TASK, "hub", options)
+    data = TaskData(
+        task=TASK,
+        source=Source.HUB,
+        origin=HUB_ID,
+        splits={k: _examples(v) for k, v in hub_rows(revision).items()},
+        revision=revision,
+    )
+    unknown = {ex.target for exs in data.splits.values() for ex in exs} - set(LABELS)
+    if unknown:
+        raise InvalidParameter(f"{HUB_ID} has labels {sorted(unknown)} outside {LABELS}")
+    return data

@@ -7,7 +7,7 @@ Each split file (``train.txt``, ``valid.txt``, ``test.txt``) holds one record pa
 with label ``1`` for a match and ``0`` otherwise (Li et al., VLDB 2021; data from Mudgal et al., SIGMOD 2018).
 The reader is strict: a line without exactly three tab-separated fields, with a label other than 0/1, or with
 a record that does not parse as ``COL``/``VAL`` pairs is not guessed at; it is counted in a
-:class:`~labscale.tasks.base.MalformedRows` (with the first offending line as an example) and dropped.
+:class:`~labscale.core.MalformedRows` (with the first offending line as an example) and dropped.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import MalformedRows
 from ..errors import InvalidParameter, invalid_choice
-from ..tasks.base import MalformedRows, file_sha256
+from ..hashing import sha256_files
 
 #: benchmark name -> folder below ``er_magellan/`` (Abt-Buy is filed under Textual/ in Ditto's release)
 BENCHMARKS: dict[str, str] = {
@@ -163,7 +164,7 @@ def resolve_benchmark_dir(path: str | Path, benchmark: str | None = None) -> tup
             return candidate, name
     raise InvalidParameter(
         f"no {name!r} benchmark files ({', '.join(SPLIT_FILES.values())}) found under {str(path)!r}; expected "
-        f"the shared data folder, magellan-er/, er_magellan/ or the benchmark folder er_magellan/{sub}"
+        f"a data root, magellan-er/, er_magellan/ or the benchmark folder er_magellan/{sub}"
     )
 
 
@@ -183,7 +184,7 @@ def load_benchmark(path: str | Path, benchmark: str | None = None) -> MagellanBe
     folder, name = resolve_benchmark_dir(path, benchmark)
     malformed = MalformedRows()
     splits = {split: read_pairs(folder / fname, malformed) for split, fname in SPLIT_FILES.items()}
-    digest = file_sha256(folder / fname for fname in SPLIT_FILES.values())
+    digest = sha256_files(folder / fname for fname in SPLIT_FILES.values())
     return MagellanBenchmark(name=name, folder=folder, splits=splits, malformed=malformed, content_hash=digest)
 
 

@@ -1,4 +1,5 @@
-"""MedQA (Jin et al. 2021) reduced to true/false, the study's "MedQA-TF" privacy task.
+"""MedQA (Jin et al. 2021) reduced to true/false, the study's "MedQA-TF" privacy task (``medqa_tf``); offline,
+synthetic patient records instead (:func:`load_offline`, :mod:`labscale.data.synthetic_patients`).
 
 The study used ``lurosenb/medqa`` and reduced MedQA's four-option questions to a binary task; its derivation code
 was not released. Here the reduction is explicit and seeded: **each question is paired with either its correct
@@ -19,14 +20,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core import Example, MalformedRows, Source, TaskData, reject_options, require_path
 from ..errors import InvalidParameter
-from ..tasks.base import MalformedRows
-from .hub import load_hub_dataset
+from ..hashing import sha256_files
+from . import synthetic_patients
+from .hub import load_hub_splits
 
+TASK = "medqa_tf"
 HUB_ID = "lurosenb/medqa"
 RELEASE_SUBPATH = Path("US") / "4_options"
 SPLIT_SHARES = (("train", 0.60), ("validation", 0.20), ("test", 0.20))
@@ -135,14 +139,13 @@ def load_release(path: str | Path, seed: int = 0) -> tuple[dict[str, list[dict[s
 _BRACKETS = re.compile(r"\[([^\[\]]+)\]")
 
 
-def load_hub(revision: str | None = None, *, dataset_id: str = HUB_ID, seed: int = 0) -> dict[str, list[dict]]:
-    """True/false splits from a hub copy of MedQA (see the module docstring for the two schemas read)."""
-    dataset = load_hub_dataset(dataset_id, revision)
-    splits: dict[str, list[dict[str, Any]]] = {}
-    for hub_name in dataset:
-        name = {"dev": "validation", "valid": "validation"}.get(hub_name, hub_name)
+def hub_rows(revision: str | None = None, *, dataset_id: str = HUB_ID, seed: int = 0) -> dict[str, list[dict]]:
+    """True/false splits from a hub copy of MedQA (see the module docstring for the two schemas read); every split
+    the dataset has, dev/valid named validation."""
+
+    def convert(name: str, part: Any) -> list[dict[str, Any]]:
         rows = []
-        for i, row in enumerate(dataset[hub_name]):
+        for i, row in enumerate(part):
             if "options" in row and "answer_idx" in row:
                 options = (
                     row["options"]
@@ -162,5 +165,66 @@ def load_hub(revision: str | None = None, *, dataset_id: str = HUB_ID, seed: int
                     "answer_idx or input/output"
                 )
             rows.append(true_false_item(f"{name}-{i:05d}", question, correct, wrong, seed))
-        splits[name] = rows
-    return splits
+        return rows
+
+    return load_hub_splits(dataset_id, revision, convert)
+
+
+# -- the task's three sources ----------------------------------------------------------------------------------
+def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+    return [
+        Example(
+            id=r["id"],
+            fields={"record": r["record"], "question": r["question"], "option": r["option"]},
+            target=r["label"],
+            meta=dict(r.get("meta") or {}),
+        )
+        for r in rows
+    ]
+
+
+def load_offline(path=None, *, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any) -> TaskData:
+    """SYNTHETIC patient records (default 400 / 100 / 100 items, labels balanced)."""
+    reject_options(TASK, "offline", options)
+    splits = synthetic_patients.generate(seed=seed, sizes=sizes)
+    return TaskData(
+        task=TASK,
+        source=Source.OFFLINE,
+        origin=f"{synthetic_patients.ORIGIN}, seed={seed}",
+        splits={k: _examples(v) for k, v in splits.items()},
+        synthetic=True,
+    )
+
+
+def load_local(path=None, *, seed: int = 0, **options: Any) -> TaskData:
+    """The MedQA release file(s), reduced to true/false (see the module docstring)."""
+    reject_options(TASK, "local", options)
+    splits, malformed, files = load_release(require_path(path, "MedQA", "medqa"), seed=seed)
+    origin = (
+        f"{', '.join(str(f) for f in files)} (MedQA US 4-option release, jind11/MedQA; true/false "
+        f"reduction seed={seed}"
+        + ("; one file split 60/20/20 by question hash, not the study's split)" if len(files) == 1 else ")")
+    )
+    return TaskData(
+        task=TASK,
+        source=Source.LOCAL,
+        origin=origin,
+        splits={k: _examples(v) for k, v in splits.items()},
+        malformed=malformed,
+        content_hash=sha256_files(files) + f":tf-seed-{seed}",
+    )
+
+
+def load_hub(
+    path=None, *, seed: int = 0, revision: str | None = None, dataset_id: str | None = None, **options: Any
+) -> TaskData:
+    """The study's ``lurosenb/medqa`` (or ``dataset_id=...``; needs network or the datasets cache)."""
+    reject_options(TASK, "hub", options)
+    dataset = dataset_id or HUB_ID
+    return TaskData(
+        task=TASK,
+        source=Source.HUB,
+        origin=f"{dataset} (true/false reduction seed={seed})",
+        splits={k: _examples(v) for k, v in hub_rows(revision, dataset_id=dataset, seed=seed).items()},
+        revision=revision,
+    )

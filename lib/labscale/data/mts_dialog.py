@@ -1,4 +1,5 @@
-"""MTS-Dialog for the clinical-dialogue summarization task: the study's Hugging Face copy and the release CSVs.
+"""MTS-Dialog for the ``summarization`` task: the study's Hugging Face copy, the release CSVs, and synthetic
+dialogues (:func:`load_offline`, :mod:`labscale.data.synthetic_dialogues`).
 
 * :func:`load_hub` reads ``beanham/medsum`` (splits train / validation / test), the copy the study used.
 * :func:`load_release` reads the official CSVs (Ben Abacha et al., EACL 2023; ``abachaa/MTS-Dialog``, CC BY 4.0):
@@ -15,14 +16,18 @@ reported, never mapped onto a known one.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import Example, MalformedRows, Source, TaskData, reject_options, require_path
 from ..errors import InvalidParameter
-from ..tasks.base import MalformedRows
-from .hub import load_hub_dataset
+from ..hashing import sha256_files
+from . import synthetic_dialogues
+from .hub import load_hub_splits
 
+TASK = "summarization"
 HUB_ID = "beanham/medsum"
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 RELEASE_FOLDER = "mts-dialog"
@@ -65,23 +70,21 @@ SECTION_HEADERS = frozenset(
 )
 
 
-def load_hub(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def hub_rows(revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """The study's splits as ``{split: [{"id", "dialogue", "section_header", "section_text"}, ...]}``."""
-    dataset = load_hub_dataset(HUB_ID, revision)
-    splits: dict[str, list[dict[str, Any]]] = {}
-    for hub_name, name in HUB_SPLITS.items():
-        if hub_name not in dataset:
-            continue
-        splits[name] = [
+
+    def convert(name: str, part: Any) -> list[dict[str, Any]]:
+        return [
             {
                 "id": f"{name}-{i:05d}",
                 "dialogue": row["dialogue"],
                 "section_header": row["section_header"],
                 "section_text": row["section_text"],
             }
-            for i, row in enumerate(dataset[hub_name])
+            for i, row in enumerate(part)
         ]
-    return splits
+
+    return load_hub_splits(HUB_ID, revision, convert, HUB_SPLITS)
 
 
 @dataclass
@@ -185,3 +188,88 @@ def load_release(path: str | Path, test_set: str = "both") -> Release:
                     )
         splits[split] = rows
     return Release(files=files, splits=splits, malformed=malformed)
+
+
+# -- the task's three sources ----------------------------------------------------------------------------------
+def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
+    # meta["kind"] (the section header) lets run records break results down by section
+    return [
+        Example(
+            id=r["id"],
+            fields={"dialogue": r["dialogue"], "section_header": r["section_header"]},
+            target=r["section_text"],
+            meta={**(r.get("meta") or {}), "kind": r["section_header"]},
+        )
+        for r in rows
+    ]
+
+
+def _refuse_test_set(source: str, options: Mapping[str, Any]) -> None:
+    """``test_set`` picks a file of the MTS-Dialog release: only source 'local' has one."""
+    if options.get("test_set") is not None:
+        raise InvalidParameter(
+            f"test_set={options['test_set']!r} selects an MTS-Dialog release test set "
+            f"('1', '2' or 'both') and needs source='local'; source {source!r} has one "
+            "fixed test split"
+        )
+
+
+def load_offline(
+    path=None,
+    *,
+    seed: int = 0,
+    sizes: Mapping[str, int] | None = None,
+    accepted: Sequence[str] = (),
+    **options: Any,
+) -> TaskData:
+    """SYNTHETIC dialogues from :mod:`labscale.data.synthetic_dialogues` (default 300 / 40 / 60). ``accepted``
+    names options the caller already took, listed as valid when an unknown option is refused."""
+    _refuse_test_set("offline", options)
+    reject_options(TASK, "offline", options, tuple(accepted))
+    splits = synthetic_dialogues.generate(seed=seed, sizes=sizes)
+    return TaskData(
+        task=TASK,
+        source=Source.OFFLINE,
+        origin=f"{synthetic_dialogues.ORIGIN}, seed={seed}",
+        splits={k: _examples(v) for k, v in splits.items()},
+        synthetic=True,
+    )
+
+
+def load_local(
+    path=None, *, seed: int = 0, test_set: str | int | None = None, accepted: Sequence[str] = (), **options: Any
+) -> TaskData:
+    """The official MTS-Dialog CSVs; the test split is TestSet-1 + TestSet-2 (``test_set="both"``, the
+    default), or one of them (``test_set="1"`` or ``"2"``)."""
+    test_set = check_test_set("both" if test_set is None else test_set)
+    reject_options(TASK, "local", options, ("test_set", *accepted))
+    release = load_release(require_path(path, "MTS-Dialog", "mts-dialog"), test_set=test_set)
+    test = {
+        "1": "TestSet-1 (MEDIQA-Chat 2023)",
+        "2": "TestSet-2 (MEDIQA-Sum 2023)",
+        "both": "TestSet-1 + TestSet-2",
+    }[test_set]
+    origin = f"{release.files[0].parent} (MTS-Dialog release, abachaa/MTS-Dialog, CC BY 4.0; test = {test})"
+    return TaskData(
+        task=TASK,
+        source=Source.LOCAL,
+        origin=origin,
+        splits={k: _examples(v) for k, v in release.splits.items()},
+        malformed=release.malformed,
+        content_hash=sha256_files(release.files),
+    )
+
+
+def load_hub(
+    path=None, *, seed: int = 0, revision: str | None = None, accepted: Sequence[str] = (), **options: Any
+) -> TaskData:
+    """The study's dataset ``beanham/medsum`` (needs network or the datasets cache)."""
+    _refuse_test_set("hub", options)
+    reject_options(TASK, "hub", options, tuple(accepted))
+    return TaskData(
+        task=TASK,
+        source=Source.HUB,
+        origin=HUB_ID,
+        splits={k: _examples(v) for k, v in hub_rows(revision).items()},
+        revision=revision,
+    )

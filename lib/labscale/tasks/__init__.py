@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..core import INVALID, SOURCES, Example, MalformedRows, TaskData
 from ..errors import invalid_choice
-from .base import INVALID, SOURCES, Example, MalformedRows, Task, TaskData
+from .base import Task
 
 _TASK_CLASSES = {
     # domain adaptation (study §4.1, Table 2)

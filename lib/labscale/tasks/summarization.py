@@ -1,7 +1,7 @@
 """Clinical dialogue summarization: write the note section (``section_text``) for a doctor-patient dialogue and
 a section topic (``section_header``), as in MTS-Dialog / MEDIQA-Sum 2023 (study §4.1).
 
-Data sources:
+Data sources (loaded by :mod:`labscale.data.mts_dialog`):
 
 * ``"hub"``: ``beanham/medsum``, the study's copy (train / validation / test). Pass ``revision=...`` to pin it.
 * ``"local"``: the official MTS-Dialog CSVs: training 1,201 -> train, validation 100 -> validation, test sets
@@ -18,12 +18,14 @@ Fixed shots are validation items 0, 1 and 5 of whichever source is loaded, the s
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from ..core import INVALID, Example, TaskData
+from ..data import mts_dialog
 from ..errors import InvalidParameter
 from ..prompts import Shot
-from .base import INVALID, Example, Task, TaskData, file_sha256, reject_options, require_path
+from .base import Task
 
 #: the study's system message, verbatim (including its trailing space)
 SYSTEM_MESSAGE = (
@@ -34,6 +36,8 @@ INSTRUCTION = "Please summarize the following dialogue."
 QUERY = "## Content:\n{dialogue}\n\n## Topic:\n{section_header}\n\n## Summary:"
 #: validation items used as fixed shots, in order (the study's "comprehensive", "negation", "short")
 SHOT_INDICES = (0, 1, 5)
+#: the task's own (scoring) options, accepted by every source
+SCORING_OPTIONS = ("bertscore_model",)
 
 _LEADING_SUMMARY = re.compile(r"^(?:#+\s*)?summary\s*:\s*", re.I)
 
@@ -62,95 +66,27 @@ class Summarization(Task):
     #: BERTScore model passed to the metric (None: the metric's default)
     bertscore_model: str | None = None
 
-    # -- data -------------------------------------------------------------------------------------------
-    @staticmethod
-    def _refuse_test_set(source: str, options: Mapping[str, Any]) -> None:
-        """``test_set`` picks a file of the MTS-Dialog release: only source 'local' has one."""
-        if options.get("test_set") is not None:
-            raise InvalidParameter(
-                f"test_set={options['test_set']!r} selects an MTS-Dialog release test set "
-                f"('1', '2' or 'both') and needs source='local'; source {source!r} has one "
-                "fixed test split"
-            )
-
+    # -- data (:mod:`labscale.data.mts_dialog`) ----------------------------------------------------------
     def _take_options(self, options: dict[str, Any]) -> None:
-        """Options every source accepts: ``bertscore_model`` (kept on the task for :meth:`score`)."""
+        """The task's own option, accepted by every source: ``bertscore_model`` (kept on the task for
+        :meth:`score`)."""
         model = options.pop("bertscore_model", None)
         if model is not None:
             if not isinstance(model, str) or not model.strip():
                 raise InvalidParameter(f"bertscore_model must be a model name or path, got {model!r}")
             self.bertscore_model = model
 
-    @staticmethod
-    def _examples(rows: Sequence[Mapping[str, Any]]) -> list[Example]:
-        # meta["kind"] (the section header) lets run records break results down by section
-        return [
-            Example(
-                id=r["id"],
-                fields={"dialogue": r["dialogue"], "section_header": r["section_header"]},
-                target=r["section_text"],
-                meta={**(r.get("meta") or {}), "kind": r["section_header"]},
-            )
-            for r in rows
-        ]
-
-    def _load_offline(
-        self, *, path=None, seed: int = 0, sizes: Mapping[str, int] | None = None, **options: Any
-    ) -> TaskData:
-        """SYNTHETIC dialogues from :mod:`labscale.data.synthetic_dialogues` (default 300 / 40 / 60)."""
-        from ..data import synthetic_dialogues
-
-        self._refuse_test_set("offline", options)
+    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         self._take_options(options)
-        reject_options(self.name, "offline", options)
-        splits = synthetic_dialogues.generate(seed=seed, sizes=sizes)
-        return TaskData(
-            task=self.name,
-            source="offline",
-            origin=f"{synthetic_dialogues.ORIGIN}, seed={seed}",
-            splits={k: self._examples(v) for k, v in splits.items()},
-            synthetic=True,
-        )
+        return mts_dialog.load_offline(path, seed=seed, accepted=SCORING_OPTIONS, **options)
 
-    def _load_local(self, *, path=None, seed: int = 0, test_set: str | int | None = None, **options: Any) -> TaskData:
-        """The official MTS-Dialog CSVs; the test split is TestSet-1 + TestSet-2 (``test_set="both"``, the
-        default), or one of them (``test_set="1"`` or ``"2"``)."""
-        from ..data import mts_dialog
-
-        test_set = mts_dialog.check_test_set("both" if test_set is None else test_set)
+    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         self._take_options(options)
-        reject_options(self.name, "local", options, allowed=("test_set", "bertscore_model"))
-        release = mts_dialog.load_release(require_path(path, "MTS-Dialog"), test_set=test_set)
-        test = {
-            "1": "TestSet-1 (MEDIQA-Chat 2023)",
-            "2": "TestSet-2 (MEDIQA-Sum 2023)",
-            "both": "TestSet-1 + TestSet-2",
-        }[test_set]
-        origin = f"{release.files[0].parent} (MTS-Dialog release, abachaa/MTS-Dialog, CC BY 4.0; test = {test})"
-        return TaskData(
-            task=self.name,
-            source="local",
-            origin=origin,
-            splits={k: self._examples(v) for k, v in release.splits.items()},
-            malformed=release.malformed,
-            content_hash=file_sha256(release.files),
-        )
+        return mts_dialog.load_local(path, seed=seed, accepted=SCORING_OPTIONS, **options)
 
-    def _load_hub(self, *, path=None, seed: int = 0, revision: str | None = None, **options: Any) -> TaskData:
-        """The study's dataset ``beanham/medsum`` (needs network or the datasets cache)."""
-        from ..data import mts_dialog
-
-        self._refuse_test_set("hub", options)
+    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
         self._take_options(options)
-        reject_options(self.name, "hub", options)
-        splits = mts_dialog.load_hub(revision)
-        return TaskData(
-            task=self.name,
-            source="hub",
-            origin=mts_dialog.HUB_ID,
-            splits={k: self._examples(v) for k, v in splits.items()},
-            revision=revision,
-        )
+        return mts_dialog.load_hub(path, seed=seed, accepted=SCORING_OPTIONS, **options)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -173,6 +109,15 @@ class Summarization(Task):
             return INVALID
         cleaned = _LEADING_SUMMARY.sub("", text.strip()).strip()
         return cleaned if cleaned else INVALID
+
+    def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
+        """Per-item ROUGE F-measures against the reference section and the invalid flag (corpus BLEU and BERTScore
+        are scored over the run; :mod:`labscale.compare` rescores them per item when comparing runs)."""
+        from ..metrics import rouge_fmeasures, summary_hypotheses
+
+        hypotheses, invalid = summary_hypotheses(parsed)
+        rouge = rouge_fmeasures([str(ex.target) for ex in examples], hypotheses)
+        return {**{name: values.tolist() for name, values in rouge.items()}, "invalid": invalid.astype(float).tolist()}
 
     def score(
         self,

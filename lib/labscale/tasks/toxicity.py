@@ -15,7 +15,7 @@ here chat turns carry no leading blank lines.) ``shot_style="single"`` puts ever
 the study did for Falcon. The study's shots are validation items 11, 50 and 21 (its comments: "comprehensive",
 "negation", "short").
 
-Sources:
+Data sources (loaded by :mod:`labscale.data.civil_comments`):
 
 * ``"hub"``: ``yanyiwei/civil-comments-sampled`` (800 / 100 / 200; columns ``text``, ``label`` -- a string, toxic
   iff it contains "Y", the study's rule -- and identity scores ``male``, ``female``); ``revision`` pins it.
@@ -35,7 +35,7 @@ dataset's raw ``label`` string there, which the prompt's instruction does not na
 Parsing is strict (the shared grammar of :mod:`labscale.parsing` over :data:`~labscale.parsing.YES_NO`): the
 reply must start with ``yes`` or ``no`` (case, quotes and markdown ignored, after an optional "Response:"/"Answer:"
 preamble), may go on with an explanation, and must not echo or hedge ("yes or no", "Yes, it is not toxic");
-anything else is :data:`~labscale.tasks.base.INVALID`, scored as wrong and counted in ``invalid_rate``. The
+anything else is :data:`~labscale.core.INVALID`, scored as wrong and counted in ``invalid_rate``. The
 original code called **any output containing "yes"** toxic
 and everything else non-toxic, so "I cannot say yes or no", "Yesterday..." and "Not toxic, yes?" were all
 "toxic" and a refusal or an empty reply was "non-toxic" -- which moves the non-toxic cells' accuracy, the very
@@ -45,17 +45,16 @@ numbers worst-group accuracy is made of. ``parse(reply, parser="study")`` applie
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InvalidParameter, check_range
+from ..core import Example, TaskData
+from ..data import civil_comments
+from ..data.civil_comments import CELLS, IDENTITY_THRESHOLD, NONTOXIC, TOXIC
+from ..errors import InvalidParameter
 from ..parsing import YES_NO, parse_reply
 from ..prompts import SHOT_STYLES, Shot
-from .base import SPLITS, Example, MalformedRows, Task, TaskData, reject_options, require_path
-
-HUB_DATASET = "yanyiwei/civil-comments-sampled"
-LOCAL_FILE = "all_data_with_identities.csv"
+from .base import Task
 
 #: the study's opening sentence (verbatim, with its trailing space)
 MODERATOR = (
@@ -68,24 +67,6 @@ ITEM = "## Comment:\n{text}\n\n## Response:"
 #: the study's fixed shots: validation items 11 ("comprehensive"), 50 ("negation") and 21 ("short")
 STUDY_SHOT_INDICES = (11, 50, 21)
 
-TOXIC, NONTOXIC = "yes", "no"
-GENDERS = ("male", "female")
-#: the study's four (gender x label) cells
-CELLS = ("male_toxic", "male_nontoxic", "female_toxic", "female_nontoxic")
-#: identity score at or above which a comment belongs to a gender group (the study's threshold)
-IDENTITY_THRESHOLD = 0.5
-DEFAULT_SAMPLE = {"train": 800, "validation": 100, "test": 200}
-
-_OPTIONS = {"offline": ("sizes",), "local": ("sample",), "hub": ("revision",)}
-
-
-def cell_of(gender_scores: Mapping[str, float], toxic: bool) -> str:
-    """``meta["kind"]`` of a comment: its cell ("female_toxic"), "male+female_toxic" when both genders reach the
-    threshold, "unidentified_toxic" when neither does."""
-    genders = [g for g in GENDERS if (gender_scores.get(g) or 0.0) >= IDENTITY_THRESHOLD]
-    who = "+".join(genders) if genders else "unidentified"
-    return f"{who}_{'toxic' if toxic else 'nontoxic'}"
-
 
 def cell_membership(example: Example) -> list[bool]:
     """Whether ``example`` belongs to each of :data:`CELLS` (its gender scores at or above the threshold and its
@@ -95,102 +76,6 @@ def cell_membership(example: Example) -> list[bool]:
         and (example.target == TOXIC) == cell.endswith("_toxic")
         for cell in CELLS
     ]
-
-
-def _check_options(source: str, options: Mapping[str, Any]) -> None:
-    reject_options("toxicity", source, options, _OPTIONS[source])
-
-
-def _score_value(value: Any) -> float | None:
-    """An identity score as a float in [0, 1]; None if unreadable. A missing (NaN) score means not annotated: 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if number != number:
-        return 0.0
-    return number if 0.0 <= number <= 1.0 else None
-
-
-def _example(id_: str, text: str, toxic: bool, male: float, female: float, **meta: Any) -> Example:
-    scores = {"male": male, "female": female}
-    return Example(
-        id=id_,
-        fields={"text": text},
-        target=TOXIC if toxic else NONTOXIC,
-        meta={**meta, **scores, "kind": cell_of(scores, toxic)},
-    )
-
-
-def balanced_sample(examples: Sequence[Example], size: int, seed: int, what: str) -> list[Example]:
-    """A seeded sample of ``size`` examples with the four cells as equal as possible (dataset order kept).
-    Comments in both gender groups count in the male cell here, so a cell is never sampled twice."""
-    import random
-
-    by_cell: dict[str, list[int]] = {c: [] for c in CELLS}
-    for i, ex in enumerate(examples):
-        gender = "male" if ex.meta["male"] >= IDENTITY_THRESHOLD else "female"
-        by_cell[f"{gender}_{'toxic' if ex.target == TOXIC else 'nontoxic'}"].append(i)
-    rng = random.Random(f"toxicity-sample:{seed}:{what}")
-    quota = {c: size // len(CELLS) + (1 if k < size % len(CELLS) else 0) for k, c in enumerate(CELLS)}
-    short = {c: (len(by_cell[c]), quota[c]) for c in CELLS if len(by_cell[c]) < quota[c]}
-    if short:
-        raise InvalidParameter(
-            f"{what}: cannot draw a balanced sample of {size}; too few comments in "
-            f"{', '.join(f'{c} ({have} < {need})' for c, (have, need) in short.items())}"
-        )
-    chosen = sorted(i for c in CELLS for i in rng.sample(by_cell[c], quota[c]))
-    return [examples[i] for i in chosen]
-
-
-def read_wilds_csv(path: Path, malformed: MalformedRows) -> dict[str, list[Example]]:
-    """Every male- or female-identified comment of a CivilComments-WILDS ``all_data_with_identities.csv``, by split
-    (``val`` -> ``validation``); unreadable rows are counted in ``malformed`` with the reason."""
-    import pandas as pd
-
-    required = ["comment_text", "toxicity", "male", "female", "split"]
-    header = pd.read_csv(path, nrows=0)
-    missing = [c for c in required if c not in header.columns]
-    if missing:
-        raise InvalidParameter(
-            f"{str(path)!r} is not a CivilComments-WILDS release file: columns {missing} are "
-            f"missing (found {list(header.columns)[:12]}...); expected {required}"
-        )
-    ids = "id" if "id" in header.columns else None
-    frame = pd.read_csv(
-        path,
-        usecols=required + ([ids] if ids else []),
-        dtype={"comment_text": str, "split": str},
-        keep_default_na=False,
-        na_values={"toxicity": [""], "male": [""], "female": [""]},
-    )
-    splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
-    names = {"train": "train", "val": "validation", "test": "test"}
-    for row_no, row in enumerate(frame.itertuples(index=False)):
-        record = row._asdict()
-        split = names.get(record["split"])
-        text = record["comment_text"]
-        toxicity = _score_value(record["toxicity"])
-        male, female = _score_value(record["male"]), _score_value(record["female"])
-        if split is None:
-            malformed.add(f"unknown split {record['split']!r} (expected train, val or test)", record)
-            continue
-        if not isinstance(text, str) or not text.strip():
-            malformed.add("empty comment_text", record)
-            continue
-        if toxicity is None or record["toxicity"] != record["toxicity"]:
-            malformed.add("toxicity missing or outside [0, 1]", record)
-            continue
-        if male is None or female is None:
-            malformed.add("male/female identity score outside [0, 1]", record)
-            continue
-        if male < IDENTITY_THRESHOLD and female < IDENTITY_THRESHOLD:
-            continue  # not a male/female-identified comment: outside the study's population, not malformed
-        row_id = record[ids] if ids else row_no
-        splits[split].append(
-            _example(f"wilds-{row_id}", text.strip(), toxicity >= 0.5, male, female, row=row_no, toxicity=toxicity)
-        )
-    return splits
 
 
 class Toxicity(Task):
@@ -207,98 +92,15 @@ class Toxicity(Task):
     shot_style = "chat"
     max_shots = 3
 
-    # -- data -------------------------------------------------------------------------------------------
+    # -- data (:mod:`labscale.data.civil_comments`) ------------------------------------------------------
     def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """SYNTHETIC comments (default 800 / 100 / 200, balanced over the four cells)."""
-        from ..data import synthetic_comments
-
-        _check_options("offline", options)
-        splits = synthetic_comments.generate(seed=seed, sizes=options.get("sizes"))
-        examples = {
-            name: [_example(r["id"], r["text"], r["toxic"], r["male"], r["female"], **r["meta"]) for r in rows]
-            for name, rows in splits.items()
-        }
-        return TaskData(
-            task=self.name,
-            source="offline",
-            origin=f"{synthetic_comments.ORIGIN}, seed={seed}",
-            splits=examples,
-            synthetic=True,
-        )
+        return civil_comments.load_offline(path, seed=seed, **options)
 
     def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The WILDS release CSV, male/female comments only, with a balanced seeded sample (option ``sample``)."""
-        _check_options("local", options)
-        sample = options.get("sample", DEFAULT_SAMPLE)
-        if sample is not None:
-            if not isinstance(sample, Mapping):
-                raise InvalidParameter(f"sample must be a mapping split -> size or None, got {sample!r}")
-            for split, size in sample.items():
-                if split not in SPLITS:
-                    raise InvalidParameter(f"unknown split {split!r} in sample; valid splits: {', '.join(SPLITS)}")
-                check_range(f"sample size of split {split!r}", size, 0, None, integer=True)
-        root = require_path(path, "CivilComments-WILDS")
-        file = _find_csv(root)
-        malformed = MalformedRows()
-        splits = read_wilds_csv(file, malformed)
-        if sample is not None:
-            splits = {
-                s: balanced_sample(splits[s], sample[s], seed, f"{file.name} {s}") if s in sample else splits[s]
-                for s in splits
-            }
-        origin = (
-            f"{file} (CivilComments-WILDS release, male/female identity >= {IDENTITY_THRESHOLD}; "
-            + (f"balanced seeded sample {dict(sample)}, seed={seed}" if sample is not None else "all rows")
-            + "; not the study's subset)"
-        )
-        return TaskData(task=self.name, source="local", origin=origin, splits=splits, malformed=malformed)
+        return civil_comments.load_local(path, seed=seed, **options)
 
     def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The study's ``yanyiwei/civil-comments-sampled`` (needs network or the datasets cache)."""
-        from ..data.hub import load_hub_dataset
-
-        _check_options("hub", options)
-        revision = options.get("revision")
-        dataset = load_hub_dataset(HUB_DATASET, revision)
-        malformed = MalformedRows()
-        splits: dict[str, list[Example]] = {}
-        for split in SPLITS:
-            if split not in dataset:
-                continue
-            missing = [c for c in ("text", "label", "male", "female") if c not in dataset[split].column_names]
-            if missing:
-                raise InvalidParameter(
-                    f"{HUB_DATASET} split {split!r} lacks columns {missing}; found {dataset[split].column_names}"
-                )
-            examples = []
-            for idx, row in enumerate(dataset[split]):
-                text, label = row.get("text"), row.get("label")
-                male, female = _score_value(row.get("male")), _score_value(row.get("female"))
-                if not isinstance(text, str) or not text.strip():
-                    malformed.add(f"{split}: empty text", row)
-                elif not isinstance(label, str):
-                    malformed.add(f"{split}: label {label!r} is not a string", row)
-                elif male is None or female is None:
-                    malformed.add(f"{split}: male/female score outside [0, 1]", row)
-                else:
-                    # the study's rule: toxic iff the label string contains "Y"; the index is kept for the shots
-                    examples.append(
-                        _example(
-                            f"civil-sampled-{split}-{idx:04d}",
-                            text,
-                            "Y" in label,
-                            male,
-                            female,
-                            row=idx,
-                            raw_label=label,
-                        )
-                    )
-            splits[split] = examples
-        if not splits:
-            raise RuntimeError(f"{HUB_DATASET!r} has none of the splits {SPLITS}; found {list(dataset)}")
-        return TaskData(
-            task=self.name, source="hub", origin=HUB_DATASET, splits=splits, revision=revision, malformed=malformed
-        )
+        return civil_comments.load_hub(path, seed=seed, **options)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -361,29 +163,11 @@ class Toxicity(Task):
         return out
 
 
-def _find_csv(root: Path) -> Path:
-    """The release CSV: ``root`` itself, or ``all_data_with_identities.csv`` under it (any depth, e.g. the
-    ``civilcomments_v1.0`` folder WILDS downloads)."""
-    if root.is_file():
-        return root
-    found = sorted(root.rglob(LOCAL_FILE))
-    if not found:
-        raise InvalidParameter(
-            f"no {LOCAL_FILE} under {str(root)!r}; pass data_path= the CivilComments-WILDS file "
-            "or its folder (WILDS: civilcomments_v1.0/)"
-        )
-    return found[0]
-
-
 __all__ = [
     "CELLS",
-    "HUB_DATASET",
     "MODERATOR",
     "STUDY_SHOT_INDICES",
     "TRANSACTION",
     "Toxicity",
-    "balanced_sample",
     "cell_membership",
-    "cell_of",
-    "read_wilds_csv",
 ]
