@@ -44,7 +44,7 @@ def _generation_run(root, shots, *, hits, requests=4, adapter=None):
             "hardware": {"cpu_count": 2, "cuda": False, "device": "cpu"},
             "wall_seconds": 1.25,
             "usage": {"requests": requests, "cache_hits": hits},
-            "cache_hit_rate": hits / requests,
+            "cache_hit_rate": hits / max(requests, 1),  # as labscale.protocol stamps it
         },
     )
 
@@ -101,6 +101,9 @@ def test_records_without_data_or_cache_and_on_a_gpu(tmp_path):
     assert row["data sha256"] is None and row["synthetic"] is None and row["git commit"] is None
     assert row["versions"].endswith("lm_eval 0.4.13") and row["hardware"] == "NVIDIA H100 80GB HBM3 (CUDA)"
     assert row["cache hit rate"] is None  # nothing went through the response cache
+    # a backend that made no cached request (log-likelihood scoring) has no hit rate, whatever the manifest says
+    scored = _generation_run(tmp_path / "scored", 0, hits=0, requests=0)
+    assert provenance(scored).iloc[0]["cache hit rate"] is None
 
 
 def test_sources_results_tables_lists_and_duplicates(tmp_path):

@@ -130,7 +130,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         name.split(".")[0]: json.loads((run_dir / name).read_text())
         for name in ("params.json", "metrics.json", "manifest.json")
     }
-    record["predictions"] = pd.read_json(run_dir / "predictions.jsonl", lines=True)
+    # dtype=False: replies stay text as written ("4" is not 4.0), as do ids and parsed labels
+    record["predictions"] = pd.read_json(run_dir / "predictions.jsonl", lines=True, dtype=False, convert_dates=False)
     record["path"] = run_dir
     return record
 

@@ -610,6 +610,8 @@ def _provenance_run_dirs(source) -> list:
     from .records import find_runs
 
     if isinstance(source, pd.DataFrame):
+        if source.empty:  # e.g. a part that was switched off: no runs
+            return []
         if "run" not in source.columns:
             raise InvalidParameter(f"a results table needs a 'run' column; it has {list(source.columns)}")
         return [Path(r) for r in dict.fromkeys(source["run"].dropna().astype(str))]
@@ -646,9 +648,11 @@ def _hardware_text(hardware: dict) -> str | None:
 
 
 def _cache_hit_rate(manifest: dict) -> float | None:
+    usage = manifest.get("usage") or {}
+    if "requests" in usage and not usage["requests"]:
+        return None  # the backend made no cached request (log-likelihood scoring): a rate of 0 would mislead
     if manifest.get("cache_hit_rate") is not None:
         return float(manifest["cache_hit_rate"])
-    usage = manifest.get("usage") or {}
     if usage.get("requests"):
         return usage.get("cache_hits", 0) / usage["requests"]
     return None  # nothing was generated through the response cache (lm-eval, audits, log-likelihood scoring)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import records
 from .backends import Backend, Decoding, ModelSpec, load_backend, parse_model_spec
 from .cache import ResponseCache
-from .core import SPLITS, sample_examples
+from .core import SPLITS, Scenario, sample_examples
 from .errors import InvalidParameter, check_choice, check_range
 from .prompts import SHOT_STYLES
 from .protocol import Produced, RunSpec, execute
@@ -228,7 +228,7 @@ def run_spec(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tun
         label=spec.label,
         task=task.name,
         source=tp.source,
-        scenario="fine-tuned" if tuned else f"{k}-shot",
+        scenario=Scenario.of(k, tuned=tuned).value,
         shots=k,
         limit=plan.limit,
         seed=plan.seed,

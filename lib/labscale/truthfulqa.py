@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import records
 from .core import MalformedRows
-from .errors import DataUnavailable, InvalidParameter, check_choice, check_range
+from .errors import DataUnavailable, InvalidParameter, LabscaleError, check_choice, check_range
 
 HUB_ID = "truthfulqa/truthful_qa"
 HUB_CONFIG = "multiple_choice"
@@ -92,7 +92,7 @@ class GenerationQuestion:
     source: str
 
 
-class _BadItem(ValueError):
+class _BadItem(LabscaleError, ValueError):
     """A malformed item; the message is the reason counted in :class:`~labscale.tasks.base.MalformedRows`."""
 
 
@@ -502,7 +502,7 @@ def scorable(model) -> bool:
 
 
 def results_table(run_dirs: Sequence[str | Path], digits: int = 3) -> pd.DataFrame:
-    """One row per TruthfulQA run record: model, items, MC1 and MC2 as "value [95% CI]", prompt."""
+    """One row per TruthfulQA run record: model, items, MC1 and MC2 as "value [95% CI]", prompt, run folder."""
 
     from .report import format_ci
 
@@ -513,7 +513,7 @@ def results_table(run_dirs: Sequence[str | Path], digits: int = 3) -> pd.DataFra
         for name in ("mc1", "mc2"):
             m = rec["metrics"][name]
             row[name.upper()] = format_ci(m["value"], m["ci_low"], m["ci_high"], digits)
-        rows.append(row)
+        rows.append({**row, "run": str(rec["path"])})
     return pd.DataFrame(rows)
 
 

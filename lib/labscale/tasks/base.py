@@ -112,6 +112,14 @@ class Task(ABC):
     ) -> dict[str, dict[str, float]]:
         """Metrics as ``{name: {"value", "ci_low", "ci_high", "n"}}``; always includes ``invalid_rate``."""
 
+    @staticmethod
+    def check_replies(examples: Sequence[Example], parsed: Sequence[str]) -> None:
+        """Refuse to score unless there is one parsed reply per example."""
+        if len(examples) != len(parsed):
+            raise InvalidParameter(
+                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
+            )
+
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
         """Per-item scores, the run record's per-instance stats (aggregates and intervals live in
         :mod:`labscale.metrics`): ``correct`` (the parsed label is the gold one) and ``invalid`` (unparseable).

@@ -144,9 +144,6 @@ class FactChecking(Task):
         """Accuracy and weighted F1 (the study's choice; INVALID counts as wrong), with bootstrap intervals."""
         from ..metrics import multiclass_classification_metrics
 
-        if len(examples) != len(parsed):
-            raise InvalidParameter(
-                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
-            )
+        self.check_replies(examples, parsed)
         gold = [ex.target for ex in examples]
         return multiclass_classification_metrics(gold, list(parsed), labels=LABELS, n_resamples=n_resamples, seed=seed)

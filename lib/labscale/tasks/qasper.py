@@ -32,7 +32,6 @@ from typing import Any
 from ..core import INVALID, Example, TaskData
 from ..data import qasper as qasper_data
 from ..data.qasper import UNANSWERABLE
-from ..errors import InvalidParameter
 from ..prompts import Shot
 from .base import Task
 
@@ -150,10 +149,7 @@ class Qasper(Task):
         """Answer F1 (overall and by type), abstention rate (+ precision/recall with context), invalid rate."""
         from ..metrics import qasper_metrics
 
-        if len(examples) != len(parsed):
-            raise InvalidParameter(
-                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
-            )
+        self.check_replies(examples, parsed)
         with_context = any(ex.fields.get("document") is not None for ex in examples)
         should = [ex.meta["should_abstain"] for ex in examples]
         return qasper_metrics(

@@ -28,7 +28,6 @@ from typing import Any
 
 from ..core import INVALID, Example, TaskData
 from ..data import squad_v2 as squad_data
-from ..errors import InvalidParameter
 from ..prompts import Shot
 from .base import Task
 from .qasper import SYSTEM_MESSAGE, UNANSWERABLE, parse_answer
@@ -101,10 +100,7 @@ class SquadV2(Task):
         """exact, f1, HasAns_exact/f1, NoAns_exact, abstention rate/recall/precision, invalid rate (95% CIs)."""
         from ..metrics import squad_v2_metrics
 
-        if len(examples) != len(parsed):
-            raise InvalidParameter(
-                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
-            )
+        self.check_replies(examples, parsed)
         return squad_v2_metrics(
             [ex.fields["answers"] for ex in examples],
             [self._prediction(p) for p in parsed],

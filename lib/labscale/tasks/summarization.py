@@ -131,10 +131,7 @@ class Summarization(Task):
         """BLEU, BERTScore and ROUGE against the reference sections; INVALID replies count as empty summaries."""
         from ..metrics import summarization_metrics
 
-        if len(examples) != len(parsed):
-            raise InvalidParameter(
-                f"score needs one parsed reply per example: {len(examples)} examples, {len(parsed)} replies"
-            )
+        self.check_replies(examples, parsed)
         references = [ex.target for ex in examples]
         predictions = ["" if p == INVALID else p for p in parsed]
         # parse never returns "", so the metric's invalid_rate (empty predictions) is exactly the INVALID rate
