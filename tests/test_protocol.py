@@ -123,3 +123,21 @@ def test_the_adapter_is_a_field_of_the_spec_and_names_the_fine_tuned_folder():
 def test_run_key_covers_inputs():
     assert run_key({"a": 1}, ["i1"]) == run_key({"a": 1}, ["i1"])
     assert run_key({"a": 1}, ["i1"]) != run_key({"a": 1}, ["i2"])
+
+
+@pytest.mark.parametrize("task_name", ["entity_resolution", "fact_checking", "summarization", "qasper", "squad_v2"])
+def test_tasks_return_the_per_item_scores_they_name(task_name):
+    """Per-item scores are the record's per-instance stats: named up front, one value per item, and for a label
+    task the mean of ``correct`` is the run's accuracy."""
+    from labscale.tasks import INVALID, get_task
+
+    task = get_task(task_name)
+    items = task.load("offline", seed=0).split("test")[:4]
+    parsed = [items[0].target, INVALID, items[2].target, "something else entirely"]
+    scores = task.item_scores(items, parsed)
+    assert tuple(scores) == task.item_score_names
+    assert all(len(values) == 4 for values in scores.values())
+    assert scores["invalid"] == [0.0, 1.0, 0.0, 0.0]
+    if "correct" in scores:
+        metrics = task.score(items, parsed, n_resamples=200)
+        assert sum(scores["correct"]) / 4 == pytest.approx(metrics["accuracy"]["value"])

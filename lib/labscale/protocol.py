@@ -67,7 +67,8 @@ class RunSpec:
         return {
             "experiment": self.experiment,
             "model": self.model_label,
-            "model_spec": self.model.text,
+            # the model string less client-side options (timeouts, concurrency), which cannot change an output
+            "model_spec": self.model.label,
             "adapter": self.model.adapter,
             "task": self.task,
             "source": self.source,

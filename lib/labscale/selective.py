@@ -40,7 +40,7 @@ def item_outcomes(run_dir: str | Path, *, confidence: str = "logprob", correct: 
             "runs record them); selective prediction needs a confidence per reply"
         )
     task = get_task(params["task"])
-    if "f1" not in task.item_scores([], []):
+    if "f1" not in task.item_score_names:
         raise InvalidParameter(
             f"selective prediction needs a QA task with per-item scores (qasper, squad_v2), got {params['task']!r}"
         )

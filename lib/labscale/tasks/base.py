@@ -36,6 +36,8 @@ class Task(ABC):
     #: sentence introducing the query after single-prompt shots (None: the generic one)
     transition: str | None = None
     max_shots: int = 3
+    #: the per-item scores :meth:`item_scores` returns
+    item_score_names: tuple[str, ...] = ("correct", "invalid")
 
     # -- data -------------------------------------------------------------------------------------------
     def load(

@@ -129,6 +129,8 @@ class Qasper(Task):
     def parse(self, text: str) -> str:
         return parse_answer(text)
 
+    item_score_names = ("f1", "exact", "invalid")
+
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
         """Per-item answer F1 and exact match (max over references) and the invalid flag."""
         from ..metrics import best_reference, exact_match

@@ -82,6 +82,8 @@ class SquadV2(Task):
     def _prediction(parsed: str) -> str:
         return "" if parsed in (INVALID, UNANSWERABLE) else parsed
 
+    item_score_names = ("exact", "f1", "invalid")
+
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
         """Per-item official (exact, f1), an invalid reply scoring 0, and the invalid flag."""
         from ..metrics import squad_v2_item_scores

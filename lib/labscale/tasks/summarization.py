@@ -110,6 +110,8 @@ class Summarization(Task):
         cleaned = _LEADING_SUMMARY.sub("", text.strip()).strip()
         return cleaned if cleaned else INVALID
 
+    item_score_names = ("rouge1", "rouge2", "rougeL", "invalid")
+
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
         """Per-item ROUGE F-measures against the reference section and the invalid flag (corpus BLEU and BERTScore
         are scored over the run; :mod:`labscale.compare` rescores them per item when comparing runs)."""
