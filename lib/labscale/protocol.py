@@ -159,7 +159,7 @@ def execute(
     produced = produce()
     wall = time.perf_counter() - start
     backend = produced.backend
-    runtime = backend.runtime_info() if backend is not None and hasattr(backend, "runtime_info") else {}
+    runtime = backend.runtime_info() if backend is not None else {}
     manifest = {
         "run_key": key,
         "model": {"spec": spec.model.text, **dict(identity)},

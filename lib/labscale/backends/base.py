@@ -118,6 +118,10 @@ class Backend(ABC):
         """Retries since :meth:`reset_stats`, in all and by cause, for backends that retry (None otherwise)."""
         return None
 
+    def runtime_info(self) -> dict[str, Any]:
+        """Hardware and load settings for the run manifest (device, dtype, quantization); none by default."""
+        return {}
+
     # -- generation -------------------------------------------------------------------------------------
     def generate(
         self,
