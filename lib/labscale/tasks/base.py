@@ -10,7 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from ..core import INVALID, SOURCES, Example, Source, TaskData
 from ..errors import InvalidParameter, check_choice, check_range
@@ -40,22 +41,23 @@ class Task(ABC):
     item_score_names: tuple[str, ...] = ("correct", "invalid")
 
     # -- data -------------------------------------------------------------------------------------------
+    #: the :mod:`labscale.data` module holding this task's loaders: ``load_offline``, ``load_local``, ``load_hub``
+    data_module: ClassVar[ModuleType]
+
     def load(
         self, source: str = Source.OFFLINE, *, path: str | Path | None = None, seed: int = 0, **options: Any
     ) -> TaskData:
-        """Load every split from ``source`` (a :class:`~labscale.core.Source` or its value); ``path`` points at
-        release files for ``source='local'``. The loaders themselves live in :mod:`labscale.data`."""
+        """Load every split from ``source`` (a :class:`~labscale.core.Source` or its value) through the task's
+        :attr:`data_module`; ``path`` points at release files for ``source='local'``."""
         check_choice(f"data source for task {self.name!r}", source, self.sources)
-        return getattr(self, f"_load_{source}")(path=path, seed=seed, **options)
+        options = dict(options)
+        extra = self.loader_arguments(source, options)
+        return getattr(self.data_module, f"load_{source}")(path, seed=seed, **extra, **options)
 
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:  # pragma: no cover
-        raise NotImplementedError
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:  # pragma: no cover
-        raise NotImplementedError
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:  # pragma: no cover
-        raise NotImplementedError
+    def loader_arguments(self, source: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Extra keyword arguments for the data module's loader. Tasks with scoring options take them out of
+        ``options`` here (and name them as accepted); by default there are none."""
+        return {}
 
     # -- prompts ----------------------------------------------------------------------------------------
     @abstractmethod

@@ -115,24 +115,16 @@ class BBQ(Task):
         self.ambiguous_accuracy = "ambiguous"
 
     # -- data (:mod:`labscale.data.bbq`) -----------------------------------------------------------------
-    def _take_scoring_options(self, options: dict[str, Any]) -> None:
-        """``ambiguous_accuracy``: the s_AMB scale, "ambiguous" (the paper's) or "all" (HELM's)."""
+    data_module = bbq_data
+
+    def loader_arguments(self, source: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Takes the scoring option ``ambiguous_accuracy``: the s_AMB scale, "ambiguous" (the paper's) or "all"
+        (HELM's)."""
         check_choice(
             "ambiguous_accuracy (the s_AMB scale)", options.get("ambiguous_accuracy", "ambiguous"), ("ambiguous", "all")
         )
         self.ambiguous_accuracy = options.pop("ambiguous_accuracy", None) or "ambiguous"
-
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        self._take_scoring_options(options)
-        return bbq_data.load_offline(path, seed=seed, accepted=SCORING_OPTIONS, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        self._take_scoring_options(options)
-        return bbq_data.load_local(path, seed=seed, accepted=SCORING_OPTIONS, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        self._take_scoring_options(options)
-        return bbq_data.load_hub(path, seed=seed, accepted=SCORING_OPTIONS, **options)
+        return {"accepted": SCORING_OPTIONS}
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:

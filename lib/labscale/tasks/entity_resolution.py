@@ -30,7 +30,6 @@ resolved. ``parse(reply, parser="study")`` applies the original rule (:func:`lab
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..core import Example, TaskData
 from ..data import deeds_voting
@@ -107,15 +106,7 @@ class EntityResolution(Task):
     shot_style = "chat"
     max_shots = 3
 
-    # -- data (:mod:`labscale.data.deeds_voting`) --------------------------------------------------------
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return deeds_voting.load_offline(path, seed=seed, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return deeds_voting.load_local(path, seed=seed, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return deeds_voting.load_hub(path, seed=seed, **options)
+    data_module = deeds_voting
 
     # -- prompts ----------------------------------------------------------------------------------------
     @staticmethod

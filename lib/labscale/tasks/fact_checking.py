@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..core import Example, TaskData
+from ..core import Example, Source, TaskData
 from ..data import climate_fever
 from ..errors import InvalidParameter
 from ..parsing import FACT_CHECK, parse_reply
@@ -96,15 +96,11 @@ class FactChecking(Task):
     labels = LABELS
 
     # -- data (:mod:`labscale.data.climate_fever`) -------------------------------------------------------
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return climate_fever.load_offline(path, seed=seed, **options)
+    data_module = climate_fever
 
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        """The release without the shot claims: :data:`STUDY_SHOTS` are used as shots for local data."""
-        return climate_fever.load_local(path, seed=seed, exclude_claims=[c for c, _, _ in STUDY_SHOTS], **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return climate_fever.load_hub(path, seed=seed, **options)
+    def loader_arguments(self, source: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Local data is the release without the shot claims: :data:`STUDY_SHOTS` are used as shots for it."""
+        return {"exclude_claims": [c for c, _, _ in STUDY_SHOTS]} if source == Source.LOCAL else {}
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:

@@ -18,7 +18,6 @@ items (original-code.md §2.5, §6 item 15); here the binary task is scored as a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..core import Example, TaskData
 from ..data import medqa
@@ -45,15 +44,7 @@ class MedQATrueFalse(Task):
     instruction = INSTRUCTION
     shot_style = "chat"
 
-    # -- data (:mod:`labscale.data.medqa`) ---------------------------------------------------------------
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return medqa.load_offline(path, seed=seed, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return medqa.load_local(path, seed=seed, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return medqa.load_hub(path, seed=seed, **options)
+    data_module = medqa
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from ..core import INVALID, Example, TaskData
 from ..data import qasper as qasper_data
@@ -96,15 +95,7 @@ class Qasper(Task):
     shot_style = "single"
     transition = "Here is the question that needs to be answered."
 
-    # -- data (:mod:`labscale.data.qasper`) ---------------------------------------------------------------
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return qasper_data.load_offline(path, seed=seed, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return qasper_data.load_local(path, seed=seed, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return qasper_data.load_hub(path, seed=seed, **options)
+    data_module = qasper_data
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:

@@ -24,7 +24,6 @@ scores 1 only when the prediction is empty: here, when the model abstains ("Unan
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..core import INVALID, Example, TaskData
 from ..data import squad_v2 as squad_data
@@ -51,15 +50,7 @@ class SquadV2(Task):
     shot_style = "single"
     transition = "Here is the question that needs to be answered."
 
-    # -- data (:mod:`labscale.data.squad_v2`) -------------------------------------------------------------
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return squad_data.load_offline(path, seed=seed, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return squad_data.load_local(path, seed=seed, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return squad_data.load_hub(path, seed=seed, **options)
+    data_module = squad_data
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:

@@ -67,26 +67,17 @@ class Summarization(Task):
     bertscore_model: str | None = None
 
     # -- data (:mod:`labscale.data.mts_dialog`) ----------------------------------------------------------
-    def _take_options(self, options: dict[str, Any]) -> None:
-        """The task's own option, accepted by every source: ``bertscore_model`` (kept on the task for
+    data_module = mts_dialog
+
+    def loader_arguments(self, source: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Takes the task's own option, accepted by every source: ``bertscore_model`` (kept on the task for
         :meth:`score`)."""
         model = options.pop("bertscore_model", None)
         if model is not None:
             if not isinstance(model, str) or not model.strip():
                 raise InvalidParameter(f"bertscore_model must be a model name or path, got {model!r}")
             self.bertscore_model = model
-
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        self._take_options(options)
-        return mts_dialog.load_offline(path, seed=seed, accepted=SCORING_OPTIONS, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        self._take_options(options)
-        return mts_dialog.load_local(path, seed=seed, accepted=SCORING_OPTIONS, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        self._take_options(options)
-        return mts_dialog.load_hub(path, seed=seed, accepted=SCORING_OPTIONS, **options)
+        return {"accepted": SCORING_OPTIONS}
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:

@@ -46,7 +46,6 @@ numbers worst-group accuracy is made of. ``parse(reply, parser="study")`` applie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..core import Example, TaskData
 from ..data import civil_comments
@@ -92,15 +91,7 @@ class Toxicity(Task):
     shot_style = "chat"
     max_shots = 3
 
-    # -- data (:mod:`labscale.data.civil_comments`) ------------------------------------------------------
-    def _load_offline(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return civil_comments.load_offline(path, seed=seed, **options)
-
-    def _load_local(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return civil_comments.load_local(path, seed=seed, **options)
-
-    def _load_hub(self, *, path=None, seed: int = 0, **options: Any) -> TaskData:
-        return civil_comments.load_hub(path, seed=seed, **options)
+    data_module = civil_comments
 
     # -- prompts ----------------------------------------------------------------------------------------
     def format_input(self, example: Example) -> str:
