@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import records
-from .backends import parse_model_spec
+from .backends import ModelSpec, parse_model_spec
 from .errors import InvalidParameter, check_range
 from .protocol import Produced, RunSpec, execute
 from .runner import ExperimentPlan, plan_experiment, run_one
@@ -266,14 +266,9 @@ def check_lm_eval_tasks(tasks: Sequence[str] | str, *, api: bool = False) -> lis
     return names
 
 
-def _lm_eval_model(
-    model: str, adapter: str | Path | None, batch_size: int, apply_chat_template: bool
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(lm-eval model type, its model_args, identity for the run key) for a labscale model string."""
-    spec = parse_model_spec(model)
+def _lm_eval_model(spec: ModelSpec, apply_chat_template: bool) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(lm-eval model type, its model_args, identity for the run key) for a parsed model (its adapter a field)."""
     if spec.backend == "openai":
-        if adapter is not None:
-            raise InvalidParameter(f"adapters apply to Hugging Face models only, not the API model {model!r}")
         if not apply_chat_template:
             raise InvalidParameter("API chat models need apply_chat_template=True")
         base_url = spec.options.get("base_url")
@@ -285,29 +280,24 @@ def _lm_eval_model(
         }
         kind = "local-chat-completions" if base_url else "openai-chat-completions"
         if not base_url and not os.environ.get("OPENAI_API_KEY"):
-            raise InvalidParameter(f"{model!r} needs OPENAI_API_KEY in the environment")
+            raise InvalidParameter(f"{spec.text!r} needs OPENAI_API_KEY in the environment")
         return kind, {k: v for k, v in args.items() if v is not None}, {"model": spec.model, "base_url": base_url}
     if spec.backend != "hf":
-        raise InvalidParameter(f"run_lm_eval supports Hugging Face and OpenAI-compatible models, not {model!r}")
+        raise InvalidParameter(f"run_lm_eval supports Hugging Face and OpenAI-compatible models, not {spec.text!r}")
     from .backends.hf import HFBackend
 
-    if spec.adapter:
-        if adapter is not None:
-            raise InvalidParameter(f"give the adapter once: {model!r} already names one, and adapter={adapter!r}")
-        adapter = spec.adapter
-    spec = spec.base
-    backend = HFBackend.from_spec(spec)
+    backend = HFBackend.from_spec(spec.base)
     identity = backend.identity()
     args: dict[str, Any] = {"pretrained": backend._source(), "dtype": "float32", "device": backend.device}
     if backend.revision and not backend.embedded:
         args["revision"] = backend.revision
-    if adapter is not None:
+    if spec.adapter is not None:
         from .backends.hf import _adapter_fingerprint
         from .finetune import check_adapter
 
-        check_adapter(adapter, spec.text)
-        args["peft"] = str(Path(adapter).resolve())
-        identity["adapter"] = _adapter_fingerprint(str(adapter))
+        check_adapter(spec.adapter, spec.base.text)
+        args["peft"] = str(Path(spec.adapter).resolve())
+        identity["adapter"] = _adapter_fingerprint(spec.adapter)
     return "hf", args, identity
 
 
@@ -332,18 +322,19 @@ def run_lm_eval(
     identical record is reused. API models (``openai:...``) run only generate-until tasks. Returns the tidy table
     (label, model, adapter, task, metric, value, stderr, ci_low, ci_high, n, run).
     """
-    is_api = parse_model_spec(model).backend == "openai"
-    names = check_lm_eval_tasks(tasks, api=is_api)
+    spec = parse_model_spec(model)
+    if adapter is not None:
+        if spec.adapter:
+            raise InvalidParameter(f"give the adapter once: {model!r} already names one, and adapter={adapter!r}")
+        spec = spec.with_adapter(adapter)  # refuses an API model, naming it
+    names = check_lm_eval_tasks(tasks, api=spec.backend == "openai")
     if limit is not None:
         check_range("limit", limit, 1, None, integer=True)
     if num_fewshot is not None:
         check_range("num_fewshot", num_fewshot, 0, 25, integer=True)
     check_range("seed", seed, 0, 2**31 - 1, integer=True)
     check_range("batch_size", batch_size, 1, 1024, integer=True)
-    kind, model_args, identity = _lm_eval_model(model, adapter, batch_size, apply_chat_template)
-    spec = parse_model_spec(model)
-    if adapter is not None:
-        spec = spec.with_adapter(adapter)
+    kind, model_args, identity = _lm_eval_model(spec, apply_chat_template)
     label = label or (f"{spec.base.label} + adapter" if spec.adapter else spec.label)
     import importlib.metadata
 
