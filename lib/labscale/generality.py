@@ -441,7 +441,7 @@ def _lm_eval_record(
     result: Mapping[str, Any], name: str, kind: str, model_args: Mapping[str, Any], version: str
 ) -> Produced:
     """lm-eval's result for task ``name`` as a run's metrics (exact intervals for 0/1 per-sample scores, else
-    value +- 1.96 stderr), per-sample predictions (their metric values as per-item scores) and provenance."""
+    value +- 1.96 stderr), per-sample predictions (their metric values are the per-item scores) and provenance."""
     metrics = {}
     for task_name, values in result["results"].items():
         n = result.get("n-samples", {}).get(task_name, {}).get("effective")
@@ -459,18 +459,15 @@ def _lm_eval_record(
                 "ci_high": None if stderr is None else float(value) + Z95 * stderr,
                 "interval": None if stderr is None else "normal",
             }
-    predictions = []
-    for sample in result.get("samples", {}).get(name, []):
-        scores = {m: sample[m] for m in sample.get("metrics", []) if m in sample}
-        predictions.append(
-            {
-                "doc_id": sample["doc_id"],
-                "target": sample["target"],
-                "filtered_resps": sample["filtered_resps"],
-                "scores": scores,
-                **scores,
-            }
-        )
+    predictions = [
+        {
+            "doc_id": sample["doc_id"],
+            "target": sample["target"],
+            "filtered_resps": sample["filtered_resps"],
+            **{m: sample[m] for m in sample.get("metrics", []) if m in sample},  # the per-question scores
+        }
+        for sample in result.get("samples", {}).get(name, [])
+    ]
     exact_intervals(metrics, predictions)
     provenance = {
         "lm_eval": {
@@ -481,7 +478,6 @@ def _lm_eval_record(
             "versions": result.get("versions"),
             "higher_is_better": result.get("higher_is_better"),
         },
-        "items": len(predictions),
     }
     return Produced(predictions, metrics, provenance, versions={"lm_eval": version})
 

@@ -628,8 +628,7 @@ def leakage_audit(
                     {"id": canary.id, "repetitions": canary.repetitions, "nll": own, "sampled_rank": m["sampled_rank"]}
                 )
             predictions = [
-                {"id": r["id"], "member": mem, "scores": s, **s}
-                for r, mem, s in zip(rows, is_member, scores, strict=True)
+                {"id": r["id"], "member": mem, **s} for r, mem, s in zip(rows, is_member, scores, strict=True)
             ] + canary_rows
             provenance = {
                 "data": {

@@ -90,8 +90,13 @@ class RunSpec:
 
 @dataclass
 class Produced:
-    """What a producer returns: per-item predictions (each with its ``scores``), metrics with intervals, and the
-    producer's own provenance for the manifest (data provenance, example prompts, lm-eval configuration...)."""
+    """What a producer returns: per-item predictions with their scores, metrics with intervals, and the producer's
+    own provenance for the manifest (data provenance, example prompts, lm-eval configuration; ``items`` when not
+    every prediction is an item, as with the audit's canary rows).
+
+    Per-item scores are stored once: a task run's under ``scores`` (named by the task's ``item_score_names``);
+    lm-eval's, TruthfulQA's (``mc1``, ``mc2``) and the audit's (one column per attack) as the columns their readers
+    have always used."""
 
     predictions: list[dict[str, Any]]
     metrics: dict[str, dict[str, Any]]
@@ -163,7 +168,7 @@ def execute(
     manifest = {
         "run_key": key,
         "model": {"spec": spec.model.text, **dict(identity)},
-        "items": sum(1 for p in produced.predictions if "id" in p or "doc_id" in p),
+        "items": len(produced.predictions),
         "seed": spec.seed,
         **_usage(backend),
         **produced.provenance,  # the producer's own (it may count items or usage its own way)

@@ -278,7 +278,6 @@ def run_one(
         ]
         provenance = {
             "data": tp.data.provenance(),
-            "items": len(tp.items),
             "shots": [{"user": s.user, "assistant": s.assistant} for s in shots],
             "example_messages": conversations[0],
             # Prices come from the dated price table of the cost chapter; recorded here as unknown until then.

@@ -659,7 +659,6 @@ def evaluate_mc(
                     "question": q.question,
                     "target": q.mc1_choices[q.mc1_labels.index(1)],
                     "parsed": best,
-                    "scores": {"mc1": s1, "mc2": s2},
                     "mc1": s1,
                     "mc2": s2,
                     "logprob": table[best],
