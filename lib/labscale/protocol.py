@@ -126,8 +126,7 @@ def run_key(*parts: Any) -> str:
 
 def is_current(run_dir: str | Path, key: str) -> bool:
     """Whether ``run_dir`` holds a complete record (its manifest is written last) made under ``key``."""
-    manifest = Path(run_dir) / "manifest.json"
-    return manifest.is_file() and json.loads(manifest.read_text()).get("run_key") == key
+    return (Path(run_dir) / "manifest.json").is_file() and records.read_manifest(run_dir).get("run_key") == key
 
 
 def _usage(backend: Any) -> dict[str, Any]:
