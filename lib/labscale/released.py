@@ -1,0 +1,208 @@
+"""The study's released summarization runs as run records, and the checks that they reproduce the authors' metrics.
+
+:func:`record_released_runs` turns each released run (:mod:`labscale.data.study_outputs`) into a run record through
+the run protocol (:func:`labscale.protocol.execute`): the "model" is a ``released`` model spec whose identity is the
+authors' repository, commit and file hash; the items are MTS-Dialog TestSet-1 then TestSet-2 from the registry's
+release files; the summaries are scored as the authors' text (no parsing beyond "empty is invalid") with the same
+per-item scores and intervals as our own summarization runs, so every table, plot and comparison treats them alike.
+
+:func:`reproduction_table` sets our recomputation beside the authors' metric files and the study's Table 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import records
+from .backends import ModelSpec
+from .core import INVALID, Source
+from .data import study_outputs
+from .data.study_outputs import ReleasedRun
+from .errors import InvalidParameter, check_range
+from .metrics import hf_bleu, summary_item_scores, summary_metrics_from_items
+from .protocol import Produced, RunSpec, execute
+from .tasks import get_task
+
+EXPERIMENT = "study_outputs"
+#: tolerances of :func:`reproduction_table`: BLEU to 4 decimals, ROUGE within 0.003 of the authors' bootstrap
+#: aggregate (HF ``evaluate`` reports the middle of a bootstrap of item means, not the mean itself)
+BLEU_TOLERANCE = 5e-5
+ROUGE_TOLERANCE = 0.003
+
+
+def model_spec(run: ReleasedRun) -> ModelSpec:
+    """The ``released`` model spec of a released run: its outputs are read, not generated."""
+    return ModelSpec(
+        backend="released",
+        model=run.info.stem,
+        revision=study_outputs.COMMIT,
+        text=f"released:{run.info.stem}@{study_outputs.COMMIT}",
+    )
+
+
+def reference_data(data_path: str | Path | None = None):
+    """MTS-Dialog with TestSet-1 then TestSet-2 as its test split (400 items, in file order): the items the
+    released arrays answer. A copy that does not hold exactly those 400 items is refused."""
+    data = get_task("summarization").load(Source.LOCAL, path=data_path, test_set="both")
+    test = data.splits["test"]
+    if len(test) != study_outputs.ITEMS:
+        raise InvalidParameter(
+            f"the MTS-Dialog test split here has {len(test)} items, not the {study_outputs.ITEMS} the released "
+            f"outputs answer (malformed rows: {data.malformed.as_dict()}); use the registry's release files"
+        )
+    return data
+
+
+def record_released_runs(
+    output_dir: str | Path = "runs/study_outputs",
+    *,
+    runs: str | Iterable[str] | None = None,
+    outputs_path: str | Path | None = None,
+    data_path: str | Path | None = None,
+    bertscore_model: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One run record per released run (``runs``: file stems, default all 32) under ``output_dir``; returns the
+    tidy metrics table of those records (:func:`labscale.records.metrics_table`).
+
+    Parameters are checked before any file is read; the released files are verified against the registry's sha256
+    (``outputs_path``: a folder of them instead of the registry's copy), and the references come from the
+    MTS-Dialog release files (``data_path``, default the registry's). ``bertscore_model`` is the BERTScore encoder
+    (None: the offline all-MiniLM-L6-v2; the study's was ``distilbert-base-uncased``). A record is reused when
+    nothing it depends on changed."""
+    stems = study_outputs.check_stems(runs)
+    check_range("n_resamples", n_resamples, 100, 100_000, integer=True)
+    if bertscore_model is not None and (not isinstance(bertscore_model, str) or not bertscore_model.strip()):
+        raise InvalidParameter(f"bertscore_model must be a model name or path, got {bertscore_model!r}")
+    released = study_outputs.load_runs(stems, path=outputs_path)
+    data = reference_data(data_path)
+    items = data.splits["test"]
+    references = [str(ex.target) for ex in items]
+    output_dir = Path(output_dir)
+    task_options = {"test_set": "both", **({"bertscore_model": bertscore_model} if bertscore_model else {})}
+    written = []
+    for run in tqdm(released, desc="released runs", disable=not progress):
+        info = run.info
+        spec = RunSpec(
+            experiment=EXPERIMENT,
+            model=model_spec(run),
+            label=info.model,
+            task="summarization",
+            source=Source.LOCAL.value,
+            scenario=info.scenario,
+            shots=info.shots,
+            seed=seed,
+            n_resamples=n_resamples,
+            data={"task_options": task_options, "data_path": data_path, "split": "test", "data_seed": 0},
+            settings={"released": {"stem": info.stem, "group": info.group, "step": info.step}},
+        )
+
+        def produce(run: ReleasedRun = run) -> Produced:
+            scores, encoder = summary_item_scores(references, run.summaries, bertscore_model=bertscore_model)
+            metrics = summary_metrics_from_items(scores, encoder, n_resamples=n_resamples, seed=seed)
+            predictions = [
+                {
+                    "id": ex.id,
+                    "target": ex.target,
+                    "reply": text,
+                    "parsed": text if text.strip() else INVALID,
+                    "invalid": not text.strip(),
+                    "scores": {name: np.asarray(values[i]).tolist() for name, values in scores.items()},
+                    "kind": ex.meta["kind"],
+                }
+                for i, (ex, text) in enumerate(zip(items, run.summaries, strict=True))
+            ]
+            provenance = {
+                "data": data.provenance(),
+                "released": {**run.identity, "authors_metrics": run.authors_metrics},
+            }
+            return Produced(predictions, metrics, provenance)
+
+        written.append(
+            execute(
+                spec,
+                output_dir / spec.name,
+                produce,
+                identity=run.identity,
+                inputs=(data.content_hash, [ex.id for ex in items]),
+            )
+        )
+    table = records.metrics_table(output_dir)
+    return table[table["run"].isin({str(p) for p in written})].reset_index(drop=True)
+
+
+def _published_table2() -> pd.DataFrame:
+    """The study's Table 2 summarization values: (model, scenario) -> bleu, bertscore_f1."""
+    from .report import study_table2
+
+    tidy = study_table2()
+    tidy = tidy[tidy["task"] == "summarization"]
+    return tidy.pivot_table(index=["model", "scenario"], columns="metric", values="value")
+
+
+def reproduction_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Our recomputation beside the authors' metric file for every released run in ``table`` (a metrics table of
+    :func:`record_released_runs`), and beside the study's Table 2 where it prints the run: BLEU (HF ``evaluate``'s,
+    with brevity penalty and token lengths), ROUGE-1/2/L and BERTScore F1 (ours with the encoder named in
+    ``encoder``; the authors' with ``distilbert-base-uncased``), with ``bleu_ok`` / ``rouge_ok`` flags."""
+    published = _published_table2()
+    rows = []
+    for run in table["run"].drop_duplicates():
+        record = records.read_run(run)
+        params, manifest = record["params"], record["manifest"]
+        authors = manifest["released"]["authors_metrics"]
+        stats = np.array([s["bleu_stats"] for s in record["predictions"]["scores"]])
+        ours = hf_bleu(stats)
+        metrics = record["metrics"]
+        row: dict[str, Any] = {
+            "run": params["released"]["stem"],
+            "model": params["model"],
+            "scenario": params["scenario"],
+            "bleu": ours["bleu"],
+            "bleu_authors": authors["bleu"]["bleu"],
+            "brevity_penalty": ours["brevity_penalty"],
+            "brevity_penalty_authors": authors["bleu"]["brevity_penalty"],
+            "summary_tokens": ours["translation_length"],
+            "summary_tokens_authors": authors["bleu"]["translation_length"],
+            "reference_tokens": ours["reference_length"],
+            "reference_tokens_authors": authors["bleu"]["reference_length"],
+        }
+        for rouge in ("rouge1", "rouge2", "rougeL"):
+            row[rouge] = metrics[rouge]["value"]
+            row[f"{rouge}_authors"] = authors["rouge"][rouge]
+        row["bertscore_f1"] = metrics["bertscore_f1"]["value"]
+        row["bertscore_f1_authors"] = authors["bertscore"]["f1"]
+        row["encoder"] = metrics["bertscore_f1"].get("encoder")
+        key = (params["model"], params["scenario"])
+        in_table2 = params["released"]["group"] == "main" and key in published.index
+        row["bleu_table2"] = published.loc[key, "bleu"] if in_table2 else np.nan
+        row["bertscore_f1_table2"] = published.loc[key, "bertscore_f1"] if in_table2 else np.nan
+        row["bleu_ok"] = bool(
+            abs(row["bleu"] - row["bleu_authors"]) <= BLEU_TOLERANCE
+            and abs(row["brevity_penalty"] - row["brevity_penalty_authors"]) <= BLEU_TOLERANCE
+            and row["summary_tokens"] == row["summary_tokens_authors"]
+            and row["reference_tokens"] == row["reference_tokens_authors"]
+        )
+        row["rouge_ok"] = all(
+            abs(row[r] - row[f"{r}_authors"]) <= ROUGE_TOLERANCE for r in ("rouge1", "rouge2", "rougeL")
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = [
+    "BLEU_TOLERANCE",
+    "EXPERIMENT",
+    "ROUGE_TOLERANCE",
+    "model_spec",
+    "record_released_runs",
+    "reproduction_table",
+]
