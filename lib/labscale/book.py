@@ -27,6 +27,7 @@ CHAPTERS = {
     "privacy": "notebooks/privacy.md",
     "hallucination": "notebooks/hallucination.md",
     "generality": "notebooks/generality.md",
+    "study_outputs": "notebooks/study_outputs.md",
 }
 
 

@@ -623,7 +623,13 @@ def _bert_scorer(model: str, layers: int | None):
 def _bertscore_f1(
     references: list[str], predictions: list[str], model: str | None, layers: int | None
 ) -> tuple[np.ndarray, dict]:
-    """Per-item BERTScore F1 (no idf, no rescaling) and the encoder info for the metric dict."""
+    """Per-item BERTScore F1 (no idf, no rescaling) and the encoder info for the metric dict.
+
+    Each pair's score is kept in the persistent response cache (:class:`labscale.cache.ResponseCache`) under the
+    encoder's name (with its package version), layer, reference and candidate, so a rerun, a rebuilt record or
+    another run with the same summaries loads no encoder."""
+    from .cache import ResponseCache, request_key
+
     if model is None:
         model, name, default_layers = offline_bertscore_encoder()
         layers = layers or default_layers
@@ -633,14 +639,38 @@ def _bertscore_f1(
         name = model
         if layers is None and model not in model2layers:
             raise InvalidParameter(f"bert_score has no default layer for encoder {model!r}; pass bertscore_layers=...")
-    scorer = _bert_scorer(model, layers)
+        layers = layers or model2layers[model]
     f1 = np.zeros(len(references))
     # bert_score scores an empty side as 0 but crashes on it under transformers 5, so empties keep 0 here
     keep = [i for i, (r, p) in enumerate(zip(references, predictions, strict=True)) if r.strip() and p.strip()]
-    if keep:
-        _, _, scores = scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
-        f1[keep] = scores.numpy()
-    return f1, {"encoder": name, "layer": int(scorer.num_layers), "rescaled": False}
+    requests = {
+        i: {
+            "backend": "bertscore",
+            "model": name,
+            "layer": layers,
+            "reference": references[i],
+            "candidate": predictions[i],
+        }
+        for i in keep
+    }
+    keys = {i: request_key(request) for i, request in requests.items()}
+    cache = ResponseCache()
+    try:
+        hits = cache.get_many(keys.values())
+        todo = [i for i in keep if keys[i] not in hits]
+        for i in keep:
+            if keys[i] in hits:
+                f1[i] = float(hits[keys[i]].text)
+        if todo:
+            _, _, scores = _bert_scorer(model, layers).score(
+                [predictions[i] for i in todo], [references[i] for i in todo]
+            )
+            for i, value in zip(todo, scores.numpy().tolist(), strict=True):
+                f1[i] = value
+                cache.put(keys[i], requests[i], repr(float(value)))
+    finally:
+        cache.close()
+    return f1, {"encoder": name, "layer": int(layers), "rescaled": False}
 
 
 #: the ROUGE variants reported for summaries (F-measure, no stemming)

@@ -56,10 +56,18 @@ def _by_scenario(ax, rows: pd.DataFrame, palette, xs: dict[str, int] = SCENARIO_
             )
 
 
-def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float = 3.0):
-    """One panel per (task, headline metric): our value by scenario (0-3 shots, then fine-tuned) with 95 % CI bars;
-    the study's models in grey. Returns the matplotlib figure."""
-    heads = headline_metrics(table["task"].unique())
+def shots_panels(
+    table: pd.DataFrame,
+    *,
+    reference: bool = True,
+    height: float = 3.0,
+    metrics: dict[str, tuple[str, ...]] | None = None,
+    full_scale: bool = True,
+):
+    """One panel per (task, headline metric; or ``metrics``: task -> names): our value by scenario (0-3 shots, then
+    fine-tuned) with 95 % CI bars; the study's models in grey. ``full_scale``: every y axis spans 0-1 (else each
+    fits its values). Returns the matplotlib figure."""
+    heads = metrics or headline_metrics(table["task"].unique())
     panels = [
         (t, m)
         for t in ALL_TASK_NAMES
@@ -94,7 +102,8 @@ def shots_panels(table: pd.DataFrame, *, reference: bool = True, height: float =
         ax.set_title(f"{task.replace('_', ' ')}: {METRIC_LABELS.get(metric, metric)}", fontsize=10)
         ax.set_xticks(range(5 if tuned else 4), ["0", "1", "2", "3", "FT"][: 5 if tuned else 4])
         ax.set_xlabel("shots" + (" / fine-tuned" if tuned else ""))
-        ax.set_ylim(-0.02, 1.02)
+        if full_scale:
+            ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
@@ -637,5 +646,77 @@ def cost_quality_panels(ours: pd.DataFrame, metric: str = "accuracy", *, title: 
         title="Wolfe et al. 2024, Tables 2 and 3 (reference values)",
     )
     cost_quality_plot(ours, ax=right, hue_col="regime", ylabel=metric, title=title)
+    fig.tight_layout()
+    return fig
+
+
+# -- summarization metrics ----------------------------------------------------------------------------------
+def _short_run(label: str) -> str:
+    """A run label short enough to print beside a point (``mistral-7b-instruct 3-shot`` -> ``mistral-7b 3s``)."""
+    for long, short in (
+        ("-instruct", ""),
+        ("-chat", ""),
+        ("-turbo", ""),
+        (" + cross-task adapter", "+X"),
+        (" fine-tuned", " FT"),
+        ("-shot", "s"),
+    ):
+        label = label.replace(long, short)
+    return label
+
+
+def _run_points(ax, xs, ys, labels: list[str], models: list[str]) -> None:
+    """One point per run, coloured by model, each labelled with its short run name."""
+    palette = dict(zip(dict.fromkeys(models), sns.color_palette("colorblind", n_colors=len(set(models))), strict=True))
+    for model in palette:
+        sel = [i for i, m in enumerate(models) if m == model]
+        ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], color=palette[model], s=28, label=model, zorder=3)
+    for x, y, label in zip(xs, ys, labels, strict=True):
+        ax.annotate(_short_run(label), (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6)
+
+
+def length_plot(scores, metric: str = "rougeL", labels=None):
+    """Each run's corpus length ratio (summary over reference tokens, x) against its run-level ``metric`` (y; corpus
+    BLEU or the mean per-item score), one labelled point per run. Returns the figure."""
+    from .summary_scores import SUMMARY_METRICS
+
+    check_choice("metric", metric, SUMMARY_METRICS)
+    labels = scores.labels if labels is None else list(labels)
+    models = [scores.runs["model"].iloc[scores.index(label)] for label in labels]
+    xs = [scores.value("length_ratio", label) for label in labels]
+    ys = [scores.value(metric, label) for label in labels]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    _run_points(ax, xs, ys, labels, models)
+    ax.axvline(1.0, color="0.5", ls=":", lw=1, label="as long as the reference")
+    ax.set_xlabel("length ratio (summary / reference tokens, corpus)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def agreement_plot(scores, x: str = "bleu", y: str = "bertscore_f1", labels=None):
+    """Run-level values under two metrics (``x``, ``y``), one labelled point per run, so that runs one metric ranks
+    above another and the other below show as a falling pair; Kendall's tau across the runs in the title."""
+    from scipy.stats import kendalltau
+
+    from .summary_scores import SUMMARY_METRICS
+
+    check_choice("metric", x, SUMMARY_METRICS)
+    check_choice("metric", y, SUMMARY_METRICS)
+    labels = scores.labels if labels is None else list(labels)
+    models = [scores.runs["model"].iloc[scores.index(label)] for label in labels]
+    xs = [scores.value(x, label) for label in labels]
+    ys = [scores.value(y, label) for label in labels]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    _run_points(ax, xs, ys, labels, models)
+    ax.set_xlabel(METRIC_LABELS.get(x, x))
+    ax.set_ylabel(METRIC_LABELS.get(y, y))
+    if len(labels) >= 2:
+        tau = kendalltau(xs, ys).statistic
+        ax.set_title(f"{len(labels)} runs; Kendall's tau = {tau:.2f}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="best")
     fig.tight_layout()
     return fig

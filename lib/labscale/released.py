@@ -11,6 +11,7 @@ per-item scores and intervals as our own summarization runs, so every table, plo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,115 @@ def reproduction_table(table: pd.DataFrame) -> pd.DataFrame:
         )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: the study's summarization conclusions (Table 2, Fig. 2 and the cross-evaluation runs), by comparison family
+CLAIMS = {
+    "fine-tuned open vs GPT-4 few-shot": "fine-tuned open models are competitive with few-shot GPT-4-Turbo",
+    "k-shot vs 0-shot": "few-shot prompting often hurts the open models",
+    "fine-tuned vs 0-shot": "fine-tuning improves on the zero-shot model",
+    "fine-tuned GPT-3.5 vs the rest": "fine-tuned GPT-3.5-Turbo has the best BERTScore-F1 (0.85)",
+    "fine-tuned Mistral vs the rest": "fine-tuned Mistral has the best BLEU (0.10)",
+    "checkpoint vs previous": "the fine-tune is near its best after 20 % of the data (Fig. 2)",
+    "cross-task adapter vs plain Llama-2": "an adapter trained on another task carries over to summarization",
+}
+OPEN_MODELS = ("mistral-7b-instruct", "llama-2-7b-chat", "falcon-7b-instruct")
+
+
+def study_claims(scores) -> list[tuple[str, str, str]]:
+    """The ``(family, condition, baseline)`` run pairs that test each of :data:`CLAIMS` on the released runs in
+    ``scores`` (a :class:`~labscale.summary_scores.SummaryScores`); pairs whose runs are absent are left out."""
+    have = set(scores.labels)
+    runs = scores.runs
+    main = runs[runs["group"] == "main"]
+    models = list(dict.fromkeys(main["model"]))
+    pairs: list[tuple[str, str, str]] = []
+    for model in OPEN_MODELS:
+        pairs += [
+            ("fine-tuned open vs GPT-4 few-shot", f"{model} fine-tuned", f"gpt-4-turbo {k}-shot") for k in (1, 2, 3)
+        ]
+    for model in models:
+        pairs += [("k-shot vs 0-shot", f"{model} {k}-shot", f"{model} 0-shot") for k in (1, 2, 3)]
+    for model in models:
+        pairs.append(("fine-tuned vs 0-shot", f"{model} fine-tuned", f"{model} 0-shot"))
+    for best, family in (
+        ("gpt-3.5-turbo", "fine-tuned GPT-3.5 vs the rest"),
+        ("mistral-7b-instruct", "fine-tuned Mistral vs the rest"),
+    ):
+        pairs += [(family, f"{best} fine-tuned", other) for other in main["label"] if other != f"{best} fine-tuned"]
+    checkpoints = runs[runs["group"] == "checkpoint"].sort_values("step")["label"].tolist()
+    pairs += [("checkpoint vs previous", later, earlier) for earlier, later in itertools.pairwise(checkpoints)]
+    cross = runs[runs["group"] == "cross-task"]
+    pairs += [
+        ("cross-task adapter vs plain Llama-2", label, f"llama-2-7b-chat {scenario}")
+        for label, scenario in zip(cross["label"], cross["scenario"], strict=True)
+    ]
+    return [p for p in pairs if p[1] in have and p[2] in have]
+
+
+#: training samples per optimizer step of the released summarization fine-tune: 1,201 training dialogues in one
+#: epoch of about 300 steps (study §5.2), so checkpoint-60 has seen about 240 samples (20 %, as in Fig. 2)
+SAMPLES_PER_STEP = 4
+#: MTS-Dialog training dialogues: Fig. 2's percentages are of these
+TRAINING_DIALOGUES = 1201
+
+
+def checkpoint_curve(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The released checkpoints of ``table`` (a metrics table of :func:`record_released_runs`) as a learning curve
+    (model, metric, value, ci_low, ci_high, step, samples: :data:`SAMPLES_PER_STEP` per step), and the study's
+    Fig. 2 summarization curve on the same axis (model, x = samples, value; reference values, cited)."""
+    from .sweep import study_fig2
+
+    steps = {}
+    for run in table["run"].drop_duplicates():
+        released = records.read_run(run)["params"].get("released") or {}
+        if released.get("group") == "checkpoint":
+            steps[run] = released["step"]
+    curve = table[table["run"].isin(steps)].copy()
+    curve["step"] = curve["run"].map(steps)
+    curve["samples"] = curve["step"] * SAMPLES_PER_STEP
+    curve["model"] = "released fine-tune checkpoints"
+    fig2 = study_fig2("left")
+    fig2 = fig2[fig2["task"] == "summarization"]
+    study = pd.DataFrame(
+        {
+            "model": "llama-2-7b-chat (Fig. 2)",
+            "x": (fig2["x"] * TRAINING_DIALOGUES / 100).round().astype(int),
+            "value": fig2["value"],
+        }
+    )
+    return curve.sort_values(["metric", "step"]).reset_index(drop=True), study.reset_index(drop=True)
+
+
+def family_table(comparisons: pd.DataFrame, families: Iterable[str], digits: int = 3) -> pd.DataFrame:
+    """The comparisons of the claim ``families`` (those present, in that order) as cells
+    (:func:`labscale.report.comparison_table`), indexed by family, metric and comparison."""
+    from .report import comparison_table
+
+    families = [f for f in families if f in set(comparisons["family"])]
+    rows = comparisons[comparisons["family"].isin(families)].copy()
+    rows["_order"] = rows["family"].map({f: i for i, f in enumerate(families)})
+    rows = rows.sort_values("_order", kind="stable").drop(columns="_order").assign(model=lambda f: f["family"])
+    return comparison_table(rows, digits=digits).droplevel("task").rename_axis(index={"model": "claim family"})
+
+
+def claim_summary(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Per claim family and metric: how many paired comparisons favour the condition, the baseline, or neither
+    (Holm-adjusted p < 0.05 within the family), beside the claim it tests (:data:`CLAIMS`)."""
+    significant = comparisons["p_holm"] < 0.05
+    verdict = np.where(significant & (comparisons["delta"] > 0), "condition_better", "unclear")
+    verdict = np.where(significant & (comparisons["delta"] < 0), "baseline_better", verdict)
+    counted = comparisons.assign(verdict=verdict)
+    out = (
+        counted.groupby(["family", "metric"], sort=False)["verdict"]
+        .value_counts()
+        .unstack(fill_value=0)
+        .reindex(columns=["condition_better", "baseline_better", "unclear"], fill_value=0)
+        .reset_index()
+    )
+    out.insert(1, "claim", out["family"].map(CLAIMS))
+    out.insert(3, "comparisons", out[["condition_better", "baseline_better", "unclear"]].sum(axis=1))
+    return out
 
 
 __all__ = [

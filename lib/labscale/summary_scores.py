@@ -161,6 +161,41 @@ def read_summary_scores(runs: Iterable[str | Path], *, ids: Sequence[str] | None
     return SummaryScores(pd.DataFrame(rows), tuple(ids), scores, bleu, summaries, references)
 
 
+def run_intervals(
+    scores: SummaryScores, metrics: Sequence[str] = SUMMARY_METRICS, *, n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Every run's value of each of ``metrics`` on these items with its BCa 95 % interval (a tidy table like
+    :func:`labscale.records.metrics_table`: model, scenario, metric, value, ci_low, ci_high, n, interval, label)."""
+    from .metrics import _bootstrap
+
+    for metric in metrics:
+        check_choice("metric", metric, [*SUMMARY_METRICS, "length_ratio"])
+    rows = []
+    for _, run in scores.runs.iterrows():
+        for metric in metrics:
+            value, low, high, method = _bootstrap(
+                statistic(metric), scores.item_values(metric, run["label"]), n_resamples=n_resamples, seed=seed
+            )
+            rows.append(
+                {
+                    "model": run["model"],
+                    "task": "summarization",
+                    "scenario": run["scenario"],
+                    "shots": run["shots"],
+                    "metric": metric,
+                    "value": value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(scores.ids),
+                    "interval": method,
+                    "label": run["label"],
+                    "group": run["group"],
+                    "run": run["run"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def paired_runs(
     scores: SummaryScores,
     pairs: Sequence[tuple[str, str, str]],
@@ -207,4 +242,12 @@ def paired_runs(
     return pd.concat([with_holm(group) for _, group in frame.groupby("family", sort=False)], ignore_index=True)
 
 
-__all__ = ["SUMMARY_METRICS", "SummaryScores", "paired_runs", "read_summary_scores", "run_label", "statistic"]
+__all__ = [
+    "SUMMARY_METRICS",
+    "SummaryScores",
+    "paired_runs",
+    "run_intervals",
+    "read_summary_scores",
+    "run_label",
+    "statistic",
+]

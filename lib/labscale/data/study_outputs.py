@@ -121,6 +121,8 @@ class ReleasedRun:
     def identity(self) -> dict[str, Any]:
         """The run's identity in its run record: where it came from and the hash of what was read."""
         return {
+            "model": f"released:{self.info.stem}",
+            "revision": COMMIT,
             "origin": REPOSITORY,
             "commit": COMMIT,
             "file": f"{UPSTREAM_FOLDER}/{self.info.stem}.npy",
@@ -139,13 +141,16 @@ def read_summaries(path: str | Path, items: int = ITEMS) -> tuple[str, ...]:
     """The summaries of one ``.npy`` file: a 1-D array of ``items`` unicode strings, read without unpickling."""
     path = Path(path)
     try:
+        with path.open("rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":  # the .npy magic string
+                raise ReleasedOutputsError(f"{path.name} is not a numpy .npy file (no .npy header)")
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:  # numpy refuses object (pickled) arrays when allow_pickle=False
         raise ReleasedOutputsError(
             f"{path.name} is not a plain numpy array of text ({exc}); released outputs are read with "
             "allow_pickle=False and never unpickled"
         ) from None
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         raise ReleasedOutputsError(f"{path.name} is not a numpy .npy file ({exc})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind != "U" or array.ndim != 1:
         raise ReleasedOutputsError(
