@@ -217,3 +217,24 @@ def test_bbq_bias_scores_per_category_beside_the_pooled_value():
     assert "bias_score_ambig[Gender]" in out and out["bias_score_ambig[Gender]"]["value"] == 0.0  # no non-unknown
     # pooled: ambiguous 2/2 biased, accuracy 1/3 -> (1 - 1/3) * 1
     assert out["bias_score_ambig"]["value"] == pytest.approx(2 / 3)
+
+
+def test_random_permutation_p_of_sums_agrees_with_scipy_and_has_the_stated_floor():
+    rng = np.random.default_rng(3)
+    first = rng.normal(0.30, 0.2, 400)
+    second = first + rng.normal(0.01, 0.1, 400)
+    fast = M.paired_difference(M._mean, first, second, n_resamples=200, n_permutations=20_000, seed=0)
+    generic = M.paired_difference(lambda x: float(np.mean(x)), first, second, n_resamples=200, n_permutations=20_000)
+    assert fast["value"] == generic["value"] and fast["permutations"] == 20_000
+    # the same test (swaps within items), two Monte Carlo draws: within 4 standard errors of each other
+    assert abs(fast["p_value"] - generic["p_value"]) < 4 * np.sqrt(0.25 / 20_000) * 2
+    # a difference far outside the null: no random swap pattern reaches it, so p is the floor 1 / (N + 1)
+    far = M.paired_difference(M._mean, first + 0.2, first, n_resamples=200, n_permutations=999)
+    assert far["p_value"] == pytest.approx(1 / 1000)
+    # corpus BLEU from summed statistics rows takes the same route
+    stats = rng.integers(1, 30, size=(400, 10))
+    stats[:, 6:] = stats[:, 2:6] + rng.integers(0, 30, size=(400, 4))
+    other = stats.copy()
+    other[:, 2] = np.maximum(other[:, 2] - 3, 0)
+    bleu = M.paired_difference(M.corpus_bleu, stats, other, n_resamples=200, n_permutations=999)
+    assert bleu["value"] == pytest.approx(M.corpus_bleu(stats) - M.corpus_bleu(other)) and bleu["p_value"] < 0.01

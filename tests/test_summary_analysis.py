@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from labscale.errors import InvalidParameter
-from labscale.metrics import corpus_bleu
+from labscale.metrics import corpus_bleu, corpus_bleu_rows
 from labscale.summary_analysis import (
-    _run_bleu,
     bleu_length_breakdown,
     example_items,
     length_controlled_comparisons,
@@ -162,13 +161,13 @@ def test_length_control_refuses_bleu_and_unknown_runs():
 
 
 # -- 4 -----------------------------------------------------------------------------------------------------------
-def test_run_bleu_matches_sacrebleu_including_smoothed_rows():
+def test_corpus_bleu_rows_matches_sacrebleu_including_smoothed_rows():
     rng = np.random.default_rng(5)
     totals = random_stats(rng, 6, 3).sum(axis=1)
     totals[4, 5] = 0  # no 4-gram match: sacrebleu's exp smoothing
     totals[5, 2:6] = 0  # no match at all
     expected = [corpus_bleu(row[None]) for row in totals]
-    assert _run_bleu(totals) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert corpus_bleu_rows(totals) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_metric_agreement_equals_scipy_on_run_values():

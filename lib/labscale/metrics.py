@@ -702,6 +702,19 @@ def corpus_bleu(stats: np.ndarray) -> float:
     return _bleu()._compute_score_from_stats(stats.sum(axis=0).tolist()).score / 100
 
 
+def corpus_bleu_rows(totals: np.ndarray) -> np.ndarray:
+    """:func:`corpus_bleu` of each row of summed statistics ``(k, 10)`` at once: the closed form where every n-gram
+    order has a match, sacrebleu itself (its smoothing) for the other rows."""
+    totals = np.asarray(totals, dtype=float)
+    out = np.empty(len(totals))
+    simple = (totals[:, 2:6] > 0).all(axis=1)
+    hyp, ref = totals[simple, 0], totals[simple, 1]
+    penalty = np.where(hyp < ref, np.exp(1 - ref / hyp), 1.0)
+    out[simple] = penalty * np.exp(np.log(totals[simple, 2:6] / totals[simple, 6:10]).mean(axis=1))
+    out[~simple] = [corpus_bleu(row[None].astype(np.int64)) for row in totals[~simple]]
+    return out
+
+
 def rouge_fmeasures(
     references: Sequence[str], hypotheses: Sequence[str], rouge_types: Sequence[str] = ROUGE_TYPES
 ) -> dict[str, np.ndarray]:
@@ -1081,6 +1094,7 @@ def paired_difference(
     *shared: Any,
     n_resamples: int = 1000,
     seed: int = 0,
+    n_permutations: int | None = None,
     **info: Any,
 ) -> dict:
     """``statistic(first, *shared) - statistic(second, *shared)`` over the same items, as a :func:`metric` dict.
@@ -1089,7 +1103,11 @@ def paired_difference(
     and zero-shot replies to the same questions); ``shared`` arrays (e.g. the gold labels) go to both. The
     interval is the BCa bootstrap of the difference with one draw of items for everything (paired), and
     ``p_value`` comes from the paired permutation test of ``scipy.stats.permutation_test`` (the two conditions'
-    values swapped within items; exact when the items are few), for multiplicity adjustment (:func:`holm`).
+    values swapped within items; exact when the items are few), for multiplicity adjustment (:func:`holm`). A
+    random permutation test cannot give p below ``1 / (n_permutations + 1)``: a family of ``m`` comparisons needs
+    ``n_permutations`` well above ``m / alpha`` for Holm's adjustment to be able to flag anything (default:
+    ``n_resamples``). For a mean, swapping an item's two values flips the sign of its difference, so the test runs
+    as one vectorized sign-flip test on the differences.
     """
     from scipy.stats import permutation_test
 
@@ -1111,15 +1129,61 @@ def paired_difference(
         out = [difference(both[x], both[y], *(s[x % n] for s in extra)) for x, y in zip(rows_i, rows_j, strict=True)]
         return np.array(out, dtype=float).reshape(i.shape[:-1])
 
-    test = permutation_test(
-        (np.arange(n), np.arange(n) + n),
-        on_indices,
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=n_resamples,
-        rng=np.random.default_rng(seed),
+    n_permutations = n_resamples if n_permutations is None else n_permutations
+    check_range("n_permutations", n_permutations, 1, None, integer=True)
+    rng = np.random.default_rng(seed)
+    # few items: scipy enumerates every swap pattern (an exact test); many: random swaps, vectorized where it can
+    from_totals = _from_totals(statistic, n) if not extra and 2 ** min(n, 64) > n_permutations else None
+    if from_totals is not None:
+        p_value = _additive_permutation_p(a, b, from_totals, value, n_permutations, rng)
+    else:
+        test = permutation_test(
+            (np.arange(n), np.arange(n) + n),
+            on_indices,
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=n_permutations,
+            rng=rng,
+        )
+        p_value = float(test.pvalue)
+    return metric(
+        value,
+        low,
+        high,
+        n,
+        interval=method,
+        p_value=p_value,
+        test="paired permutation",
+        permutations=n_permutations,
+        **info,
     )
-    return metric(value, low, high, n, interval=method, p_value=float(test.pvalue), test="paired permutation", **info)
+
+
+def _from_totals(statistic: Callable[..., float], n: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """For a statistic of summed per-item values (a mean; corpus BLEU of summed statistics rows), the same
+    statistic of many rows of totals at once; None for any other statistic."""
+    if statistic is _mean:
+        return lambda totals: totals[:, 0] / n
+    if statistic is corpus_bleu:
+        return corpus_bleu_rows
+    return None
+
+
+def _additive_permutation_p(
+    first: np.ndarray, second: np.ndarray, from_totals: Callable, observed: float, n_permutations: int, rng
+) -> float:
+    """The paired permutation test of a statistic of summed per-item values, vectorized: swapping an item's two
+    values moves its difference from one total to the other, so every random swap pattern is one matrix product.
+    Two-sided Monte Carlo p-value ``(1 + #{|T| >= |t|}) / (1 + n_permutations)``."""
+    a = first.reshape(len(first), -1).astype(float)
+    b = second.reshape(len(second), -1).astype(float)
+    gap, p_hits = b - a, 0
+    for start in range(0, n_permutations, 2000):  # in blocks, to bound memory
+        swaps = rng.integers(0, 2, size=(min(2000, n_permutations - start), len(a))).astype(float)
+        moved = swaps @ gap
+        stats = from_totals(a.sum(axis=0) + moved) - from_totals(b.sum(axis=0) - moved)
+        p_hits += int(np.sum(np.abs(stats) >= abs(observed) - 1e-12))
+    return (1 + p_hits) / (1 + n_permutations)
 
 
 def paired_proportion_difference(first: Any, second: Any, confidence: float = CONFIDENCE, **info: Any) -> dict:

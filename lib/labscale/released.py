@@ -291,20 +291,23 @@ def family_table(comparisons: pd.DataFrame, families: Iterable[str], digits: int
 
 def claim_summary(comparisons: pd.DataFrame) -> pd.DataFrame:
     """Per claim family and metric: how many paired comparisons favour the condition, the baseline, or neither
-    (Holm-adjusted p < 0.05 within the family), beside the claim it tests (:data:`CLAIMS`)."""
-    significant = comparisons["p_holm"] < 0.05
-    verdict = np.where(significant & (comparisons["delta"] > 0), "condition_better", "unclear")
-    verdict = np.where(significant & (comparisons["delta"] < 0), "baseline_better", verdict)
-    counted = comparisons.assign(verdict=verdict)
+    (Holm-adjusted p < 0.05 within the family; :func:`labscale.summary_analysis.verdict`), beside the claim it tests
+    (:data:`CLAIMS`)."""
+    from .summary_analysis import BASELINE_BETTER, CONDITION_BETTER, NO_CLEAR_DIFFERENCE, verdict
+
+    verdicts = [verdict(d, p) for d, p in zip(comparisons["delta"], comparisons["p_holm"], strict=True)]
+    columns = [CONDITION_BETTER, BASELINE_BETTER, NO_CLEAR_DIFFERENCE]
     out = (
-        counted.groupby(["family", "metric"], sort=False)["verdict"]
+        comparisons.assign(verdict=verdicts)
+        .groupby(["family", "metric"], sort=False)["verdict"]
         .value_counts()
         .unstack(fill_value=0)
-        .reindex(columns=["condition_better", "baseline_better", "unclear"], fill_value=0)
+        .reindex(columns=columns, fill_value=0)
         .reset_index()
+        .rename_axis(columns=None)
     )
     out.insert(1, "claim", out["family"].map(CLAIMS))
-    out.insert(3, "comparisons", out[["condition_better", "baseline_better", "unclear"]].sum(axis=1))
+    out.insert(3, "comparisons", out[columns].sum(axis=1))
     return out
 
 

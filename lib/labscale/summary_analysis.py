@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidParameter, check_choice, check_range
-from .metrics import ROUGE_TYPES, _bootstrap, _mean, corpus_bleu, hf_bleu, length_ratio
+from .metrics import ROUGE_TYPES, _bootstrap, _mean, corpus_bleu_rows, hf_bleu, length_ratio
 from .metrics import metric as metric_dict
 from .summary_scores import SUMMARY_METRICS, SummaryScores, statistic
 
@@ -75,22 +75,9 @@ def _interval_verdict(low: float, high: float) -> str:
     return CONDITION_BETTER if low > 0 else BASELINE_BETTER if high < 0 else NO_CLEAR_DIFFERENCE
 
 
-def _run_bleu(totals: np.ndarray) -> np.ndarray:
-    """Corpus BLEU (0-1) of each row of summed statistics ``(runs, 10)``, as :func:`~labscale.metrics.corpus_bleu`:
-    closed form where every n-gram order has a match, sacrebleu itself (smoothing) otherwise."""
-    totals = np.asarray(totals, dtype=float)
-    out = np.empty(len(totals))
-    simple = (totals[:, 2:6] > 0).all(axis=1)
-    hyp, ref = totals[simple, 0], totals[simple, 1]
-    penalty = np.where(hyp < ref, np.exp(1 - ref / hyp), 1.0)
-    out[simple] = penalty * np.exp(np.log(totals[simple, 2:6] / totals[simple, 6:10]).mean(axis=1))
-    out[~simple] = [corpus_bleu(row[None].astype(np.int64)) for row in totals[~simple]]
-    return out
-
-
 def _run_values(metric_name: str, values: np.ndarray) -> np.ndarray:
     """Every run's value of ``metric_name`` from per-item values ``(items, runs)`` (``(items, runs, 10)`` for BLEU)."""
-    return _run_bleu(values.sum(axis=0)) if metric_name == "bleu" else values.mean(axis=0)
+    return corpus_bleu_rows(values.sum(axis=0)) if metric_name == "bleu" else values.mean(axis=0)
 
 
 def _item_values(scores: SummaryScores, metric_name: str, rows: list[int]) -> np.ndarray:

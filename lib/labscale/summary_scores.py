@@ -19,6 +19,11 @@ from . import records
 from .errors import InvalidParameter, check_choice
 from .metrics import ROUGE_TYPES, _mean, corpus_bleu, length_ratio
 
+#: permutations per comparison in a family of paired tests: a random permutation test's p-value is at least
+#: 1 / (permutations + 1), and Holm multiplies the smallest by the family size, so 200 per comparison keeps that
+#: floor at 1/200 of the family's adjusted threshold
+PERMUTATIONS_PER_COMPARISON = 200
+
 #: the metrics a run of summaries is compared on: corpus BLEU, mean ROUGE F-measures and mean BERTScore F1
 SUMMARY_METRICS = ("bleu", *ROUGE_TYPES, "bertscore_f1")
 
@@ -209,8 +214,10 @@ def paired_runs(
     ``pairs`` are ``(family, condition, baseline)`` run labels; each pair is compared on every metric of
     ``metrics`` (:func:`labscale.metrics.paired_difference`: the condition's value minus the baseline's, a BCa
     interval over items resampled together, a paired permutation p-value). Holm's adjustment runs within each
-    family, over all its pairs and metrics (``p_holm``). Columns: :data:`labscale.compare.COMPARISON_COLUMNS`
-    (``model`` holds the family) and ``family``."""
+    family, over all its pairs and metrics (``p_holm``). Each family's permutation tests draw
+    :data:`PERMUTATIONS_PER_COMPARISON` times its number of comparisons (at least ``n_resamples``), so that the
+    smallest p-value a random permutation test can give stays far below 0.05 after Holm's adjustment. Columns:
+    :data:`labscale.compare.COMPARISON_COLUMNS` (``model`` holds the family), ``family`` and ``permutations``."""
     from .compare import comparison_row, with_holm
     from .metrics import paired_difference
 
@@ -218,8 +225,10 @@ def paired_runs(
         check_choice("metric", metric, SUMMARY_METRICS)
     for _, condition, baseline in pairs:
         scores.index(condition), scores.index(baseline)
+    sizes = pd.Series([family for family, _, _ in pairs]).value_counts() * len(metrics)
     rows = []
     for family, condition, baseline in pairs:
+        permutations = max(n_resamples, PERMUTATIONS_PER_COMPARISON * int(sizes[family]))
         for metric in metrics:
             first, second = scores.item_values(metric, condition), scores.item_values(metric, baseline)
             how = statistic(metric)
@@ -229,13 +238,14 @@ def paired_runs(
                 second,
                 n_resamples=n_resamples,
                 seed=seed,
+                n_permutations=permutations,
                 run_value=float(how(first)),
                 baseline_value=float(how(second)),
             )
             row = comparison_row(
                 result, model=family, task="summarization", metric=metric, condition=condition, baseline=baseline
             )
-            rows.append({**row, "family": family})
+            rows.append({**row, "family": family, "permutations": permutations})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
