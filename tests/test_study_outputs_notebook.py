@@ -59,3 +59,25 @@ def test_study_outputs_notebook_runs_end_to_end(embedded_model_dir, shared_data,
     assert set(record["predictions"]["id"]) <= {
         read_run(p.parent)["predictions"]["id"].iloc[k] for p in released[:1] for k in range(400)
     }
+
+
+def test_book_build_without_the_released_files_writes_an_honest_page(tmp_path, monkeypatch):
+    from labscale import book
+    from labscale.data import registry
+
+    monkeypatch.delenv(registry.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(registry.DATA_ENV, raising=False)
+    monkeypatch.setenv("LABSCALE_HOME", str(tmp_path / "home"))
+    assert book.missing_data("study_outputs") == ["study-outputs", "mts-dialog"]
+    assert book.missing_data("study_outputs", {"outputs_path": "x"}) == []  # the user's own copy is not checked here
+    assert book.missing_data("cost") == []
+    page = book.placeholder_chapter("study_outputs", ["study-outputs", "mts-dialog"], output=tmp_path / "so.ipynb")
+    text = nbformat.read(page, as_version=4).cells[0].source
+    assert text.startswith("(study-outputs)=\n# The study's own summaries")  # the label other pages refer to
+    assert "labscale-data fetch study-outputs mts-dialog" in text and "was not run in this build" in text
+    # the book command writes that page instead of executing the chapter, and says so
+    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: pytest.fail("the chapter must not run"))
+    written = {}
+    monkeypatch.setattr(book, "placeholder_chapter", lambda name, missing: written.setdefault(name, missing))
+    assert book.main(["--chapter", "study_outputs", "--no-html"]) == 0
+    assert written == {"study_outputs": ["study-outputs", "mts-dialog"]}

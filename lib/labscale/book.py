@@ -59,6 +59,48 @@ def execute_chapter(
     return output
 
 
+#: registry datasets a chapter cannot run without (it reads them in full; there is no offline substitute)
+CHAPTER_DATA = {"study_outputs": ("study-outputs", "mts-dialog")}
+#: parameters that point a chapter at the user's own copy of its data instead of the registry's
+_DATA_PARAMETERS = {"study_outputs": ("outputs_path", "data_path")}
+
+
+def missing_data(name: str, parameters: dict | None = None) -> list[str]:
+    """The registry datasets chapter ``name`` needs that cannot be had offline here (not in ``LABSCALE_DATA``, the
+    data cache or a mirror; :func:`labscale.data.registry.available`), unless ``parameters`` point it elsewhere."""
+    if any((parameters or {}).get(p) is not None for p in _DATA_PARAMETERS.get(name, ())):
+        return []
+    return [d for d in CHAPTER_DATA.get(name, ()) if not registry.available(d)]
+
+
+def placeholder_chapter(
+    name: str, missing: list[str], *, root: Path = PROJECT_ROOT, output: Path | None = None
+) -> Path:
+    """Write the page of a chapter whose data is missing: its label and title, and what to run to get the data.
+    The book still builds (and its cross-references resolve); nothing pretends the chapter ran."""
+    import re
+
+    import nbformat
+
+    source = (root / CHAPTERS[name]).read_text(encoding="utf-8")
+    label = re.search(r"^\(([\w-]+)\)=\s*$", source, re.M)
+    title = re.search(r"^# (.+)$", source, re.M)
+    fetch = " ".join(missing)
+    text = (
+        (f"({label.group(1)})=\n" if label else "")
+        + f"# {title.group(1) if title else name}\n\n"
+        + "```{admonition} This chapter was not run in this build\n:class: warning\n"
+        + f"It reads the release files of {', '.join(missing)}, which were not available offline when the book was "
+        + f"built. Run `labscale-data fetch {fetch}` (or set `LABSCALE_DATA_MIRROR`), then rebuild the book or run "
+        + f"`labscale-book --chapter {name}`.\n```\n"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
+    output = output or root / "book" / "chapters" / f"{name}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, output)
+    return output
+
+
 def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
     """The parameters a chapter runs with in the book build, and a notice when the build changes a default.
 
@@ -124,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         chapter_params, notice = chapter_parameters(name, parameters)
         if notice:
             print(f"note: {notice}", flush=True)
+        missing = missing_data(name, chapter_params)
+        if missing:
+            placeholder_chapter(name, missing)
+            print(
+                f"note: {name} needs {', '.join(missing)}, not available offline (`labscale-data fetch "
+                f"{' '.join(missing)}` or LABSCALE_DATA_MIRROR): its page says so instead of running",
+                flush=True,
+            )
+            continue
         path = execute_chapter(name, parameters=chapter_params)
         print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {time.perf_counter() - t0:.1f} s", flush=True)
     if not args.no_html:
