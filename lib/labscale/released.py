@@ -199,6 +199,31 @@ def reproduction_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def encoder_agreement(repro: pd.DataFrame) -> dict[str, Any]:
+    """How alike our BERTScore encoder and the study's rank the runs of ``repro`` (:func:`reproduction_table`):
+    Spearman's rho between our BERTScore-F1 and the authors' over runs, with the Fisher-z 95 % interval using
+    Bonett and Wright's standard error ``sqrt((1 + rho^2 / 2) / (n - 3))`` (the authors' files hold run-level values
+    only, so items cannot be resampled)."""
+    from scipy.stats import norm, spearmanr
+
+    from .metrics import metric
+
+    n = len(repro)
+    if n < 4:
+        raise InvalidParameter(f"rank agreement needs at least 4 runs, got {n}")
+    rho = float(spearmanr(repro["bertscore_f1"], repro["bertscore_f1_authors"]).statistic)
+    z, half = np.arctanh(min(rho, 1 - 1e-12)), norm.ppf(0.975) * np.sqrt((1 + rho**2 / 2) / (n - 3))
+    return metric(
+        rho,
+        float(np.tanh(z - half)),
+        float(np.tanh(z + half)),
+        n,
+        interval="fisher-z (Bonett-Wright)",
+        ours=str(repro["encoder"].iloc[0]),
+        theirs="distilbert-base-uncased",
+    )
+
+
 #: the study's summarization conclusions (Table 2, Fig. 2 and the cross-evaluation runs), by comparison family
 CLAIMS = {
     "fine-tuned open vs GPT-4 few-shot": "fine-tuned open models are competitive with few-shot GPT-4-Turbo",
