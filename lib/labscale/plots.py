@@ -108,8 +108,11 @@ def shots_panels(
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    width, height_in = fig.get_size_inches()
+    ncol = max(2, int(width // 2.6))  # legend entries are about 2.5 in wide at this font size
+    legend_rows = math.ceil(len(labels) / ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, min(0.45, (0.15 + 0.17 * legend_rows) / height_in), 1, 1))
     return fig
 
 
@@ -147,16 +150,19 @@ def learning_curve(
     reference_label: str | None = None,
     study: pd.DataFrame | None = None,
     height: float = 3.6,
+    full_scale: bool = True,
 ):
     """A learning curve: ``metric`` against training size ``x`` with its 95 % confidence band, one line per model,
     a dotted line at ``reference`` (e.g. the study's few-shot GPT-4-Turbo) and a star where a curve first reaches
     it. With ``study`` (columns model, x, value: the study's Fig. 2, :func:`labscale.sweep.study_fig2`) a second
-    panel shows the published curves, in grey, on their own axis (their training sizes are not ours)."""
+    panel shows the published curves, in grey, on their own axis (their training sizes are not ours).
+    ``full_scale``: both panels share a 0-1 y axis (else each fits its values, e.g. scores of different
+    encoders)."""
     rows = curve[curve["metric"] == metric].sort_values(x)
     if rows.empty:
         raise ValueError(f"the curve holds no {metric!r} rows")
     panels = 2 if study is not None and not study.empty else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, height), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, height), squeeze=False, sharey=full_scale)
     ax = axes[0, 0]
     palette = sns.color_palette("colorblind", n_colors=max(rows["model"].nunique(), 1))
     for color, (model, grp) in zip(palette, rows.groupby("model"), strict=True):
@@ -194,7 +200,8 @@ def learning_curve(
     for a in axes.flat:
         if reference is not None:
             a.axhline(reference, color="0.25", ls=":", lw=1.2, label=reference_label or f"reference {reference:.2f}")
-        a.set_ylim(-0.02, 1.02)
+        if full_scale:
+            a.set_ylim(-0.02, 1.02)
         a.grid(alpha=0.3)
         a.legend(fontsize=7, frameon=False, loc="best")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -698,9 +705,8 @@ def length_plot(scores, metric: str = "rougeL", labels=None):
 
 def agreement_plot(scores, x: str = "bleu", y: str = "bertscore_f1", labels=None):
     """Run-level values under two metrics (``x``, ``y``), one labelled point per run, so that runs one metric ranks
-    above another and the other below show as a falling pair; Kendall's tau across the runs in the title."""
-    from scipy.stats import kendalltau
-
+    above another and the other below show as a falling pair (the rank correlation, with its interval, is
+    :func:`labscale.summary_analysis.metric_agreement`'s)."""
     from .summary_scores import SUMMARY_METRICS
 
     check_choice("metric", x, SUMMARY_METRICS)
@@ -713,9 +719,7 @@ def agreement_plot(scores, x: str = "bleu", y: str = "bertscore_f1", labels=None
     _run_points(ax, xs, ys, labels, models)
     ax.set_xlabel(METRIC_LABELS.get(x, x))
     ax.set_ylabel(METRIC_LABELS.get(y, y))
-    if len(labels) >= 2:
-        tau = kendalltau(xs, ys).statistic
-        ax.set_title(f"{len(labels)} runs; Kendall's tau = {tau:.2f}", fontsize=10)
+    ax.set_title(f"{len(labels)} runs", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, loc="best")
     fig.tight_layout()

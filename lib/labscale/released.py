@@ -278,14 +278,20 @@ TRAINING_DIALOGUES = 1201
 def checkpoint_curve(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The released checkpoints of ``table`` (a metrics table of :func:`record_released_runs`) as a learning curve
     (model, metric, value, ci_low, ci_high, step, samples: :data:`SAMPLES_PER_STEP` per step), and the study's
-    Fig. 2 summarization curve on the same axis (model, x = samples, value; reference values, cited)."""
+    Fig. 2 summarization curve beside the checkpoints' BERTScore-F1 from the authors' own metric files (model,
+    x = samples, value; reference values, cited, with the study's encoder)."""
     from .sweep import study_fig2
 
-    steps = {}
+    steps, authors = {}, []
     for run in table["run"].drop_duplicates():
-        released = records.read_run(run)["params"].get("released") or {}
+        record = records.read_run(run)
+        released = record["params"].get("released") or {}
         if released.get("group") == "checkpoint":
             steps[run] = released["step"]
+            value = record["manifest"]["released"]["authors_metrics"]["bertscore"]["f1"]
+            authors.append(
+                {"model": "the checkpoints' own metric files", "x": released["step"] * SAMPLES_PER_STEP, "value": value}
+            )
     curve = table[table["run"].isin(steps)].copy()
     curve["step"] = curve["run"].map(steps)
     curve["samples"] = curve["step"] * SAMPLES_PER_STEP
@@ -299,6 +305,7 @@ def checkpoint_curve(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "value": fig2["value"],
         }
     )
+    study = pd.concat([study, pd.DataFrame(authors, columns=["model", "x", "value"])], ignore_index=True)
     return curve.sort_values(["metric", "step"]).reset_index(drop=True), study.reset_index(drop=True)
 
 
