@@ -724,3 +724,73 @@ def agreement_plot(scores, x: str = "bleu", y: str = "bertscore_f1", labels=None
     ax.legend(fontsize=7, frameon=False, loc="best")
     fig.tight_layout()
     return fig
+
+
+# -- head to head ----------------------------------------------------------------------------------------------
+def win_rate_heatmaps(actual: pd.DataFrame, predicted: pd.DataFrame, *, height: float = 4.2):
+    """The arena surveys' two heatmaps side by side: the share of battles each row model won against each column
+    model (ties half; blank where they never met) and the share a rating model predicts. Both are model x
+    opponent tables in the same order (:func:`labscale.arena.ratings.win_rates`, ``predicted_win_rates``)."""
+    order = list(predicted.index)
+    actual = actual.reindex(index=order, columns=order)
+    predicted = predicted.reindex(index=order, columns=order)
+    width = max(9.0, 0.55 * len(order) * 2 + 3)
+    fig, axes = plt.subplots(1, 2, figsize=(width, height + 0.25 * len(order)), sharey=True)
+    for ax, table, title in ((axes[0], actual, "actual win rate"), (axes[1], predicted, "predicted win rate")):
+        sns.heatmap(
+            table.astype(float),
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="RdBu_r",
+            center=0.5,
+            annot=len(order) <= 10,
+            fmt=".2f",
+            annot_kws={"fontsize": 7},
+            cbar=ax is axes[1],
+            square=True,
+        )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("opponent")
+    axes[0].set_ylabel("model")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_plot(reliability: pd.DataFrame, *, height: float = 3.6):
+    """Predicted win probability (binned) against the observed share of wins, with the diagonal of perfect
+    calibration; point size shows how many battles fall in each bin (columns mean_predicted, mean_observed,
+    count)."""
+    fig, ax = plt.subplots(figsize=(height * 1.1, height))
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
+    sizes = 20 + 180 * reliability["count"] / max(float(reliability["count"].max()), 1.0)
+    ax.scatter(reliability["mean_predicted"], reliability["mean_observed"], s=sizes, color="C0", label="battles")
+    ax.set_xlabel("predicted probability that model A wins")
+    ax.set_ylabel("observed share of A wins (ties half)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def rating_intervals(ratings: pd.DataFrame, *, by: str = "judge", height: float = 3.4):
+    """Ratings with their 95 % intervals, one row per model, one colour per ``by`` value (e.g. the judge):
+    columns model, rating, ci_low, ci_high and ``by``."""
+    groups = list(dict.fromkeys(ratings[by])) if by in ratings.columns else [None]
+    models = list(dict.fromkeys(ratings.sort_values("rating")["model"]))
+    fig, ax = plt.subplots(figsize=(7.2, max(height, 0.32 * len(models) + 1.2)))
+    palette = sns.color_palette("colorblind", n_colors=max(len(groups), 1))
+    for k, (color, group) in enumerate(zip(palette, groups, strict=True)):
+        rows = ratings if group is None else ratings[ratings[by] == group]
+        y = np.array([models.index(m) for m in rows["model"]]) + (k - (len(groups) - 1) / 2) * 0.18
+        err = np.vstack([rows["rating"] - rows["ci_low"], rows["ci_high"] - rows["rating"]])
+        ax.errorbar(rows["rating"], y, xerr=err, fmt="o", color=color, capsize=3, label=group)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.set_xlabel("rating (Elo scale), 95 % interval")
+    ax.grid(alpha=0.3, axis="x")
+    if groups != [None]:
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
