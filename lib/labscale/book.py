@@ -28,6 +28,7 @@ CHAPTERS = {
     "hallucination": "notebooks/hallucination.md",
     "generality": "notebooks/generality.md",
     "study_outputs": "notebooks/study_outputs.md",
+    "head_to_head": "notebooks/head_to_head.md",
 }
 
 
@@ -60,9 +61,9 @@ def execute_chapter(
 
 
 #: registry datasets a chapter cannot run without (it reads them in full; there is no offline substitute)
-CHAPTER_DATA = {"study_outputs": ("study-outputs", "mts-dialog")}
+CHAPTER_DATA = {"study_outputs": ("study-outputs", "mts-dialog"), "head_to_head": ("study-outputs", "mts-dialog")}
 #: parameters that point a chapter at the user's own copy of its data instead of the registry's
-_DATA_PARAMETERS = {"study_outputs": ("outputs_path", "data_path")}
+_DATA_PARAMETERS = {"study_outputs": ("outputs_path", "data_path"), "head_to_head": ("outputs_path", "data_path")}
 
 
 def missing_data(name: str, parameters: dict | None = None) -> list[str]:

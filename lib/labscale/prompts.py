@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import check_choice
+from .errors import InvalidParameter, check_choice
 
 SHOT_STYLES = ("chat", "single")
 
@@ -31,8 +31,12 @@ class Shot:
     assistant: str
 
 
-def _join(*parts: str) -> str:
-    return "\n\n".join(p.strip("\n") for p in parts if p and p.strip())
+#: the study's separator between the instruction, shot and query blocks of one user turn
+BLOCK_SEPARATOR = "\n\n"
+
+
+def _join(*parts: str, separator: str = BLOCK_SEPARATOR) -> str:
+    return separator.join(p.strip("\n") for p in parts if p and p.strip())
 
 
 DEFAULT_TRANSITION = "Here is the example that needs to be answered. Respond in the same format as the examples."
@@ -46,12 +50,16 @@ def build_messages(
     system: str | None = None,
     style: str = "chat",
     transition: str | None = None,
+    separator: str = BLOCK_SEPARATOR,
 ) -> list[dict[str, str]]:
     """Chat messages for one query with ``shots`` laid out as ``style`` ("chat" or "single").
 
-    ``transition`` is the sentence that introduces the query after single-prompt shots.
+    ``transition`` is the sentence that introduces the query after single-prompt shots; ``separator`` joins the
+    instruction, shot and query blocks within a user turn (the study's blank line by default).
     """
     check_choice("shot style", style, SHOT_STYLES)
+    if not isinstance(separator, str) or not separator:
+        raise InvalidParameter(f"separator must be a non-empty string, got {separator!r}")
     messages: list[dict[str, str]] = []
     if system:
         messages.append({"role": "system", "content": system})
@@ -67,10 +75,10 @@ def build_messages(
         if shots:
             blocks.append(transition or DEFAULT_TRANSITION)
         blocks.append(query)
-        messages.append({"role": "user", "content": _join(*blocks)})
+        messages.append({"role": "user", "content": _join(*blocks, separator=separator)})
         return messages
     for i, shot in enumerate(shots):
-        user = _join(instruction, shot.user) if i == 0 else shot.user
+        user = _join(instruction, shot.user, separator=separator) if i == 0 else shot.user
         messages.append({"role": "user", "content": user})
         messages.append({"role": "assistant", "content": shot.assistant})
     messages.append({"role": "user", "content": query})

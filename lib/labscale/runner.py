@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -24,6 +24,9 @@ from .errors import InvalidParameter, check_choice, check_range
 from .prompts import SHOT_STYLES
 from .protocol import Produced, RunSpec, execute
 from .tasks import ALL_TASK_NAMES, INVALID, SOURCES, TASK_NAMES, Example, Task, TaskData, get_task
+
+if TYPE_CHECKING:
+    from .prompt_sensitivity import PromptFormat
 
 
 @dataclass
@@ -60,6 +63,13 @@ class ExperimentPlan:
     #: (model label, task) -> backend with the task's adapter loaded
     tuned_backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
     cache: ResponseCache | None = None
+    #: the prompt format (:class:`~labscale.prompt_sensitivity.PromptFormat`); None: the study's
+    prompt_format: PromptFormat | None = None
+
+    def run_model(self, spec: ModelSpec) -> ModelSpec:
+        """The model string a run of ``spec`` uses: ``spec``, with ``chat_template=none`` under a format whose chat
+        template is off."""
+        return _format_model(spec, self.prompt_format)
 
     def add_adapters(self, adapters: Mapping[str, Any]) -> ExperimentPlan:
         """Also evaluate every Hugging Face model on each task zero-shot with that task's LoRA adapter (the
@@ -72,7 +82,7 @@ class ExperimentPlan:
 
         for spec in self.models:
             for t, adapter in adapter_map.items():
-                tuned = spec.with_adapter(adapter)  # refuses an API model, naming it
+                tuned = self.run_model(spec).with_adapter(adapter)  # refuses an API model, naming it
                 check_adapter(adapter, spec.text)
                 self.tuned_backends[(spec.label, t)] = load_backend(tuned, cache=self.cache)
         self.adapters.update(adapter_map)
@@ -115,6 +125,21 @@ def _as_list(value: Any, what: str) -> list:
     return items
 
 
+def _format_model(spec: ModelSpec, prompt_format: PromptFormat | None) -> ModelSpec:
+    return spec if prompt_format is None else prompt_format.model_spec(spec)
+
+
+def _checked_format(
+    prompt_format: PromptFormat | Mapping[str, str] | None, task_names: Sequence[str], model_specs: Sequence[ModelSpec]
+) -> PromptFormat | None:
+    """The plan's prompt format, checked against its tasks and models; None for the study's format."""
+    if prompt_format is None:
+        return None
+    from .prompt_sensitivity import check_prompt_format
+
+    return check_prompt_format(prompt_format, task_names, model_specs)
+
+
 def plan_experiment(
     models: Sequence[str] | str = ("smollm2-135m",),
     tasks: Sequence[str] | str = TASK_NAMES,
@@ -134,6 +159,7 @@ def plan_experiment(
     shot_style: str | None = None,
     adapters: Mapping[str, str] | None = None,
     cache: ResponseCache | None = None,
+    prompt_format: PromptFormat | Mapping[str, str] | None = None,
 ) -> ExperimentPlan:
     """Validate parameters, load data and construct backends. Raises :class:`InvalidParameter` on bad input.
 
@@ -142,6 +168,8 @@ def plan_experiment(
     ``adapters`` maps a task to a LoRA adapter folder: every Hugging Face model is then also evaluated on that
     task zero-shot with the adapter loaded (the study's "fine-tuned" scenario; see
     :meth:`ExperimentPlan.add_adapters` to add them after planning). With adapters, ``shots=[]`` runs only those.
+    ``prompt_format`` (a :class:`~labscale.prompt_sensitivity.PromptFormat` or its factor mapping) varies the prompt's
+    surface; None or the study's format leaves messages, settings and run keys exactly as without it.
     """
     model_specs = [parse_model_spec(m) for m in _as_list(models, "models")]
     labels = [spec.label for spec in model_specs]
@@ -166,6 +194,7 @@ def plan_experiment(
     check_choice("split", split, SPLITS)
     if shot_style is not None:
         check_choice("shot_style", shot_style, SHOT_STYLES)
+    prompt_format = _checked_format(prompt_format, task_names, model_specs)
     sources = dict(source) if isinstance(source, Mapping) else {t: source for t in task_names}
     for t, s in sources.items():
         check_choice("task in source mapping", t, ALL_TASK_NAMES)
@@ -195,7 +224,7 @@ def plan_experiment(
         task_plans.append(TaskPlan(task, sources[t], data, items, options.get(t, {})))
 
     cache = cache if cache is not None else ResponseCache()
-    backends = {spec.label: load_backend(spec, cache=cache) for spec in model_specs}
+    backends = {spec.label: load_backend(_format_model(spec, prompt_format), cache=cache) for spec in model_specs}
     out = Path(output_dir)
     if not out.is_absolute():
         out = Path.cwd() / out
@@ -215,6 +244,7 @@ def plan_experiment(
         shot_style,
         data_path,
         cache=cache,
+        prompt_format=prompt_format,
     )
     return plan.add_adapters(adapters or {})
 
@@ -222,9 +252,13 @@ def plan_experiment(
 def run_spec(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tuned: bool = False) -> RunSpec:
     """The specification of one run of ``plan``: (model, task, k shots), or the task's adapter when ``tuned``."""
     task = tp.task
+    model = plan.run_model(spec)
+    settings = {"shot_style": plan.shot_style or task.shot_style}
+    if plan.prompt_format is not None:  # the study's format adds nothing: its run keys stay those of plain runs
+        settings["prompt_format"] = plan.prompt_format.as_dict()
     return RunSpec(
         experiment=plan.name,
-        model=spec.with_adapter(plan.adapters[task.name]) if tuned else spec,
+        model=model.with_adapter(plan.adapters[task.name]) if tuned else model,
         label=spec.label,
         task=task.name,
         source=tp.source,
@@ -240,7 +274,7 @@ def run_spec(plan: ExperimentPlan, spec: ModelSpec, tp: TaskPlan, k: int, *, tun
             "data_seed": plan.data_seed,
         },
         decoding=Decoding(max_new_tokens=plan.max_new_tokens.get(task.name, task.max_new_tokens), seed=plan.seed),
-        settings={"shot_style": plan.shot_style or task.shot_style},
+        settings=settings,
     )
 
 
@@ -252,7 +286,10 @@ def run_one(
     backend = plan.tuned_backends[(spec.label, task.name)] if tuned else plan.backends[spec.label]
     run = run_spec(plan, spec, tp, k, tuned=tuned)
     shots = task.shots(tp.data, k)
-    conversations = [task.messages(ex, shots, shot_style=run.settings["shot_style"]) for ex in tp.items]
+    fmt = plan.prompt_format if plan.prompt_format is not None and plan.prompt_format.changes_messages else None
+    formatted = {"prompt_format": fmt} if fmt is not None else {}  # tasks with their own layout never see it
+    conversations = [task.messages(ex, shots, shot_style=run.settings["shot_style"], **formatted) for ex in tp.items]
+    shown = fmt.arrange(task.name, shots) if fmt is not None else shots
 
     def produce() -> Produced:
         backend.reset_stats()
@@ -278,7 +315,7 @@ def run_one(
         ]
         provenance = {
             "data": tp.data.provenance(),
-            "shots": [{"user": s.user, "assistant": s.assistant} for s in shots],
+            "shots": [{"user": s.user, "assistant": s.assistant} for s in shown],
             "example_messages": conversations[0],
             # Prices come from the dated price table of the cost chapter; recorded here as unknown until then.
             "cost_usd": None,

@@ -11,11 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import INVALID, SOURCES, Example, Source, TaskData
 from ..errors import InvalidParameter, check_choice, check_range
-from ..prompts import Shot, build_messages
+from ..prompts import BLOCK_SEPARATOR, Shot, build_messages
+
+if TYPE_CHECKING:
+    from ..prompt_sensitivity import PromptFormat
 
 
 class Task(ABC):
@@ -90,15 +93,30 @@ class Task(ABC):
         """The instruction opening the first user turn (tasks whose wording depends on the example override it)."""
         return self.instruction
 
-    def messages(self, example: Example, shots: Sequence[Shot], *, shot_style: str | None = None) -> list[dict]:
-        """Chat messages for one example with the given shots."""
+    def messages(
+        self,
+        example: Example,
+        shots: Sequence[Shot],
+        *,
+        shot_style: str | None = None,
+        prompt_format: PromptFormat | None = None,
+    ) -> list[dict]:
+        """Chat messages for one example with the given shots. A ``prompt_format``
+        (:class:`~labscale.prompt_sensitivity.PromptFormat`) sets the block separator, the casing of the system
+        message and instruction (never of the data), the shots' order and their label words; None is the study's."""
+        instruction, system, separator = self.instruction_for(example), self.system_message, BLOCK_SEPARATOR
+        if prompt_format is not None:
+            shots = prompt_format.arrange(self.name, shots)
+            instruction, system = prompt_format.case(instruction), prompt_format.case(system)
+            separator = prompt_format.separator_text
         return build_messages(
-            instruction=self.instruction_for(example),
+            instruction=instruction,
             query=self.format_input(example),
             shots=shots,
-            system=self.system_message,
+            system=system,
             style=shot_style or self.shot_style,
             transition=self.transition,
+            separator=separator,
         )
 
     # -- parsing and scoring ----------------------------------------------------------------------------
