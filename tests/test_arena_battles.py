@@ -231,7 +231,10 @@ def test_llm_battles_end_to_end(embedded_model_dir, two_summary_runs, tmp_path, 
                 {"A": "model_b", "B": "model_a"}.get(v, "tie"))  # fmt: skip
         agree = mapped["ab"] == mapped["ba"]
         assert battle["winner"] == (mapped["ab"] if agree else "tie")
-        assert battle["consistent"] == agree
+        if (both["parsed"] == INVALID).any():
+            assert pd.isna(battle["consistent"])  # an INVALID verdict measures no consistency
+        else:
+            assert battle["consistent"] == agree
         assert battle["invalid"] == int((both["parsed"] == INVALID).sum())
         assert battle["order"] == presentation_order(0, battle["item"], "good 0-shot", "bad 0-shot")
         assert battle["order"] == both[both["first"]]["order"].iloc[0]
@@ -240,7 +243,9 @@ def test_llm_battles_end_to_end(embedded_model_dir, two_summary_runs, tmp_path, 
     assert metrics["invalid_rate"]["n"] == 4
     valid = table[table["invalid"] == 0]  # swap consistency counts the battles with two valid verdicts
     assert metrics["swap_consistency"]["n"] == len(valid)
-    assert metrics["swap_consistency"]["value"] == pytest.approx(valid["consistent"].mean() if len(valid) else 0.0)
+    assert metrics["swap_consistency"]["value"] == pytest.approx(
+        valid["consistent"].astype(float).mean() if len(valid) else 0.0
+    )
 
     # the same inputs reuse the record: no model call, the same table
     from labscale.backends.hf import HFBackend

@@ -361,13 +361,16 @@ def _judgments(answers: Answers, contexts: Mapping[str, str], seed: int) -> list
 
 def judge_battles(run_dir: str | Path) -> pd.DataFrame:
     """The battle table of a model judge's record (:func:`llm_battles`): its two verdicts per battle combined by
-    :func:`combine_orders`; ``order`` is the first presentation, ``invalid`` the number of INVALID verdicts."""
+    :func:`combine_orders`; ``order`` is the first presentation, ``invalid`` the number of INVALID verdicts, and
+    ``consistent`` is missing where a verdict is INVALID (as in the record's ``swap_consistency``)."""
     record = records.read_run(run_dir)
     params, frame = record["params"], record["predictions"]
     rows = []
     for (item, a, b), both in frame.groupby(["id", "model_a", "model_b"], sort=False):
         first, second = both[both["first"]].iloc[0], both[~both["first"]].iloc[0]
         winner, consistent = combine_orders(first["winner"], second["winner"])
+        if both["invalid"].any():  # an INVALID verdict says nothing of position bias: consistency not measured
+            consistent = pd.NA
         rows.append(
             {
                 "item": item,
