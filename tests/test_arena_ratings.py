@@ -301,7 +301,7 @@ def test_judge_quality_flags_unreliable_judges():
     assert judge_quality(judged, table(GOLD), min_agreement=0.5, min_consistency=0.5)["reliable"]
     unasked = judge_quality(judged.drop(columns="consistent"), table(GOLD), min_agreement=0.5)
     assert not unasked["reliable"] and unasked["reasons"] == [
-        "swap consistency was not measured: no battle was judged in both orders"
+        "swap consistency was not measured: no battle has a valid verdict in both orders"
     ]
 
 

@@ -519,7 +519,7 @@ def judge_quality(
             f"below {min_agreement:g}"
         )
     if flags.empty:
-        reasons.append("swap consistency was not measured: no battle was judged in both orders")
+        reasons.append("swap consistency was not measured: no battle has a valid verdict in both orders")
     elif consistency["value"] < min_consistency:
         reasons.append(
             f"swap consistency is {consistency['value']:.3f} ({int(flags.sum())}/{len(flags)}), below "
