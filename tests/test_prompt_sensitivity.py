@@ -262,4 +262,7 @@ def test_sweep_on_the_embedded_model(embedded_model_dir, tmp_path):
     assert cost.loc["total", "prompt_tokens"] == sum(u["prompt_tokens"] for u in usage) > 0
     assert cost.loc["total", "completion_tokens"] == sum(u["completion_tokens"] for u in usage)
     assert cost.loc["total", "runs"] == 6 and list(cost.index) == [*names, "total"]
+    # what the sweep costs without a cache: every item's prompt tokens, cached or not
+    per_item = sum(int(read_run(r)["predictions"]["prompt_tokens"].sum()) for r in runs)
+    assert cost.loc["total", "sweep_prompt_tokens"] == per_item >= cost.loc["total", "prompt_tokens"]
     assert rank_flips(table).empty  # one model: no order to flip

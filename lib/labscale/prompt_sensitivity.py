@@ -499,7 +499,8 @@ _USAGE = ("requests", "cache_hits", "model_calls", "prompt_tokens", "completion_
 def sweep_cost(table: pd.DataFrame) -> pd.DataFrame:
     """Tokens and time the sweep spent, from its records' manifests: per format and in a ``"total"`` row, the runs,
     requests, cache hits, model calls, prompt and completion tokens (counted for model calls only: a cache hit
-    costs none) and the wall seconds of the runs."""
+    costs none) and the wall seconds of the runs; and what the sweep costs without a cache, from the records'
+    per-item token counts (``sweep_prompt_tokens``, ``sweep_completion_tokens``)."""
     for column in ("format", "run"):
         if column not in table.columns:
             raise InvalidParameter(f"the table lacks column {column!r}; pass the table of run_format_sweep")
@@ -508,7 +509,12 @@ def sweep_cost(table: pd.DataFrame) -> pd.DataFrame:
         manifest = records.read_manifest(run)
         usage = manifest.get("usage") or {}
         counts = {key: usage.get(key, 0) for key in _USAGE}
-        rows.append({"format": fmt, "runs": 1, **counts, "wall_seconds": manifest.get("wall_seconds", 0.0)})
+        predictions = records.read_run(run)["predictions"]
+        full = {
+            f"sweep_{name}": int(pd.to_numeric(predictions.get(name), errors="coerce").fillna(0).sum())
+            for name in ("prompt_tokens", "completion_tokens")
+        }
+        rows.append({"format": fmt, "runs": 1, **counts, **full, "wall_seconds": manifest.get("wall_seconds", 0.0)})
     per_format = pd.DataFrame(rows).groupby("format", sort=False).sum().reset_index()
     total = {"format": "total", **{c: per_format[c].sum() for c in per_format.columns if c != "format"}}
     return pd.concat([per_format, pd.DataFrame([total])], ignore_index=True)
