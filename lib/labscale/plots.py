@@ -734,8 +734,8 @@ def win_rate_heatmaps(actual: pd.DataFrame, predicted: pd.DataFrame, *, height: 
     order = list(predicted.index)
     actual = actual.reindex(index=order, columns=order)
     predicted = predicted.reindex(index=order, columns=order)
-    width = max(9.0, 0.55 * len(order) * 2 + 3)
-    fig, axes = plt.subplots(1, 2, figsize=(width, height + 0.25 * len(order)), sharey=True)
+    side = max(height, 0.3 * len(order) + 2.5)  # square cells: each panel about as wide as it is tall
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.5, side), sharey=True)
     for ax, table, title in ((axes[0], actual, "actual win rate"), (axes[1], predicted, "predicted win rate")):
         sns.heatmap(
             table.astype(float),
