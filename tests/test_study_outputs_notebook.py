@@ -8,6 +8,7 @@ import pytest
 
 from labscale.book import execute_chapter
 from labscale.records import read_run
+from notebook_outputs import executed_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +25,6 @@ RUNS = [
 ]
 
 
-def _text(outputs) -> str:
-    return "".join(
-        o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "") + o.get("text", "")
-        for o in outputs
-    )
-
-
 def test_study_outputs_notebook_runs_end_to_end(embedded_model_dir, shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
     out = tmp_path / "runs"
@@ -39,10 +33,8 @@ def test_study_outputs_notebook_runs_end_to_end(embedded_model_dir, shared_data,
         output=tmp_path / "book" / "chapters" / "study_outputs.ipynb",
         parameters={"released_runs": RUNS, "limit": 2, "n_resamples": 200, "output_dir": str(out)},
     )
-    nb = nbformat.read(executed, as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs, text = executed_outputs(executed)
     assert [o for o in outputs if o.output_type == "error"] == []
-    text = _text(outputs)
     # the reproduction check, printed from the records: every chosen run reproduces the authors' BLEU and ROUGE
     assert (
         f"BLEU reproduces (4 decimals, brevity penalty and token lengths equal) for {len(RUNS)} of {len(RUNS)}" in text
