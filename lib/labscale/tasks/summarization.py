@@ -105,24 +105,15 @@ class Summarization(Task):
         return cleaned if cleaned else INVALID
 
     item_score_names = SUMMARY_ITEM_SCORES
-    #: (key, per-item scores, encoder info) of the last replies scored
-    _memo: tuple = (None, None, None)
-
-    def _scored_items(self, examples: Sequence[Example], parsed: Sequence[str], bertscore_model: str | None):
-        """Per-item scores and the encoder's description, computed once per (items, replies, encoder): the runner
-        asks for the run's metrics and then for its per-item scores of the same replies."""
-        from ..metrics import summary_item_scores
-
-        key = (tuple(ex.id for ex in examples), tuple(parsed), bertscore_model)
-        if self._memo[0] != key:
-            references = [str(ex.target) for ex in examples]
-            self._memo = (key, *summary_item_scores(references, parsed, bertscore_model=bertscore_model))
-        return self._memo[1], self._memo[2]
 
     def item_scores(self, examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, list]:
         """Per-item ROUGE F-measures, BERTScore F1 (the task's encoder), BLEU sufficient statistics and the invalid
-        flag (:data:`~labscale.metrics.SUMMARY_ITEM_SCORES`): a subset or a pairing of items needs no rescoring."""
-        scores, _ = self._scored_items(examples, parsed, self.bertscore_model)
+        flag (:data:`~labscale.metrics.SUMMARY_ITEM_SCORES`): a subset or a pairing of items needs no rescoring.
+        Scoring the run and then its items encodes each pair once: BERTScore pairs are kept in the response cache."""
+        from ..metrics import summary_item_scores
+
+        references = [str(ex.target) for ex in examples]
+        scores, _ = summary_item_scores(references, parsed, bertscore_model=self.bertscore_model)
         return {name: np.asarray(values).tolist() for name, values in scores.items()}
 
     def score(
@@ -136,8 +127,9 @@ class Summarization(Task):
     ) -> dict[str, dict[str, float]]:
         """BLEU, BERTScore, ROUGE and length ratio against the reference sections; INVALID replies count as empty
         summaries (and in ``invalid_rate``)."""
-        from ..metrics import summary_metrics_from_items
+        from ..metrics import summary_item_scores, summary_metrics_from_items
 
         self.check_replies(examples, parsed)
-        scores, info = self._scored_items(examples, parsed, bertscore_model or self.bertscore_model)
+        references = [str(ex.target) for ex in examples]
+        scores, info = summary_item_scores(references, parsed, bertscore_model=bertscore_model or self.bertscore_model)
         return summary_metrics_from_items(scores, info, n_resamples=n_resamples, seed=seed)
