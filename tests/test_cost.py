@@ -546,3 +546,96 @@ def test_study_claim_reads_the_published_table3():
     assert "0.28 h" not in text and "1,011,951" not in text
     with pytest.raises(InvalidParameter, match="models:"):
         study_claim("gpt-5")
+
+
+# -- the companion study (L'Huillier, GPT 3.5 vs Llama 2 fine-tuning) ------------------------------------------
+COMPANION_URL = "https://ragntune.com/blog/gpt3.5-vs-llama2-finetuning"
+
+
+def test_companion_costs_hold_the_posts_numbers_and_our_arithmetic():
+    from labscale.cost import companion_costs, training_cost
+
+    table = companion_costs()
+    assert len(table) == 4
+    rows = {(t, m.split(" (")[0]): r for t, m, r in zip(table["task"], table["model"], table.itertuples(), strict=True)}
+    assert set(rows) == {
+        ("text_to_sql", "Code Llama 34B"),
+        ("text_to_sql", "GPT-3.5"),
+        ("viggo", "Code Llama 34B"),
+        ("viggo", "GPT-3.5"),
+    }
+    # the post's table, verbatim
+    assert rows["text_to_sql", "Code Llama 34B"].train_usd == 3.32 and rows["text_to_sql", "Code Llama 34B"].hours == 7
+    assert rows["text_to_sql", "Code Llama 34B"].quote == "$3.32 (7 hour job)"
+    assert rows["text_to_sql", "GPT-3.5"].train_usd == 11.99 and rows["text_to_sql", "GPT-3.5"].quote == "$11.99"
+    assert rows["viggo", "Code Llama 34B"].train_usd == 4.27 and rows["viggo", "Code Llama 34B"].hours == 9
+    assert rows["viggo", "Code Llama 34B"].quote == "$4.27 (9 hour job)"
+    assert rows["viggo", "GPT-3.5"].train_usd == 26.05 and math.isnan(rows["viggo", "GPT-3.5"].hours)
+    assert set(table.loc[table["task"] == "text_to_sql", "dataset"]) == {"SQL spider dataset"}
+    assert set(table.loc[table["task"] == "viggo", "dataset"]) == {"Functional representation dataset"}
+    assert (table["source"] == COMPANION_URL).all()
+    assert set(table["gpu"]) == {"a40", ""}
+    # recomputed: hours x $0.475/h, which the post truncated to the cent
+    assert rows["text_to_sql", "Code Llama 34B"].recomputed_usd == pytest.approx(3.325, abs=1e-9)
+    assert rows["viggo", "Code Llama 34B"].recomputed_usd == pytest.approx(4.275, abs=1e-9)
+    assert training_cost(7, "a40") == pytest.approx(7 * 0.475)
+    for key in (("text_to_sql", "Code Llama 34B"), ("viggo", "Code Llama 34B")):
+        r = rows[key]
+        assert math.floor(r.recomputed_usd * 100 + 1e-6) / 100 == r.train_usd
+        assert pd.isna(r.implied_training_tokens)
+    # GPT-3.5: cost / $0.008 per 1k = billed training tokens (our arithmetic)
+    assert rows["text_to_sql", "GPT-3.5"].usd_per_1k_training == 0.008
+    assert rows["text_to_sql", "GPT-3.5"].implied_training_tokens == 1_498_750
+    assert rows["viggo", "GPT-3.5"].implied_training_tokens == 3_256_250
+    assert math.isnan(rows["viggo", "GPT-3.5"].recomputed_usd)
+    # GPT-3.5 / Code Llama per task: the post's "4-6x"
+    ratios = table.groupby("task")["ratio"].first()
+    assert round(ratios["text_to_sql"], 2) == 3.61 and round(ratios["viggo"], 2) == 6.10
+
+
+def test_a40_price_cites_the_companion_post():
+    prices = load_prices()
+    a40 = prices[(prices["kind"] == "gpu_hour") & (prices["item"] == "a40")]
+    assert len(a40) == 1
+    row = a40.iloc[0]
+    assert row["usd"] == 0.475 and not row["study"]
+    assert str(row["date"].date()) == "2023-10-16"
+    assert COMPANION_URL in row["source"] and "vast.ai" in row["source"]
+    assert "$0.475 per hour" in row["source"]
+    assert "translated repost" in row["note"]
+    assert price("gpu_hour", "a40", as_of="2023-10-16") == 0.475
+    with pytest.raises(InvalidParameter, match="earliest is dated 2023-10-16"):
+        price("gpu_hour", "a40", as_of="2023-10-15")
+
+
+def test_companion_claim_names_both_tasks_and_the_source():
+    from labscale.cost import companion_claim
+
+    text = companion_claim()
+    assert COMPANION_URL in text and "L'Huillier" in text
+    assert "SQL spider dataset" in text and "Functional representation dataset" in text
+    for number in ("$3.32 (7 h)", "$4.27 (9 h)", "$11.99", "$26.05", "3.61x", "6.10x", "$0.475/h", "1.50M", "3.26M"):
+        assert number in text
+    assert "4-6x" in text
+
+
+def test_join_quality_carries_intervals_and_the_interval_plot(runs):
+    from labscale.plots import cost_quality_intervals
+
+    root, local_finetune = runs
+    joined = join_quality(cost_table(root, finetune_records=[local_finetune]), records.metrics_table(root), "accuracy")
+    rows = joined.set_index(["model", "regime"])
+    assert rows.loc[("gpt-4-turbo", "0-shot"), "quality_low"] == pytest.approx(0.62)
+    assert rows.loc[("gpt-4-turbo", "0-shot"), "quality_high"] == pytest.approx(0.82)
+    # fine-tuning rows take the tuned model's interval
+    assert rows.loc[("mistral-7b-instruct", "fine-tuning"), "quality_low"] == pytest.approx(0.65)
+    assert rows.loc[("gpt-3.5-turbo", "fine-tuning"), "quality_high"] == pytest.approx(0.83)
+    fig = cost_quality_intervals(joined, ylabel="accuracy")
+    ax = fig.axes[0]
+    assert "Pareto frontier" in [line.get_label() for line in ax.get_lines()]
+    assert len(ax.containers) == 1 and len(ax.texts) == len(joined)
+    with pytest.raises(InvalidParameter):
+        cost_quality_intervals(joined.drop(columns="quality_low"))
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -520,3 +520,102 @@ def test_study_epochs_table_shows_the_original_four_passes():
     assert table.loc["fact_checking", "one true epoch: optimizer steps"] == 1075
     assert table.loc["summarization", "original code: epochs"] == 1.0  # num_train_epochs=1 really was one pass
     assert table.loc["summarization", "one true epoch: optimizer steps"] == 301
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the "companion" preset (Code Llama 34B text-to-SQL / ViGGO recipe), max_steps and 8-bit loading (no model)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_companion_preset_is_the_code_llama_recipe():
+    from labscale.finetune.config import COMPANION_BASE_MODEL
+
+    assert "companion" in FinetuneConfig.PRESETS
+    assert COMPANION_BASE_MODEL == "hf:codellama/CodeLlama-34b-hf"
+    c = FinetuneConfig.preset("companion")
+    assert (c.r, c.alpha, c.dropout, c.learning_rate, c.warmup_steps) == (8, 16, 0.05, 3e-4, 100)
+    assert c.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert (c.per_device_batch_size, c.grad_accumulation, c.effective_batch) == (8, 16, 128)
+    assert (c.max_length, c.max_steps, c.optim, c.save_steps) == (512, 400, "adamw_torch", 20)
+    assert (c.load_in_4bit, c.load_in_8bit, c.gradient_checkpointing) == (False, True, None)
+    assert c.completion_only_loss is False and c.preset_name == "companion"
+    on_gpu = c.resolved("cuda")
+    assert (on_gpu["load_in_4bit"], on_gpu["load_in_8bit"], on_gpu["gradient_checkpointing"]) == (False, True, True)
+    assert on_gpu["quantization"]["quant_type"] == "llm.int8"
+    assert c.as_dict()["load_in_8bit"] is True and c.as_dict()["max_steps"] == 400
+    # the other presets are unchanged: no max_steps, no 8-bit
+    for name in ("paper", "cpu"):
+        other = FinetuneConfig.preset(name)
+        assert other.max_steps is None and other.load_in_8bit is False
+        assert other.resolved("cpu")["load_in_8bit"] is False
+
+
+@pytest.mark.parametrize("n", [5103, 3961])
+def test_companion_max_steps_plan(n):
+    import math
+
+    plan = plan_steps(n, FinetuneConfig.preset("companion"))
+    # the Trainer with max_steps=400: 400 steps of 8 x 16 = 128 sequences, epochs restarting every
+    # ceil(ceil(n / 8) / 16) steps, the last step of each epoch taking only the leftover rows
+    per_epoch = math.ceil(math.ceil(n / 8) / 16)
+    full_epochs, rest = divmod(400, per_epoch)
+    samples = full_epochs * n + min(n, rest * 128)
+    assert plan.optimizer_steps == 400 and plan.updates_per_epoch == per_epoch
+    assert plan.nominal_samples == 400 * 8 * 16 == 51_200
+    assert plan.samples == samples and plan.effective_epochs == round(samples / n, 6)
+    assert plan.nominal_epochs == round(51_200 / n, 6)
+    if n == 5103:  # ViGGO: about 10 epochs; 40 steps per epoch, 5,103 % 128 = 111 rows in each epoch's last step
+        assert (per_epoch, samples) == (40, 51_030) and plan.effective_epochs == pytest.approx(10.0)
+    else:  # the companion's SQL rows: about 13 epochs
+        assert round(plan.nominal_epochs) == 13
+    # max_steps wins over epochs and step semantics
+    for overrides in ({"epochs": 3.0}, {"step_semantics": "original"}):
+        assert plan_steps(n, FinetuneConfig.preset("companion", **overrides)).optimizer_steps == 400
+    assert plan_steps(700, FinetuneConfig.preset("cpu", max_steps=7)).optimizer_steps == 7
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (0, r"max_steps=0 is out of range; valid range: \[1, inf\]"),
+        (-1, r"max_steps=-1 is out of range; valid range: \[1, inf\]"),
+        (2.5, r"max_steps must be an integer, got 2.5"),
+        (True, r"max_steps must be an integer, got True"),
+    ],
+)
+def test_impossible_max_steps_are_refused(value, message):
+    with pytest.raises(InvalidParameter, match=message):
+        FinetuneConfig.preset("companion", max_steps=value)
+    with pytest.raises(InvalidParameter, match=message):
+        FinetuneConfig.preset("cpu", max_steps=value)
+
+
+def test_eight_bit_and_four_bit_cannot_be_combined():
+    with pytest.raises(InvalidParameter, match=r"load_in_8bit=True cannot be combined with load_in_4bit=True"):
+        FinetuneConfig.preset("companion", load_in_4bit=True)
+    with pytest.raises(InvalidParameter, match=r"load_in_8bit=True cannot be combined with load_in_4bit=True"):
+        FinetuneConfig.preset("cpu", load_in_8bit=True, load_in_4bit=True)
+    with pytest.raises(InvalidParameter, match=r"load_in_8bit must be True or False, got 'yes'"):
+        FinetuneConfig.preset("cpu", load_in_8bit="yes")
+    # the paper preset's automatic 4-bit gives way to an explicit 8-bit
+    eight = FinetuneConfig.preset("paper", load_in_8bit=True).resolved("cuda")
+    assert (eight["load_in_4bit"], eight["load_in_8bit"], eight["gradient_checkpointing"]) == (False, True, True)
+
+
+def test_eight_bit_needs_cuda_and_fails_before_any_model_loads(tmp_path, monkeypatch):
+    import time
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine has none; a GPU runner too
+    with pytest.raises(InvalidParameter, match=r"8-bit .*needs a CUDA GPU.*'cpu' preset.*load_in_8bit=False"):
+        FinetuneConfig.preset("companion").resolved("cpu")
+    config = FinetuneConfig.preset("companion")
+    for model in (BASE, "hf:no-such-org/no-such-model"):  # a model load would raise something else, or take long
+        started = time.perf_counter()
+        with pytest.raises(InvalidParameter, match=r"needs a CUDA GPU.*'cpu' preset.*load_in_8bit=False"):
+            finetune(model, "entity_resolution", config=config, output_dir=tmp_path)
+        assert time.perf_counter() - started < 30
+    with pytest.raises(InvalidParameter, match=r"asks for load_in_4bit=True.*load_in_8bit=True"):
+        finetune(f"{BASE}?load_in_4bit=true", "entity_resolution", config=config, output_dir=tmp_path)
+    assert not (tmp_path / "adapter").exists() and not (tmp_path / "checkpoints").exists()

@@ -168,3 +168,21 @@ def test_4bit_nf4_loading_through_bitsandbytes_on_cpu(embedded_model_dir, tmp_pa
     assert "Paris" in reply
     assert any(type(m).__name__ == "Linear4bit" for m in quantized.model.modules())
     assert quantized.identity()["load_in_4bit"] is True
+
+
+def test_8bit_loading_is_an_option_that_needs_cuda(embedded_model_dir, tmp_path, monkeypatch):
+    import torch
+
+    from labscale.errors import InvalidParameter
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    plain = load_backend("smollm2-135m", cache=ResponseCache(tmp_path / "a.sqlite"))
+    eight = load_backend("smollm2-135m?load_in_8bit=true", cache=ResponseCache(tmp_path / "b.sqlite"))
+    # off, the option leaves the identity (and so every cache key) as it was; on, it is part of it
+    assert "load_in_8bit" not in plain.identity()
+    assert eight.identity() == {**plain.identity(), "load_in_8bit": True}
+    with pytest.raises(InvalidParameter, match="load_in_8bit needs a CUDA GPU"):
+        eight.load()
+    assert eight._model is None
+    with pytest.raises(InvalidParameter, match="both load_in_4bit and load_in_8bit"):
+        load_backend("smollm2-135m?load_in_8bit=true&load_in_4bit=true", cache=ResponseCache(tmp_path / "c.sqlite"))

@@ -29,6 +29,7 @@ CHAPTERS = {
     "generality": "notebooks/generality.md",
     "study_outputs": "notebooks/study_outputs.md",
     "head_to_head": "notebooks/head_to_head.md",
+    "structured": "notebooks/structured.md",
 }
 
 
@@ -61,9 +62,17 @@ def execute_chapter(
 
 
 #: registry datasets a chapter cannot run without (it reads them in full; there is no offline substitute)
-CHAPTER_DATA = {"study_outputs": ("study-outputs", "mts-dialog"), "head_to_head": ("study-outputs", "mts-dialog")}
+CHAPTER_DATA = {
+    "study_outputs": ("study-outputs", "mts-dialog"),
+    "head_to_head": ("study-outputs", "mts-dialog"),
+    "structured": ("spider", "viggo"),
+}
 #: parameters that point a chapter at the user's own copy of its data instead of the registry's
-_DATA_PARAMETERS = {"study_outputs": ("outputs_path", "data_path"), "head_to_head": ("outputs_path", "data_path")}
+_DATA_PARAMETERS = {
+    "study_outputs": ("outputs_path", "data_path"),
+    "head_to_head": ("outputs_path", "data_path"),
+    "structured": ("data_path",),
+}
 
 
 def missing_data(name: str, parameters: dict | None = None) -> list[str]:

@@ -115,6 +115,20 @@ def _summary_scores(metric: str, bertscore_model: str | None = None) -> Rescorin
     return Rescoring(values, corpus_bleu if metric == "bleu" else _mean)
 
 
+#: metric -> per-item score (the task's ``item_scores``) of the structured tasks
+STRUCTURED_ITEM_SCORES = {
+    "text_to_sql": {"execution_accuracy": "execution", "exact_match": "exact", "valid_rate": "valid"},
+    "viggo": {"exact_match": "exact", "strict_exact_match": "strict_exact", "function_accuracy": "function_correct"},
+    "viggo_nlg": {"slot_error_rate": "slot_error_rate", "rouge_l": "rouge_l"},
+}
+
+
+def _micro_f1(rows: np.ndarray) -> float:
+    """Micro F1 of summed (tp, fp, fn) rows."""
+    tp, fp, fn = rows.sum(axis=0)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+
+
 def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None) -> Rescoring:
     """How ``metric`` of ``task_name`` is rescored per item (``options``: the run's task options, e.g. its BERTScore
     encoder); an error naming the pairable metrics otherwise."""
@@ -152,6 +166,17 @@ def rescoring(task_name: str, metric: str, options: dict[str, Any] | None = None
                 for m in ("bleu", *ROUGE_TYPES, "bertscore_f1")
             },
         }
+    if task_name in STRUCTURED_ITEM_SCORES:
+        found = {"invalid_rate": found["invalid_rate"]}
+        for name, key in STRUCTURED_ITEM_SCORES[task_name].items():
+            found[name] = _item_score(task, key, proportion=name not in ("slot_error_rate", "rouge_l"))
+        if task_name == "viggo":
+            found["slot_f1"] = Rescoring(
+                lambda examples, parsed: np.column_stack(
+                    [task.item_scores(examples, parsed)[key] for key in ("tp", "fp", "fn")]
+                ),
+                _micro_f1,
+            )
     if metric not in found:
         raise InvalidParameter(
             f"metric {metric!r} of task {task_name!r} cannot be compared per item; valid "

@@ -183,6 +183,14 @@ def price(kind: str, item: str, as_of: Any = None, *, prices: pd.DataFrame | Non
     return float(price_row(kind, item, as_of, prices=prices)["usd"])
 
 
+def training_cost(hours: float, gpu: str, as_of: Any = None, *, prices: pd.DataFrame | None = None) -> float:
+    """The cost of ``hours`` of GPU time on the ``gpu`` offering (a ``gpu_hour`` item of the price table) at its
+    price on ``as_of`` (default: the latest): hours x $/h, unrounded. Used for local fine-tuning jobs (our
+    ``fine-tuning`` rows in :func:`cost_table`) and for recomputing published GPU costs
+    (:func:`companion_costs`)."""
+    return float(hours) * price("gpu_hour", gpu, as_of, prices=prices)
+
+
 def _bare_model_id(model: str) -> str:
     """``openai:gpt-4-1106-preview?x=y`` -> ``gpt-4-1106-preview``."""
     text = model.split("?", 1)[0]
@@ -755,7 +763,7 @@ def cost_table(
             row.update(pricing="api tokens", usd_per_1k_training=per_1k, price_items=item)
         else:
             per_hour = price("gpu_hour", gpu, as_of, prices=prices)
-            train_usd = train_hours * per_hour
+            train_usd = training_cost(train_hours, gpu, as_of, prices=prices)
             row.update(pricing="gpu hours", usd_per_hour=per_hour, price_items=gpu)
         evals = sorted(evals, key=lambda e: e.get("written_at", ""))
         if evals:
@@ -920,6 +928,81 @@ def study_cost_quality(metric: str = "accuracy") -> pd.DataFrame:
     return table
 
 
+# -- the companion study: LoRA Code Llama 34B against GPT-3.5 fine-tuning ----------------------------------
+COMPANION_CITATION = (
+    "Sam L'Huillier, GPT 3.5 vs Llama 2 fine-tuning: A Comprehensive Comparison, "
+    "https://ragntune.com/blog/gpt3.5-vs-llama2-finetuning (about October 2023)"
+)
+COMPANION_OPEN_MODEL = "Code Llama 34B (LoRA, 8-bit)"
+COMPANION_API_MODEL = "GPT-3.5 (gpt-3.5-turbo-0613 fine-tuning)"
+#: the price-table items behind the companion study's two kinds of training cost
+COMPANION_GPU = "a40"
+COMPANION_TRAINING_ITEM = "ft:gpt-3.5-turbo"
+
+
+def companion_costs() -> pd.DataFrame:
+    """The companion study's training-cost table (``reference/companion_costs.csv``), one row per (task, model).
+
+    The post's own values: ``task`` (``text_to_sql`` for its "SQL spider dataset", ``viggo`` for its
+    "Functional representation dataset"), ``dataset`` (the post's label), ``model``, ``train_usd`` (its table),
+    ``hours`` (its "(7 hour job)" / "(9 hour job)"; none for GPT-3.5), ``gpu``, ``source``, ``quote`` (the
+    table cell verbatim) and ``date`` (of the earliest dated copy of the post).
+
+    Derived here, our arithmetic and not the post's:
+
+    * ``usd_per_hour`` and ``recomputed_usd``: the post's hours x the price-table A40 price ($0.475/h, itself
+      quoted from the post): 7 h -> $3.325 and 9 h -> $4.275, so the post's $3.32 and $4.27 are hours x price
+      truncated to the cent;
+    * ``usd_per_1k_training`` and ``implied_training_tokens``: for the GPT-3.5 rows, the post's cost divided by
+      OpenAI's training price on the post's date ($0.008 per 1k tokens), i.e. the billed training tokens
+      (tokens x epochs) that cost implies, about 1.50M and 3.26M; the post reports no token counts;
+    * ``ratio``: GPT-3.5's training cost over Code Llama's for the same task (the post's figures), 3.61 and
+      6.10, which the post sums up as "GPT 3.5 costs 4-6x more to train" (3.61 is below its lower bound).
+
+    The post gives its accuracies only as a chart, so no quality numbers are tabulated here.
+    """
+    with resources.files("labscale.reference").joinpath("companion_costs.csv").open() as handle:
+        table = pd.read_csv(handle, dtype={"task": str, "dataset": str, "model": str, "gpu": str, "quote": str})
+    table["gpu"] = table["gpu"].fillna("")
+    day = table["date"]
+    table["usd_per_hour"] = [
+        price("gpu_hour", g, d) if g else float("nan") for g, d in zip(table["gpu"], day, strict=True)
+    ]
+    table["recomputed_usd"] = [
+        training_cost(h, g, d) if g else float("nan") for h, g, d in zip(table["hours"], table["gpu"], day, strict=True)
+    ]
+    table["usd_per_1k_training"] = [
+        float("nan") if g else price("api_training_per_1k", COMPANION_TRAINING_ITEM, d)
+        for g, d in zip(table["gpu"], day, strict=True)
+    ]
+    tokens = table["train_usd"] / table["usd_per_1k_training"] * 1000
+    table["implied_training_tokens"] = tokens.round().astype("Int64")
+    open_usd = table[table["model"] == COMPANION_OPEN_MODEL].set_index("task")["train_usd"]
+    api_usd = table[table["model"] == COMPANION_API_MODEL].set_index("task")["train_usd"]
+    table["ratio"] = table["task"].map(api_usd / open_usd)
+    return table
+
+
+def companion_claim() -> str:
+    """The companion study's cost claim as one sentence for a chapter, read from the reference files (never typed):
+    the post's training costs and GPU hours per task, then our arithmetic on them (the GPT-3.5 / Code Llama
+    ratio and the billed GPT-3.5 training tokens those costs imply)."""
+    table = companion_costs()
+    tuned = table[table["model"] == COMPANION_OPEN_MODEL].set_index("task")
+    api = table[table["model"] == COMPANION_API_MODEL].set_index("task").loc[tuned.index]
+    tasks = [f"the {d} ({t})" for t, d in zip(tuned.index, tuned["dataset"], strict=True)]
+    own = [f"${u:.2f} ({h:g} h)" for u, h in zip(tuned["train_usd"], tuned["hours"], strict=True)]
+    rate, per_1k = tuned["usd_per_hour"].iloc[0], api["usd_per_1k_training"].iloc[0]
+    return (
+        f"{COMPANION_CITATION}: LoRA fine-tuning of Code Llama 34B on an A40 at ${rate:.3f}/h (vast.ai) cost "
+        f"{' and '.join(f'{o} on {t}' for o, t in zip(own, tasks, strict=True))}, against "
+        f"{' and '.join(f'${u:.2f}' for u in api['train_usd'])} for fine-tuning GPT-3.5; by our arithmetic GPT-3.5 "
+        f'cost {" and ".join(f"{r:.2f}x" for r in api["ratio"])} as much (the post\'s "4-6x"), and at '
+        f"${per_1k:.3f} per 1k training tokens its costs imply about "
+        f"{' and '.join(f'{n / 1e6:.2f}M' for n in api['implied_training_tokens'])} billed training tokens."
+    )
+
+
 # -- cost versus quality ---------------------------------------------------------------------------------
 def pareto_frontier(df: pd.DataFrame, cost_col: str, quality_col: str) -> pd.Series:
     """Boolean mask of the rows on the cost-quality Pareto frontier (lower cost and higher quality are better).
@@ -944,31 +1027,33 @@ def pareto_frontier(df: pd.DataFrame, cost_col: str, quality_col: str) -> pd.Ser
 
 
 def join_quality(costs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``costs`` (from :func:`cost_table`) with a ``quality`` column: ``metric`` of the same run.
+    """``costs`` (from :func:`cost_table`) with ``quality``: ``metric`` of the same run, and ``quality_low`` /
+    ``quality_high``: its interval (``ci_low`` / ``ci_high``; missing where the run recorded none).
 
-    ``metrics`` is :func:`labscale.records.metrics_table` output. Fine-tuning rows take the score of the
-    tuned model's evaluation run they include (matched on model, task and the ``fine-tuned`` regime).
+    ``metrics`` is :func:`labscale.records.metrics_table` output. Fine-tuning rows take the score and interval of
+    the tuned model's evaluation run they include (matched on model, task and the ``fine-tuned`` regime).
     """
     sel = metrics[metrics["metric"] == metric]
     if sel.empty:
         raise invalid_choice("metric", metric, sorted(set(metrics["metric"])))
-    by_run = dict(zip(sel["run"].astype(str), sel["value"], strict=True))
+    columns = {"quality": "value", "quality_low": "ci_low", "quality_high": "ci_high"}
     out = costs.copy()
-    out["quality"] = pd.Series([by_run.get(str(r)) for r in out["run"]], index=out.index, dtype=object)
-    tuned = {
-        (m, t): q
-        for m, t, g, q in zip(out["model"], out["task"], out["regime"], out["quality"], strict=True)
-        if g == "fine-tuned"
-    }
-    out.loc[out["regime"] == "fine-tuning", "quality"] = [
-        tuned.get((m, t))
-        for m, t in zip(
-            out.loc[out["regime"] == "fine-tuning", "model"],
-            out.loc[out["regime"] == "fine-tuning", "task"],
-            strict=True,
+    tuning = out["regime"] == "fine-tuning"
+    for column, source in columns.items():
+        values = sel[source] if source in sel else pd.Series(None, index=sel.index, dtype=object)
+        by_run = dict(zip(sel["run"].astype(str), values, strict=True))
+        out[column] = pd.Series([by_run.get(str(r)) for r in out["run"]], index=out.index, dtype=object)
+        tuned = {
+            (m, t): q
+            for m, t, g, q in zip(out["model"], out["task"], out["regime"], out[column], strict=True)
+            if g == "fine-tuned"
+        }
+        out.loc[tuning, column] = pd.Series(
+            [tuned.get((m, t)) for m, t in zip(out.loc[tuning, "model"], out.loc[tuning, "task"], strict=True)],
+            index=out.index[tuning],
+            dtype=object,
         )
-    ]
-    out["quality"] = pd.to_numeric(out["quality"], errors="coerce")
+        out[column] = pd.to_numeric(out[column], errors="coerce")
     out["label"] = out["model"] + " " + out["regime"]
     return out
 
@@ -980,6 +1065,8 @@ __all__ = [
     "REGIMES",
     "STUDY_PRICE_MAP",
     "beside_study_table3",
+    "companion_claim",
+    "companion_costs",
     "cost_table",
     "count_tokens",
     "join_quality",
@@ -993,4 +1080,5 @@ __all__ = [
     "study_table3",
     "study_table3_check",
     "token_counter",
+    "training_cost",
 ]

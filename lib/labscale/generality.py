@@ -29,7 +29,7 @@ from .backends import ModelSpec, parse_model_spec
 from .errors import InvalidParameter, check_range
 from .protocol import Produced, RunSpec, execute
 from .runner import ExperimentPlan, plan_experiment, run_one
-from .tasks import ALL_TASK_NAMES
+from .tasks import ALL_TASK_NAMES, TASK_NAMES, VALUE_TASK_NAMES
 
 #: label of the base model in transfer tables
 BASE_LABEL = "base"
@@ -78,7 +78,7 @@ class TransferPlan:
 def transfer_plan(
     base_model: str,
     adapters: Mapping[str, str | Path],
-    tasks: Sequence[str] | str = ALL_TASK_NAMES,
+    tasks: Sequence[str] | str = TASK_NAMES + VALUE_TASK_NAMES,
     shots: Sequence[int] | int = (0, 1, 2, 3),
     *,
     limit: int | None = 20,

@@ -794,3 +794,23 @@ def rating_intervals(ratings: pd.DataFrame, *, by: str = "judge", height: float 
         ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def cost_quality_intervals(df: pd.DataFrame, *, low_col: str = "quality_low", high_col: str = "quality_high", **kwargs):
+    """:func:`cost_quality_plot` with each point's quality interval drawn as a vertical error bar (``low_col`` to
+    ``high_col``, e.g. the 95 % interval :func:`labscale.cost.join_quality` carries as ``quality_low`` /
+    ``quality_high``). Rows without an interval get no bar; the Pareto frontier is still found on the point
+    estimates. Other keyword arguments go to :func:`cost_quality_plot`. Returns the matplotlib figure."""
+    for column in (low_col, high_col):
+        if column not in df:
+            raise invalid_choice("column", column, list(df.columns))
+    cost_col, quality_col = kwargs.get("cost_col", "usd"), kwargs.get("quality_col", "quality")
+    fig = cost_quality_plot(df, **kwargs)
+    ax = kwargs.get("ax") or fig.axes[0]
+    data = df[[cost_col, quality_col, low_col, high_col]].apply(pd.to_numeric, errors="coerce").dropna()
+    if not data.empty:
+        err = np.vstack([data[quality_col] - data[low_col], data[high_col] - data[quality_col]]).clip(min=0)
+        ax.errorbar(
+            data[cost_col], data[quality_col], yerr=err, fmt="none", ecolor="0.55", elinewidth=1, capsize=2, zorder=1
+        )
+    return fig

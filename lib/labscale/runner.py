@@ -20,7 +20,7 @@ from . import records
 from .backends import Backend, Decoding, ModelSpec, load_backend, parse_model_spec
 from .cache import ResponseCache
 from .core import SPLITS, Scenario, sample_examples
-from .errors import InvalidParameter, check_choice, check_range
+from .errors import InvalidParameter, check_choice, check_range, invalid_choice
 from .prompts import SHOT_STYLES
 from .protocol import Produced, RunSpec, execute
 from .tasks import ALL_TASK_NAMES, INVALID, SOURCES, TASK_NAMES, Example, Task, TaskData, get_task
@@ -70,6 +70,13 @@ class ExperimentPlan:
         """The model string a run of ``spec`` uses: ``spec``, with ``chat_template=none`` under a format whose chat
         template is off."""
         return _format_model(spec, self.prompt_format)
+
+    def task_plan(self, name: str) -> TaskPlan:
+        """The planned task called ``name`` (its data, items and options)."""
+        for tp in self.tasks:
+            if tp.task.name == name:
+                return tp
+        raise invalid_choice("planned task", name, [tp.task.name for tp in self.tasks])
 
     def add_adapters(self, adapters: Mapping[str, Any]) -> ExperimentPlan:
         """Also evaluate every Hugging Face model on each task zero-shot with that task's LoRA adapter (the

@@ -243,7 +243,7 @@ def slot_error_rate(sentence: str, mr: str | MeaningRepresentation) -> float:
     return _ratio(missed, len(pairs))
 
 
-def _best_rouge_l(sentence: str, references: str | Sequence[str]) -> float:
+def best_rouge_l(sentence: str, references: str | Sequence[str]) -> float:
     """ROUGE-L F-measure of ``sentence`` against its best reference."""
     refs = [references] if isinstance(references, str) else list(references)
     if not refs:
@@ -263,7 +263,7 @@ def sentence_metrics(
     _check_lengths("sentences and mrs", sentences, mrs)
     _check_lengths("sentences and references", sentences, references)
     ser = np.array([slot_error_rate(s, m) for s, m in zip(sentences, mrs, strict=True)])
-    rouge = np.array([_best_rouge_l(s, r) for s, r in zip(sentences, references, strict=True)])
+    rouge = np.array([best_rouge_l(s, r) for s, r in zip(sentences, references, strict=True)])
     return {
         "slot_error_rate": _bca(_mean, ser, n_resamples, seed),
         "rouge_l": _bca(_mean, rouge, n_resamples, seed),

@@ -48,6 +48,7 @@ _BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no":
 OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "hf": {
         "load_in_4bit": (bool, "4-bit NF4 weights through bitsandbytes (double quantization)"),
+        "load_in_8bit": (bool, "8-bit LLM.int8 weights through bitsandbytes (CUDA only)"),
         "dtype": (("auto", "float32", "bfloat16", "float16"), "weight/compute dtype"),
         "device": (("auto", "cpu", "cuda"), "auto = CUDA when present, else CPU"),
         "adapter": (str, "path or hub id of a LoRA adapter"),

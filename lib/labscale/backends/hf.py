@@ -157,6 +157,7 @@ class HFBackend(Backend):
         revision: str | None = None,
         cache=None,
         load_in_4bit: bool = False,
+        load_in_8bit: bool = False,
         dtype: str = "auto",
         device: str = "auto",
         adapter: str | None = None,
@@ -165,7 +166,11 @@ class HFBackend(Backend):
         embedded: bool = False,
     ):
         super().__init__(model_id, revision=revision, cache=cache)
-        self.load_in_4bit = load_in_4bit
+        if load_in_4bit and load_in_8bit:
+            raise InvalidParameter(
+                f"model {model_id!r} asks for both load_in_4bit and load_in_8bit; choose one quantization"
+            )
+        self.load_in_4bit, self.load_in_8bit = load_in_4bit, load_in_8bit
         self.dtype_name = dtype
         self.device_name = device
         self.adapter = adapter
@@ -207,6 +212,8 @@ class HFBackend(Backend):
                 "chat_template": self.chat_template,
             }
         )
+        if self.load_in_8bit:  # only when on, so identities (and cache keys) of other loads stay as they were
+            ident["load_in_8bit"] = True
         if self.adapter:
             ident["adapter"] = {"id": str(self.adapter), "fingerprint": self.adapter_fingerprint}
         return ident
@@ -261,8 +268,16 @@ class HFBackend(Backend):
                 bnb_4bit_compute_dtype=compute,
             )
             kwargs["device_map"] = {"": 0} if self.device == "cuda" else {"": "cpu"}
+        if self.load_in_8bit:
+            if self.device != "cuda":
+                raise InvalidParameter(
+                    f"load_in_8bit needs a CUDA GPU (bitsandbytes LLM.int8), and {self.model_id!r} would load on "
+                    f"{self.device!r}; drop load_in_8bit (or use load_in_4bit) on this machine"
+                )
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+            kwargs["device_map"] = {"": 0}
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        if not self.load_in_4bit:
+        if not (self.load_in_4bit or self.load_in_8bit):
             model.to(self.device)
         if self.adapter:
             from peft import PeftModel
@@ -362,6 +377,7 @@ class HFBackend(Backend):
             "device": self.device,
             "dtype": self.dtype_name,
             "load_in_4bit": self.load_in_4bit,
+            **({"load_in_8bit": True} if self.load_in_8bit else {}),
             "batch_size": self.batch_size,
             "threads": torch.get_num_threads(),
         }

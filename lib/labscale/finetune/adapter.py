@@ -141,7 +141,8 @@ def training_hardware() -> dict[str, Any]:
 
 
 def use_spec(base_model: str, four_bit: bool) -> str:
-    """The model string to evaluate the adapter with (``<adapter>`` to be filled in): the base as trained."""
+    """The model string to evaluate the adapter with (``<adapter>`` to be filled in): the base as trained (a base
+    trained in 8 bits has no model-string option and is evaluated unquantized)."""
     body, _, query = base_model.partition("?")
     options = [q for q in query.split("&") if q and not q.startswith("load_in_4bit=")]
     if four_bit:
@@ -272,7 +273,13 @@ def render_model_card(card: dict[str, Any]) -> str:
     def fmt(value: Any, digits: int = 4) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    method = "QLoRA (4-bit NF4, double quantization)" if res["load_in_4bit"] else "LoRA (full-precision base)"
+    method = (
+        "QLoRA (4-bit NF4, double quantization)"
+        if res["load_in_4bit"]
+        else "LoRA (8-bit LLM.int8 base)"
+        if res.get("load_in_8bit")
+        else "LoRA (full-precision base)"
+    )
     lines = [
         "---",
         f"base_model: {base.get('model')}",
@@ -314,8 +321,12 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"{cfg['grad_accumulation']}, seed {cfg['seed']}, precision {res['precision']} on {res['device']}"
         + (", gradient checkpointing" if res["gradient_checkpointing"] else ""),
         f"- {steps['optimizer_steps']} optimizer steps = {steps['samples']} samples = "
-        f"**{steps['effective_epochs']:g} effective epochs** (requested {cfg['epochs']:g}, step semantics "
-        f"`{steps['step_semantics']}`"
+        f"**{steps['effective_epochs']:g} effective epochs** ("
+        + (
+            f"max_steps {cfg['max_steps']}"
+            if cfg.get("max_steps") is not None
+            else f"requested {cfg['epochs']:g}, step semantics `{steps['step_semantics']}`"
+        )
         + (
             f"; nominally {steps['nominal_epochs']:g} = steps x batch / examples"
             if steps.get("nominal_epochs") not in (None, steps["effective_epochs"])

@@ -15,6 +15,10 @@ from ..errors import InvalidParameter, check_choice, check_range, invalid_choice
 #: how ``epochs`` is turned into optimizer steps; see :class:`FinetuneConfig`
 STEP_SEMANTICS = ("true", "original")
 
+#: the base model of the ``"companion"`` preset's recipe (Sam L'Huillier's Code Llama 34B text-to-SQL and ViGGO
+#: fine-tunes). A preset does not choose the model: pass this (or any other model string) to :func:`finetune`.
+COMPANION_BASE_MODEL = "hf:codellama/CodeLlama-34b-hf"
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration
@@ -40,6 +44,18 @@ class FinetuneConfig:
         The same recipe scaled for a 2-core CPU and a 135M model: full-precision LoRA (``load_in_4bit=True`` works
         on CPU through bitsandbytes, slower), r=8, alpha=16, batch 4 x accumulation 1, max length 384,
         ``adamw_torch``, lr 1e-3, loss on the completion only, no gradient checkpointing.
+    ``"companion"``
+        A well-known GPU LoRA recipe: Sam L'Huillier's Code Llama 34B fine-tunes for text-to-SQL and ViGGO
+        (``samlhuillier/spider-sql-finetune``, ``samlhuillier/viggo-finetune``; write-up
+        https://ragntune.com/blog/gpt3.5-vs-llama2-finetuning), run on its base model
+        :data:`COMPANION_BASE_MODEL` (``codellama/CodeLlama-34b-hf``, passed by the caller). LoRA r=8, alpha=16,
+        dropout 0.05 on ``q_proj``, ``k_proj``, ``v_proj`` and ``o_proj``, lr 3e-4, 100 warmup steps, per-device
+        batch 8 x gradient accumulation 16 (128 per step), max length 512, ``adamw_torch``, **400 optimizer
+        steps** (``max_steps``), a checkpoint every 20 steps and loss on the whole sequence. The model is loaded
+        in 8-bit (``load_in_8bit=True``: LLM.int8 through bitsandbytes, CUDA only; a CPU run is refused) with
+        ``prepare_model_for_kbit_training`` and gradient checkpointing (``gradient_checkpointing=None``: on with
+        the 8-bit model). Precision: the original trained in fp16; labscale uses bf16 on a GPU that supports it
+        (fp16 otherwise), as for every preset.
 
     Epochs and steps (``step_semantics``):
 
@@ -52,10 +68,19 @@ class FinetuneConfig:
         resolution (700 examples -> 700 steps -> 2,800 samples) and fact-checking (4,298 -> 17,192) was **4.0
         effective epochs**; summarization and GPT-3.5 used ``num_train_epochs=1`` and really made one pass.
 
+    ``max_steps`` (None by default), when set, is the number of optimizer steps whatever ``epochs`` and
+    ``step_semantics`` say (the Trainer's own ``max_steps``); :func:`plan_steps` still records samples and effective
+    epochs. The companion preset's 400 steps x 128 = 51,200 sequences are about 10 epochs over ViGGO's 5,103
+    training rows and about 13 over the companion's 3,961 SQL rows.
+
     ``effective_epochs`` (samples seen / examples used) is computed by :func:`plan_steps` and recorded either way,
     with the Trainer's epoch boundaries (the last optimizer step of an epoch takes only the leftover examples:
     4,298 fact-checking examples at 4 per step give 17,186 samples in 4,298 steps, 3.9986 epochs, against the
     nominal 4,298 x 4 = 17,192 = 4.0 also recorded as ``nominal_epochs``).
+
+    Quantization: ``load_in_4bit`` loads the base in 4-bit NF4 (QLoRA); ``load_in_8bit`` loads it in 8-bit
+    (LLM.int8, bitsandbytes) on a CUDA GPU only, never together with 4-bit. Either one runs peft's
+    ``prepare_model_for_kbit_training``, and ``gradient_checkpointing=None`` turns checkpointing on with either.
 
     Other fields: ``train_fraction`` (0 < f <= 1) trains on a seeded subset of the train split (subsets are
     nested: 20 % is contained in 40 % for the same seed), for data-size sweeps; ``checkpoint_every_samples``
@@ -75,12 +100,16 @@ class FinetuneConfig:
     max_length: int = 384
     epochs: float = 1.0
     step_semantics: str = "true"
+    #: optimizer steps of the run whatever ``epochs`` says (None: from ``epochs`` and ``step_semantics``)
+    max_steps: int | None = None
     optim: str = "adamw_torch"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    #: None: 4-bit NF4 on CUDA only
+    #: None: 4-bit NF4 on CUDA only (never with ``load_in_8bit``)
     load_in_4bit: bool | None = False
-    #: None: on exactly when the model is loaded in 4 bits
+    #: 8-bit LLM.int8 weights through bitsandbytes; needs a CUDA GPU
+    load_in_8bit: bool = False
+    #: None: on exactly when the model is loaded in 4 or 8 bits
     gradient_checkpointing: bool | None = False
     completion_only_loss: bool = True
     seed: int = 42
@@ -92,11 +121,11 @@ class FinetuneConfig:
     top_layers: int | None = None
     preset_name: str | None = None
 
-    PRESETS = ("paper", "cpu")
+    PRESETS = ("paper", "cpu", "companion")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> FinetuneConfig:
-        """The named preset (``"paper"`` or ``"cpu"``) with ``overrides`` applied, validated."""
+        """The named preset (``"paper"``, ``"cpu"`` or ``"companion"``) with ``overrides`` applied, validated."""
         if name not in cls.PRESETS:
             raise invalid_choice("fine-tuning preset", name, cls.PRESETS)
         base: dict[str, Any] = {
@@ -133,6 +162,24 @@ class FinetuneConfig:
                 gradient_checkpointing=False,
                 completion_only_loss=True,
                 save_steps=50,
+            ),
+            "companion": dict(
+                r=8,
+                alpha=16,
+                dropout=0.05,
+                target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                learning_rate=3e-4,
+                warmup_steps=100,
+                per_device_batch_size=8,
+                grad_accumulation=16,
+                max_length=512,
+                max_steps=400,
+                optim="adamw_torch",
+                load_in_4bit=False,
+                load_in_8bit=True,
+                gradient_checkpointing=None,
+                completion_only_loss=False,
+                save_steps=20,
             ),
         }[name]
         names = {f.name for f in dataclasses.fields(cls)}
@@ -175,6 +222,8 @@ class FinetuneConfig:
         ):
             raise InvalidParameter(f"train_fraction={self.train_fraction!r} is out of range; valid range: (0, 1]")
         check_choice("step_semantics", self.step_semantics, STEP_SEMANTICS)
+        if self.max_steps is not None:
+            check_range("max_steps", self.max_steps, 1, None, integer=True)
         from transformers.trainer_utils import SchedulerType
         from transformers.training_args import OptimizerNames
 
@@ -183,6 +232,13 @@ class FinetuneConfig:
         for name in ("load_in_4bit", "gradient_checkpointing"):
             if getattr(self, name) not in (None, True, False):
                 raise InvalidParameter(f"{name} must be True, False or None (automatic), got {getattr(self, name)!r}")
+        if not isinstance(self.load_in_8bit, bool):
+            raise InvalidParameter(f"load_in_8bit must be True or False, got {self.load_in_8bit!r}")
+        if self.load_in_8bit and self.load_in_4bit:
+            raise InvalidParameter(
+                f"load_in_8bit={self.load_in_8bit} cannot be combined with load_in_4bit={self.load_in_4bit}; "
+                "choose one quantization (set the other to False)"
+            )
         if not isinstance(self.completion_only_loss, bool):
             raise InvalidParameter(f"completion_only_loss must be True or False, got {self.completion_only_loss!r}")
         if not (
@@ -215,13 +271,23 @@ class FinetuneConfig:
 
     def resolved(self, device: str, *, load_in_4bit: bool | None = None) -> dict[str, Any]:
         """The settings actually used on ``device`` ("cuda" or "cpu"): the automatic fields filled in.
-        ``load_in_4bit`` (from the model string) decides the automatic 4-bit setting when given."""
+        ``load_in_4bit`` (from the model string) decides the automatic 4-bit setting when given. 8-bit loading on
+        ``"cpu"`` raises :class:`~labscale.errors.InvalidParameter` (it needs a CUDA GPU)."""
         check_choice("device", device, ("cuda", "cpu"))
+        eight_bit = bool(self.load_in_8bit)
+        if eight_bit and device != "cuda":
+            raise InvalidParameter(
+                f"load_in_8bit=True: 8-bit (LLM.int8, bitsandbytes) loading needs a CUDA GPU, and this run is on "
+                f"{device}; use the 'cpu' preset (FinetuneConfig.preset('cpu')) or load_in_8bit=False"
+            )
         if self.load_in_4bit is not None:
             four_bit = bool(self.load_in_4bit)
+        elif eight_bit:
+            four_bit = False
         else:
             four_bit = (device == "cuda") if load_in_4bit is None else bool(load_in_4bit)
-        checkpointing = four_bit if self.gradient_checkpointing is None else bool(self.gradient_checkpointing)
+        quantized = four_bit or eight_bit
+        checkpointing = quantized if self.gradient_checkpointing is None else bool(self.gradient_checkpointing)
         precision = "fp32"
         if device == "cuda":
             import torch
@@ -233,6 +299,7 @@ class FinetuneConfig:
         return {
             "device": device,
             "load_in_4bit": four_bit,
+            "load_in_8bit": eight_bit,
             "gradient_checkpointing": checkpointing,
             "precision": precision,
             "optim": self.optim,
@@ -243,6 +310,8 @@ class FinetuneConfig:
                     "compute_dtype": "bfloat16" if device == "cuda" else "float32",
                 }
                 if four_bit
+                else {"quant_type": "llm.int8", "llm_int8_threshold": 6.0}
+                if eight_bit
                 else None
             ),
         }
@@ -316,7 +385,8 @@ def samples_for_steps(n_examples: int, batch: int, accumulation: int, steps: int
 
 
 def plan_steps(n_examples: int, config: FinetuneConfig) -> StepPlan:
-    """Optimizer steps and effective epochs for ``n_examples`` training examples under ``config``.
+    """Optimizer steps and effective epochs for ``n_examples`` training examples under ``config`` (``config.max_steps``
+    steps when set, whatever ``epochs`` says).
 
     >>> paper = FinetuneConfig.preset("paper", step_semantics="original")
     >>> plan_steps(700, paper).effective_epochs     # the original entity-resolution run
@@ -325,7 +395,9 @@ def plan_steps(n_examples: int, config: FinetuneConfig) -> StepPlan:
     check_range("number of training examples", n_examples, 1, None, integer=True)
     b, a = config.per_device_batch_size, config.grad_accumulation
     per_epoch = updates_per_epoch(n_examples, b, a)
-    if config.step_semantics == "true":
+    if config.max_steps is not None:  # the Trainer's max_steps: epochs and step_semantics do not count
+        steps = config.max_steps
+    elif config.step_semantics == "true":
         steps = math.ceil(config.epochs * per_epoch - 1e-9)
     else:  # "original": max_steps = examples x epochs, as if one step were one example
         steps = math.ceil(config.epochs * n_examples - 1e-9)

@@ -57,6 +57,15 @@ def request_fingerprint(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: settings added after adapters were first fingerprinted: left out of a request at these defaults, so an adapter
+#: trained before they existed is still recognised (and reused) by an equal request
+_LATER_DEFAULTS = {"max_steps": None, "load_in_8bit": False}
+
+
+def _without_later_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
+
+
 def training_request(
     base_model: str, backend, where: TrainData, data, tset: TrainingSet, config: FinetuneConfig, **extra: Any
 ) -> dict[str, Any]:
@@ -69,8 +78,8 @@ def training_request(
         **where.request(),
         "data_sha256": data.content_hash,
         "train_ids_sha256": tset.ids_sha256(),
-        "config": config.as_dict(),
-        **extra,
+        "config": _without_later_defaults(config.as_dict()),
+        **{k: _without_later_defaults(v) if k == "resolved" else v for k, v in extra.items()},
     }
     request["fingerprint"] = request_fingerprint(request)
     return request
@@ -121,16 +130,25 @@ def finetune(
     if spec.options.get("device") == "cpu":
         device = "cpu"
     asked = spec.options.get("load_in_4bit")
+    if asked and config.load_in_8bit:
+        raise InvalidParameter(
+            f"the model string {base_model!r} asks for load_in_4bit={asked} but the fine-tuning config says "
+            f"load_in_8bit={config.load_in_8bit}; choose one quantization (drop load_in_4bit from the model string "
+            "or set load_in_8bit=False)"
+        )
     if asked is not None and config.load_in_4bit is not None and asked != config.load_in_4bit:
         raise InvalidParameter(
             f"the model string {base_model!r} asks for load_in_4bit={asked} but the fine-tuning config says "
             f"load_in_4bit={config.load_in_4bit}; set it in one place (FinetuneConfig.load_in_4bit)"
         )
-    settings = config.resolved(device, load_in_4bit=asked)
+    settings = config.resolved(device, load_in_4bit=asked)  # 8-bit without CUDA fails here, before any load
 
     from ..backends.hf import HFBackend
 
-    spec = dataclasses.replace(spec, options={**spec.options, "load_in_4bit": settings["load_in_4bit"]})
+    quantized = {"load_in_4bit": settings["load_in_4bit"]}
+    if settings["load_in_8bit"]:
+        quantized["load_in_8bit"] = True
+    spec = dataclasses.replace(spec, options={**spec.options, **quantized})
     backend = HFBackend.from_spec(spec)
     backend.load()
     tset = build_training_set(task_obj, data, backend, config)
@@ -159,7 +177,7 @@ def finetune(
     write_json(output_dir / REQUEST_FILE, request)
 
     model = backend.model
-    if settings["load_in_4bit"]:
+    if settings["load_in_4bit"] or settings["load_in_8bit"]:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings["gradient_checkpointing"])
@@ -409,6 +427,7 @@ def training_summary(results: Mapping[str, AdapterResult]) -> pd.DataFrame:
                 "peak memory MB": r.peak_memory_mb,
                 "device": card["resolved"]["device"],
                 "4-bit": card["resolved"]["load_in_4bit"],
+                "8-bit": card["resolved"].get("load_in_8bit", False),
                 "reused": r.reused,
             }
         )

@@ -17,14 +17,20 @@ _TASK_CLASSES = {
     "medqa_tf": ("medqa_tf", "MedQATrueFalse"),
     "qasper": ("qasper", "Qasper"),
     "squad_v2": ("squad_v2", "SquadV2"),
+    # the companion study's structured tasks (LoRA vs API fine-tuning)
+    "text_to_sql": ("text_to_sql", "TextToSQL"),
+    "viggo": ("viggo", "ViGGO"),
+    "viggo_nlg": ("viggo", "ViGGONLG"),
 }
 
 #: the domain-adaptation tasks, in the order of the study's Table 2 (the default task list of an experiment)
 TASK_NAMES = ("entity_resolution", "fact_checking", "summarization")
 #: the value-sensitive tasks: bias (toxicity, BBQ), privacy (MedQA true/false), abstention (QASPER, SQuAD 2.0)
 VALUE_TASK_NAMES = ("toxicity", "bbq", "medqa_tf", "qasper", "squad_v2")
+#: structured tasks of the companion LoRA-vs-GPT-3.5 study: text-to-SQL (Spider) and ViGGO in both directions
+STRUCTURED_TASK_NAMES = ("text_to_sql", "viggo", "viggo_nlg")
 #: every task, in display order
-ALL_TASK_NAMES = TASK_NAMES + VALUE_TASK_NAMES
+ALL_TASK_NAMES = TASK_NAMES + VALUE_TASK_NAMES + STRUCTURED_TASK_NAMES
 
 
 def get_task(name: str) -> Task:
@@ -42,6 +48,7 @@ __all__ = [
     "ALL_TASK_NAMES",
     "INVALID",
     "SOURCES",
+    "STRUCTURED_TASK_NAMES",
     "TASK_NAMES",
     "VALUE_TASK_NAMES",
     "Example",
