@@ -814,3 +814,25 @@ def cost_quality_intervals(df: pd.DataFrame, *, low_col: str = "quality_low", hi
             data[cost_col], data[quality_col], yerr=err, fmt="none", ecolor="0.55", elinewidth=1, capsize=2, zorder=1
         )
     return fig
+
+
+def cost_quality_by_task(
+    df: pd.DataFrame, *, task_col: str = "task", metric_col: str = "metric", label_col: str = "regime", height=3.4
+):
+    """One cost-quality panel per task (:func:`cost_quality_intervals`: quality intervals, each task's own Pareto
+    frontier, since tasks are judged by different metrics), the y axis named by the task's ``metric_col``. ``df`` is
+    :func:`labscale.structured.cost_quality` output. Returns the matplotlib figure."""
+    for column in (task_col, metric_col, label_col):
+        if column not in df:
+            raise invalid_choice("column", column, list(df.columns))
+    tasks = list(dict.fromkeys(df[task_col]))
+    if not tasks:
+        raise ValueError("no rows to plot")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.4 * len(tasks), height), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = df[df[task_col] == task]
+        cost_quality_intervals(
+            rows, ax=ax, label_col=label_col, title=task.replace("_", " "), ylabel=str(rows[metric_col].iloc[0])
+        )
+    fig.tight_layout()
+    return fig

@@ -99,14 +99,14 @@ def _planned(plan: Any) -> list[str]:
     return [tp.task.name for tp in plan.tasks]
 
 
-def prompt_preview(plan: Any, task: str, shots: int = 3) -> str:
-    """The last two turns (the last shot's answer and the first item's query) of ``task``'s prompt with ``shots``
-    fixed shots, as the model sees them; empty when the plan does not have ``task``."""
+def prompt_preview(plan: Any, task: str, shots: int = 1) -> str:
+    """Every turn of ``task``'s prompt for the first planned item with ``shots`` fixed shots, as the model sees them;
+    empty when the plan does not have ``task``."""
     if task not in _planned(plan):
         return ""
     tp = plan.task_plan(task)
     messages = tp.task.messages(tp.items[0], tp.task.shots(tp.data, shots))
-    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages[-2:])
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
 
 
 def examples_side_by_side(plan: Any, task: str, n: int = 3) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def cost_quality(
         frames.append(joined)
     if not frames:
         raise InvalidParameter(f"no structured-task run records under {str(runs_root)!r} (tasks: {sorted(chosen)})")
-    return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame.from_records([row for frame in frames for row in frame.to_dict("records")])
 
 
 def api_finetune_estimate(

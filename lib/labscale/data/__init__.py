@@ -14,6 +14,8 @@ module                      task                    offline data from
 :mod:`.medqa`               ``medqa_tf``            :mod:`.synthetic_patients`
 :mod:`.qasper`              ``qasper``              :mod:`.fictional_papers`
 :mod:`.squad_v2`            ``squad_v2``            :mod:`.fictional_papers`
+:mod:`.spider`              ``text_to_sql``         none (local: Spider dev; hub: sql-create-context)
+:mod:`.viggo`               both ViGGO tasks        none (local: the ViGGO release CSVs; hub: GEM/viggo)
 ==========================  ======================  ==================================================
 
 :mod:`.hub` is the one way to the Hugging Face hub (:func:`.hub.load_hub_splits`, the split loop every hub loader
