@@ -513,3 +513,44 @@ def test_viggo_nlg_scores(nlg_data):
     scores = task.score(items[:2], [INVALID, replies[1]], n_resamples=50)
     assert scores["invalid_rate"]["value"] == 0.5
     assert scores["rouge_l"]["value"] <= 0.5 + 1e-9
+
+
+# -- the companion study's intersection of sql-create-context with Spider (the hub source's logic, on real rows) ----
+
+
+def _create_context_pool(dev_rows, tables, *, paraphrase: bool):
+    """sql-create-context-style rows for Spider dev: its context, the query re-spaced and lower-cased, and (with
+    ``paraphrase``) a question that is not Spider's, so that only the query can match."""
+    pool = []
+    for row in dev_rows:
+        tree = sql_eval.parse_sql(row["query"])
+        pool.append(
+            {
+                "question": ("Paraphrased: " if paraphrase else "") + row["question"],
+                "context": spider.create_context(tables[row["db_id"]], tree),
+                "answer": "  ".join(row["query"].lower().split()),
+            }
+        )
+    return pool
+
+
+def test_intersection_matches_every_dev_question_against_its_own_rows(shared_data):
+    dev, tables = _dev_rows(shared_data), _tables(shared_data)
+    splits, malformed = spider.intersect_with_spider(_create_context_pool(dev, tables, paraphrase=False), {"dev": dev})
+    assert splits["train"] == [] and len(splits["test"]) == len(dev) == 1034 and malformed.count == 0
+    first = splits["test"][0]
+    # Spider's own query (spacing normalised, no semicolon) is kept, with the pool row's context
+    assert first["query"] == " ".join(dev[0]["query"].split()).rstrip(";").strip()
+    assert first["context"].startswith("CREATE TABLE") and first["db_id"] == dev[0]["db_id"]
+
+
+def test_intersection_uses_each_pool_row_once_per_spider_split(shared_data):
+    dev, tables = _dev_rows(shared_data), _tables(shared_data)
+    distinct = {}
+    for row in dev:  # one pool row per distinct query, with questions that never match
+        distinct.setdefault(" ".join(row["query"].lower().split()).rstrip(";").strip(), row)
+    pool = _create_context_pool(list(distinct.values()), tables, paraphrase=True)
+    splits, _ = spider.intersect_with_spider(pool, {"train": dev, "validation": dev})
+    # each distinct query is matched once in each split (a fresh pool per split, as the companion study ran it)
+    assert len(splits["train"]) == len(splits["test"]) == len(distinct)
+    assert len(distinct) < len(dev)  # Spider dev repeats queries for paraphrased questions

@@ -254,40 +254,48 @@ def _query_key(text: str) -> str:
     return _query(text).lower()
 
 
-def hub_rows(
-    revision: str | None = None, *, dataset_id: str = HUB_ID, spider_id: str = SPIDER_HUB_ID
+def intersect_with_spider(
+    pool: Sequence[Mapping[str, Any]], spider: Mapping[str, Sequence[Mapping[str, Any]]]
 ) -> tuple[dict[str, list[dict[str, Any]]], MalformedRows]:
-    """The companion study's intersection: each Spider question (``xlangai/spider`` train, then validation) takes the
-    first unused sql-create-context row with the same normalised query or the same question, keeps that row's context
-    and its own Spider query; Spider train -> ``train``, Spider dev -> ``test``. Unmatched questions are dropped."""
-    malformed = MalformedRows()
-    pool = load_hub_splits(dataset_id, revision, lambda name, part: [dict(r) for r in part])
-    contexts = [row for part in pool.values() for row in part]
+    """The companion study's intersection of sql-create-context rows (``pool``: question, context, answer) with
+    Spider's splits (``spider``: split name -> rows with question, query, db_id). Within each Spider split, each
+    question takes the first pool row not yet used *in that split* whose normalised query (lower case, whitespace
+    collapsed) or question is its own, and keeps that row's context with its own Spider query. Spider ``train`` ->
+    ``train``, any other split -> ``test``; unmatched questions are dropped, matched ones without a context or whose
+    query does not parse are counted as malformed."""
     by_query: dict[str, list[int]] = {}
     by_question: dict[str, list[int]] = {}
-    for i, row in enumerate(contexts):
+    for i, row in enumerate(pool):
         by_query.setdefault(_query_key(str(row.get("answer") or "")), []).append(i)
         by_question.setdefault(normalize_question(row.get("question", "")), []).append(i)
-    used: set[int] = set()
-    spider = load_hub_splits(spider_id, None, lambda name, part: [dict(r) for r in part])
+    malformed = MalformedRows()
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
     for name, part in spider.items():
+        used: set[int] = set()  # the companion matched each Spider split against a fresh copy of the pool
         for number, row in enumerate(part):
             question, query = normalize_question(row.get("question", "")), _query(str(row.get("query") or ""))
             candidates = by_query.get(query.lower(), []) + by_question.get(question, [])
             match = next((i for i in sorted(candidates) if i not in used), None)
             if match is None:
                 continue
-            context = str(contexts[match].get("context") or "").strip()
+            used.add(match)
+            context = str(pool[match].get("context") or "").strip()
             if not context or parse_sql(query) is None:
                 malformed.add("context missing, or the Spider query does not parse", row)
                 continue
-            used.add(match)
-            split = "train" if name == "train" else "test"
-            splits[split].append(
+            splits["train" if name == "train" else "test"].append(
                 {"number": number, "question": question, "query": query, "context": context, "db_id": row["db_id"]}
             )
     return splits, malformed
+
+
+def hub_rows(
+    revision: str | None = None, *, dataset_id: str = HUB_ID, spider_id: str = SPIDER_HUB_ID
+) -> tuple[dict[str, list[dict[str, Any]]], MalformedRows]:
+    """``dataset_id`` (sql-create-context) intersected with ``spider_id``'s splits (:func:`intersect_with_spider`)."""
+    pool = load_hub_splits(dataset_id, revision, lambda name, part: [dict(r) for r in part])
+    spider = load_hub_splits(spider_id, None, lambda name, part: [dict(r) for r in part])
+    return intersect_with_spider([row for part in pool.values() for row in part], spider)
 
 
 def load_hub(
