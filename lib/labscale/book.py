@@ -30,6 +30,7 @@ CHAPTERS = {
     "study_outputs": "notebooks/study_outputs.md",
     "head_to_head": "notebooks/head_to_head.md",
     "structured": "notebooks/structured.md",
+    "transparency": "notebooks/transparency.md",
 }
 
 
@@ -66,12 +67,14 @@ CHAPTER_DATA = {
     "study_outputs": ("study-outputs", "mts-dialog"),
     "head_to_head": ("study-outputs", "mts-dialog"),
     "structured": ("spider", "viggo"),
+    "transparency": ("fmti",),
 }
 #: parameters that point a chapter at the user's own copy of its data instead of the registry's
 _DATA_PARAMETERS = {
     "study_outputs": ("outputs_path", "data_path"),
     "head_to_head": ("outputs_path", "data_path"),
     "structured": ("data_path",),
+    "transparency": ("data_path",),
 }
 
 

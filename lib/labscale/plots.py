@@ -836,3 +836,133 @@ def cost_quality_by_task(
         )
     fig.tight_layout()
     return fig
+
+
+#: colours of the transparency chapter: highlighted developers' labels, disclosed / undisclosed cells
+TRANSPARENCY_HIGHLIGHT = "#c0392b"
+TRANSPARENCY_CELLS = ("#eeeeee", "#2b5c8a")
+
+
+def transparency_heatmap(matrix: pd.DataFrame, highlight=("Meta", "Mistral", "OpenAI"), *, height: float = 14.0):
+    """FMTI indicators (rows, grouped by domain with separator lines and domain labels) by developers (columns,
+    labelled with their totals; ``highlight``: bold, coloured). ``matrix``:
+    :func:`labscale.transparency.indicator_matrix`. Returns the matplotlib figure."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    if not isinstance(matrix.index, pd.MultiIndex) or not {"domain", "indicator"} <= set(matrix.index.names):
+        raise ValueError("matrix needs a (domain, subdomain, indicator) index: use transparency.indicator_matrix")
+    if matrix.empty:
+        raise ValueError("no rows to plot")
+    n_rows, n_cols = matrix.shape
+    fig, ax = plt.subplots(figsize=(3.6 + 0.42 * n_cols, height))
+    ax.imshow(matrix.to_numpy(), aspect="auto", cmap=ListedColormap(TRANSPARENCY_CELLS), vmin=0, vmax=1)
+    ax.set_yticks(range(n_rows))
+    ax.set_yticklabels(matrix.index.get_level_values("indicator"), fontsize=5.5)
+    totals = matrix.sum()
+    ax.set_xticks(range(n_cols))
+    ax.set_xticklabels([f"{d} ({totals[d]})" for d in matrix.columns], rotation=60, ha="left", fontsize=7)
+    ax.xaxis.tick_top()
+    for label, developer in zip(ax.get_xticklabels(), matrix.columns, strict=True):
+        if developer in highlight:
+            label.set_fontweight("bold")
+            label.set_color(TRANSPARENCY_HIGHLIGHT)
+    ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
+    ax.grid(which="minor", axis="x", color="white", linewidth=0.6)
+    ax.tick_params(which="minor", length=0)
+    domains = pd.Series(matrix.index.get_level_values("domain"))
+    starts = [i for i in range(n_rows) if i == 0 or domains[i] != domains[i - 1]]
+    for start, end in zip(starts, [*starts[1:], n_rows], strict=True):
+        if start:
+            ax.axhline(start - 0.5, color="black", linewidth=1.2)
+        ax.text(
+            n_cols - 0.3, (start + end - 1) / 2, domains[start], rotation=270, va="center", ha="left", fontsize=9,
+            fontweight="bold", clip_on=False,
+        )  # fmt: skip
+    handles = [Patch(color=TRANSPARENCY_CELLS[1], label="disclosed (1)"), Patch(color="#cccccc", label="not (0)")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005), ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def transparency_change_plot(summary: pd.DataFrame, *, height: float | None = None):
+    """Each developer's FMTI total in v1.0 and v1.1 as a dumbbell (sorted by v1.1), the net change written beside.
+    ``summary``: :func:`labscale.transparency.change_summary`. Returns the matplotlib figure."""
+    for column in ("developer", "v1.0", "v1.1"):
+        if column not in summary:
+            raise invalid_choice("column", column, list(summary.columns))
+    if summary.empty:
+        raise ValueError("no rows to plot")
+    rows = summary.sort_values("v1.1").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(6.0, height or 0.9 + 0.42 * len(rows)))
+    ys = np.arange(len(rows))
+    ax.hlines(ys, rows["v1.0"], rows["v1.1"], color="0.7", linewidth=2, zorder=1)
+    ax.scatter(rows["v1.0"], ys, color="0.45", label="v1.0 (Oct 2023)", zorder=2)
+    ax.scatter(rows["v1.1"], ys, color=TRANSPARENCY_CELLS[1], label="v1.1 (May 2024)", zorder=3)
+    for y, (old, new) in enumerate(zip(rows["v1.0"], rows["v1.1"], strict=True)):
+        ax.annotate(f"{new - old:+d}", (max(old, new), y), xytext=(6, 0), textcoords="offset points", va="center",
+                    fontsize=8)  # fmt: skip
+    ax.set_yticks(ys)
+    ax.set_yticklabels(rows["developer"])
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("FMTI total (of 100 indicators)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def transparency_vs_quality(table: pd.DataFrame, metric: dict[str, str] | str | None = None, *, height: float = 3.6):
+    """One panel per task: the developer's FMTI total (x) against quality (y, error bars where intervals exist),
+    points labelled by model; models without a score sit in grey at the left margin, marked "not assessed".
+    ``table``: :func:`labscale.transparency.beside_measurement`; ``metric``: one metric, or task -> metric
+    (default: each task's first metric in ``table``). Returns the matplotlib figure."""
+    for column in ("model", "task", "metric", "value", "transparency"):
+        if column not in table:
+            raise invalid_choice("column", column, list(table.columns))
+    tasks = list(dict.fromkeys(table["task"]))
+    if not tasks:
+        raise ValueError("no rows to plot")
+    scored = pd.to_numeric(table["transparency"], errors="coerce").dropna()
+    lo, hi = (scored.min(), scored.max()) if len(scored) else (0.0, 100.0)
+    span = max(hi - lo, 10.0)
+    left = lo - 0.45 * span
+    version = table["transparency_version"].iloc[0] if "transparency_version" in table else ""
+    palette = dict(
+        zip(dict.fromkeys(table["model"]), sns.color_palette("tab10", table["model"].nunique()), strict=True)
+    )
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), height), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = table[table["task"] == task]
+        chosen = metric.get(task) if isinstance(metric, dict) else metric
+        chosen = chosen or rows["metric"].iloc[0]
+        if chosen not in set(rows["metric"]):
+            raise invalid_choice(f"{task} metric", chosen, list(dict.fromkeys(rows["metric"])))
+        rows = rows[rows["metric"] == chosen]
+        repeated = rows["model"].duplicated(keep=False)
+        if "scenario" in rows and rows["scenario"].nunique() > 1:
+            repeated[:] = True
+        for i, (_, row) in enumerate(rows.iterrows()):
+            x = row["transparency"]
+            missing = pd.isna(x)
+            x = left if missing else float(x)
+            color = "0.6" if missing else palette[row["model"]]
+            low, high = row.get("ci_low", np.nan), row.get("ci_high", np.nan)
+            if pd.notna(low) and pd.notna(high):
+                err = [[max(row["value"] - low, 0)], [max(high - row["value"], 0)]]
+                ax.errorbar([x], [row["value"]], yerr=err, fmt="none", ecolor=color, elinewidth=1, capsize=2)
+            ax.scatter([x], [row["value"]], color=color, marker="s" if missing else "o", zorder=3)
+            label = str(row["model"]) + (f" ({row['scenario']})" if repeated.iloc[i] and "scenario" in row else "")
+            ax.annotate(label, (x, row["value"]), xytext=(5, 4 if i % 2 else -9), textcoords="offset points",
+                        fontsize=7, color="0.4" if missing else "black")  # fmt: skip
+        ax.axvline(left + 0.25 * span, color="0.8", linestyle="--", linewidth=0.8)
+        ax.set_xlim(left - 0.2 * span, hi + 0.6 * span)
+        ticks = [t for t in ax.get_xticks() if left + 0.3 * span <= t <= hi + 0.6 * span]
+        ax.set_xticks([left, *ticks])
+        ax.set_xticklabels(["not\nassessed", *[f"{t:g}" for t in ticks]], fontsize=8)
+        ax.get_xticklabels()[0].set_color("0.45")
+        ax.margins(y=0.18)
+        ax.set_title(task.replace("_", " "))
+        ax.set_xlabel(f"FMTI {version} total of the developer".replace("  ", " "))
+        ax.set_ylabel(METRIC_LABELS.get(chosen, chosen))
+    fig.tight_layout()
+    return fig
