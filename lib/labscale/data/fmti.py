@@ -36,29 +36,24 @@ _ALIASES = {"October2023": "v1.0", "May2024": "v1.1", "2023-10": "v1.0", "2024-0
 # Both maps were made by comparing, row by row, the stripped Indicator column of each score table with that of
 # fmti-indicators.csv (all three list the 100 indicators in the same order; the loaders re-check it) and keeping
 # every pair that differs: score-table name -> fmti-indicators.csv name.
-#: October 2023 score table name -> canonical (fmti-indicators.csv) name
-V10_RENAMES: dict[str, str] = {
+#: names both score tables use where fmti-indicators.csv has another
+_SCORE_TABLE_RENAMES: dict[str, str] = {
     "Data copyright status": "Copyrighted data",
     "Data license status": "Data license",
     "Third-party capabilities evaluation": "Third party capabilities evaluation",
     "Third-party evaluation of limitations": "Third party evaluation of limitations",
     "Third-party risks evaluation": "Third party risks evaluation",
     "Third-party mitigations evaluation": "Third party mitigations evaluation",
-    "Release decision-making protocol": "Release decision-making",
     "Machine-generated content": "Detection of machine-generated content",
+}
+#: October 2023 score table name -> canonical (fmti-indicators.csv) name
+V10_RENAMES: dict[str, str] = {
+    **_SCORE_TABLE_RENAMES,
+    "Release decision-making protocol": "Release decision-making",
     "Model Asset License": "Model License",
 }
 #: May 2024 score table name -> canonical v1.0 (fmti-indicators.csv) name
-V11_RENAMES: dict[str, str] = {
-    "Data copyright status": "Copyrighted data",
-    "Data license status": "Data license",
-    "Third-party capabilities evaluation": "Third party capabilities evaluation",
-    "Third-party evaluation of limitations": "Third party evaluation of limitations",
-    "Third-party risks evaluation": "Third party risks evaluation",
-    "Third-party mitigations evaluation": "Third party mitigations evaluation",
-    "Machine-generated content": "Detection of machine-generated content",
-    "License": "Model License",
-}
+V11_RENAMES: dict[str, str] = {**_SCORE_TABLE_RENAMES, "License": "Model License"}
 _RENAMES = {"v1.0": V10_RENAMES, "v1.1": V11_RENAMES}
 
 #: May 2024 score-table developer -> the name v1.0 uses for the same company (so both releases join on it);
