@@ -10,6 +10,7 @@ papermill with its default parameters (plus any ``-p name value`` overrides) and
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -144,6 +145,34 @@ def build_html(root: Path = PROJECT_ROOT) -> Path:
     return root / "_build" / "html"
 
 
+def build_activity(since: float, runs_root: Path = PROJECT_ROOT / "runs") -> dict[str, int]:
+    """What a build step did, from the run records it wrote: records written under ``runs_root`` since ``since``
+    (a ``time.time()`` value; reused records are not rewritten), and their model calls and cache hits."""
+    activity = {"records written": 0, "model calls": 0, "cache hits": 0}
+    for manifest in sorted(runs_root.rglob("manifest.json")) if runs_root.is_dir() else []:
+        if manifest.stat().st_mtime < since:
+            continue
+        usage = json.loads(manifest.read_text()).get("usage") or {}
+        activity["records written"] += 1
+        activity["model calls"] += int(usage.get("model_calls", 0))
+        activity["cache hits"] += int(usage.get("cache_hits", 0))
+    return activity
+
+
+def summary_table(rows: list[dict]) -> str:
+    """The build's closing table: one line per chapter (seconds, records written, model calls, cache hits, or what
+    happened instead) and a total line."""
+    columns = ("chapter", "seconds", "records written", "model calls", "cache hits")
+    total = {"chapter": "total", **{c: sum(r.get(c) or 0 for r in rows) for c in columns[1:]}}
+    lines = []
+    for row in [*rows, total]:
+        cells = [str(row["chapter"]).ljust(18), f"{row['seconds']:>8.1f}"]
+        cells += [f"{row[c]:>{len(c)}}" if row.get(c) is not None else "–".rjust(len(c)) for c in columns[2:]]
+        lines.append("  ".join(cells) + (f"  ({row['note']})" if row.get("note") else ""))
+    header = "  ".join([columns[0].ljust(18), columns[1].rjust(8), *columns[2:]])
+    return "\n".join([header, *lines])
+
+
 def _parse_value(raw: str):
     import yaml
 
@@ -174,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parameters = {name: _parse_value(value) for name, value in args.parameter}
     start = time.perf_counter()
+    summary = []
     for name in args.chapter or list(CHAPTERS):
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         chapter_params, notice = chapter_parameters(name, parameters)
         if notice:
             print(f"note: {notice}", flush=True)
@@ -187,13 +217,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{' '.join(missing)}` or LABSCALE_DATA_MIRROR): its page says so instead of running",
                 flush=True,
             )
+            summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"})
             continue
         path = execute_chapter(name, parameters=chapter_params)
-        print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {time.perf_counter() - t0:.1f} s", flush=True)
+        seconds = time.perf_counter() - t0
+        print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {seconds:.1f} s", flush=True)
+        summary.append({"chapter": name, "seconds": seconds, **build_activity(wall0)})
     if not args.no_html:
         t0 = time.perf_counter()
         html = build_html()
-        print(f"rendered HTML -> {html / 'index.html'} in {time.perf_counter() - t0:.1f} s", flush=True)
+        seconds = time.perf_counter() - t0
+        print(f"rendered HTML -> {html / 'index.html'} in {seconds:.1f} s", flush=True)
+        summary.append({"chapter": "HTML (Jupyter Book)", "seconds": seconds})
+    print(summary_table(summary), flush=True)
     print(f"book built in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 
