@@ -1,0 +1,36 @@
+"""The book's own pages: the glossary defines the terms the chapters rely on and is in the table of contents; the
+introduction says in three sentences what the book adds to the paper and points to the glossary."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _glossary_terms() -> list[str]:
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    block = re.search(r"```\{glossary\}\n(.*?)```", text, re.S)
+    assert block, "book/glossary.md holds no {glossary} block"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith((" ", "\t"))]
+
+
+def test_glossary_defines_the_terms_the_chapters_use():
+    terms = _glossary_terms()
+    for term in ("Shot", "LoRA", "QLoRA", "DP epsilon", "Worst-group accuracy", "AURC", "Execution accuracy", "FMTI"):
+        assert term in terms
+    assert len(terms) == len(set(terms))  # each term defined once
+
+
+def test_glossary_and_intro_are_in_the_book():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert "book/glossary" in files
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    paragraph = re.search(r"\*\*In three sentences\.\*\*(.*?)\n\n", intro, re.S).group(1)
+    body = paragraph.split("Terms are explained")[0]
+    assert len(re.findall(r"[.!?](?:\s|$)", body.strip())) == 3
+    assert "{ref}`glossary`" in paragraph
