@@ -34,3 +34,21 @@ def test_glossary_and_intro_are_in_the_book():
     body = paragraph.split("Terms are explained")[0]
     assert len(re.findall(r"[.!?](?:\s|$)", body.strip())) == 3
     assert "{ref}`glossary`" in paragraph
+
+
+def _prose_paragraphs(text: str) -> list[str]:
+    """Markdown paragraphs outside fenced blocks (code cells, directives)."""
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    return [p for p in prose.split("\n\n") if p.strip()]
+
+
+def test_dollar_amounts_never_open_inline_math():
+    # MyST's dollarmath reads "$0.475 ... $0.008" in one paragraph as a formula: amounts must be escaped (\$)
+    pages = sorted((ROOT / "notebooks").glob("*.md")) + sorted((ROOT / "book").glob("*.md"))
+    offending = []
+    for page in pages:
+        for paragraph in _prose_paragraphs(page.read_text(encoding="utf-8")):
+            dollars = re.findall(r"(?<!\\)\$", paragraph)
+            if len(dollars) >= 2 and re.search(r"(?<!\\)\$\d", paragraph):
+                offending.append(f"{page.relative_to(ROOT)}: {paragraph[:80]!r}")
+    assert offending == []
