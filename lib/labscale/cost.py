@@ -185,9 +185,7 @@ def price(kind: str, item: str, as_of: Any = None, *, prices: pd.DataFrame | Non
 
 def training_cost(hours: float, gpu: str, as_of: Any = None, *, prices: pd.DataFrame | None = None) -> float:
     """The cost of ``hours`` of GPU time on the ``gpu`` offering (a ``gpu_hour`` item of the price table) at its
-    price on ``as_of`` (default: the latest): hours x $/h, unrounded. Used for local fine-tuning jobs (our
-    ``fine-tuning`` rows in :func:`cost_table`) and for recomputing published GPU costs
-    (:func:`companion_costs`)."""
+    price on ``as_of`` (default: the latest): hours x $/h, unrounded (the transparency cards' training cost)."""
     return float(hours) * price("gpu_hour", gpu, as_of, prices=prices)
 
 
@@ -763,7 +761,7 @@ def cost_table(
             row.update(pricing="api tokens", usd_per_1k_training=per_1k, price_items=item)
         else:
             per_hour = price("gpu_hour", gpu, as_of, prices=prices)
-            train_usd = training_cost(train_hours, gpu, as_of, prices=prices)
+            train_usd = train_hours * per_hour
             row.update(pricing="gpu hours", usd_per_hour=per_hour, price_items=gpu)
         evals = sorted(evals, key=lambda e: e.get("written_at", ""))
         if evals:
@@ -968,9 +966,7 @@ def companion_costs() -> pd.DataFrame:
     table["usd_per_hour"] = [
         price("gpu_hour", g, d) if g else float("nan") for g, d in zip(table["gpu"], day, strict=True)
     ]
-    table["recomputed_usd"] = [
-        training_cost(h, g, d) if g else float("nan") for h, g, d in zip(table["hours"], table["gpu"], day, strict=True)
-    ]
+    table["recomputed_usd"] = table["hours"] * table["usd_per_hour"]
     table["usd_per_1k_training"] = [
         float("nan") if g else price("api_training_per_1k", COMPANION_TRAINING_ITEM, d)
         for g, d in zip(table["gpu"], day, strict=True)

@@ -6,6 +6,7 @@ Everything here reads run records (:mod:`labscale.records`) written by the run p
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -13,19 +14,26 @@ from typing import Any
 
 import pandas as pd
 
-from .core import INVALID, Example
+from .core import Example
 from .errors import InvalidParameter
 from .metrics import proportion_of
 from .records import find_runs, metrics_table, read_run
-from .sql_eval import ERROR_TYPES, error_types, execution_match
+from .sql_eval import ERROR_TYPES
 
 #: the quality metric each structured task is judged by in the cost-quality view
 QUALITY_METRICS = {"text_to_sql": "execution_accuracy", "viggo": "exact_match", "viggo_nlg": "rouge_l"}
 
 
 def _task_runs(root: str | Path, task: str) -> list[dict[str, Any]]:
-    runs = [read_run(path) for path in find_runs(root)]
-    return [r for r in runs if r["params"].get("task") == task and r["manifest"].get("kind", "run") != "finetune"]
+    """The evaluation records of ``task`` under ``root``; only their params are read to choose them."""
+    chosen = []
+    for path in find_runs(root):
+        params = path / "params.json"
+        if params.is_file() and json.loads(params.read_text()).get("task") == task:
+            run = read_run(path)
+            if run["manifest"].get("kind", "run") != "finetune":
+                chosen.append(run)
+    return chosen
 
 
 def _kappa(both: int, first_only: int, second_only: int, neither: int) -> float:
@@ -68,30 +76,31 @@ def sql_agreement(root: str | Path) -> pd.DataFrame:
 
 
 def sql_errors(plan: Any) -> pd.DataFrame:
-    """Per text-to-SQL run of ``plan`` (:class:`~labscale.runner.ExperimentPlan`): how many replies are wrong (no
-    execution match) and what differs from the gold query (:data:`labscale.sql_eval.ERROR_TYPES`; one query may show
-    several), plus replies without a query. Empty when the plan has no text-to-SQL task."""
-    from .tasks.text_to_sql import TextToSQL
+    """Per text-to-SQL run of ``plan`` (:class:`~labscale.runner.ExperimentPlan`): how many replies are wrong (their
+    recorded execution score is 0) and what differs from the gold query
+    (:func:`labscale.tasks.text_to_sql.error_table`: :data:`labscale.sql_eval.ERROR_TYPES`, one query may show
+    several, and replies without a query). Empty when the plan has no text-to-SQL task."""
+    from .tasks.text_to_sql import error_table
 
     if "text_to_sql" not in _planned(plan):
         return pd.DataFrame()
     by_id = {ex.id: ex for ex in plan.task_plan("text_to_sql").items}
     rows = []
     for run in _task_runs(plan.output_dir, "text_to_sql"):
-        counts = dict.fromkeys(("invalid", *ERROR_TYPES), 0)
-        wrong = 0
-        for item_id, parsed in zip(run["predictions"]["id"], run["predictions"]["parsed"], strict=True):
-            if item_id not in by_id:
-                raise InvalidParameter(f"run {run['path']} holds item {item_id!r}, which this plan does not evaluate")
-            example = by_id[item_id]
-            if parsed == INVALID:
-                counts["invalid"] += 1
-                wrong += 1
-            elif not execution_match(parsed, example.target, TextToSQL.suite(example)):
-                wrong += 1
-                for kind in error_types(parsed, example.target):
-                    counts[kind] += 1
-        rows.append({"model": run["params"]["model"], "scenario": run["params"]["scenario"], "wrong": wrong, **counts})
+        predictions = run["predictions"]
+        unknown = [i for i in predictions["id"] if i not in by_id]
+        if unknown:
+            raise InvalidParameter(f"run {run['path']} holds item {unknown[0]!r}, which this plan does not evaluate")
+        counts = error_table([by_id[i] for i in predictions["id"]], list(predictions["parsed"]))
+        wrong = sum(1 for scores in predictions["scores"] if not scores["execution"])
+        rows.append(
+            {
+                "model": run["params"]["model"],
+                "scenario": run["params"]["scenario"],
+                "wrong": wrong,
+                **{kind: counts.get(kind, 0) for kind in ("invalid", *ERROR_TYPES)},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -147,16 +156,16 @@ def cost_quality(
 
     chosen = {**QUALITY_METRICS, **(metrics or {})}
     scores = metrics_table(runs_root)
+    tasks = [t for t in sorted(set(scores["task"])) if t in chosen]
+    costs = cost.cost_table(
+        runs_root, gpu=gpu, as_of=as_of, task=None, finetune_records=list(finetune_records), price_map="listed"
+    )
     frames = []
-    for task in sorted(set(scores["task"])):
-        if task not in chosen:
+    for task in tasks:
+        rows = costs[costs["task"] == task] if not costs.empty else costs
+        if rows.empty:
             continue
-        costs = cost.cost_table(
-            runs_root, gpu=gpu, as_of=as_of, task=task, finetune_records=list(finetune_records), price_map="listed"
-        )
-        if costs.empty:
-            continue
-        joined = cost.join_quality(costs, scores[scores["task"] == task], chosen[task])
+        joined = cost.join_quality(rows, scores[scores["task"] == task], chosen[task])
         joined["metric"] = chosen[task]
         frames.append(joined)
     if not frames:

@@ -174,6 +174,13 @@ def beside_measurement(quality: pd.DataFrame, *, version: str = "v1.1", path: Pa
     return out
 
 
+def _at_best_scenario(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, task), the row of the scenario with the highest ``value`` (ties: the earlier scenario)."""
+    order = rows["scenario"].map({s: i for i, s in enumerate(SCENARIOS)})
+    ranked = rows.assign(_order=order).sort_values(["value", "_order"], ascending=[False, True], kind="stable")
+    return ranked.drop_duplicates(["model", "task"]).drop(columns="_order")
+
+
 def study_quality(scenario: str = "best", *, tasks: Iterable[str] | None = None) -> pd.DataFrame:
     """The study's Table 2 as a ``quality`` frame for :func:`beside_measurement` (origin: :data:`STUDY_ORIGIN`).
 
@@ -196,9 +203,7 @@ def study_quality(scenario: str = "best", *, tasks: Iterable[str] | None = None)
     if scenario == "best":
         first = {t: m[0] for t, m in headline_metrics(list(dict.fromkeys(table["task"]))).items()}
         lead = table[table["metric"] == table["task"].map(first)]
-        lead = lead.assign(order=lead["scenario"].map({s: i for i, s in enumerate(SCENARIOS)}))
-        lead = lead.sort_values(["value", "order"], ascending=[False, True], kind="stable")
-        best = lead.drop_duplicates(["model", "task"])[["model", "task", "scenario"]]
+        best = _at_best_scenario(lead)[["model", "task", "scenario"]]
         table = table.merge(best, on=["model", "task", "scenario"])
     else:
         table = table[table["scenario"] == scenario]
@@ -239,9 +244,7 @@ def released_quality(metrics: pd.DataFrame, metric: str = "rougeL", scenario: st
         found = sorted(set(metrics["metric"])) if "metric" in metrics else []
         raise InvalidParameter(f"no run of the study's models records {metric!r}; metrics recorded: {found}")
     if scenario == "best":
-        rows = rows.assign(order=rows["scenario"].map({s: i for i, s in enumerate(SCENARIOS)}))
-        rows = rows.sort_values(["value", "order"], ascending=[False, True], kind="stable")
-        rows = rows.drop_duplicates(["model", "task"]).drop(columns="order")
+        rows = _at_best_scenario(rows)
     else:
         rows = rows[rows["scenario"] == scenario]
     rank = {m: i for i, m in enumerate(fmti.STUDY_DEVELOPERS)}
