@@ -10,13 +10,13 @@ papermill with its default parameters (plus any ``-p name value`` overrides) and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from . import records
 from .config import PROJECT_ROOT, set_offline
 from .data import registry
 
@@ -152,7 +152,7 @@ def build_activity(since: float, runs_root: Path = PROJECT_ROOT / "runs") -> dic
     for manifest in sorted(runs_root.rglob("manifest.json")) if runs_root.is_dir() else []:
         if manifest.stat().st_mtime < since:
             continue
-        usage = json.loads(manifest.read_text()).get("usage") or {}
+        usage = records.read_manifest(manifest).get("usage") or {}
         activity["records written"] += 1
         activity["model calls"] += int(usage.get("model_calls", 0))
         activity["cache hits"] += int(usage.get("cache_hits", 0))

@@ -171,13 +171,12 @@ class TextToSQL(Task):
 def error_table(examples: Sequence[Example], parsed: Sequence[str]) -> dict[str, int]:
     """How many wrong (not execution-matching) queries show each error type (a query may show several);
     ``"invalid"`` counts replies without a query."""
-    task = TextToSQL()
     counts: dict[str, int] = {}
     for ex, pred in zip(examples, parsed, strict=True):
         if pred == INVALID:
             counts["invalid"] = counts.get("invalid", 0) + 1
             continue
-        if execution_match(pred, ex.target, task.suite(ex)):
+        if execution_match(pred, ex.target, TextToSQL.suite(ex)):
             continue
         for kind in error_types(pred, ex.target):
             counts[kind] = counts.get(kind, 0) + 1
