@@ -237,3 +237,38 @@ def test_unavailable_hub_encoder_is_a_clear_error(monkeypatch):
         summarization_metrics(["a b"], ["a b"], bertscore_model="/nonexistent/encoder-folder", bertscore_layers=2)
     with pytest.raises(InvalidParameter, match="no default layer"):
         summarization_metrics(["a b"], ["a b"], bertscore_model="/nonexistent/encoder-folder")
+
+
+def test_settings_and_reaching_tables_never_print_raw_dictionaries():
+    from labscale import report
+    from labscale.finetune import FinetuneConfig
+
+    config = FinetuneConfig.preset("cpu")
+    table = report.settings_table(config.as_dict())
+    assert table.index.name == "setting" and len(table) == len(config.as_dict())
+    assert table.loc["r", "value"] == str(config.r) and table.loc["max_steps", "value"] == "–"
+    assert report.settings_table({"modules": ["q_proj", "v_proj"]}).loc["modules", "value"] == "q_proj, v_proj"
+
+    reached = {
+        "metric": "accuracy",
+        "reference": 0.72,
+        "by_estimate": 48,
+        "by_lower_bound": None,
+        "best_x": 72,
+        "best_value": 0.4,
+        "best_ci": (0.19, 0.64),
+    }
+    row = report.reaching_table(reached).iloc[0]
+    assert row["reached by estimate"] == "samples 48" and row["reached by lower bound"] == "not reached"
+    assert row["best samples"] == 72 and row["best [95 % CI]"] == "0.40 [0.19, 0.64]" and row["reference"] == "0.72"
+    assert report.reaching_table(None).empty
+
+
+def test_prompt_format_table_names_what_each_format_changes():
+    from labscale import prompt_sensitivity as sensitivity
+
+    formats = sensitivity.format_grid("one-at-a-time", {"casing": ["as-is", "lower"]})
+    table = sensitivity.format_table(formats)
+    assert list(table.index) == ["study", "casing-lower"]
+    assert table.loc["study", "changes"] == "none (study)" and table.loc["casing-lower", "changes"] == "casing: lower"
+    assert table.loc["casing-lower", "casing"] == "lower" and table.loc["casing-lower", "separator"] == "blank line"

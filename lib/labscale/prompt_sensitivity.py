@@ -212,6 +212,17 @@ def _factor_values(factors: Sequence[str] | Mapping[str, Sequence[str]] | None) 
     return out
 
 
+def format_table(formats: Sequence[PromptFormat]) -> pd.DataFrame:
+    """The formats of a sweep as a table: one row per format (its folder name), what it changes from the study's
+    format, and the value of every factor."""
+    rows = [
+        {"format": f.name, "changes": ", ".join(f"{k}: {v}" for k, v in f.changes.items()) or "none (study)"}
+        | f.as_dict()
+        for f in formats
+    ]
+    return pd.DataFrame(rows).set_index("format")
+
+
 def format_grid(
     design: str = "one-at-a-time", factors: Sequence[str] | Mapping[str, Sequence[str]] | None = None
 ) -> list[PromptFormat]:

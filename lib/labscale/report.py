@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,38 @@ def format_ci(value: float, low: float | None, high: float | None, digits: int =
     if low == high:
         return f"{value:.{digits}f} [–]"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def settings_table(settings: Mapping[str, Any], *, column: str = "value") -> pd.DataFrame:
+    """A mapping of settings (a fine-tuning configuration, say) as a table with one row per setting: lists joined
+    by commas, None shown as "–", so a page never prints a raw dictionary."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    return pd.DataFrame({column: [text(v) for v in settings.values()]}, index=pd.Index(list(settings), name="setting"))
+
+
+def reaching_table(reached: Mapping[str, Any] | None, *, x: str = "samples", digits: int = 2) -> pd.DataFrame:
+    """:func:`labscale.sweep.first_reaching` as a one-row table: the reference, the first ``x`` whose estimate and
+    whose lower 95 % bound reach it ("not reached" when none does), and the best point with its interval. An empty
+    table when there is no curve or no reference."""
+    columns = ["metric", "reference", "reached by estimate", "reached by lower bound", f"best {x}", "best [95 % CI]"]
+    if reached is None:
+        return pd.DataFrame(columns=columns)
+    low, high = reached["best_ci"]
+    row = [
+        reached["metric"],
+        f"{reached['reference']:.{digits}f}",
+        *(f"{x} {reached[k]}" if reached[k] is not None else "not reached" for k in ("by_estimate", "by_lower_bound")),
+        reached["best_x"],
+        format_ci(reached["best_value"], low, high, digits),
+    ]
+    return pd.DataFrame([row], columns=columns)
 
 
 def interval_note(*tables: pd.DataFrame) -> str:
