@@ -12,6 +12,7 @@ import pytest
 from labscale.book import build_html, execute_chapter
 from labscale.config import PROJECT_ROOT
 from labscale.records import find_runs
+from notebook_outputs import raw_dumps
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,7 @@ def test_domain_adaptation_notebook_runs_and_renders(embedded_model_dir, tmp_pat
     assert ["parameters"] in tags and ["injected-parameters"] in tags
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
+    assert raw_dumps([o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]) == []
     html_outputs = "".join(
         o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from labscale import privacy
 from labscale.errors import InvalidParameter
 from labscale.metrics import canary_exposure, membership_metrics, roc_auc, skewnorm_moments_fit, tpr_at_fpr
 from labscale.privacy import epsilon_label, make_canaries, parse_epsilon
@@ -284,3 +285,11 @@ def test_audit_comparisons_pair_the_same_rows(tmp_path):
     assert again["p_value"] == loss["p_value"] and again["delta"] == pytest.approx(loss["delta"])
     with pytest.raises(InvalidParameter, match="valid choices: 'base', 'eps=inf'"):
         audit_comparisons(audit, baseline="eps=1")
+
+
+def test_canary_table_lists_each_canary_once():
+    canaries = privacy.make_canaries((1, 4), digits=3, seed=1)
+    table = privacy.canary_table(canaries)
+    assert list(table.index) == [c.id for c in canaries]
+    assert list(table["repetitions"]) == [1, 4] and list(table["possible secrets"]) == [1000, 1000]
+    assert table.iloc[0]["sentence"] == canaries[0].prefix + canaries[0].secret

@@ -120,6 +120,16 @@ class Canary:
         return " " + " ".join(str(d) for d in digits) + "."
 
 
+def canary_table(canaries: Sequence[Canary]) -> pd.DataFrame:
+    """The canaries as a table: id, the sentence with its secret, how often it is repeated in training, and the
+    size of its randomness space (10^digits)."""
+    rows = [
+        {"canary": c.id, "sentence": c.text, "repetitions": c.repetitions, "possible secrets": 10**c.digits}
+        for c in canaries
+    ]
+    return pd.DataFrame(rows).set_index("canary")
+
+
 def make_canaries(repetitions: Sequence[int] = (1, 4, 16), *, digits: int = 6, seed: int = 0) -> list[Canary]:
     """One canary per repetition count, each with a fresh fictional name and ``digits`` random digits."""
     reps = list(repetitions)
