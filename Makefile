@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: book test lint setup benchmark clean
+.PHONY: book test lint setup benchmark clean colab
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 
 book: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/labscale-book
+
+# one Colab notebook per chapter, under colab/ where the book's launch buttons point (committed; see labscale.colab)
+colab: $(STAMP)
+	$(VENV)/bin/labscale-colab
 
 # the lint gate (ruff, configured in pyproject.toml) runs first: a finding fails the tests
 lint: $(STAMP)

@@ -52,3 +52,24 @@ def test_dollar_amounts_never_open_inline_math():
             if len(dollars) >= 2 and re.search(r"(?<!\\)\$\d", paragraph):
                 offending.append(f"{page.relative_to(ROOT)}: {paragraph[:80]!r}")
     assert offending == []
+
+
+def test_course_plan_is_in_the_book_and_maps_every_chapter():
+    from labscale.book import CHAPTERS
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    using = next(part for part in toc["parts"] if part.get("caption") == "Using this book")
+    assert "book/course" in [c["file"] for c in using["chapters"]], "book/course.md is not under 'Using this book'"
+    course = (ROOT / "book" / "course.md").read_text(encoding="utf-8")
+    assert course.startswith("(course)=\n# Course plan")
+    refs = set(re.findall(r"\{ref\}`([^`<]+)`", course))
+    for name in CHAPTERS:
+        assert name.replace("_", "-") in refs, f"the course plan does not name the {name} chapter ({{ref}} its label)"
+    # every exercise it suggests exists (labels are ':label: <chapter>-ex-<n>' in the chapters' Exercises sections)
+    labels = {
+        label
+        for path in (ROOT / "notebooks").glob("*.md")
+        for label in re.findall(r"^:label:\s*(\S+)\s*$", path.read_text(encoding="utf-8"), re.M)
+    }
+    suggested = {r for r in refs if re.fullmatch(r"[a-z-]+-ex-\d+", r)}
+    assert suggested and suggested <= labels, f"the course plan names unknown exercises: {sorted(suggested - labels)}"

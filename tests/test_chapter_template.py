@@ -4,11 +4,14 @@ anything: the notebooks are parsed with jupytext.
 For each chapter, and for the template itself: a label ``(name)=`` right before the ``#`` title; an "Overview"
 section first, with "What you will learn", "Prerequisites" and a "**Time:**" line naming CPU and GPU; exactly one
 code cell tagged ``parameters``, before every other code cell; a "Provenance" section that calls
-``report.provenance`` (no cell reads a manifest by hand); a "Summary" section with "What's next?"; a last
+``report.provenance`` (no cell reads a manifest by hand); a "Summary" section with "What's next?"; an
+"Exercises" section after it with two to four ``{exercise}`` directives, each with a ``{solution}`` folded as a
+dropdown, at least one of which changes a parameter and asks the reader to predict the result; a last
 "References" section holding a ``{bibliography}`` filtered to the page's citations; every ``{cite}`` key defined in
 book/references.bib; no author-year citation left as plain text; and every cell that makes a figure has a caption
-and a name in its ``mystnb.figure`` metadata, so the text can ``{numref}`` it. The book's configuration lists every
-chapter, the references page and the bibliography, and keeps the template out."""
+and a name in its ``mystnb.figure`` metadata, so the text can ``{numref}`` it. Exercise labels are unique across the
+book. The book's configuration lists every chapter, the references page and the bibliography, loads
+sphinx-exercise, and keeps the template out."""
 
 from __future__ import annotations
 
@@ -40,6 +43,10 @@ INLINE_CITATION_RES = (
 #: a code cell that makes a figure: assigns a figure, opens one with pyplot, or calls a labscale.plots function
 FIGURE_RE = re.compile(r"^\s*fig\w*\s*(?:,[^=\n]*)?=|plt\.(?:subplots|figure)\(|\bplots\.[a-z_]+\(", re.M)
 HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*$")
+#: a sphinx-exercise directive in a colon fence: ":::{exercise} Title" or ":::{solution} label", options, body, ":::"
+DIRECTIVE_RE = re.compile(r"^(:{3,})\{(exercise|solution)\}[ \t]*(.*?)[ \t]*\n(.*?)^\1[ \t]*$", re.M | re.S)
+#: an assignment in the parameters cell: the parameter's name
+PARAMETER_RE = re.compile(r"^([A-Za-z_]\w*)\s*=", re.M)
 
 
 def _read(path: Path):
@@ -103,6 +110,30 @@ def _figure_cells(notebook) -> list:
     return [c for c in notebook.cells if c.cell_type == "code" and FIGURE_RE.search(c.source)]
 
 
+def _directives(text: str) -> list[dict]:
+    """The ``{exercise}`` and ``{solution}`` colon-fence directives of ``text``: kind, argument, options, body."""
+    found = []
+    for m in DIRECTIVE_RE.finditer(text):
+        lines = m.group(4).splitlines()
+        options = {}
+        while lines and (o := re.match(r"^:([\w-]+):\s*(.*?)\s*$", lines[0])):
+            options[o.group(1)] = o.group(2)
+            lines.pop(0)
+        found.append({"kind": m.group(2), "argument": m.group(3), "options": options, "body": "\n".join(lines)})
+    return found
+
+
+def _code_in(text: str) -> str:
+    """The inline code spans and fenced code blocks of ``text``, joined: where parameters are named."""
+    blocks = re.findall(r"^(`{3,}).*?\n(.*?)^\1\s*$", text, flags=re.S | re.M)
+    prose = re.sub(r"^(`{3,}).*?^\1\s*$", "", text, flags=re.S | re.M)
+    return "\n".join([*(b for _, b in blocks), *re.findall(r"`([^`\n]+)`", prose)])
+
+
+def _exercises(notebook) -> list[dict]:
+    return _directives(_section(notebook, "Exercises"))
+
+
 def _all_notebooks() -> list[Path]:
     return [PROJECT_ROOT / CHAPTERS[name] for name in sorted(CHAPTERS)] + [TEMPLATE]
 
@@ -139,6 +170,10 @@ def test_chapter_follows_the_template(path, bib_keys):
     assert sections[-1] == "References", f"{where}: References must be the last section"
     assert sections.index("Provenance") < sections.index("Summary"), f"{where}: Provenance goes before Summary"
     assert "What's next?" in _section(nb, "Summary"), f"{where}: the Summary needs a ### What's next?"
+    assert "Exercises" in sections and sections[-2] == "Exercises", (
+        f"{where}: ## Exercises goes after the Summary, right before References (sections: {sections})"
+    )
+    assert sections.index("Summary") < sections.index("Exercises"), f"{where}: Summary goes before Exercises"
 
     overview = _section(nb, "Overview")
     for part in ("What you will learn", "Prerequisites"):
@@ -196,6 +231,63 @@ def test_chapter_follows_the_template(path, bib_keys):
     assert set(refs) <= set(names), f"{where}: {{numref}} to unknown figures {sorted(set(refs) - set(names))}"
 
 
+@pytest.mark.parametrize("path", _all_notebooks(), ids=lambda p: p.stem)
+def test_chapter_ends_with_exercises_and_folded_solutions(path):
+    nb = _read(path)
+    where = f"notebooks/{path.name}"
+    prefix = "chapter-template" if path == TEMPLATE else path.stem.replace("_", "-")
+    found = _exercises(nb)
+    exercises = [d for d in found if d["kind"] == "exercise"]
+    solutions = [d for d in found if d["kind"] == "solution"]
+    assert 2 <= len(exercises) <= 4, f"{where}: ## Exercises holds {len(exercises)} exercises, expected 2 to 4"
+    # every directive of the page is in the Exercises section
+    everywhere = _directives("\n".join(_markdown(nb)))
+    assert len(everywhere) == len(found), f"{where}: an {{exercise}} or {{solution}} outside ## Exercises"
+
+    labels = [d["options"].get("label") for d in exercises]
+    for label, exercise in zip(labels, exercises, strict=True):
+        assert label and re.fullmatch(rf"{prefix}-ex-\d+", label), (
+            f"{where}: exercise {exercise['argument']!r} needs ':label: {prefix}-ex-<n>', got {label!r}"
+        )
+        assert exercise["argument"].strip(), f"{where}: exercise {label} has no title"
+        assert exercise["body"].strip(), f"{where}: exercise {label} is empty"
+    assert len(labels) == len(set(labels)), f"{where}: exercise labels repeat: {labels}"
+
+    # one folded solution per exercise, matched by label
+    targets = [d["argument"] for d in solutions]
+    assert sorted(targets) == sorted(labels), f"{where}: solutions {targets} do not match the exercises {labels}"
+    for solution in solutions:
+        assert solution["options"].get("class") == "dropdown", (
+            f"{where}: the solution of {solution['argument']} must be hidden by default (':class: dropdown')"
+        )
+        assert solution["body"].strip(), f"{where}: the solution of {solution['argument']} is empty"
+
+    # at least one exercise changes a parameter of the parameters cell and asks for a prediction first
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []))
+    parameters = set(PARAMETER_RE.findall(cell.source))
+    predicting = [
+        e["options"]["label"]
+        for e in exercises
+        if re.search(r"\bpredict", e["body"], re.I)
+        and any(re.search(rf"\b{re.escape(name)}\b", _code_in(e["body"])) for name in parameters)
+    ]
+    assert predicting, (
+        f"{where}: no exercise names a parameter of the parameters cell ({sorted(parameters)}) in code and asks the "
+        "reader to predict the result"
+    )
+
+
+def test_exercise_labels_are_unique_across_the_book():
+    labels = [
+        d["options"].get("label")
+        for path in _all_notebooks()
+        for d in _exercises(_read(path))
+        if d["kind"] == "exercise"
+    ]
+    repeated = sorted({v for v in labels if labels.count(v) > 1})
+    assert not repeated, f"exercise labels used twice (Sphinx targets are global): {repeated}"
+
+
 def test_labels_and_figure_names_are_unique_across_the_book():
     labels, names = [], []
     for path in _all_notebooks():
@@ -234,4 +326,5 @@ def test_the_book_lists_every_chapter_and_keeps_the_template_out():
     config = yaml.safe_load((PROJECT_ROOT / "_config.yml").read_text())
     assert config["only_build_toc_files"] is True and "notebooks/*" in config["exclude_patterns"]
     assert config["bibtex_bibfiles"] == ["book/references.bib"] and BIB.is_file()
+    assert "sphinx_exercise" in config["sphinx"]["extra_extensions"], "_config.yml does not load sphinx-exercise"
     assert ":all:" in (PROJECT_ROOT / "book" / "references.md").read_text()

@@ -272,3 +272,33 @@ def test_prompt_format_table_names_what_each_format_changes():
     assert list(table.index) == ["study", "casing-lower"]
     assert table.loc["study", "changes"] == "none (study)" and table.loc["casing-lower", "changes"] == "casing: lower"
     assert table.loc["casing-lower", "casing"] == "lower" and table.loc["casing-lower", "separator"] == "blank line"
+
+
+def test_display_table_merges_intervals_sorts_and_moves_constant_columns_to_the_caption():
+    import pandas as pd
+
+    from labscale import report
+
+    table = pd.DataFrame(
+        {
+            "model": [f"m{i}" for i in range(6)],
+            "rating": [1000.0, 1100.0, 950.0, 1200.0, 990.0, 1010.0],
+            "ci_low": [980.0, 1080.0, 930.0, 1180.0, 970.0, 1010.0],
+            "ci_high": [1020.0, 1120.0, 970.0, 1220.0, 1010.0, 1010.0],
+            "quality": [0.5, 0.6, None, 0.7, 0.1, 0.2],
+            "quality_low": [0.4, 0.5, None, 0.6, 0.0, 0.1],
+            "quality_high": [0.6, 0.7, None, 0.8, 0.2, 0.3],
+            "n": [400] * 6,
+        }
+    )
+    styler = report.display_table(table, digits=1, sort="rating", ascending=False)
+    shown = styler.data
+    assert list(shown.columns) == ["model", "rating [95 % CI]", "quality [95 % CI]"]
+    assert list(shown["model"]) == ["m3", "m1", "m5", "m0", "m4", "m2"]
+    assert shown["rating [95 % CI]"].iloc[0] == "1200.0 [1180.0, 1220.0]"
+    assert shown["rating [95 % CI]"].iloc[2] == "1010.0 [–]"  # a zero-width interval is no interval
+    assert shown["quality [95 % CI]"].iloc[-1] == "–"
+    html = styler.to_html()
+    assert "In every row: n: 400" in html and "m3" in html
+    # short tables keep every column: a constant column is only moved out from five rows up
+    assert "n" in report.display_table(table.head(3)).data.columns

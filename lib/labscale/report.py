@@ -82,6 +82,37 @@ def reaching_table(reached: Mapping[str, Any] | None, *, x: str = "samples", dig
     return pd.DataFrame([row], columns=columns)
 
 
+def _interval_columns(columns: list[str]) -> list[tuple[str, str, str]]:
+    """(value, low, high) column triples: ``X``/``X_low``/``X_high``, and ``ci_low``/``ci_high`` with the column
+    just before ``ci_low`` as their value."""
+    triples = [(c, f"{c}_low", f"{c}_high") for c in columns if f"{c}_low" in columns and f"{c}_high" in columns]
+    if "ci_low" in columns and "ci_high" in columns and columns.index("ci_low") > 0:
+        triples.append((columns[columns.index("ci_low") - 1], "ci_low", "ci_high"))
+    return triples
+
+
+def display_table(table: pd.DataFrame, *, digits: int = 2, sort: str | list[str] | None = None, ascending: bool = True):
+    """A long table made readable for a page: each estimate and its bounds merged into one "value [low, high]"
+    column (:func:`format_ci`), rows sorted by ``sort``, numbers rounded to ``digits``, and columns that hold one
+    value in every row (of five or more) moved into the caption instead of being repeated. Returns a pandas
+    Styler (HTML); the data themselves stay in the run records."""
+    frame = table.sort_values(sort, ascending=ascending) if sort is not None else table.copy()
+    for value, low, high in _interval_columns([str(c) for c in frame.columns]):
+        merged = [
+            format_ci(v, lo, hi, digits) if pd.notna(v) else "–"
+            for v, lo, hi in zip(*map(frame.get, (value, low, high)), strict=True)
+        ]
+        frame[value] = merged
+        frame = frame.drop(columns=[low, high]).rename(columns={value: f"{value} [95 % CI]"})
+    constant = [c for c in frame.columns if len(frame) >= 5 and frame[c].astype(str).nunique() == 1]
+    caption = "; ".join(f"{c}: {frame[c].iloc[0]}" for c in constant)
+    frame = frame.drop(columns=constant)
+    styler = frame.style.format(precision=digits, na_rep="–")
+    if isinstance(frame.index, pd.RangeIndex):
+        styler = styler.hide(axis="index")
+    return styler.set_caption(f"In every row: {caption}") if caption else styler
+
+
 def interval_note(*tables: pd.DataFrame) -> str:
     """One sentence naming the 95 % interval method of every metric in ``tables`` (their ``interval`` column), for
     a chapter to print once under its tables."""
