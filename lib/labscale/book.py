@@ -5,6 +5,11 @@
 papermill with its default parameters (plus any ``-p name value`` overrides) and written to
 ``book/chapters/``, which ``_toc.yml`` lists. Jupyter Book does not execute anything itself
 (``execute_notebooks: off``): the book renders exactly what papermill ran, from run records.
+
+The build's terminal shows each chapter as it starts and, while it runs, the kernel's progress bars (runs of a plan,
+items and cache hits of each generation call, fine-tuning steps), relayed through a side-channel file
+(:func:`labscale.progress.relay`) so that none of them lands in the executed notebooks; it ends with a table of
+seconds, records written, model calls and cache hits per chapter.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import records
+from . import progress, records
 from .config import PROJECT_ROOT, set_offline
 from .data import registry
 
@@ -204,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parameters = {name: _parse_value(value) for name, value in args.parameter}
     start = time.perf_counter()
     summary = []
-    for name in args.chapter or list(CHAPTERS):
+    chapters = args.chapter or list(CHAPTERS)
+    for i, name in enumerate(chapters, 1):
+        print(f"[{i}/{len(chapters)}] {name} …", flush=True)
         t0, wall0 = time.perf_counter(), time.time()
         chapter_params, notice = chapter_parameters(name, parameters)
         if notice:
@@ -219,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"})
             continue
-        path = execute_chapter(name, parameters=chapter_params)
+        with progress.relay():  # the kernel's progress bars, live on this terminal (never in the notebook)
+            path = execute_chapter(name, parameters=chapter_params)
         seconds = time.perf_counter() - t0
         print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {seconds:.1f} s", flush=True)
         summary.append({"chapter": name, "seconds": seconds, **build_activity(wall0)})

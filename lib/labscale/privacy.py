@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from . import progress as progress_bars
 from . import records
 from .errors import InvalidParameter, check_choice, check_range
 from .metrics import canary_exposure, membership_metrics
@@ -342,7 +342,9 @@ def dp_finetune(
         lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(total_steps - warmup, 1)),
     )
     history, tokens, step = [], 0, 0
-    with tqdm(total=total_steps, desc=f"DP-LoRA {epsilon_label(eps)}", disable=not progress, leave=False) as bar:
+    with progress_bars.bar(
+        total=total_steps, desc=f"DP-LoRA {epsilon_label(eps)}", disable=not progress, leave=False
+    ) as bar:
         for epoch in range(epochs):
             for ids, attention, weights in loader:
                 step += 1
@@ -599,7 +601,7 @@ def leakage_audit(
     models = {"base": None, **dict(adapters)}
     reference: list[float] | None = None
     tables = []
-    for label, folder in tqdm(models.items(), desc="leakage audit", disable=not progress):
+    for label, folder in progress_bars.bar(models.items(), desc="leakage audit", disable=not progress):
         spec = base if folder is None else base.with_adapter(folder)
         backend = load_backend(spec)
         run = RunSpec(

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from . import progress as progress_bars
 from . import records
 from .backends import ModelSpec
 from .core import INVALID, Source
@@ -90,7 +90,7 @@ def record_released_runs(
     output_dir = Path(output_dir)
     task_options = {"test_set": "both", **({"bertscore_model": bertscore_model} if bertscore_model else {})}
     written = []
-    for run in tqdm(released, desc="released runs", disable=not progress):
+    for run in progress_bars.bar(released, desc="released runs", unit="run", disable=not progress):
         info = run.info
         spec = RunSpec(
             experiment=EXPERIMENT,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from . import progress as progress_bars
 from . import records
 from .backends import Backend, Decoding, ModelSpec, load_backend, parse_model_spec
 from .cache import ResponseCache
@@ -342,13 +342,15 @@ def run_one(
 def run_experiment(plan: ExperimentPlan, *, reuse: bool = True, progress: bool = True) -> pd.DataFrame:
     """Run every (model, task, shots) of ``plan`` and every adapter; returns the tidy metrics table of those runs."""
     run_dirs = []
-    with tqdm(total=plan.n_runs, desc=plan.name, disable=not progress) as bar:
+    with progress_bars.bar(total=plan.n_runs, desc=plan.name, unit="run", disable=not progress) as bar:
         for spec in plan.models:
             for tp in plan.tasks:
                 for k in plan.shots:
+                    bar.set_postfix_str(f"{spec.label} {tp.task.name} {k}-shot")
                     run_dirs.append(run_one(plan, spec, tp, k, reuse=reuse))
                     bar.update(1)
                 if (spec.label, tp.task.name) in plan.tuned_backends:
+                    bar.set_postfix_str(f"{spec.label} {tp.task.name} fine-tuned")
                     run_dirs.append(run_one(plan, spec, tp, 0, tuned=True, reuse=reuse))
                     plan.tuned_backends[(spec.label, tp.task.name)].close()
                     bar.update(1)

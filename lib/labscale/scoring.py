@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from . import progress as progress_bars
 from .errors import InvalidParameter, check_range
 
 
@@ -110,7 +110,7 @@ def _score(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     results: list[ScoredText | None] = [None] * len(encoded)
-    with tqdm(total=len(order), desc=desc or "scoring", disable=not progress, leave=False) as bar:
+    with progress_bars.bar(total=len(order), desc=desc or "scoring", disable=not progress, leave=False) as bar:
         for offset in range(0, len(order), batch_size):
             chunk = order[offset : offset + batch_size]
             width = max(len(encoded[i][0]) + len(encoded[i][1]) for i in chunk)

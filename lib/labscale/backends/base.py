@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from .. import progress as progress_bars
 from ..cache import ResponseCache, request_key
 from ..errors import check_range
 
@@ -149,8 +148,16 @@ class Backend(ABC):
         self.stats.cache_hits += len(conversations) - len(misses)
 
         start = time.perf_counter()
-        with tqdm(
-            total=len(misses), desc=desc or f"{self.model_id}", disable=not progress or not misses, leave=False
+        # items done of this call (cache hits count as done from the start), the hits, and tqdm's rate and ETA
+        hits = len(conversations) - len(misses)
+        with progress_bars.bar(
+            total=len(conversations),
+            initial=hits,
+            postfix={"hits": hits},
+            desc=desc or f"{self.model_id}",
+            unit="item",
+            disable=not progress or not conversations,
+            leave=False,
         ) as bar:
             for offset in range(0, len(misses), self.batch_size):
                 chunk = misses[offset : offset + self.batch_size]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import progress as progress_bars
 from ..errors import InvalidParameter, check_choice
 from ..records import write_json
 from .adapter import (
@@ -189,6 +190,9 @@ def finetune(
         if config.checkpoint_every_samples
         else config.save_steps
     )
+    # the book build's side channel: the steps go there (step_progress), and none of the Trainer's own progress
+    # output (a tqdm bar, or an HTML bar in a notebook kernel, and the per-step log dicts) reaches the notebook
+    relayed = progress and progress_bars.side_channel() is not None
     # transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old name warns)
     names = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing_arg = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
@@ -219,19 +223,19 @@ def finetune(
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         use_cpu=device == "cpu",
-        disable_tqdm=not progress,
+        disable_tqdm=not progress or relayed,
         eval_strategy="no",
     )
-    with _quiet_datasets(not progress):
+    with _quiet_datasets(not progress or relayed):
         trainer = SFTTrainer(
             model=model,
             args=args,
             train_dataset=tset.dataset(),
             processing_class=backend.tokenizer,
             peft_config=lora,
-            callbacks=list(callbacks or []),
+            callbacks=[*(callbacks or []), *([step_progress(f"fine-tune {task}")] if relayed else [])],
         )
-    if not progress:
+    if not progress or relayed:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the per-step log dicts; the history is in the card
@@ -268,6 +272,35 @@ def finetune(
     )
     adapter_dir = save_adapter(peft_model, backend, output_dir / "adapter", card)
     return AdapterResult.from_card(adapter_dir)
+
+
+def step_progress(desc: str):
+    """A :class:`transformers.TrainerCallback` showing the optimizer steps of a fine-tune (done / ``max_steps``,
+    rate, time left, the latest logged loss) as a :func:`labscale.progress.bar`; a resumed run starts at its
+    checkpoint's step."""
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = progress_bars.bar(total=state.max_steps, initial=state.global_step, desc=desc, unit="step")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return StepProgress()
 
 
 def lora_config(config: FinetuneConfig, model, base_model: str):
