@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from labscale import book
+from labscale import book, released
 from labscale.cache import ResponseCache
+from labscale.config import PROJECT_ROOT
 from labscale.runner import plan_experiment, run_experiment
 
 
@@ -52,3 +53,68 @@ def test_book_command_ends_with_the_summary(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "chapter" in out and "model calls" in out and "transparency" in out and "placeholder" in out
     assert out.rstrip().splitlines()[-1].startswith("book built in")
+
+
+def test_fingerprint_follows_source_parameters_and_the_records_a_chapter_names(tmp_path):
+    root = tmp_path
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "cost.md").write_text('runs_root = "runs/domain_adaptation"\n')
+    run = root / "runs" / "domain_adaptation" / "m" / "fact_checking" / "0-shot"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    (root / "runs" / "bias").mkdir()
+    first = book.chapter_fingerprint("cost", {}, root=root)
+    assert book.chapter_fingerprint("cost", {}, root=root) == first
+    # a folder the chapter does not name changes nothing
+    (root / "runs" / "bias" / "manifest.json").write_text("{}")
+    assert book.chapter_fingerprint("cost", {}, root=root) == first
+    # a rewritten record, a derived sibling folder, a parameter and the source each change the fingerprint
+    (run / "manifest.json").write_text('{"usage": {}}')
+    second = book.chapter_fingerprint("cost", {}, root=root)
+    assert second != first
+    sibling = root / "runs" / "domain_adaptation_learning_curve" / "a"
+    sibling.mkdir(parents=True)
+    (sibling / "manifest.json").write_text("{}")
+    third = book.chapter_fingerprint("cost", {}, root=root)
+    assert third != second
+    assert book.chapter_fingerprint("cost", {"gpu": "a40"}, root=root) != third
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    named = book.chapter_fingerprint("cost", {"runs_root": str(elsewhere)}, root=root)
+    (elsewhere / "manifest.json").write_text("{}")
+    assert book.chapter_fingerprint("cost", {"runs_root": str(elsewhere)}, root=root) != named
+    (root / "notebooks" / "cost.md").write_text('runs_root = "runs/domain_adaptation"  # edited\n')
+    assert book.chapter_fingerprint("cost", {}, root=root) != third
+
+
+@pytest.mark.slow
+def test_an_unchanged_chapter_is_kept_and_a_changed_one_executed(shared_data, tmp_path, monkeypatch, capsys):
+    """The real transparency chapter (no model) built twice: the second build keeps the executed notebook; a new
+    record in a folder it reads, or --force, executes it again."""
+    monkeypatch.setattr(book, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "transparency.md").write_text(
+        (PROJECT_ROOT / book.CHAPTERS["transparency"]).read_text(encoding="utf-8")
+    )
+    monkeypatch.setenv("LABSCALE_CACHE", str(tmp_path / "responses.sqlite"))
+    released_root, adapters = tmp_path / "released", tmp_path / "adapters"
+    released.record_released_runs(released_root, runs=["gpt4_zeroshot_outputs"], n_resamples=200, progress=False)
+    adapters.mkdir()
+    arguments = ["--chapter", "transparency", "--no-html", "-p", "released_root", str(released_root)]
+    arguments += ["-p", "adapter_root", str(adapters), "-p", "runs_root", str(tmp_path / "runs")]
+
+    def build(*extra: str) -> str:
+        assert book.main([*arguments, *extra]) == 0
+        return capsys.readouterr().out
+
+    assert "executed transparency" in build()
+    output = tmp_path / "book" / "chapters" / "transparency.ipynb"
+    stamp = output.stat().st_mtime_ns
+    kept = build()
+    assert "kept transparency" in kept and "kept: inputs unchanged" in kept
+    assert output.stat().st_mtime_ns == stamp  # not rewritten, so Sphinx does not read it again
+    derived = tmp_path / "released_rescored"  # a sibling of a folder the chapter names counts as read
+    derived.mkdir()
+    (derived / "manifest.json").write_text("{}")
+    assert "executed transparency" in build()
+    assert "executed transparency" in build("--force")

@@ -15,10 +15,12 @@ seconds, records written, model calls and cache hits per chapter.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 
 from . import progress, records
@@ -142,6 +144,76 @@ def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
     return parameters, None
 
 
+#: the key under which an executed chapter notebook's metadata stores the fingerprint of its inputs
+FINGERPRINT_KEY = "labscale_inputs"
+
+
+def _path_values(value) -> list[str]:
+    """Every string inside a parameter value (lists and dictionaries walked)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _path_values(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _path_values(v)]
+    return []
+
+
+def _record_folders(name: str, parameters: dict, root: Path) -> list[Path]:
+    """The run-record folders chapter ``name`` reads or writes: every ``runs/...`` path in its parameters cell and
+    every folder a parameter in ``parameters`` names, each with the sibling folders derived from it
+    (``runs/hallucination`` -> ``runs/hallucination_no_context``...)."""
+    import re
+
+    source = (root / CHAPTERS[name]).read_text(encoding="utf-8")
+    named = set(re.findall(r"""["'](runs/[^"'\s]+)["']""", source)) | set(_path_values(parameters))
+    folders = set()
+    for path in named:
+        base = Path(path) if Path(path).is_absolute() else root / path
+        if base.parent.is_dir() and "/" in path:
+            folders.update(f for f in base.parent.glob(glob_escape(base.name) + "*") if f.is_dir())
+    return sorted(folders)
+
+
+def chapter_fingerprint(name: str, parameters: dict, *, root: Path = PROJECT_ROOT) -> str:
+    """What chapter ``name``'s executed notebook depends on, as one sha256: its source, the parameters it runs
+    with, the library's code and reference files, and the run records (manifests and adapter cards: path, size,
+    modification time) in the folders it names. A build keeps an executed notebook whose stored fingerprint is
+    the current one instead of executing the chapter again."""
+    import hashlib
+
+    from .hashing import sha256_files
+
+    package = Path(__file__).parent
+    code = [f for f in package.rglob("*") if f.is_file() and f.suffix in {".py", ".csv", ".json", ".md", ".yaml"}]
+    digest = hashlib.sha256()
+    digest.update((root / CHAPTERS[name]).read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    digest.update(sha256_files(code).encode())
+    for folder in _record_folders(name, parameters, root):
+        for record in sorted([*folder.rglob("manifest.json"), *folder.rglob("labscale_card.json")]):
+            stat = record.stat()
+            digest.update(f"{record.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def stored_fingerprint(notebook: Path) -> str | None:
+    """The inputs fingerprint an executed chapter notebook was stored with (None: absent or unreadable)."""
+    try:
+        return json.loads(notebook.read_text(encoding="utf-8"))["metadata"].get(FINGERPRINT_KEY)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def store_fingerprint(notebook: Path, fingerprint: str) -> None:
+    """Write ``fingerprint`` into the executed notebook's metadata (the outputs are left as papermill wrote them)."""
+    import nbformat
+
+    executed = nbformat.read(notebook, as_version=4)
+    executed.metadata[FINGERPRINT_KEY] = fingerprint
+    nbformat.write(executed, notebook)
+
+
 def build_html(root: Path = PROJECT_ROOT) -> Path:
     """Render the static HTML book with Jupyter Book v1; returns the folder holding index.html."""
     cli = Path(sys.executable).with_name("jupyter-book")
@@ -202,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         "--online", action="store_true", help="allow Hugging Face hub access (default: HF_HUB_OFFLINE=1)"
     )
     parser.add_argument("--no-html", action="store_true", help="execute notebooks but skip the HTML build")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="execute every chapter, even one whose executed notebook is current (same source, parameters, "
+        "library code and run records)",
+    )
     args = parser.parse_args(argv)
     if not args.online:
         set_offline(True)
@@ -226,8 +304,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"})
             continue
+        output = PROJECT_ROOT / "book" / "chapters" / f"{name}.ipynb"
+        if not args.force and stored_fingerprint(output) == chapter_fingerprint(
+            name, chapter_params, root=PROJECT_ROOT
+        ):
+            print(f"kept {name}: its source, parameters, library code and run records are unchanged", flush=True)
+            summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "kept: inputs unchanged"})
+            continue
         with progress.relay():  # the kernel's progress bars, live on this terminal (never in the notebook)
-            path = execute_chapter(name, parameters=chapter_params)
+            path = execute_chapter(name, parameters=chapter_params, output=output)
+        store_fingerprint(
+            path, chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT)
+        )  # after the run: the records it wrote
         seconds = time.perf_counter() - t0
         print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {seconds:.1f} s", flush=True)
         summary.append({"chapter": name, "seconds": seconds, **build_activity(wall0)})
