@@ -64,6 +64,9 @@ def execute_chapter(
             kernel_name="python3",
             progress_bar=False,
             log_output=False,
+            # the kernel's own start-up notices (e.g. "running over TCP without encryption" on a local kernel) are
+            # not the chapter's: errors still reach the build's terminal
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     finally:
         staged.unlink(missing_ok=True)
