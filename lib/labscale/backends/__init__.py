@@ -9,6 +9,8 @@ Examples::
 
     smollm2-135m                                   # the embedded offline default
     mistral-7b-instruct?load_in_4bit=true          # the study's Mistral, 4-bit NF4 on CUDA
+    smollm2-135m?dtype=auto-bf16                   # bf16 weights where the CPU has native bf16 (faster)
+    smollm2-135m?quantize=int8-dynamic             # int8 linear layers on CPU (fastest at batch 1)
     hf:meta-llama/Llama-2-7b-chat-hf@08751db2aca9bf2f7f80d2e516117a53d7450235
     hf:smollm2-135m?adapter=runs/adapters/fc       # a LoRA adapter on the embedded model
     openai:gpt-4-1106-preview                      # OpenAI, key from OPENAI_API_KEY
@@ -49,10 +51,21 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "hf": {
         "load_in_4bit": (bool, "4-bit NF4 weights through bitsandbytes (double quantization)"),
         "load_in_8bit": (bool, "8-bit LLM.int8 weights through bitsandbytes (CUDA only)"),
-        "dtype": (("auto", "float32", "bfloat16", "float16"), "weight/compute dtype"),
+        "dtype": (
+            ("auto", "auto-bf16", "float32", "bfloat16", "float16"),
+            "weight/compute dtype; auto = fp32 on CPU, bf16 (else fp16) on CUDA; auto-bf16 = bf16 also on a CPU with "
+            "native bf16 (avx512_bf16/amx_bf16), fp32 on other CPUs. The resolved dtype is part of the cache key",
+        ),
+        "quantize": (
+            ("none", "int8-dynamic"),
+            "int8-dynamic = torch dynamic int8 quantization of every linear layer (CPU, fp32 weights only; "
+            "part of the cache key); fast at batch 1 but it garbles the embedded SmolLM2's replies: check "
+            "labscale.backends.precision.agreement before relying on it",
+        ),
         "device": (("auto", "cpu", "cuda"), "auto = CUDA when present, else CPU"),
         "adapter": (str, "path or hub id of a LoRA adapter"),
         "batch_size": (int, "prompts per generate() call"),
+        "prefix_cache": (("auto", "off"), "auto = reuse the KV cache of a long prompt prefix shared by every item"),
         "chat_template": (("auto", "none"), "none forces the plain User:/Assistant: fallback"),
     },
     "openai": {
@@ -67,9 +80,10 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
 #: Options that only change how a client talks to the model (throughput, patience, where the key is read from),
 #: never what it answers: they are left out of :attr:`ModelSpec.label`, so run folders, run keys and tables name
 #: one model whatever its timeout or batch size. (HF ``batch_size`` is outside the backend identity and the cache
-#: key for the same reason: left-padded batches decode as one-by-one prompts do.)
+#: key for the same reason: left-padded batches decode as one-by-one prompts do; so is ``prefix_cache``: a reused
+#: prefix decodes as the full prompt does.)
 CLIENT_OPTIONS: dict[str, frozenset[str]] = {
-    "hf": frozenset({"batch_size"}),
+    "hf": frozenset({"batch_size", "prefix_cache"}),
     "openai": frozenset({"api_key_env", "concurrency", "max_retries", "timeout"}),
 }
 

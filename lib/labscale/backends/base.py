@@ -148,6 +148,8 @@ class Backend(ABC):
         self.stats.cache_hits += len(conversations) - len(misses)
 
         start = time.perf_counter()
+        if misses:
+            self._prepare_misses([conversations[i] for i in misses], decoding)
         # items done of this call (cache hits count as done from the start), the hits, and tqdm's rate and ETA
         hits = len(conversations) - len(misses)
         with progress_bars.bar(
@@ -185,6 +187,10 @@ class Backend(ABC):
         if missing:  # a backend must report every item or raise
             raise RuntimeError(f"backend {self.kind} returned no result for items {missing[:5]}")
         return results  # type: ignore[return-value]
+
+    def _prepare_misses(self, conversations: Sequence[Messages], decoding: Decoding) -> None:  # noqa: B027
+        """Called once per :meth:`generate` call with all its cache misses, before their batches: a backend may
+        prepare what the batches share (the HF backend finds the prompts' common prefix here). None by default."""
 
     @abstractmethod
     def _generate_batch(

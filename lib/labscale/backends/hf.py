@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, check_choice
 from ..hashing import sha256_files
 from ..prompts import render_plain, render_prompt
 from .base import Backend, Decoding, Generation, Messages
@@ -45,6 +47,22 @@ _WEIGHT_FILES = (
 )
 #: seconds the availability check waits for the hub when online
 HUB_TIMEOUT = 10.0
+#: shared-prefix reuse: a prompt prefix that every prompt of a call shares is run once and its KV cache reused when it
+#: is at least this many tokens (benchmarks/bench_prefix_cache.py: below that it saves too little to measure)
+PREFIX_MIN_TOKENS = 64
+#: prefix KV caches a backend keeps, least recently used dropped first (one per task and shot count in use)
+PREFIX_CACHE_ENTRIES = 4
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """The length of the longest prefix that all ``sequences`` share (0 when there are none)."""
+    if not sequences:
+        return 0
+    first, n = sequences[0], min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != first[i] for s in sequences):
+            return i
+    return n
 
 
 def hub_offline() -> bool:
@@ -145,6 +163,19 @@ def check_model_available(model_id: str, revision: str | None = None, *, text: s
     return "hub"
 
 
+def _quantize_int8_dynamic(model):
+    """``model`` with every ``nn.Linear`` replaced by torch's dynamically quantized int8 linear (CPU, fp32 in/out);
+    the tied input embedding stays fp32, the output projection (``lm_head``) is quantized like the rest."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; the API still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class HFBackend(Backend):
     """A transformers causal LM; see the module docstring for the guarantees."""
 
@@ -159,9 +190,11 @@ class HFBackend(Backend):
         load_in_4bit: bool = False,
         load_in_8bit: bool = False,
         dtype: str = "auto",
+        quantize: str = "none",
         device: str = "auto",
         adapter: str | None = None,
         batch_size: int = 8,
+        prefix_cache: str = "auto",
         chat_template: str = "auto",
         embedded: bool = False,
     ):
@@ -173,13 +206,54 @@ class HFBackend(Backend):
         self.load_in_4bit, self.load_in_8bit = load_in_4bit, load_in_8bit
         self.dtype_name = dtype
         self.device_name = device
+        self.quantize = quantize
+        self._check_precision(model_id, adapter)  # before anything loads, naming the valid choices
         self.adapter = adapter
         self.adapter_fingerprint = _adapter_fingerprint(adapter) if adapter else None
         self.batch_size = batch_size
+        check_choice("prefix_cache", prefix_cache, ("auto", "off"))
+        self.prefix_cache = prefix_cache  # outside identity(): reuse decodes as the full prompt does
+        self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._call_prefix: tuple[tuple[int, ...], int] | None = None
+        self.prefix_stats = self._zero_prefix_stats()
         self.chat_template = chat_template
         self.embedded = embedded  # the model is the embedded SmolLM2, converted on first load
         self._model = None
         self._tokenizer = None
+
+    def _check_precision(self, model_id: str, adapter: str | None) -> None:
+        """Validate ``dtype`` and ``quantize`` and their combinations, before any weights load: an unknown value
+        or a combination that cannot run fails here with :class:`InvalidParameter` naming the valid choices."""
+        from .precision import DTYPES, QUANTIZE
+
+        check_choice("value for option 'dtype'", self.dtype_name, DTYPES)
+        check_choice("value for option 'quantize'", self.quantize, QUANTIZE)
+        if self.quantize == "none":
+            return
+        clash = [
+            name
+            for name, on in (
+                ("load_in_4bit", self.load_in_4bit),
+                ("load_in_8bit", self.load_in_8bit),
+                (f"dtype={self.dtype_name}", self.dtype_name not in ("auto", "float32")),
+                ("adapter", bool(adapter)),
+            )
+            if on
+        ]
+        if clash:
+            raise InvalidParameter(
+                f"model {model_id!r}: quantize={self.quantize} quantizes fp32 CPU weights itself and cannot be "
+                f"combined with {', '.join(clash)}; valid with it: dtype 'auto' or 'float32', no load_in_4bit/"
+                "load_in_8bit, no adapter (merge it into a model folder first with labscale.finetune.merge_adapter), "
+                "device 'cpu' or 'auto' without CUDA. Or drop quantize (valid choices: "
+                + ", ".join(repr(q) for q in QUANTIZE)
+                + ")"
+            )
+        if self.device_name == "cuda" or (self.device_name == "auto" and self.device == "cuda"):
+            raise InvalidParameter(
+                f"model {model_id!r}: quantize={self.quantize} runs on CPU only (torch dynamic quantization), and "
+                "this model would load on CUDA; add device=cpu, or use load_in_4bit/load_in_8bit on the GPU"
+            )
 
     @classmethod
     def from_spec(cls, spec, *, cache=None, check_available: bool = True) -> HFBackend:
@@ -214,6 +288,8 @@ class HFBackend(Backend):
         )
         if self.load_in_8bit:  # only when on, so identities (and cache keys) of other loads stay as they were
             ident["load_in_8bit"] = True
+        if self.quantize != "none":  # int8 weights answer differently from the fp32 ones: a separate cache
+            ident["quantize"] = self.quantize
         if self.adapter:
             ident["adapter"] = {"id": str(self.adapter), "fingerprint": self.adapter_fingerprint}
         return ident
@@ -232,9 +308,13 @@ class HFBackend(Backend):
     def _torch_dtype(self):
         import torch
 
-        if self.dtype_name == "auto":
+        if self.dtype_name in ("auto", "auto-bf16"):
             if self.device == "cuda":
                 return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if self.dtype_name == "auto-bf16":  # bf16 only where the CPU computes it natively (else it is slower)
+                from .precision import cpu_supports_bf16
+
+                return torch.bfloat16 if cpu_supports_bf16() else torch.float32
             return torch.float32
         return getattr(torch, self.dtype_name)
 
@@ -284,6 +364,8 @@ class HFBackend(Backend):
 
             model = PeftModel.from_pretrained(model, self.adapter)
         model.eval()
+        if self.quantize == "int8-dynamic":  # int8 weights for every nn.Linear, activations quantized per call
+            model = _quantize_int8_dynamic(model)
         self._tokenizer, self._model = tokenizer, model
 
     @property
@@ -329,6 +411,102 @@ class HFBackend(Backend):
             output_scores=True,
         )
 
+    # -- shared-prefix reuse ----------------------------------------------------------------------------
+    # Few-shot prompts repeat the instruction and the shots before every item. The longest token prefix that all
+    # the prompts of a generate() call share is run through the model once; its KV cache is kept (a small LRU,
+    # keyed by the prefix's token ids, so later calls of the same task and shots reuse it) and each batch starts
+    # from a copy of it, so only the items' own tokens are prefilled. A batch is laid out as prefix | padding |
+    # item tokens, with the padding masked out; positions come from the attention mask, so every real token keeps
+    # the position it has in the full prompt, and greedy replies equal those of the full prompts (tested).
+    @staticmethod
+    def _zero_prefix_stats() -> dict[str, int]:
+        return {"prefix_computations": 0, "batches_reused": 0, "prompts_reused": 0, "reused_prompt_tokens": 0}
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        self.prefix_stats = self._zero_prefix_stats()
+
+    def _prompt_ids(self, conversations: Sequence[Messages]) -> list[list[int]]:
+        """The token ids of each prompt, unpadded (special tokens come from the chat template when there is one)."""
+        tokenizer = self.tokenizer
+        templated = self.chat_template != "none" and bool(getattr(tokenizer, "chat_template", None))
+        prompts = [self.prompt_text(c) for c in conversations]
+        return tokenizer(prompts, add_special_tokens=not templated)["input_ids"]
+
+    def _choose_prefix(self, ids: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], int] | None:
+        """The prefix whose KV cache the prompts ``ids`` reuse and how many of its first tokens they share, or None.
+
+        A kept prefix serves as far as the prompts agree with it (its cache is cut there: item texts that happen to
+        begin alike make one call's common prefix a few tokens longer than the next's); the prompts' own common
+        prefix becomes a new entry when it is at least :data:`PREFIX_MIN_TOKENS` tokens longer than that. At least
+        one token of every prompt stays uncached: the model must run on it to give the first logits."""
+        if self.prefix_cache == "off" or not ids:
+            return None
+        limit = min(len(x) for x in ids) - 1
+        kept, used = (), 0
+        for prefix in self._prefix_kv:
+            n = min(common_prefix_length([prefix, *ids]), limit)
+            if n > used:
+                kept, used = prefix, n
+        shared = min(common_prefix_length(ids), limit) if len(ids) > 1 else 0  # one prompt shares nothing
+        if shared >= used + PREFIX_MIN_TOKENS:
+            return tuple(ids[0][:shared]), shared
+        return (kept, used) if used >= PREFIX_MIN_TOKENS else None
+
+    def _prepare_misses(self, conversations: Sequence[Messages], decoding: Decoding) -> None:
+        # the prefix shared by the whole call, so that batches of one reuse it too
+        self._call_prefix = self._choose_prefix(self._prompt_ids(conversations)) if len(conversations) > 1 else None
+
+    def _prefix_kv_cache(self, prefix: tuple[int, ...]) -> tuple[Any, str]:
+        """The KV cache of ``prefix`` (computed on first use) and the name ``generate`` takes it under."""
+        import torch
+
+        if prefix in self._prefix_kv:
+            self._prefix_kv.move_to_end(prefix)
+            return self._prefix_kv[prefix]
+        model = self.model
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True)
+        # transformers 5 names it `cache`; earlier versions `past_key_values`
+        name = "cache" if getattr(out, "cache", None) is not None else "past_key_values"
+        self._prefix_kv[prefix] = (getattr(out, name), name)
+        self.prefix_stats["prefix_computations"] += 1
+        while len(self._prefix_kv) > PREFIX_CACHE_ENTRIES:
+            self._prefix_kv.popitem(last=False)
+        return self._prefix_kv[prefix]
+
+    def _batch_inputs(self, ids: Sequence[Sequence[int]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``generate`` inputs for the prompts ``ids``: left-padded input ids and attention mask, and no cache; or,
+        with a shared prefix to reuse, prefix | masked padding | item tokens and a copy of the prefix's KV cache
+        expanded to the batch."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        call = self._call_prefix
+        if call is not None and all(len(x) > call[1] and tuple(x[: call[1]]) == call[0][: call[1]] for x in ids):
+            chosen = call
+        else:
+            chosen = self._choose_prefix(ids)
+        prefix, n = chosen if chosen else ((), 0)
+        width = max(len(x) for x in ids) - n
+        rows = [list(x[:n]) + [pad] * (width - len(x) + n) + list(x[n:]) for x in ids]
+        mask = [[1] * n + [0] * (width - len(x) + n) + [1] * (len(x) - n) for x in ids]
+        device = self.model.device
+        encoded = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(mask, device=device)}
+        if not n:
+            return encoded, {}
+        kv, name = self._prefix_kv_cache(prefix)
+        with torch.inference_mode():
+            kv = copy.deepcopy(kv)  # generate extends the cache it is given
+            if n < len(prefix):
+                kv.crop(n - len(prefix))  # negative: drop that many tokens from the end
+            if len(ids) > 1:
+                kv.batch_repeat_interleave(len(ids))
+        self.prefix_stats["batches_reused"] += 1
+        self.prefix_stats["prompts_reused"] += len(ids)
+        self.prefix_stats["reused_prompt_tokens"] += n * len(ids)
+        return encoded, {name: kv}
+
     # -- generation -------------------------------------------------------------------------------------
     def _generate_batch(
         self, conversations: Sequence[Messages], decoding: Decoding, store: Callable[[int, Generation], None]
@@ -336,18 +514,15 @@ class HFBackend(Backend):
         import torch
 
         tokenizer, model = self.tokenizer, self.model
-        prompts = [self.prompt_text(c) for c in conversations]
-        templated = self.chat_template != "none" and bool(getattr(tokenizer, "chat_template", None))
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
-        encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        encoded, reuse = self._batch_inputs(self._prompt_ids(conversations))
         torch.manual_seed(decoding.seed)
         with torch.inference_mode():
-            out = model.generate(**encoded, generation_config=self.generation_config(decoding))
+            out = model.generate(**encoded, **reuse, generation_config=self.generation_config(decoding))
         prompt_len = encoded["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_len:]
         logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         stops = set(self.stop_token_ids())
-        for j in range(len(prompts)):
+        for j in range(len(conversations)):
             tokens = new_tokens[j].tolist()
             length = len(tokens)
             for pos, tok in enumerate(tokens):
@@ -376,13 +551,22 @@ class HFBackend(Backend):
         info: dict[str, Any] = {
             "device": self.device,
             "dtype": self.dtype_name,
+            "torch_dtype": str(self._torch_dtype()).replace("torch.", ""),  # what "auto"/"auto-bf16" resolved to
+            "quantize": self.quantize,
             "load_in_4bit": self.load_in_4bit,
             **({"load_in_8bit": True} if self.load_in_8bit else {}),
             "batch_size": self.batch_size,
             "threads": torch.get_num_threads(),
+            "prefix_cache": self.prefix_cache,
+            "prefix_reuse": dict(self.prefix_stats),
         }
         if self.device == "cuda":
             info["gpu"] = torch.cuda.get_device_name(0)
+        else:
+            from .precision import cpu_supports_bf16
+
+            info["cpu_bf16"] = cpu_supports_bf16()  # native bf16 (avx512_bf16/amx_bf16): dtype=auto-bf16 picks it
+            info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if self._model is not None:
             info["stop_token_ids"] = self.stop_token_ids()
             info["chat_template_used"] = self.chat_template != "none" and bool(
@@ -393,3 +577,4 @@ class HFBackend(Backend):
     def close(self) -> None:
         self._model = None
         self._tokenizer = None
+        self._prefix_kv.clear()

@@ -14,6 +14,10 @@ minutes), so this module has no retry loop of its own. It adds what a study need
 * the API key read from an environment variable only, and kept out of identities, cache rows, error messages
   and logs.
 
+Few-shot prompts repeat their instruction and shots before every item; where the local HF backend reuses that
+prefix's KV cache itself (``prefix_cache``), a vLLM server does it on its own (automatic prefix caching, on by
+default since vLLM's V1 engine), and OpenAI caches prompt prefixes of 1,024 tokens or more. Nothing is sent for it.
+
 Model strings::
 
     openai:gpt-4-1106-preview                                   # key from OPENAI_API_KEY
