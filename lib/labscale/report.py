@@ -107,7 +107,12 @@ def display_table(table: pd.DataFrame, *, digits: int = 2, sort: str | list[str]
     constant = [c for c in frame.columns if len(frame) >= 5 and frame[c].astype(str).nunique() == 1]
     caption = "; ".join(f"{c}: {frame[c].iloc[0]}" for c in constant)
     frame = frame.drop(columns=constant)
-    styler = frame.style.format(precision=digits, na_rep="–")
+    # the theme's table look (borders, striping), and a caption that reads as a note above the table
+    styler = (
+        frame.style.format(precision=digits, na_rep="–")
+        .set_table_attributes('class="dataframe table"')
+        .set_table_styles([{"selector": "caption", "props": "caption-side: top; text-align: left; font-size: 0.9em;"}])
+    )
     if isinstance(frame.index, pd.RangeIndex):
         styler = styler.hide(axis="index")
     return styler.set_caption(f"In every row: {caption}") if caption else styler
