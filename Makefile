@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: book test lint setup benchmark clean colab
+.PHONY: book test test-slow test-all lint setup benchmark clean colab
 
 setup: $(STAMP)
 
@@ -35,7 +35,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# the README's test command: every test but the end-to-end ones marked slow (about 2 minutes on 2 cores)
 test: lint
+	$(OFFLINE) $(PY) -m pytest -q -m "not slow"
+
+# the end-to-end tests (chapters executed by papermill, fine-tunes, the browser): CI runs them after `make test`
+test-slow: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q -m slow
+
+test-all: lint
 	$(OFFLINE) $(PY) -m pytest -q
 
 benchmark: $(STAMP)
