@@ -29,6 +29,16 @@ def _copy(root, tmp_path):
     return target
 
 
+def _edited(root, tmp_path, release, edit):
+    """A copy of the release files whose ``<release>/<release>_scores.csv`` rows went through ``edit`` (in place)."""
+    copy = _copy(root, tmp_path)
+    file = copy / release / f"{release}_scores.csv"
+    rows = _rows(file)
+    edit(rows)
+    _write(file, rows)
+    return copy
+
+
 def _write(file, rows):
     with open(file, "w", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerows(rows)
@@ -55,7 +65,7 @@ def test_scores_shape(root, version, folder, n_dev):
     assert long["domain"].notna().all() and set(long["domain"]) == set(fmti.DOMAINS)
     assert set(long["score"]) <= {0, 1}
     assert set(long["indicator"]) == set(fmti.indicators(root)["indicator"])
-    assert long["version"].iloc[0] == fmti._version(version)
+    assert long["version"].iloc[0] == fmti.canonical_version(version)
 
 
 def _summed(file, developer):
@@ -97,42 +107,38 @@ def test_rename_maps_match_the_files(root):
 
 
 def test_unknown_v11_name_fails_naming_it(root, tmp_path):
-    copy = _copy(root, tmp_path)
-    file = copy / "May2024" / "May2024_scores.csv"
-    rows = _rows(file)
-    rows[9][0] = "Data licence mystery"
-    _write(file, rows)
+    def rename(rows):
+        rows[9][0] = "Data licence mystery"
+
+    _edited(root, tmp_path, "May2024", rename)
     with pytest.raises(DataUnavailable, match="Data licence mystery"):
         fmti.scores("v1.1", path=tmp_path)
 
 
 def test_swapped_v11_rows_fail(root, tmp_path):
-    copy = _copy(root, tmp_path)
-    file = copy / "May2024" / "May2024_scores.csv"
-    rows = _rows(file)
-    rows[1], rows[2] = rows[2], rows[1]
-    _write(file, rows)
+    def swap(rows):
+        rows[1], rows[2] = rows[2], rows[1]
+
+    copy = _edited(root, tmp_path, "May2024", swap)
     with pytest.raises(DataUnavailable, match="order"):
         fmti.scores("v1.1", path=copy)
 
 
 def test_wrong_october_total_fails(root, tmp_path):
-    copy = _copy(root, tmp_path)
-    file = copy / "October2023" / "October2023_scores.csv"
-    rows = _rows(file)
-    assert rows[1][-1] == "4"
-    rows[1][-1] = "5"
-    _write(file, rows)
+    def wrong_total(rows):
+        assert rows[1][-1] == "4"
+        rows[1][-1] = "5"
+
+    _edited(root, tmp_path, "October2023", wrong_total)
     with pytest.raises(DataUnavailable, match="Total column"):
         fmti.scores("v1.0", path=tmp_path)
 
 
 def test_wrong_total_row_fails(root, tmp_path):
-    copy = _copy(root, tmp_path)
-    file = copy / "May2024" / "May2024_scores.csv"
-    rows = _rows(file)
-    rows[-1][rows[0].index("Meta")] = "61"
-    _write(file, rows)
+    def wrong_meta_total(rows):
+        rows[-1][rows[0].index("Meta")] = "61"
+
+    _edited(root, tmp_path, "May2024", wrong_meta_total)
     with pytest.raises(DataUnavailable, match="Meta"):
         fmti.scores("v1.1", path=tmp_path)
 

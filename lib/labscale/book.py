@@ -15,8 +15,11 @@ seconds, records written, model calls and cache hits per chapter.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -102,17 +105,14 @@ def placeholder_chapter(
 ) -> Path:
     """Write the page of a chapter whose data is missing: its label and title, and what to run to get the data.
     The book still builds (and its cross-references resolve); nothing pretends the chapter ran."""
-    import re
-
     import nbformat
 
     source = (root / CHAPTERS[name]).read_text(encoding="utf-8")
     label = re.search(r"^\(([\w-]+)\)=\s*$", source, re.M)
-    title = re.search(r"^# (.+)$", source, re.M)
     fetch = " ".join(missing)
     text = (
         (f"({label.group(1)})=\n" if label else "")
-        + f"# {title.group(1) if title else name}\n\n"
+        + f"# {chapter_title(name, root=root)}\n\n"
         + "```{admonition} This chapter was not run in this build\n:class: warning\n"
         + f"It reads the release files of {', '.join(missing)}, which were not available offline when the book was "
         + f"built. Run `labscale-data fetch {fetch}` (or set `LABSCALE_DATA_MIRROR`), then rebuild the book or run "
@@ -151,6 +151,23 @@ def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
 FINGERPRINT_KEY = "labscale_inputs"
 
 
+def chapter_title(name: str, *, root: Path = PROJECT_ROOT) -> str:
+    """The title of chapter ``name``: the first top-level heading of its source (its name when there is none)."""
+    title = re.search(r"^# (.+)$", (root / CHAPTERS[name]).read_text(encoding="utf-8"), re.M)
+    return title.group(1) if title else name
+
+
+@functools.lru_cache(maxsize=1)
+def _library_digest() -> str:
+    """sha256 of the library's code and reference files (computed once per process: a build does not edit them)."""
+    from .hashing import sha256_files
+
+    package = Path(__file__).parent
+    return sha256_files(
+        f for f in package.rglob("*") if f.is_file() and f.suffix in {".py", ".csv", ".json", ".md", ".yaml"}
+    )
+
+
 def _path_values(value) -> list[str]:
     """Every string inside a parameter value (lists and dictionaries walked)."""
     if isinstance(value, str):
@@ -166,8 +183,6 @@ def _record_folders(name: str, parameters: dict, root: Path) -> list[Path]:
     """The run-record folders chapter ``name`` reads or writes: every ``runs/...`` path in its parameters cell and
     every folder a parameter in ``parameters`` names, each with the sibling folders derived from it
     (``runs/hallucination`` -> ``runs/hallucination_no_context``...)."""
-    import re
-
     source = (root / CHAPTERS[name]).read_text(encoding="utf-8")
     named = set(re.findall(r"""["'](runs/[^"'\s]+)["']""", source)) | set(_path_values(parameters))
     folders = set()
@@ -183,16 +198,10 @@ def chapter_fingerprint(name: str, parameters: dict, *, root: Path = PROJECT_ROO
     with, the library's code and reference files, and the run records (manifests and adapter cards: path, size,
     modification time) in the folders it names. A build keeps an executed notebook whose stored fingerprint is
     the current one instead of executing the chapter again."""
-    import hashlib
-
-    from .hashing import sha256_files
-
-    package = Path(__file__).parent
-    code = [f for f in package.rglob("*") if f.is_file() and f.suffix in {".py", ".csv", ".json", ".md", ".yaml"}]
     digest = hashlib.sha256()
     digest.update((root / CHAPTERS[name]).read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
-    digest.update(sha256_files(code).encode())
+    digest.update(_library_digest().encode())
     for folder in _record_folders(name, parameters, root):
         for record in sorted([*folder.rglob("manifest.json"), *folder.rglob("labscale_card.json")]):
             stat = record.stat()
@@ -308,17 +317,15 @@ def main(argv: list[str] | None = None) -> int:
             summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"})
             continue
         output = PROJECT_ROOT / "book" / "chapters" / f"{name}.ipynb"
-        if not args.force and stored_fingerprint(output) == chapter_fingerprint(
-            name, chapter_params, root=PROJECT_ROOT
-        ):
+        current = chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT)
+        if not args.force and stored_fingerprint(output) == current:
             print(f"kept {name}: its source, parameters, library code and run records are unchanged", flush=True)
             summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "kept: inputs unchanged"})
             continue
         with progress.relay():  # the kernel's progress bars, live on this terminal (never in the notebook)
             path = execute_chapter(name, parameters=chapter_params, output=output)
-        store_fingerprint(
-            path, chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT)
-        )  # after the run: the records it wrote
+        # the fingerprint after the run, so that it covers the records the chapter wrote
+        store_fingerprint(path, chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT))
         seconds = time.perf_counter() - t0
         print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {seconds:.1f} s", flush=True)
         summary.append({"chapter": name, "seconds": seconds, **build_activity(wall0)})

@@ -29,7 +29,7 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-from .book import CHAPTER_DATA, CHAPTERS
+from .book import CHAPTER_DATA, CHAPTERS, chapter_title
 from .config import PROJECT_ROOT
 from .errors import InvalidParameter
 
@@ -380,8 +380,6 @@ def intro_source(name: str, title: str, defaults: dict[str, str], root: Path = P
 
 def colab_notebook(name: str, root: Path = PROJECT_ROOT):
     """The Colab notebook of chapter ``name`` (an ``nbformat`` notebook), from its jupytext source."""
-    import re
-
     import jupytext
     import nbformat
 
@@ -398,16 +396,7 @@ def colab_notebook(name: str, root: Path = PROJECT_ROOT):
     body = set_parameters(cell.source, overrides, chapter=name)
     cell.source = f"{EDIT_MARKER}\n{body}"
 
-    title = next(
-        (
-            m.group(1)
-            for c in source.cells
-            if c.cell_type == "markdown"
-            for m in [re.search(r"^# (.+)$", c.source, re.M)]
-            if m
-        ),
-        name,
-    )
+    title = chapter_title(name, root=root)
     cells = [
         nbformat.v4.new_markdown_cell(intro_source(name, title, defaults, root)),
         nbformat.v4.new_code_cell(install_source(name, root)),

@@ -161,7 +161,7 @@ def beside_measurement(quality: pd.DataFrame, *, version: str = "v1.1", path: Pa
     missing = [c for c in QUALITY_COLUMNS if c not in quality]
     if missing:
         raise InvalidParameter(f"quality table lacks columns {missing}; it needs {list(QUALITY_COLUMNS)}")
-    version = fmti._version(version)
+    version = fmti.canonical_version(version)
     totals = _developer_totals(path)
     out = quality.copy()
     models = list(dict.fromkeys(out["model"]))

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from ..errors import InvalidParameter, check_choice, invalid_choice
 from .base import Backend, Decoding, Generation, UsageStats
+from .precision import DTYPES, QUANTIZE
 
 BACKENDS = ("hf", "openai")
 
@@ -52,12 +53,12 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
         "load_in_4bit": (bool, "4-bit NF4 weights through bitsandbytes (double quantization)"),
         "load_in_8bit": (bool, "8-bit LLM.int8 weights through bitsandbytes (CUDA only)"),
         "dtype": (
-            ("auto", "auto-bf16", "float32", "bfloat16", "float16"),
+            DTYPES,
             "weight/compute dtype; auto = fp32 on CPU, bf16 (else fp16) on CUDA; auto-bf16 = bf16 also on a CPU with "
             "native bf16 (avx512_bf16/amx_bf16), fp32 on other CPUs. The resolved dtype is part of the cache key",
         ),
         "quantize": (
-            ("none", "int8-dynamic"),
+            QUANTIZE,
             "int8-dynamic = torch dynamic int8 quantization of every linear layer (CPU, fp32 weights only; "
             "part of the cache key); fast at batch 1 but it garbles the embedded SmolLM2's replies: check "
             "labscale.backends.precision.agreement before relying on it",

@@ -388,6 +388,11 @@ class HFBackend(Backend):
                     ids.append(int(token))
         return ids
 
+    @property
+    def uses_chat_template(self) -> bool:
+        """Whether prompts are rendered with the tokenizer's chat template (which then brings the special tokens)."""
+        return self.chat_template != "none" and bool(getattr(self.tokenizer, "chat_template", None))
+
     def prompt_text(self, messages: Messages) -> str:
         """The exact string the model sees for ``messages``."""
         if self.chat_template == "none":
@@ -428,10 +433,8 @@ class HFBackend(Backend):
 
     def _prompt_ids(self, conversations: Sequence[Messages]) -> list[list[int]]:
         """The token ids of each prompt, unpadded (special tokens come from the chat template when there is one)."""
-        tokenizer = self.tokenizer
-        templated = self.chat_template != "none" and bool(getattr(tokenizer, "chat_template", None))
         prompts = [self.prompt_text(c) for c in conversations]
-        return tokenizer(prompts, add_special_tokens=not templated)["input_ids"]
+        return self.tokenizer(prompts, add_special_tokens=not self.uses_chat_template)["input_ids"]
 
     def _choose_prefix(self, ids: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], int] | None:
         """The prefix whose KV cache the prompts ``ids`` reuse and how many of its first tokens they share, or None.
@@ -569,9 +572,7 @@ class HFBackend(Backend):
             info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if self._model is not None:
             info["stop_token_ids"] = self.stop_token_ids()
-            info["chat_template_used"] = self.chat_template != "none" and bool(
-                getattr(self._tokenizer, "chat_template", None)
-            )
+            info["chat_template_used"] = self.uses_chat_template
         return info
 
     def close(self) -> None:

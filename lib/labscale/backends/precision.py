@@ -27,9 +27,12 @@ cache took 260 s to compile and then decoded no faster (11 tok/s in bf16 at batc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .hf import common_prefix_length
 
 #: /proc/cpuinfo flags that mean native bf16 arithmetic (AVX512-BF16 dot products, AMX bf16 tiles)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -42,8 +45,10 @@ DTYPES = ("auto", "auto-bf16", "float32", "bfloat16", "float16")
 QUANTIZE = ("none", "int8-dynamic")
 
 
+@functools.lru_cache(maxsize=8)
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU feature flags of the first processor in ``cpuinfo`` (empty where the file is missing: not Linux)."""
+    """The CPU feature flags of the first processor in ``cpuinfo`` (empty where the file is missing: not Linux); read
+    once per file, since ``dtype=auto-bf16`` resolves them in the backend identity of every request."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
@@ -106,8 +111,7 @@ def agreement(
             prefix_scores.append(1.0)
         else:
             token_scores.append(sum(x == y for x, y in zip(a, b, strict=False)) / longest)
-            prefix = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-            prefix_scores.append(prefix / longest)
+            prefix_scores.append(common_prefix_length([a, b]) / longest)
         same_text.append(ta == tb)
     n = len(conversations)
     result: dict[str, Any] = {

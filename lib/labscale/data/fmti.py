@@ -136,7 +136,9 @@ def indicators(path: str | Path | None = None) -> pd.DataFrame:
     return table
 
 
-def _version(version: str) -> str:
+def canonical_version(version: str) -> str:
+    """``version`` as the index names it (``v1.0``/``v1.1``, aliases resolved); an unknown one fails naming the
+    valid ones."""
     version = _ALIASES.get(version, version)
     if version not in VERSIONS:
         raise invalid_choice("FMTI version", version, [*VERSIONS, *_ALIASES])
@@ -172,7 +174,7 @@ def scores(version: str, path: str | Path | None = None) -> pd.DataFrame:
     """One release's scores in long form: version, date, developer, domain, subdomain, indicator (v1.0 name),
     score (0/1). ``version``: "v1.0"/"October2023" or "v1.1"/"May2024" (v1.1's "Stability" is named "Stability AI").
     """
-    version = _version(version)
+    version = canonical_version(version)
     root = fmti_root(path)
     canon = indicators(root)
     folder, name, date = _RELEASES[version]
@@ -235,7 +237,7 @@ def scored_twice(path: str | Path | None = None) -> list[str]:
 
 def totals(version: str | None = None, path: str | Path | None = None) -> pd.DataFrame:
     """Developer totals per version (None: both): version, date, developer, total, upstream, model, downstream."""
-    versions = VERSIONS if version is None else (_version(version),)
+    versions = VERSIONS if version is None else (canonical_version(version),)
     frames = []
     for v in versions:
         long = scores(v, path)

@@ -104,9 +104,7 @@ class TrainingSet:
 def encode_prompt(backend, prompt: str) -> list[int]:
     """Token ids of a rendered prompt exactly as :class:`~labscale.backends.hf.HFBackend` encodes it for
     generation (no extra special tokens when a chat template already placed them)."""
-    tokenizer = backend.tokenizer
-    templated = backend.chat_template != "none" and bool(getattr(tokenizer, "chat_template", None))
-    return list(tokenizer(prompt, add_special_tokens=not templated)["input_ids"])
+    return list(backend.tokenizer(prompt, add_special_tokens=not backend.uses_chat_template)["input_ids"])
 
 
 def training_rows(task, examples: Sequence, backend, max_length: int) -> tuple[list[dict[str, Any]], list[str]]:
