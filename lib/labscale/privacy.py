@@ -603,7 +603,7 @@ def leakage_audit(
     tables = []
     for label, folder in progress_bars.bar(models.items(), desc="leakage audit", disable=not progress):
         spec = base if folder is None else base.with_adapter(folder)
-        backend = load_backend(spec)
+        backend = load_backend(spec, scoring=True)
         run = RunSpec(
             experiment="privacy_audit",
             model=spec,

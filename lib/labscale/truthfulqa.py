@@ -570,7 +570,7 @@ def _backend(model):
                 f"APIs do not return; {model!r} is an API model. Use a local Hugging Face model "
                 "(e.g. 'smollm2-135m' or 'hf:<id>')."
             )
-        return load_backend(spec)
+        return load_backend(spec, scoring=True)
     raise InvalidParameter(
         f"TruthfulQA MC1/MC2 needs a local Hugging Face model (a model string or HFBackend), got "
         f"a {type(model).__name__}; chat APIs return no log-probabilities of given text"

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from ..errors import InvalidParameter, check_choice, invalid_choice
 from .base import Backend, Decoding, Generation, UsageStats
-from .precision import DTYPES, QUANTIZE
+from .precision import DTYPES, EMBEDDED_DTYPE, QUANTIZE
 
 BACKENDS = ("hf", "openai")
 
@@ -65,7 +65,8 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
         ),
         "device": (("auto", "cpu", "cuda"), "auto = CUDA when present, else CPU"),
         "adapter": (str, "path or hub id of a LoRA adapter"),
-        "batch_size": (int, "prompts per generate() call"),
+        "batch_size": (int, "at most this many prompts per generate() call (default 32)"),
+        "batch_tokens": (int, "and at most this many padded prompt + reply tokens per call (default 8192)"),
         "prefix_cache": (("auto", "off"), "auto = reuse the KV cache of a long prompt prefix shared by every item"),
         "chat_template": (("auto", "none"), "none forces the plain User:/Assistant: fallback"),
     },
@@ -80,11 +81,12 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
 
 #: Options that only change how a client talks to the model (throughput, patience, where the key is read from),
 #: never what it answers: they are left out of :attr:`ModelSpec.label`, so run folders, run keys and tables name
-#: one model whatever its timeout or batch size. (HF ``batch_size`` is outside the backend identity and the cache
-#: key for the same reason: left-padded batches decode as one-by-one prompts do; so is ``prefix_cache``: a reused
-#: prefix decodes as the full prompt does.)
+#: one model whatever its timeout or batch size. (HF ``batch_size`` and ``batch_tokens`` are outside the backend
+#: identity and the cache key for the same reason: left-padded batches decode as one-by-one prompts do; so is
+#: ``prefix_cache``: a reused prefix decodes as the full prompt does. Both hold exactly in fp32; in bf16 a change of
+#: batch shape rounds differently, see :mod:`labscale.backends.precision`.)
 CLIENT_OPTIONS: dict[str, frozenset[str]] = {
-    "hf": frozenset({"batch_size", "prefix_cache"}),
+    "hf": frozenset({"batch_size", "batch_tokens", "prefix_cache"}),
     "openai": frozenset({"api_key_env", "concurrency", "max_retries", "timeout"}),
 }
 
@@ -191,13 +193,21 @@ def parse_model_spec(text: str) -> ModelSpec:
     return ModelSpec(backend, model, revision or None, options, original, adapter)
 
 
-def load_backend(spec: ModelSpec | str, *, cache=None) -> Backend:
-    """Construct the backend for ``spec``. Weights load lazily, on the first cache miss; seeds travel in Decoding."""
+def load_backend(spec: ModelSpec | str, *, cache=None, scoring: bool = False) -> Backend:
+    """Construct the backend for ``spec``. Weights load lazily, on the first cache miss; seeds travel in Decoding.
+
+    The embedded model generates in :data:`~labscale.backends.precision.EMBEDDED_DTYPE` (bf16 where the CPU has it
+    natively) unless its string sets ``dtype`` or ``quantize``; ``scoring=True`` (log-probabilities of given text:
+    membership inference, canaries, TruthfulQA MC) keeps fp32, since bf16 moves a 25-nat total by about 0.1 nats
+    (0.5 at most) on the fact-checking prompts, the size of the differences those audits measure."""
     if isinstance(spec, str):
         spec = parse_model_spec(spec)
     if spec.backend == "hf":
         from .hf import HFBackend
 
+        if spec.model == EMBEDDED_MODEL and not scoring and not {"dtype", "quantize"} & set(spec.options):
+            # training and merging build their backends with HFBackend.from_spec: fp32, like scoring
+            spec = replace(spec, options={**spec.options, "dtype": EMBEDDED_DTYPE})
         return HFBackend.from_spec(spec, cache=cache)
     from .openai_api import OpenAIBackend
 

@@ -148,8 +148,11 @@ class Backend(ABC):
         self.stats.cache_hits += len(conversations) - len(misses)
 
         start = time.perf_counter()
+        batches: list[slice] = []
         if misses:
-            self._prepare_misses([conversations[i] for i in misses], decoding)
+            pending = [conversations[i] for i in misses]
+            self._prepare_misses(pending, decoding)
+            batches = self._batches(pending, decoding)
         # items done of this call (cache hits count as done from the start), the hits, and tqdm's rate and ETA
         hits = len(conversations) - len(misses)
         with progress_bars.bar(
@@ -161,8 +164,8 @@ class Backend(ABC):
             disable=not progress or not conversations,
             leave=False,
         ) as bar:
-            for offset in range(0, len(misses), self.batch_size):
-                chunk = misses[offset : offset + self.batch_size]
+            for part in batches:
+                chunk = misses[part]
 
                 def store(j: int, generation: Generation, chunk: list[int] = chunk) -> None:
                     i = chunk[j]
@@ -191,6 +194,12 @@ class Backend(ABC):
     def _prepare_misses(self, conversations: Sequence[Messages], decoding: Decoding) -> None:  # noqa: B027
         """Called once per :meth:`generate` call with all its cache misses, before their batches: a backend may
         prepare what the batches share (the HF backend finds the prompts' common prefix here). None by default."""
+
+    def _batches(self, conversations: Sequence[Messages], decoding: Decoding) -> list[slice]:
+        """How a call's misses (shortest first) are split into :meth:`_generate_batch` calls: :attr:`batch_size` at a
+        time by default."""
+        n = len(conversations)
+        return [slice(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
 
     @abstractmethod
     def _generate_batch(

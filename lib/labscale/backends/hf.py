@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidParameter, check_choice
+from ..errors import InvalidParameter, check_choice, check_range
 from ..hashing import sha256_files
 from ..prompts import render_plain, render_prompt
 from .base import Backend, Decoding, Generation, Messages
@@ -193,7 +193,8 @@ class HFBackend(Backend):
         quantize: str = "none",
         device: str = "auto",
         adapter: str | None = None,
-        batch_size: int = 8,
+        batch_size: int = 32,
+        batch_tokens: int = 8192,
         prefix_cache: str = "auto",
         chat_template: str = "auto",
         embedded: bool = False,
@@ -210,7 +211,10 @@ class HFBackend(Backend):
         self._check_precision(model_id, adapter)  # before anything loads, naming the valid choices
         self.adapter = adapter
         self.adapter_fingerprint = _adapter_fingerprint(adapter) if adapter else None
-        self.batch_size = batch_size
+        check_range("batch_size", batch_size, 1, None, integer=True)
+        check_range("batch_tokens", batch_tokens, 1, None, integer=True)
+        self.batch_size, self.batch_tokens = batch_size, batch_tokens
+        self._miss_lengths: list[int] = []
         check_choice("prefix_cache", prefix_cache, ("auto", "off"))
         self.prefix_cache = prefix_cache  # outside identity(): reuse decodes as the full prompt does
         self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
@@ -457,8 +461,28 @@ class HFBackend(Backend):
         return (kept, used) if used >= PREFIX_MIN_TOKENS else None
 
     def _prepare_misses(self, conversations: Sequence[Messages], decoding: Decoding) -> None:
+        ids = self._prompt_ids(conversations)
+        self._miss_lengths = [len(x) for x in ids]
         # the prefix shared by the whole call, so that batches of one reuse it too
-        self._call_prefix = self._choose_prefix(self._prompt_ids(conversations)) if len(conversations) > 1 else None
+        self._call_prefix = self._choose_prefix(ids) if len(conversations) > 1 else None
+
+    def _batches(self, conversations: Sequence[Messages], decoding: Decoding) -> list[slice]:
+        """Batches of at most :attr:`batch_size` prompts whose padded rows, with the reply budget, hold at most
+        :attr:`batch_tokens` tokens: many short prompts go together, long few-shot prompts fewer at a time."""
+        lengths = self._miss_lengths if len(self._miss_lengths) == len(conversations) else None
+        if lengths is None:
+            lengths = [len(x) for x in self._prompt_ids(conversations)]
+        batches, start = [], 0
+        while start < len(lengths):
+            end, width = start + 1, lengths[start]
+            while end < len(lengths) and end - start < self.batch_size:
+                wider = max(width, lengths[end])
+                if (end - start + 1) * (wider + decoding.max_new_tokens) > self.batch_tokens:
+                    break
+                end, width = end + 1, wider
+            batches.append(slice(start, end))
+            start = end
+        return batches
 
     def _prefix_kv_cache(self, prefix: tuple[int, ...]) -> tuple[Any, str]:
         """The KV cache of ``prefix`` (computed on first use) and the name ``generate`` takes it under."""
@@ -559,6 +583,7 @@ class HFBackend(Backend):
             "load_in_4bit": self.load_in_4bit,
             **({"load_in_8bit": True} if self.load_in_8bit else {}),
             "batch_size": self.batch_size,
+            "batch_tokens": self.batch_tokens,
             "threads": torch.get_num_threads(),
             "prefix_cache": self.prefix_cache,
             "prefix_reuse": dict(self.prefix_stats),

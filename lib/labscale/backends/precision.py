@@ -40,6 +40,10 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 #: ``dtype`` choices of the hf backend; ``auto-bf16`` is bf16 where the hardware has it natively, else fp32
 DTYPES = ("auto", "auto-bf16", "float32", "bfloat16", "float16")
 
+#: the embedded model's ``dtype`` when the model string names none (and no ``quantize``): bf16 on a CPU with native
+#: bf16, fp32 elsewhere; ``?dtype=float32`` asks for fp32 everywhere (see the module docstring for the measurements)
+EMBEDDED_DTYPE = "auto-bf16"
+
 #: ``quantize`` choices of the hf backend: ``int8-dynamic`` is torch's dynamic int8 quantization of every
 #: ``nn.Linear`` (int8 weights, activations quantized per call), CPU and fp32 only
 QUANTIZE = ("none", "int8-dynamic")

@@ -1,0 +1,256 @@
+"""Side by side in one run: labscale's HF backend, a plain transformers ``generate`` loop and lm-evaluation-harness's
+``hf`` model, on the same prompts and the same weights, in fp32, bf16 and int8; and labscale's shared-prefix reuse
+on and off.
+
+Run: ``python benchmarks/bench_speed.py`` (options: ``--precisions fp32 bf16 int8``, ``--batch-sizes 1 8``,
+``--prompts 8 32`` (prompts at each batch size), ``--new-tokens 64``, ``--few-shot-prompts 32``).
+
+* Weights: each precision is loaded once by labscale (``smollm2-135m?dtype=...`` or ``?quantize=int8-dynamic``);
+  the plain loop and lm-eval's ``HFLM`` are given that same model object and tokenizer, so the engines differ only
+  in how they batch and generate.
+* Zero-shot rows: the summarization task's prompts (0 shots, about 210 prompt tokens through the chat template),
+  greedy, at most ``--new-tokens`` new tokens, stopping at the end-of-turn token. Engines run one after the other
+  on the same prompts; the speed ratio is the ratio of their wall times for the same job.
+* Few-shot rows: the fact-checking task's 3-shot prompts (about 750 tokens, of which about 680 are shared),
+  labscale with ``prefix_cache=off`` and ``auto``, beside lm-eval on the same prompts.
+* Every row records ``os.getloadavg()`` before and after: on a shared machine the numbers are not comparable.
+
+Prints one JSON line per measurement, then a markdown table of the ratios (the README's performance table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PRECISIONS = {
+    "fp32": "smollm2-135m?dtype=float32",
+    "bf16": "smollm2-135m?dtype=bfloat16",
+    "int8": "smollm2-135m?quantize=int8-dynamic",
+}
+ENGINES = ("labscale", "transformers", "lm-eval")
+
+
+def task_prompts(name: str, shots: int, n: int) -> tuple[list, int]:
+    """``n`` test prompts of the offline task ``name`` at ``shots`` shots, and the task's token budget."""
+    from labscale.tasks import get_task
+
+    task = get_task(name)
+    data = task.load("offline")
+    fixed = task.shots(data, shots)
+    return [task.messages(example, fixed) for example in data.splits["test"][:n]], task.max_new_tokens
+
+
+def generated_until_stop(row, stops: set[int]) -> int:
+    """Tokens a reply really generated: up to and including its first stop token."""
+    for pos, token in enumerate(row):
+        if token in stops:
+            return pos + 1
+    return len(row)
+
+
+def run_labscale(backend, conversations, max_new_tokens: int, batch_size: int, prefix: str = "off") -> int:
+    from labscale.backends import Decoding
+
+    backend.batch_size, backend.batch_tokens, backend.prefix_cache = batch_size, 10**9, prefix  # exactly batch_size
+    backend._prefix_kv.clear()  # every timed call computes its own prefix
+    replies = backend.generate(conversations, Decoding(max_new_tokens=max_new_tokens), progress=False)
+    return sum(g.completion_tokens for g in replies)
+
+
+def run_transformers(backend, conversations, max_new_tokens: int, batch_size: int) -> int:
+    """What a user writes by hand: the chat template, left padding, ``generate`` batch by batch in input order."""
+    import torch
+
+    tokenizer, model = backend.tokenizer, backend.model
+    stops = set(backend.stop_token_ids())
+    total = 0
+    for start in range(0, len(conversations), batch_size):
+        prompts = [
+            tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations[start : start + batch_size]
+        ]
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=sorted(stops),
+            )
+        new = out[:, encoded["input_ids"].shape[1] :]
+        total += sum(generated_until_stop(row.tolist(), stops) for row in new)
+    return total
+
+
+def lm_eval_model(backend, batch_size: int):
+    from lm_eval.models.huggingface import HFLM
+
+    if backend.quantize != "none":  # HFLM re-ties the embedding to lm_head, which int8 has replaced: keep it as is
+        backend.model.tie_weights = lambda *args, **kwargs: None
+    return HFLM(pretrained=backend.model, tokenizer=backend.tokenizer, batch_size=batch_size, device="cpu")
+
+
+def run_lm_eval(backend, conversations, max_new_tokens: int, batch_size: int) -> int:
+    """lm-eval's ``generate_until`` on the chat-templated prompts (its own length sorting and stop handling)."""
+    from lm_eval.api.instance import Instance
+
+    tokenizer = backend.tokenizer
+    stop = tokenizer.decode(backend.stop_token_ids()[:1])
+    gen_kwargs = {"until": [stop], "max_gen_toks": max_new_tokens, "do_sample": False}
+    requests = [
+        Instance("generate_until", {}, (backend.prompt_text(c), dict(gen_kwargs)), idx)
+        for idx, c in enumerate(conversations)
+    ]
+    texts = lm_eval_model(backend, batch_size).generate_until(requests, disable_tqdm=True)
+    # lm-eval returns the text cut before the stop string: its tokens, plus the stop token where it stopped early
+    return sum(min(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1, max_new_tokens) for t in texts)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def timed(label: dict, fn, *args, **kwargs) -> dict:
+    before = load_average()
+    start = time.perf_counter()
+    tokens = fn(*args, **kwargs)
+    seconds = time.perf_counter() - start
+    row = {
+        **label,
+        "seconds": round(seconds, 2),
+        "generated_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "loadavg_before": before,
+        "loadavg_after": load_average(),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def ratio_table(rows: list[dict]) -> str:
+    """Markdown: each (precision, batch)'s tokens/s per engine and labscale's speed-up over the others."""
+    lines = [
+        "| prompts | precision | batch | labscale tok/s | transformers tok/s | lm-eval hf tok/s "
+        "| labscale / lm-eval | labscale / transformers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    plain = [r for r in rows if r.get("prefix") is None]
+    for key in sorted({(r["workload"], r["precision"], r["batch_size"]) for r in plain}):
+        workload, precision, batch = key
+        cell = {r["engine"]: r for r in plain if (r["workload"], r["precision"], r["batch_size"]) == key}
+        if "labscale" not in cell:
+            continue
+        ours = cell["labscale"]["seconds"]
+        speeds = [str(cell[e]["tokens_per_s"]) if e in cell else "-" for e in ENGINES]
+        ratios = [f"{cell[e]['seconds'] / ours:.2f}x" if e in cell else "-" for e in ("lm-eval", "transformers")]
+        lines.append(f"| {workload} | {precision} | {batch} | " + " | ".join(speeds + ratios) + " |")
+    prefix_rows = [r for r in rows if r.get("prefix") is not None]
+    if prefix_rows:
+        lines += ["", "| prompts | precision | batch | prefix off s | prefix auto s | speed-up | lm-eval hf s |"]
+        lines.append("|---|---|---|---|---|---|---|")
+        for workload, precision, batch in sorted(
+            {(r["workload"], r["precision"], r["batch_size"]) for r in prefix_rows}
+        ):
+            cell = {
+                r["prefix"]: r
+                for r in prefix_rows
+                if (r["workload"], r["precision"], r["batch_size"]) == (workload, precision, batch)
+            }
+            lm = [
+                r
+                for r in rows
+                if r.get("prefix") is None
+                and r["engine"] == "lm-eval"
+                and (r["workload"], r["precision"], r["batch_size"]) == (workload, precision, batch)
+            ]
+            lines.append(
+                f"| {workload} | {precision} | {batch} | {cell['off']['seconds']} | {cell['auto']['seconds']} | "
+                f"{cell['off']['seconds'] / cell['auto']['seconds']:.2f}x | {lm[0]['seconds'] if lm else '-'} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--prompts", type=int, nargs="+", default=[8, 32], help="prompts at each batch size")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--few-shot-prompts", type=int, default=32, help="0: skip the prefix-reuse rows")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if len(args.prompts) != len(args.batch_sizes):
+        parser.error(f"--prompts needs one count per batch size {args.batch_sizes}, got {args.prompts}")
+
+    import torch
+
+    from labscale.backends import load_backend
+    from labscale.backends.precision import cpu_supports_bf16
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    machine = {
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_bf16": cpu_supports_bf16(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+    }
+    print(json.dumps({"machine": machine, "loadavg": load_average()}), flush=True)
+    zero_shot, _ = task_prompts("summarization", 0, max(args.prompts))
+    few_shot, few_budget = task_prompts("fact_checking", 3, args.few_shot_prompts)
+    runners = {"labscale": run_labscale, "transformers": run_transformers, "lm-eval": run_lm_eval}
+    rows = []
+    for precision in args.precisions:
+        backend = load_backend(PRECISIONS[precision])  # no cache: every call generates
+        backend.load()
+        for engine in args.engines:  # warm-up: the first call of each engine pays one-off costs
+            runners[engine](backend, zero_shot[:2], 4, 2)
+        for batch_size, n in zip(args.batch_sizes, args.prompts, strict=True):
+            for engine in args.engines:
+                label = {
+                    "workload": "summarization 0-shot",
+                    "precision": precision,
+                    "engine": engine,
+                    "batch_size": batch_size,
+                    "prompts": n,
+                    "max_new_tokens": args.new_tokens,
+                }
+                rows.append(timed(label, runners[engine], backend, zero_shot[:n], args.new_tokens, batch_size))
+            if not args.few_shot_prompts:
+                continue
+            for prefix in ("off", "auto"):
+                label = {
+                    "workload": "fact-checking 3-shot",
+                    "precision": precision,
+                    "engine": "labscale",
+                    "prefix": prefix,
+                    "batch_size": batch_size,
+                    "prompts": len(few_shot),
+                }
+                rows.append(timed(label, run_labscale, backend, few_shot, few_budget, batch_size, prefix))
+            if "lm-eval" in args.engines:
+                label = {
+                    "workload": "fact-checking 3-shot",
+                    "precision": precision,
+                    "engine": "lm-eval",
+                    "batch_size": batch_size,
+                    "prompts": len(few_shot),
+                }
+                rows.append(timed(label, run_lm_eval, backend, few_shot, few_budget, batch_size))
+        del backend
+    print()
+    print(ratio_table(rows))
+
+
+if __name__ == "__main__":
+    main()
