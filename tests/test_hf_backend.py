@@ -8,6 +8,7 @@ from labscale.backends import Decoding, load_backend
 from labscale.backends.hf import HFBackend
 from labscale.backends.precision import cpu_supports_bf16
 from labscale.cache import ResponseCache
+from labscale.errors import InvalidParameter
 from labscale.prompts import render_plain
 
 pytestmark = pytest.mark.slow
@@ -188,3 +189,16 @@ def test_8bit_loading_is_an_option_that_needs_cuda(embedded_model_dir, tmp_path,
     assert eight._model is None
     with pytest.raises(InvalidParameter, match="both load_in_4bit and load_in_8bit"):
         load_backend("smollm2-135m?load_in_8bit=true&load_in_4bit=true", cache=ResponseCache(tmp_path / "c.sqlite"))
+
+
+def test_batches_hold_at_most_batch_size_prompts_and_batch_tokens_tokens(embedded_model_dir):
+    backend = load_backend("smollm2-135m?batch_size=3&batch_tokens=64")  # nothing loads: lengths are given
+    decoding = Decoding(max_new_tokens=6)
+    backend._miss_lengths = [10, 10, 20, 50, 90]
+    # rows x (longest prompt + 6) <= 64: two of 10, 20 alone (2 x 56 > 64), 50 alone, 90 alone (over budget)
+    assert backend._batches([[]] * 5, decoding) == [slice(0, 2), slice(2, 3), slice(3, 4), slice(4, 5)]
+    backend._miss_lengths = [1] * 7
+    assert backend._batches([[]] * 7, decoding) == [slice(0, 3), slice(3, 6), slice(6, 7)]  # batch_size caps
+    assert (backend.runtime_info()["batch_size"], backend.runtime_info()["batch_tokens"]) == (3, 64)
+    with pytest.raises(InvalidParameter, match="option 'batch_tokens' must be positive, got '0'"):
+        load_backend("smollm2-135m?batch_tokens=0")

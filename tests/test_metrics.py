@@ -213,6 +213,28 @@ def test_bertscore_offline_encoder_and_ordering():
     assert metrics._bert_scorer(path, 6) is metrics._bert_scorer(path, 6)
 
 
+def test_bertscore_precision_is_recorded_and_prefetched_pairs_need_no_encoder(tmp_path, monkeypatch):
+    from labscale.backends.precision import cpu_supports_bf16
+    from labscale.metrics import prefetch_bertscore, summary_item_scores
+
+    monkeypatch.setenv("LABSCALE_HOME", str(tmp_path))  # an empty response cache
+    refs = ["The patient reports chest pain.", "She takes metformin daily.", "No known allergies."]
+    runs = [["The patient has chest pain.", "Metformin every day.", ""], ["Chest pain.", "   ", "No allergies known."]]
+    direct = [summary_item_scores(refs, run)[0]["bertscore_f1"] for run in runs]  # one call per run
+    monkeypatch.setenv("LABSCALE_HOME", str(tmp_path / "other"))
+    prefetch_bertscore(refs, runs, sets_per_call=2, progress=False)  # both runs in one encoder call
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("the encoder ran although every pair was prefetched")
+
+    monkeypatch.setattr(metrics, "_bert_scorer", tripwire)
+    for run, expected in zip(runs, direct, strict=True):
+        scores, info = summary_item_scores(refs, run)
+        assert scores["bertscore_f1"] == pytest.approx(expected, abs=2e-3)  # other batches, other padding
+        assert scores["bertscore_f1"][2 if run is runs[0] else 1] == 0.0  # an empty summary scores 0
+        assert info.get("precision") == ("bf16-autocast" if cpu_supports_bf16() else None)
+
+
 def test_bertscore_layer_override():
     ref, hyp = ["The patient reports chest pain."], ["The patient has chest pain."]
     layer5 = summarization_metrics(ref, hyp, bertscore_layers=5, n_resamples=10)["bertscore_f1"]

@@ -641,6 +641,7 @@ def _bertscore_f1(
         if layers is None and model not in model2layers:
             raise InvalidParameter(f"bert_score has no default layer for encoder {model!r}; pass bertscore_layers=...")
         layers = layers or model2layers[model]
+    autocast = _bertscore_autocast()
     f1 = np.zeros(len(references))
     # bert_score scores an empty side as 0 but crashes on it under transformers 5, so empties keep 0 here
     keep = [i for i, (r, p) in enumerate(zip(references, predictions, strict=True)) if r.strip() and p.strip()]
@@ -649,6 +650,7 @@ def _bertscore_f1(
             "backend": "bertscore",
             "model": name,
             "layer": layers,
+            **({"precision": autocast} if autocast else {}),  # fp32 keys stay as they were
             "reference": references[i],
             "candidate": predictions[i],
         }
@@ -663,15 +665,52 @@ def _bertscore_f1(
             if keys[i] in hits:
                 f1[i] = float(hits[keys[i]].text)
         if todo:
-            _, _, scores = _bert_scorer(model, layers).score(
-                [predictions[i] for i in todo], [references[i] for i in todo]
-            )
+            import torch
+
+            scorer = _bert_scorer(model, layers)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(autocast)):
+                _, _, scores = scorer.score([predictions[i] for i in todo], [references[i] for i in todo])
             for i, value in zip(todo, scores.numpy().tolist(), strict=True):
                 f1[i] = value
                 cache.put(keys[i], requests[i], repr(float(value)))
     finally:
         cache.close()
-    return f1, {"encoder": name, "layer": int(layers), "rescaled": False}
+    info = {"encoder": name, "layer": int(layers), "rescaled": False}
+    return f1, {**info, "precision": autocast} if autocast else info
+
+
+def _bertscore_autocast() -> str | None:
+    """``"bf16-autocast"`` where BERTScore's encoder runs on a CPU (bert_score's default without CUDA) with native bf16:
+    about twice as fast, and F1 moves by 3e-4 on average, 1.5e-3 at most, on 300 MTS-Dialog pairs; else None (fp32).
+    """
+    import torch
+
+    from .backends.precision import cpu_supports_bf16
+
+    return "bf16-autocast" if not torch.cuda.is_available() and cpu_supports_bf16() else None
+
+
+def prefetch_bertscore(
+    references: Sequence[str],
+    prediction_sets: Sequence[Sequence[Any]],
+    *,
+    bertscore_model: str | None = None,
+    sets_per_call: int = 8,
+    progress: bool = True,
+) -> None:
+    """Put the BERTScore of every set of summaries against the same ``references`` in the response cache, in a few
+    large calls: bert_score encodes each distinct sentence once per call, so the references are encoded once per
+    ``sets_per_call`` sets instead of once per set. Scoring a set afterwards (:func:`summary_item_scores`) finds
+    every pair cached."""
+    from . import progress as progress_bars
+
+    references = [str(r) for r in references]
+    with progress_bars.bar(total=len(prediction_sets), desc="BERTScore", unit="run", disable=not progress) as bar:
+        for start in range(0, len(prediction_sets), sets_per_call):
+            group = prediction_sets[start : start + sets_per_call]
+            hypotheses = [h for predictions in group for h in summary_hypotheses(predictions)[0]]
+            _bertscore_f1(references * len(group), hypotheses, bertscore_model, None)
+            bar.update(len(group))
 
 
 #: the ROUGE variants reported for summaries (F-measure, no stemming)

@@ -26,7 +26,7 @@ from .core import INVALID, Source
 from .data import study_outputs
 from .data.study_outputs import ReleasedRun
 from .errors import InvalidParameter, check_range
-from .metrics import hf_bleu, summary_item_scores, summary_metrics_from_items
+from .metrics import hf_bleu, prefetch_bertscore, summary_item_scores, summary_metrics_from_items
 from .protocol import Produced, RunSpec, execute
 from .tasks import get_task
 
@@ -89,6 +89,10 @@ def record_released_runs(
     references = [str(ex.target) for ex in items]
     output_dir = Path(output_dir)
     task_options = {"test_set": "both", **({"bertscore_model": bertscore_model} if bertscore_model else {})}
+    # every run's BERTScore pairs in a few large calls: the 400 references are encoded once per call, not once per run
+    prefetch_bertscore(
+        references, [run.summaries for run in released], bertscore_model=bertscore_model, progress=progress
+    )
     written = []
     for run in progress_bars.bar(released, desc="released runs", unit="run", disable=not progress):
         info = run.info

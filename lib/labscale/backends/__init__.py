@@ -7,9 +7,9 @@ Grammar: ``[backend:]model[@revision][?option=value&option=value]``
 
 Examples::
 
-    smollm2-135m                                   # the embedded offline default
+    smollm2-135m                                   # the embedded offline default (bf16 where the CPU has it natively)
     mistral-7b-instruct?load_in_4bit=true          # the study's Mistral, 4-bit NF4 on CUDA
-    smollm2-135m?dtype=auto-bf16                   # bf16 weights where the CPU has native bf16 (faster)
+    smollm2-135m?dtype=float32                     # fp32 weights on every CPU (exact shared-prefix reuse)
     smollm2-135m?quantize=int8-dynamic             # int8 linear layers on CPU (fastest at batch 1)
     hf:meta-llama/Llama-2-7b-chat-hf@08751db2aca9bf2f7f80d2e516117a53d7450235
     hf:smollm2-135m?adapter=runs/adapters/fc       # a LoRA adapter on the embedded model

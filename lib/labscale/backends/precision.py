@@ -16,13 +16,18 @@ int8 (``quantize=int8-``   16.7-27.4        48.6-75.4        3-6 % identical, 31
 bf16 roughly doubles batched throughput (AMX bf16 prefill and batched decode) and is about even with fp32 at
 batch 1; its replies keep the classification labels (fact checking, entity resolution: 100 % same label on the
 probe) and drift in long summaries (40 % identical). ``dtype=auto-bf16`` picks it where :func:`cpu_supports_bf16`
-finds native bf16, and fp32 elsewhere (emulated bf16 is slower than fp32). ``dtype=auto`` stays fp32 on CPU, so the
-cache keys of existing runs do not change. int8 dynamic quantization is the fastest at batch 1, but it quantizes
-activations per tensor at run time, and this small model's activation outliers make its replies unusable (repeated
-fragments instead of labels or summaries): it is an explicit option for larger models, to be checked with
-:func:`agreement` before use, never a default. Both change outputs, so both are part of the backend identity (the
-resolved dtype, and ``quantize`` when on), and a cache never mixes precisions. ``torch.compile`` with a static KV
-cache took 260 s to compile and then decoded no faster (11 tok/s in bf16 at batch 1), so it is not used.
+finds native bf16, and fp32 elsewhere (emulated bf16 is slower than fp32); it is the embedded model's inference
+default (:data:`EMBEDDED_DTYPE`, applied by :func:`labscale.backends.load_backend`). ``dtype=auto`` stays fp32 on
+CPU for every other model, and training, merging and log-probability scoring keep fp32. bf16 is not bit-exact under
+a change of kernel shape: a reused shared prefix gave the same 64 labels on 3-shot fact checking and entity
+resolution, and 23 of 32 identical 3-shot summaries (32 new tokens).
+
+int8 dynamic quantization is the fastest at batch 1, but it quantizes activations per tensor at run time, and this
+small model's activation outliers make its replies unusable (repeated fragments instead of labels or summaries): it
+is an explicit option for larger models, to be checked with :func:`agreement` before use, never a default. Both
+change outputs, so both are part of the backend identity (the resolved dtype, and ``quantize`` when on), and a cache
+never mixes precisions. ``torch.compile`` with a static KV cache took 260 s to compile and then decoded no faster
+(11 tok/s in bf16 at batch 1), so it is not used.
 """
 
 from __future__ import annotations
