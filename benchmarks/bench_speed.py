@@ -7,7 +7,8 @@ Run: ``python benchmarks/bench_speed.py`` (options: ``--precisions fp32 bf16 int
 
 * Weights: each precision is loaded once by labscale (``smollm2-135m?dtype=...`` or ``?quantize=int8-dynamic``);
   the plain loop and lm-eval's ``HFLM`` are given that same model object and tokenizer, so the engines differ only
-  in how they batch and generate.
+  in how they batch and generate. ``default`` compares what each gives out of the box: labscale's default (bf16 on
+  a CPU with native bf16) against the others on the converted folder's fp32 weights.
 * Zero-shot rows: the summarization task's prompts (0 shots, about 210 prompt tokens through the chat template),
   greedy, at most ``--new-tokens`` new tokens, stopping at the end-of-turn token. Engines run one after the other
   on the same prompts; the speed ratio is the ratio of their wall times for the same job.
@@ -29,6 +30,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PRECISIONS = {
+    "default": "smollm2-135m",  # labscale's default (bf16 on a CPU with native bf16) beside the others' fp32
     "fp32": "smollm2-135m?dtype=float32",
     "bf16": "smollm2-135m?dtype=bfloat16",
     "int8": "smollm2-135m?quantize=int8-dynamic",
@@ -213,8 +215,11 @@ def main() -> None:
     for precision in args.precisions:
         backend = load_backend(PRECISIONS[precision])  # no cache: every call generates
         backend.load()
+        # "default": each engine as it comes (the folder's fp32 weights for transformers and lm-eval)
+        others = load_backend(PRECISIONS["fp32"]) if precision == "default" else backend
+        engines = {engine: backend if engine == "labscale" else others for engine in args.engines}
         for engine in args.engines:  # warm-up: the first call of each engine pays one-off costs
-            runners[engine](backend, zero_shot[:2], 4, 2)
+            runners[engine](engines[engine], zero_shot[:2], 4, 2)
         for batch_size, n in zip(args.batch_sizes, args.prompts, strict=True):
             for engine in args.engines:
                 label = {
@@ -225,7 +230,7 @@ def main() -> None:
                     "prompts": n,
                     "max_new_tokens": args.new_tokens,
                 }
-                rows.append(timed(label, runners[engine], backend, zero_shot[:n], args.new_tokens, batch_size))
+                rows.append(timed(label, runners[engine], engines[engine], zero_shot[:n], args.new_tokens, batch_size))
             if not args.few_shot_prompts:
                 continue
             for prefix in ("off", "auto"):
@@ -246,8 +251,8 @@ def main() -> None:
                     "batch_size": batch_size,
                     "prompts": len(few_shot),
                 }
-                rows.append(timed(label, run_lm_eval, backend, few_shot, few_budget, batch_size))
-        del backend
+                rows.append(timed(label, run_lm_eval, others, few_shot, few_budget, batch_size))
+        del backend, others, engines
     print()
     print(ratio_table(rows))
 
