@@ -74,6 +74,24 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def machine_info(threads: int = 0) -> dict:
+    """Torch threads (set first when ``threads``), CPU count, native bf16, the kernels' ISA, and versions."""
+    import torch
+
+    from labscale.backends.precision import cpu_supports_bf16
+
+    if threads:
+        torch.set_num_threads(threads)
+    return {
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_bf16": cpu_supports_bf16(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -84,21 +102,10 @@ def main() -> None:
     parser.add_argument("--skip-agreement", action="store_true")
     args = parser.parse_args()
 
-    import torch
-
     from labscale.backends import Decoding, load_backend
-    from labscale.backends.precision import agreement, cpu_supports_bf16
+    from labscale.backends.precision import agreement
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    machine = {
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu_bf16": cpu_supports_bf16(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-    }
+    machine = machine_info(args.threads)
     conversations = speed_prompts()
     backends = {}
     for name in args.variants:

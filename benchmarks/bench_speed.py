@@ -24,8 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
+
+from bench_precision import load_average, machine_info  # this folder is on sys.path when a script here runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -115,10 +116,6 @@ def run_lm_eval(backend, conversations, max_new_tokens: int, batch_size: int) ->
     return sum(min(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1, max_new_tokens) for t in texts)
 
 
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def timed(label: dict, fn, *args, **kwargs) -> dict:
     before = load_average()
     start = time.perf_counter()
@@ -192,21 +189,9 @@ def main() -> None:
     if len(args.prompts) != len(args.batch_sizes):
         parser.error(f"--prompts needs one count per batch size {args.batch_sizes}, got {args.prompts}")
 
-    import torch
-
     from labscale.backends import load_backend
-    from labscale.backends.precision import cpu_supports_bf16
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    machine = {
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu_bf16": cpu_supports_bf16(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-    }
+    machine = machine_info(args.threads)
     print(json.dumps({"machine": machine, "loadavg": load_average()}), flush=True)
     zero_shot, _ = task_prompts("summarization", 0, max(args.prompts))
     few_shot, few_budget = task_prompts("fact_checking", 3, args.few_shot_prompts)
