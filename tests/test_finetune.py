@@ -496,7 +496,8 @@ def test_merged_model_equals_base_plus_adapter(tuned, tmp_path):
 
     merged_dir = merge_adapter(tuned.adapter_dir, tmp_path / "merged")
     assert (merged_dir / "config.json").is_file() and json.loads((merged_dir / CARD_FILE).read_text())["task"]
-    with_adapter = load_backend(f"{BASE}?adapter={tuned.adapter_dir}")
+    # in fp32, the precision merge_adapter writes (the embedded model generates in bf16 by default)
+    with_adapter = load_backend(f"{BASE}?dtype=float32&adapter={tuned.adapter_dir}")
     merged = load_backend(f"hf:{merged_dir}")
     prompt = tuned.model_card["prompt"]["example_prompt"]
     ids = with_adapter.tokenizer([prompt], add_special_tokens=False, return_tensors="pt")["input_ids"]

@@ -17,7 +17,7 @@ FRANCE = [{"role": "user", "content": "What is the capital of France? Answer wit
 
 @pytest.fixture(scope="module")
 def backend(embedded_model_dir):
-    b = load_backend("smollm2-135m")
+    b = load_backend("smollm2-135m", scoring=True)  # fp32, as the library scores (generation defaults to bf16)
     b.load()
     return b
 
