@@ -49,14 +49,6 @@ def task_prompts(name: str, shots: int, n: int) -> tuple[list, int]:
     return [task.messages(example, fixed) for example in data.splits["test"][:n]], task.max_new_tokens
 
 
-def generated_until_stop(row, stops: set[int]) -> int:
-    """Tokens a reply really generated: up to and including its first stop token."""
-    for pos, token in enumerate(row):
-        if token in stops:
-            return pos + 1
-    return len(row)
-
-
 def run_labscale(backend, conversations, max_new_tokens: int, batch_size: int, prefix: str = "off") -> int:
     from labscale.backends import Decoding
 
@@ -69,6 +61,8 @@ def run_labscale(backend, conversations, max_new_tokens: int, batch_size: int, p
 def run_transformers(backend, conversations, max_new_tokens: int, batch_size: int) -> int:
     """What a user writes by hand: the chat template, left padding, ``generate`` batch by batch in input order."""
     import torch
+
+    from labscale.backends.hf import generated_length
 
     tokenizer, model = backend.tokenizer, backend.model
     stops = set(backend.stop_token_ids())
@@ -88,7 +82,7 @@ def run_transformers(backend, conversations, max_new_tokens: int, batch_size: in
                 eos_token_id=sorted(stops),
             )
         new = out[:, encoded["input_ids"].shape[1] :]
-        total += sum(generated_until_stop(row.tolist(), stops) for row in new)
+        total += sum(generated_length(row.tolist(), stops) for row in new)
     return total
 
 

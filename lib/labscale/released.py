@@ -27,7 +27,7 @@ from .data import study_outputs
 from .data.study_outputs import ReleasedRun
 from .errors import InvalidParameter, check_range
 from .metrics import hf_bleu, prefetch_bertscore, summary_item_scores, summary_metrics_from_items
-from .protocol import Produced, RunSpec, execute
+from .protocol import Produced, RunSpec, execute, is_current
 from .tasks import get_task
 
 EXPERIMENT = "study_outputs"
@@ -89,26 +89,30 @@ def record_released_runs(
     references = [str(ex.target) for ex in items]
     output_dir = Path(output_dir)
     task_options = {"test_set": "both", **({"bertscore_model": bertscore_model} if bertscore_model else {})}
-    # every run's BERTScore pairs in a few large calls: the 400 references are encoded once per call, not once per run
-    prefetch_bertscore(
-        references, [run.summaries for run in released], bertscore_model=bertscore_model, progress=progress
-    )
-    written = []
-    for run in progress_bars.bar(released, desc="released runs", unit="run", disable=not progress):
-        info = run.info
-        spec = RunSpec(
+    inputs = (data.content_hash, [ex.id for ex in items])
+    specs = [
+        RunSpec(
             experiment=EXPERIMENT,
             model=model_spec(run),
-            label=info.model,
+            label=run.info.model,
             task="summarization",
             source=Source.LOCAL.value,
-            scenario=info.scenario,
-            shots=info.shots,
+            scenario=run.info.scenario,
+            shots=run.info.shots,
             seed=seed,
             n_resamples=n_resamples,
             data={"task_options": task_options, "data_path": data_path, "split": "test", "data_seed": 0},
-            settings={"released": {"stem": info.stem, "group": info.group, "step": info.step}},
+            settings={"released": {"stem": run.info.stem, "group": run.info.group, "step": run.info.step}},
         )
+        for run in released
+    ]
+    # the BERTScore pairs of every run whose record must be (re)written, in a few large calls: the 400 references
+    # are encoded once per call, not once per run; current records need no scoring at all
+    pairs = list(zip(released, specs, strict=True))
+    stale = [run for run, spec in pairs if not is_current(output_dir / spec.name, spec.key(run.identity, *inputs))]
+    prefetch_bertscore(references, [run.summaries for run in stale], bertscore_model=bertscore_model, progress=progress)
+    written = []
+    for run, spec in progress_bars.bar(pairs, desc="released runs", unit="run", disable=not progress):
 
         def produce(run: ReleasedRun = run) -> Produced:
             scores, encoder = summary_item_scores(references, run.summaries, bertscore_model=bertscore_model)
@@ -131,15 +135,7 @@ def record_released_runs(
             }
             return Produced(predictions, metrics, provenance)
 
-        written.append(
-            execute(
-                spec,
-                output_dir / spec.name,
-                produce,
-                identity=run.identity,
-                inputs=(data.content_hash, [ex.id for ex in items]),
-            )
-        )
+        written.append(execute(spec, output_dir / spec.name, produce, identity=run.identity, inputs=inputs))
     table = records.metrics_table(output_dir)
     return table[table["run"].isin({str(p) for p in written})].reset_index(drop=True)
 

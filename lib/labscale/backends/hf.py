@@ -65,6 +65,15 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def generated_length(tokens: Sequence[int], stops: set[int]) -> int:
+    """How many of a reply's ``tokens`` were really generated: up to and including the first stop token (padding
+    after it does not count), all of them when none stopped it."""
+    for pos, token in enumerate(tokens):
+        if token in stops:
+            return pos + 1
+    return len(tokens)
+
+
 def hub_offline() -> bool:
     """Whether Hugging Face offline mode is on (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` now, or at import)."""
     from huggingface_hub import constants
@@ -468,10 +477,9 @@ class HFBackend(Backend):
 
     def _batches(self, conversations: Sequence[Messages], decoding: Decoding) -> list[slice]:
         """Batches of at most :attr:`batch_size` prompts whose padded rows, with the reply budget, hold at most
-        :attr:`batch_tokens` tokens: many short prompts go together, long few-shot prompts fewer at a time."""
-        lengths = self._miss_lengths if len(self._miss_lengths) == len(conversations) else None
-        if lengths is None:
-            lengths = [len(x) for x in self._prompt_ids(conversations)]
+        :attr:`batch_tokens` tokens: many short prompts go together, long few-shot prompts fewer at a time. The
+        prompts' token counts are those :meth:`_prepare_misses` measured on the same misses just before."""
+        lengths = self._miss_lengths
         batches, start = [], 0
         while start < len(lengths):
             end, width = start + 1, lengths[start]
@@ -551,11 +559,7 @@ class HFBackend(Backend):
         stops = set(self.stop_token_ids())
         for j in range(len(conversations)):
             tokens = new_tokens[j].tolist()
-            length = len(tokens)
-            for pos, tok in enumerate(tokens):
-                if tok in stops:
-                    length = pos + 1  # the stop token counts as generated; padding after it does not
-                    break
+            length = generated_length(tokens, stops)
             text = tokenizer.decode(tokens[:length], skip_special_tokens=True).strip()
             seq_logprob = float(logprobs[j, :length].sum().item()) if length else 0.0
             store(
