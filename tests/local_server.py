@@ -27,10 +27,11 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """``transformers serve <model_dir> --device cpu`` in a subprocess, with its log in ``workdir``."""
+    """``transformers serve [<model_dir>] --device cpu`` in a subprocess, with its log in ``workdir``."""
 
-    def __init__(self, model_dir: str | Path, workdir: str | Path, *, startup_timeout: float = 180.0):
-        self.model = str(model_dir)
+    def __init__(self, model_dir: str | Path | None, workdir: str | Path, *, startup_timeout: float = 180.0):
+        #: None: not pinned, the server loads whichever local folder a request names as its model
+        self.model = None if model_dir is None else str(model_dir)
         self.workdir = Path(workdir)
         self.startup_timeout = startup_timeout
         self.port: int | None = None
@@ -58,7 +59,7 @@ class LocalServer:
         )
         return prefix + [
             "serve",
-            self.model,
+            *([self.model] if self.model is not None else []),
             "--device",
             "cpu",
             "--host",

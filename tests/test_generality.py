@@ -192,6 +192,6 @@ def test_lm_eval_deltas_pair_the_same_questions(tmp_path):
 def test_run_lm_eval_takes_the_adapter_once_and_only_for_local_models(tmp_path):
     with pytest.raises(InvalidParameter, match="give the adapter once"):
         generality.run_lm_eval("smollm2-135m?adapter=runs/a", adapter="runs/b", output_dir=tmp_path)
-    with pytest.raises(InvalidParameter, match="adapters apply to Hugging Face models only"):
+    with pytest.raises(InvalidParameter, match="adapters load onto Hugging Face models only"):
         generality.run_lm_eval("openai:m?base_url=http://127.0.0.1:1/v1", adapter="runs/b", output_dir=tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything ran or was written

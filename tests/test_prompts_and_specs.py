@@ -68,7 +68,7 @@ def test_model_strings():
     plain = parse_model_spec("smollm2-135m").with_adapter("runs/c")
     assert (plain.text, plain.adapter, plain.label) == ("smollm2-135m?adapter=runs/c", "runs/c", plain.text)
     assert spec.with_adapter("runs/d").text == "hf:meta-llama/Llama-2-7b-chat-hf@abc123?batch_size=4&adapter=runs/d"
-    with pytest.raises(InvalidParameter, match="adapters apply to Hugging Face models only"):
+    with pytest.raises(InvalidParameter, match="adapters load onto Hugging Face models only"):
         parse_model_spec("gpt-4-turbo").with_adapter("runs/e")
     spec = parse_model_spec("openai:m?base_url=http://127.0.0.1:8000/v1&concurrency=2")
     assert spec.backend == "openai" and spec.options == {"base_url": "http://127.0.0.1:8000/v1", "concurrency": 2}

@@ -63,3 +63,13 @@ def check_range(
 
 class DataUnavailable(LabscaleError, RuntimeError):
     """Data that exists but cannot be had here (offline mode, no network, no cache, gated dataset)."""
+
+
+class AdapterParityError(LabscaleError, RuntimeError):
+    """A served LoRA adapter that does not answer as the local adapter does (or answers as its base model): the
+    parity gate of :mod:`labscale.backends.served` stops the run before any evaluation. ``report`` holds the
+    evidence (a :class:`~labscale.backends.served.ParityReport`, or None when the gate could not run)."""
+
+    def __init__(self, message: str, report: object = None):
+        super().__init__(message)
+        self.report = report

@@ -15,6 +15,7 @@ Examples::
     hf:smollm2-135m?adapter=runs/adapters/fc       # a LoRA adapter on the embedded model
     openai:gpt-4-1106-preview                      # OpenAI, key from OPENAI_API_KEY
     openai:smollm2?base_url=http://127.0.0.1:8000/v1   # a local OpenAI-compatible server
+    openai:fc?base_url=http://127.0.0.1:8000/v1&adapter=runs/adapters/fc   # a LoRA adapter served by vLLM
 
 Parsing validates everything (backend, alias, option names and values) before any model loads.
 """
@@ -76,6 +77,9 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
         "concurrency": (int, "requests in flight at once"),
         "max_retries": (int, "retries on 429, 5xx and timeouts, with exponential backoff"),
         "timeout": (float, "seconds per request"),
+        "adapter": (str, "local folder of the LoRA adapter served under this model name (vLLM --lora-modules)"),
+        "served_base": (str, "the served base model's name, for the adapter parity gate (default: vLLM's parent)"),
+        "engine": (str, "NAME/VERSION of the serving engine when the server has no GET /version (vLLM has one)"),
     },
 }
 
@@ -124,8 +128,8 @@ class ModelSpec:
         """This model with ``adapter`` loaded (None: without one); the string gains or loses ``adapter=...``."""
         if adapter is not None and self.backend != "hf":
             raise InvalidParameter(
-                f"adapters apply to Hugging Face models only, not {self.label!r}; evaluate an API fine-tune by its "
-                "model id (openai:ft:...)"
+                f"adapters load onto Hugging Face models only, not {self.label!r}; evaluate an API fine-tune by its "
+                "model id (openai:ft:...), a served adapter by its served name with adapter=DIR in the model string"
             )
         body, _, query = self.text.partition("?")
         kept = [part for part in query.split("&") if part and unquote_plus(part.partition("=")[0]) != "adapter"]

@@ -23,6 +23,10 @@ Model strings::
     openai:gpt-4-1106-preview                                   # key from OPENAI_API_KEY
     openai:gpt-3.5-turbo-0613?concurrency=8&max_retries=8
     openai:/models/SmolLM2-135M-Instruct?base_url=http://127.0.0.1:8000/v1   # transformers serve / vLLM
+    openai:fc?base_url=http://127.0.0.1:8000/v1&adapter=runs/adapters/smollm2-135m/fact_checking/adapter
+
+The last is a LoRA adapter served by vLLM under the name ``fc`` (``vllm serve <base> --enable-lora --lora-modules
+fc=<adapter>``): see :mod:`labscale.backends.served` for its identity and the parity gate run before it is evaluated.
 """
 
 from __future__ import annotations
@@ -220,6 +224,9 @@ class OpenAIBackend(Backend):
         max_retries: int = 6,
         timeout: float = 60.0,
         http_client: Any = None,
+        adapter: str | None = None,
+        served_base: str | None = None,
+        engine: str | None = None,
     ):
         super().__init__(model_id, revision=revision, cache=cache)
         if not isinstance(model_id, str) or not model_id.strip():
@@ -235,6 +242,21 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.timeout = float(timeout)
         self.batch_size = 4 * concurrency
+        #: a served LoRA adapter: its local folder (weights hashed into the identity), the served base model's name
+        #: for the parity gate, and the engine declared as NAME/VERSION when the server does not report it
+        self.adapter = adapter
+        self.served_base = served_base
+        self._declared_engine = engine
+        self._served: dict[str, Any] | None = None
+        self.parity: dict[str, Any] | None = None
+        if adapter is not None:
+            from .served import adapter_weights, check_engine
+
+            adapter_weights(adapter)  # a missing or empty adapter folder fails here, before any request
+            if engine is not None:
+                check_engine(engine)
+        elif served_base is not None or engine is not None:
+            raise InvalidParameter("the options served_base and engine describe a served adapter: add adapter=DIR")
         #: retries the client made since the last :meth:`reset_stats`, in all and by cause (``"timeout"``,
         #: ``"connection"``, an HTTP status such as ``"429"``); the runner writes them into the run manifest
         self.retries = 0
@@ -278,10 +300,40 @@ class OpenAIBackend(Backend):
             max_retries=options.get("max_retries", 6),
             timeout=options.get("timeout", 60.0),
             http_client=http_client,
+            adapter=spec.adapter,
+            served_base=options.get("served_base"),
+            engine=options.get("engine"),
         )
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.kind, "model": self.model_id, "revision": self.revision, "base_url": self.base_url}
+        ident = {"backend": self.kind, "model": self.model_id, "revision": self.revision, "base_url": self.base_url}
+        if self.adapter is not None:  # a served adapter: its engine, name and weights (asked of the server once)
+            ident["served_adapter"] = self.served_adapter()
+        return ident
+
+    def served_adapter(self) -> dict[str, Any]:
+        """The served adapter's identity: engine and version, served name, the SHA-256 of its weights."""
+        if self._served is None:
+            from ..hashing import sha256_file
+            from .served import adapter_weights, serving_engine
+
+            weights = adapter_weights(self.adapter)
+            self._served = {
+                **serving_engine(self.base_url, self._declared_engine, timeout=self.timeout),
+                "name": self.model_id,
+                "weights_sha256": sha256_file(weights),
+            }
+        return self._served
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {"adapter_parity": self.parity} if self.parity is not None else {}
+
+    def _prepare_misses(self, conversations: Sequence[Messages], decoding: Decoding) -> None:
+        """Before a served adapter's first request: the parity gate (:func:`labscale.backends.served.check_parity`)."""
+        if self.adapter is not None and self.parity is None:
+            from .served import check_parity
+
+            self.parity = check_parity(self).as_dict()
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model_id!r}, base_url={self.base_url!r})"
@@ -307,12 +359,20 @@ class OpenAIBackend(Backend):
             return {"total": self.retries, "by_cause": dict(sorted(self.retry_causes.items()))}
 
     # -- one request --------------------------------------------------------------------------------------
-    def _request(self, messages: Messages, decoding: Decoding) -> Generation:
+    def complete(self, messages: Messages, decoding: Decoding, *, model: str | None = None) -> str:
+        """One reply straight from the server (no cache): ``model`` overrides the model name (the parity gate asks
+        the served base model this way)."""
+        try:
+            return self._request(messages, decoding, model=model).text
+        except _RequestFailed as failed:
+            raise RuntimeError(self._failure_message([failed], total=1, sent=1, stored=0)) from None
+
+    def _request(self, messages: Messages, decoding: Decoding, *, model: str | None = None) -> Generation:
         """One chat completion; a failure (after the client's retries) raises :class:`_RequestFailed`."""
         self._attempts.causes = causes = []
         try:
             raw = self._client.chat.completions.with_raw_response.create(
-                model=self.model_id,
+                model=model or self.model_id,
                 messages=[dict(m) for m in messages],
                 temperature=decoding.temperature,
                 top_p=decoding.top_p,
