@@ -639,3 +639,27 @@ def test_join_quality_carries_intervals_and_the_interval_plot(runs):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_a_preempted_fine_tune_bills_every_attempt_and_shows_the_hours_lost(tmp_path):
+    card = {
+        "labscale_card_version": 1,
+        "created_at": "2024-03-01T00:00:00+0000",
+        "task": "fact_checking",
+        "base_model": {"spec": "smollm2-135m", "backend": "hf", "model": "smollm2-135m"},
+        "wall_seconds": 1800.0,  # the final attempt
+        "attempts": {"count": 2, "interrupted": 1, "earlier_seconds": 720.0, "lost_seconds": 360.0, "lost_steps": 30},
+        "train_tokens": 1000,
+        "hardware": CPU,
+    }
+    adapter = tmp_path / "adapters" / "fc" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "labscale_card.json").write_text(json.dumps(card))
+    row = cost_table(tmp_path, gpu="gcp-t4-spot").iloc[0]
+    assert row["regime"] == "fine-tuning" and row["hours"] == pytest.approx((1800 + 720) / 3600)
+    assert row["lost_hours"] == pytest.approx(0.1) and row["usd"] == pytest.approx(0.7 * 0.32)
+    assert "1 interruption(s)" in row["note"] and "0.10 h of it redone" in row["note"]
+    card.pop("attempts")  # a card written before attempts were recorded: nothing lost, the final attempt billed
+    (adapter / "labscale_card.json").write_text(json.dumps(card))
+    row = cost_table(tmp_path, gpu="gcp-t4-spot").iloc[0]
+    assert row["hours"] == pytest.approx(0.5) and row["lost_hours"] == 0 and "interruption" not in row["note"]

@@ -348,6 +348,12 @@ def test_killed_run_resumes_to_the_same_adapter(tmp_path, embedded_model_dir):
     assert [round(x, 5) for x in resumed.losses] == [round(x, 5) for x in straight.losses]
     assert resumed.train_tokens == straight.train_tokens > 12 * 130
     assert [(c["step"], c["samples"]) for c in resumed.checkpoints] == [(2, 4), (4, 8), (6, 12)]
+    # what the crash cost: step 5 ran twice; the card bills both attempts and counts what was lost
+    attempts = resumed.model_card["attempts"]
+    assert (attempts["count"], attempts["interrupted"], attempts["lost_steps"]) == (2, 1, 1)
+    assert attempts["resumed_from"] == [4]
+    assert 0 < attempts["lost_seconds"] < attempts["seconds"]
+    assert straight.model_card["attempts"]["count"] == 1 and straight.model_card["attempts"]["lost_seconds"] == 0
 
     # the identical request, finished, returns its adapter without training again
     again = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "straight")

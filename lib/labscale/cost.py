@@ -36,9 +36,10 @@ Fine-tuning records (the ``fine-tuning`` rows)
 
     * ``finetune.json``: what :func:`labscale.api_finetune.start_job` writes, one folder per job;
     * ``labscale_card.json``: the card :func:`labscale.finetune.finetune` writes into a LoRA adapter folder
-      (read as ``backend="hf"``, ``base_model=card["base_model"]["spec"]``, ``task``, ``wall_seconds``,
-      ``hardware``; linked to evaluation runs whose ``adapter=`` option names that folder; cards of merged
-      models, which carry ``merged_from_adapter``, are skipped so nothing is counted twice);
+      (read as ``backend="hf"``, ``base_model=card["base_model"]["spec"]``, ``task``, ``wall_seconds`` plus the
+      earlier attempts' time of a resumed fine-tune and the hours lost to its interruptions (``attempts``, see
+      :mod:`labscale.finetune.attempts`; the ``lost_hours`` column), ``hardware``; linked to evaluation runs whose
+      ``adapter=`` option names that folder; cards of merged models, which carry ``merged_from_adapter``, are skipped so nothing is counted twice);
     * ``manifest.json`` files whose ``kind`` is ``"finetune"``.
 
     Fields read from ``finetune.json`` / ``kind="finetune"`` manifests:
@@ -599,13 +600,17 @@ def _load_finetune(path: Path) -> dict[str, Any] | None:
         if record.get("merged_from_adapter"):  # a merged copy of an adapter already counted
             return None
         base = record.get("base_model")
+        attempts = record.get("attempts") or {}  # a resumed fine-tune: the earlier attempts' time, and what was lost
+        wall = record.get("wall_seconds")
         record = {
             "kind": "finetune",
             "backend": "hf",
             "task": record.get("task"),
             "base_model": base.get("spec") if isinstance(base, Mapping) else base,
             "adapter_dir": str(path.parent),
-            "wall_seconds": record.get("wall_seconds"),
+            "wall_seconds": None if wall is None else wall + attempts.get("earlier_seconds", 0.0),
+            "lost_seconds": attempts.get("lost_seconds", 0.0),
+            "interruptions": attempts.get("interrupted", 0),
             "train_tokens": record.get("train_tokens"),
             "hardware": record.get("hardware"),
             "written_at": record.get("created_at", ""),
@@ -650,6 +655,7 @@ COST_COLUMNS = [
     "output_tokens",
     "training_tokens",
     "hours",
+    "lost_hours",
     "usd_per_1k_input",
     "usd_per_1k_output",
     "usd_per_1k_training",
@@ -741,9 +747,11 @@ def cost_table(
                 continue
         wall = r.get("wall_seconds")
         train_hours = float(wall) / 3600 if not _is_missing(wall) else float("nan")
+        lost = r.get("lost_seconds")
         row: dict[str, Any] = {
             "model": base,
             "regime": "fine-tuning",
+            "lost_hours": float(lost) / 3600 if not _is_missing(lost) else None,
             "hardware": _hardware_label(r.get("hardware")),
             "training_tokens": r.get("trained_tokens")
             if r.get("trained_tokens") is not None
@@ -786,6 +794,11 @@ def cost_table(
                 hours=train_hours,
                 usd=train_usd,
                 note="training only (no evaluation run of the tuned model found)",
+            )
+        if r.get("interruptions"):
+            row["note"] += (
+                f"; {r['interruptions']} interruption(s) (e.g. spot preemptions): every attempt is billed, "
+                f"{row['lost_hours']:.2f} h of it redone after resuming from a checkpoint"
             )
         rows.append(row)
 

@@ -29,6 +29,7 @@ from .adapter import (
     lora_summary,
     save_adapter,
 )
+from .attempts import AttemptLog
 from .config import FinetuneConfig, check_config, check_train_size, plan_steps
 from .data import TrainData, TrainingSet, build_training_set
 
@@ -176,6 +177,8 @@ def finetune(
         shutil.rmtree(checkpoint_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / REQUEST_FILE, request)
+    attempts = AttemptLog(output_dir, request["fingerprint"], keep=resume)
+    attempts.begin(_step_of(resume_from) or 0)
 
     model = backend.model
     if settings["load_in_4bit"] or settings["load_in_8bit"]:
@@ -233,7 +236,11 @@ def finetune(
             train_dataset=tset.dataset(),
             processing_class=backend.tokenizer,
             peft_config=lora,
-            callbacks=[*(callbacks or []), *([step_progress(f"fine-tune {task}")] if relayed else [])],
+            callbacks=[
+                attempts.callback(),
+                *(callbacks or []),
+                *([step_progress(f"fine-tune {task}")] if relayed else []),
+            ],
         )
     if not progress or relayed:
         from transformers.trainer_callback import PrinterCallback
@@ -242,6 +249,7 @@ def finetune(
     if len(trainer.train_dataset) != len(tset):  # pragma: no cover - our rows never exceed max_length
         raise RuntimeError("trl dropped or truncated training examples that labscale had already length-checked")
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    attempted = attempts.finish()
 
     state = trainer.state
     history = [
@@ -269,6 +277,7 @@ def finetune(
         wall_seconds=time.perf_counter() - started,
         checkpoints=list_checkpoints(output_dir) if config.checkpoint_every_samples else [],
         train_runtime_seconds=round(float(output.metrics.get("train_runtime", float("nan"))), 3),
+        attempts=attempted,
     )
     adapter_dir = save_adapter(peft_model, backend, output_dir / "adapter", card)
     return AdapterResult.from_card(adapter_dir)
