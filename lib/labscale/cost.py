@@ -39,7 +39,8 @@ Fine-tuning records (the ``fine-tuning`` rows)
       (read as ``backend="hf"``, ``base_model=card["base_model"]["spec"]``, ``task``, ``wall_seconds`` plus the
       earlier attempts' time of a resumed fine-tune and the hours lost to its interruptions (``attempts``, see
       :mod:`labscale.finetune.attempts`; the ``lost_hours`` column), ``hardware``; linked to evaluation runs whose
-      ``adapter=`` option names that folder; cards of merged models, which carry ``merged_from_adapter``, are skipped so nothing is counted twice);
+      ``adapter=`` option names that folder; cards of merged models, which carry ``merged_from_adapter``, are
+      skipped so nothing is counted twice);
     * ``manifest.json`` files whose ``kind`` is ``"finetune"``.
 
     Fields read from ``finetune.json`` / ``kind="finetune"`` manifests:
