@@ -4,8 +4,10 @@ introduction says in three sentences what the book adds to the paper and points 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +75,25 @@ def test_course_plan_is_in_the_book_and_maps_every_chapter():
     }
     suggested = {r for r in refs if re.fullmatch(r"[a-z-]+-ex-\d+", r)}
     assert suggested and suggested <= labels, f"the course plan names unknown exercises: {sorted(suggested - labels)}"
+
+
+def test_scaling_out_page_shows_the_price_table_and_real_commands():
+    from labscale import cost
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    using = next(p for p in toc["parts"] if p["caption"] == "Using this book")
+    assert "book/scaling_out" in [c["file"] for c in using["chapters"]]
+    page = (ROOT / "book" / "scaling_out.md").read_text(encoding="utf-8")
+    table = cost.scaling_out_costs()
+    for r in table.itertuples():  # every row as labscale.cost computes it from the reference files, nothing else
+        job = f"{r.job}: {r.hours:g} h, \\${r.usd:.2f}" if r.job else "minutes"  # \$: not inline math
+        row = f"| {r.what} | `{r.command}` | {r.gpu} | \\${r.usd_per_hour:.3f} ({r.price_date}) | {job} |"
+        assert row in page, f"book/scaling_out.md lacks (or has another version of) the row:\n{row}"
+    rows = [line for line in page.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) == len(table)
+    # the recipes and console scripts it names exist
+    for path in re.findall(r"recipes/skypilot/\w+\.yaml", page):
+        assert (ROOT / path).is_file(), path
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"labscale-grid", "labscale-gpu-check"} <= set(scripts)
+    assert table.loc[0, "usd"] == pytest.approx(9.95 * 0.32, abs=0.005)  # the study's Falcon fine-tune, Table 3

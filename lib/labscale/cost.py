@@ -1068,6 +1068,81 @@ def join_quality(costs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> pd.
     return out
 
 
+# -- scaling out: what each command costs per hour ----------------------------------------------------------------
+#: (what, command, GPU price item, reference job) for the book's "Scaling out" page; the job is a (source, model,
+#: scenario or task) whose hours come from a reference table
+SCALING_OUT_JOBS = (
+    (
+        "QLoRA fine-tune, spot, auto-recovered",
+        "sky jobs launch recipes/skypilot/finetune.yaml",
+        "gcp-t4-spot",
+        ("table3", "falcon-7b-instruct", "fine-tuning"),
+    ),
+    (
+        "QLoRA fine-tune, spot, auto-recovered",
+        "sky jobs launch recipes/skypilot/finetune.yaml",
+        "gcp-t4-spot",
+        ("table3", "mistral-7b-instruct", "fine-tuning"),
+    ),
+    (
+        "LoRA fine-tune on an A40 (the companion's)",
+        "sky jobs launch recipes/skypilot/finetune.yaml",
+        "a40",
+        ("companion", COMPANION_OPEN_MODEL, "text_to_sql"),
+    ),
+    (
+        "vLLM serving the adapters, evaluated",
+        "sky serve up recipes/skypilot/serve.yaml",
+        "gcp-t4-spot",
+        ("table3", "mistral-7b-instruct", "fine-tuned"),
+    ),
+    (
+        "one evaluation of the grid (3-shot)",
+        "labscale-grid --workers N",
+        "gcp-t4-spot",
+        ("table3", "mistral-7b-instruct", "3-shot"),
+    ),
+    ("the GPU check", "labscale-gpu-check", "colab-pro-t4", None),
+)
+
+
+def scaling_out_costs(as_of: Any = None) -> pd.DataFrame:
+    """What each scaling-out command costs per hour at the dated GPU prices, with a reference job's hours and cost.
+
+    One row per :data:`SCALING_OUT_JOBS` entry: ``what``, ``command``, ``gpu`` (the price item), ``usd_per_hour``
+    and its ``price_date``, the reference ``job``, its ``hours`` (the study's Table 3 on its 1,535-item fact-checking
+    test set on one T4, or the companion study's job) and ``usd`` = hours x the price (None without a job). Runs on
+    N GPUs at once (a Ray grid) cost N times the hourly price for 1/N of the hours.
+    """
+    table3 = study_table3().set_index(["model", "scenario"])
+    companion = companion_costs().set_index(["model", "task"])
+    rows = []
+    for what, command, gpu, job in SCALING_OUT_JOBS:
+        row = price_row("gpu_hour", gpu, as_of)
+        hours, label = None, ""
+        if job is not None:
+            source, model, key = job
+            if source == "table3":
+                hours = float(table3.loc[(model, key), "runtime_hours"])
+                label = f"{model} {key} (study Table 3)"
+            else:
+                hours = float(companion.loc[(model, key), "hours"])
+                label = f"{model} on {key} (companion study)"
+        rows.append(
+            {
+                "what": what,
+                "command": command,
+                "gpu": gpu,
+                "usd_per_hour": float(row["usd"]),
+                "price_date": pd.Timestamp(row["date"]).date().isoformat(),
+                "job": label,
+                "hours": hours,
+                "usd": None if hours is None else round(hours * float(row["usd"]), 2),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 __all__ = [
     "DEFAULT_GPU",
     "LISTED_PRICE_MAP",
@@ -1077,6 +1152,7 @@ __all__ = [
     "beside_study_table3",
     "companion_claim",
     "companion_costs",
+    "scaling_out_costs",
     "cost_table",
     "count_tokens",
     "join_quality",
