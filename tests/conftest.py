@@ -27,6 +27,15 @@ def embedded_model_dir() -> Path:
     return embedded.ensure_converted()
 
 
+@pytest.fixture(scope="module")
+def server(embedded_model_dir, tmp_path_factory):
+    """A real ``transformers serve`` of the embedded model on 127.0.0.1, one per test module."""
+    from local_server import LocalServer
+
+    with LocalServer(embedded_model_dir, tmp_path_factory.mktemp("transformers-serve")) as local:
+        yield local
+
+
 @pytest.fixture()
 def cache(tmp_path):
     """A fresh response cache in a temporary folder."""

@@ -69,16 +69,6 @@ def test_grid_specs_is_the_product_with_absolute_folders(tmp_path, monkeypatch):
 
 # -- a real server, a local Ray cluster of two CPU workers ----------------------------------------------------
 @pytest.fixture(scope="module")
-def server(embedded_model_dir, tmp_path_factory):
-    from local_server import LocalServer
-
-    local = LocalServer(embedded_model_dir, tmp_path_factory.mktemp("transformers-serve"))
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     yield ray.cluster_resources()

@@ -40,14 +40,6 @@ SECRET = "sk-labscale-test-SECRET-0123456789abcdef"
 
 
 # -- the server and transports -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def server(embedded_model_dir, tmp_path_factory):
-    local = LocalServer(embedded_model_dir, tmp_path_factory.mktemp("transformers-serve"))
-    local.start()
-    yield local
-    local.stop()
-
-
 def spec_for(server: LocalServer, **options) -> str:
     query = "&".join(f"{k}={v}" for k, v in {"base_url": server.base_url, **options}.items())
     return f"openai:{server.model}?{query}"
