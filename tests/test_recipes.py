@@ -159,7 +159,7 @@ def project_problems(config: dict, kind: str, sky: dict) -> list[str]:
     """What makes a recipe wrong for labscale even when SkyPilot accepts it (empty: fine)."""
     from labscale.backends import parse_model_spec
     from labscale.finetune import FinetuneConfig
-    from labscale.tasks import ALL_TASK_NAMES
+    from labscale.tasks import ALL_TASK_NAMES, SOURCES
 
     problems = []
     resources = config.get("resources") or {}
@@ -194,6 +194,8 @@ def project_problems(config: dict, kind: str, sky: dict) -> list[str]:
             problems.append(f"{module}.{name} does not exist")
     if "TASK" in envs and envs["TASK"] not in ALL_TASK_NAMES:
         problems.append(f"envs.TASK={envs['TASK']!r}; valid tasks: {', '.join(ALL_TASK_NAMES)}")
+    if "SOURCE" in envs and envs["SOURCE"] not in SOURCES:
+        problems.append(f"envs.SOURCE={envs['SOURCE']!r}; valid sources: {', '.join(SOURCES)}")
     if kind == "finetune":
         recovery = resources.get("job_recovery")
         if not isinstance(recovery, dict) or recovery.get("strategy") not in sky["strategies"]:
@@ -276,6 +278,7 @@ def test_broken_recipe_is_rejected_by_skypilot_naming_the_key(kind, edit, expect
         ("finetune", lambda c: c["resources"]["job_recovery"].update(max_restart=3), "unknown job_recovery key"),
         ("finetune", lambda c: c["file_mounts"].update({"/ckpt": c["file_mounts"].pop("/runs")}), "no bucket mounted"),
         ("finetune", lambda c: c["envs"].update(PRESET="fast"), "envs.PRESET='fast'"),
+        ("finetune", lambda c: c["envs"].update(SOURCE="web"), "envs.SOURCE='web'"),
         ("finetune", lambda c: c["envs"].update(TASK="sentiment"), "envs.TASK='sentiment'"),
         ("finetune", lambda c: c.update(run=c["run"].replace("finetune_tasks", "finetune_all")), "finetune_all"),
         ("finetune", lambda c: c.update(setup=c["setup"] + "pip install torch==2.5.0\n"), "installs torch"),
