@@ -35,6 +35,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -256,8 +257,9 @@ def check_parity(backend: Any) -> ParityReport:
             f"the parity gate needs the base model's name on {backend.base_url}: the server lists no parent for "
             f"{backend.model_id!r}; add the model option served_base=NAME"
         )
-    served_adapter = [backend.complete(c, decoding) for c in conversations]
-    served_base = [backend.complete(c, decoding, model=served_base_name) for c in conversations]
+    with ThreadPoolExecutor(max_workers=backend.concurrency) as pool:  # the backend's concurrency: vLLM batches them
+        served_adapter = list(pool.map(lambda c: backend.complete(c, decoding), conversations))
+        served_base = list(pool.map(lambda c: backend.complete(c, decoding, model=served_base_name), conversations))
     base_spec = parse_model_spec(local_reference(backend.adapter))
     local = {}
     for name, spec in (("adapter", base_spec.with_adapter(backend.adapter)), ("base", base_spec)):
