@@ -11,6 +11,7 @@ import pytest
 
 from labscale import cost, records
 from labscale.cost import (
+    adapter_training_seconds,
     beside_study_table3,
     cost_table,
     count_tokens,
@@ -659,6 +660,7 @@ def test_a_preempted_fine_tune_bills_every_attempt_and_shows_the_hours_lost(tmp_
     assert row["regime"] == "fine-tuning" and row["hours"] == pytest.approx((1800 + 720) / 3600)
     assert row["lost_hours"] == pytest.approx(0.1) and row["usd"] == pytest.approx(0.7 * 0.32)
     assert "1 interruption(s)" in row["note"] and "0.10 h of it redone" in row["note"]
+    assert adapter_training_seconds(card) == (1800.0 + 720.0, 360.0)  # what transparency cards bill too
     card.pop("attempts")  # a card written before attempts were recorded: nothing lost, the final attempt billed
     (adapter / "labscale_card.json").write_text(json.dumps(card))
     row = cost_table(tmp_path, gpu="gcp-t4-spot").iloc[0]

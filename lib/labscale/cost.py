@@ -592,8 +592,18 @@ def _finetune_files(root: Path | None, extra: Iterable[Any]) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in files))
 
 
-def _load_finetune(path: Path) -> dict[str, Any] | None:
+def adapter_training_seconds(card: Mapping[str, Any]) -> tuple[float | None, float]:
+    """The billed seconds of the fine-tune an adapter ``card`` records (its final attempt's wall time plus the earlier
+    attempts' of a resumed run, :mod:`labscale.finetune.attempts`) and the seconds redone after its interruptions."""
+    attempts = card.get("attempts") or {}
+    wall = card.get("wall_seconds")
+    billed = None if wall is None else float(wall) + float(attempts.get("earlier_seconds", 0.0))
+    return billed, float(attempts.get("lost_seconds", 0.0))
+
+
+def finetune_record(path: str | Path) -> dict[str, Any] | None:
     """A fine-tuning record as a dict (see the module docstring), or None when the file is not one."""
+    path = Path(path)
     record = json.loads(path.read_text())
     if not isinstance(record, Mapping):
         return None
@@ -601,17 +611,16 @@ def _load_finetune(path: Path) -> dict[str, Any] | None:
         if record.get("merged_from_adapter"):  # a merged copy of an adapter already counted
             return None
         base = record.get("base_model")
-        attempts = record.get("attempts") or {}  # a resumed fine-tune: the earlier attempts' time, and what was lost
-        wall = record.get("wall_seconds")
+        billed, lost = adapter_training_seconds(record)
         record = {
             "kind": "finetune",
             "backend": "hf",
             "task": record.get("task"),
             "base_model": base.get("spec") if isinstance(base, Mapping) else base,
             "adapter_dir": str(path.parent),
-            "wall_seconds": None if wall is None else wall + attempts.get("earlier_seconds", 0.0),
-            "lost_seconds": attempts.get("lost_seconds", 0.0),
-            "interruptions": attempts.get("interrupted", 0),
+            "wall_seconds": billed,
+            "lost_seconds": lost,
+            "interruptions": (record.get("attempts") or {}).get("interrupted", 0),
             "train_tokens": record.get("train_tokens"),
             "hardware": record.get("hardware"),
             "written_at": record.get("created_at", ""),
@@ -623,6 +632,21 @@ def _load_finetune(path: Path) -> dict[str, Any] | None:
     if "backend" not in record:
         record["backend"] = "openai" if record.get("trained_tokens") is not None else "hf"
     return record
+
+
+def linked_evaluation_runs(record: Mapping[str, Any], runs_root: str | Path) -> list[Path]:
+    """The evaluation run folders under ``runs_root`` that evaluate the model a fine-tuning ``record``
+    (:func:`finetune_record`) produced, linked as :func:`cost_table` links them."""
+    root = Path(runs_root)
+    found = []
+    for run_dir in records.find_runs(root) if root.is_dir() else []:
+        manifest = records.read_manifest(run_dir)
+        if manifest.get("kind") == "finetune" or not (run_dir / "params.json").is_file():
+            continue
+        params = json.loads((run_dir / "params.json").read_text())
+        if _finetune_links(record, _model_info({"manifest": manifest, "params": params})):
+            found.append(run_dir)
+    return found
 
 
 def _same_path(a: Any, b: Any) -> bool:
@@ -696,7 +720,7 @@ def cost_table(
     """
     root = Path(runs_root)
     prices = load_prices(as_of) if prices is None else prices
-    finetunes = [r for r in (_load_finetune(p) for p in _finetune_files(root, finetune_records)) if r is not None]
+    finetunes = [r for r in (finetune_record(p) for p in _finetune_files(root, finetune_records)) if r is not None]
     skipped = [r for r in finetunes if r.get("status") not in (None, "succeeded")]
     finetunes = [r for r in finetunes if r.get("status") in (None, "succeeded")]
 
@@ -1151,7 +1175,10 @@ __all__ = [
     "STUDY_PRICE_MAP",
     "beside_study_table3",
     "companion_claim",
+    "adapter_training_seconds",
     "companion_costs",
+    "finetune_record",
+    "linked_evaluation_runs",
     "scaling_out_costs",
     "cost_table",
     "count_tokens",

@@ -19,7 +19,14 @@ from typing import Any
 import pandas as pd
 
 from . import records
-from .cost import DEFAULT_GPU, _finetune_links, _load_finetune, _model_info, price_row, training_cost
+from .cost import (
+    DEFAULT_GPU,
+    adapter_training_seconds,
+    finetune_record,
+    linked_evaluation_runs,
+    price_row,
+    training_cost,
+)
 from .data import registry
 from .errors import InvalidParameter
 from .finetune import CARD_FILE
@@ -109,11 +116,12 @@ def _data_section(card: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _compute_section(card: Mapping[str, Any], gpu: str, as_of: Any) -> dict[str, Any]:
-    seconds = card.get("wall_seconds")
-    hours = None if seconds is None else float(seconds) / 3600
+    seconds, lost = adapter_training_seconds(card)  # every attempt of a resumed fine-tune is billed
+    hours = None if seconds is None else seconds / 3600
     row = price_row("gpu_hour", gpu, as_of)
     return {
         "wall_seconds": seconds,
+        "lost_hours": lost / 3600,
         "train_runtime_seconds": card.get("train_runtime_seconds"),
         "hours": hours,
         "train_tokens": card.get("train_tokens"),
@@ -133,18 +141,9 @@ def _compute_section(card: Mapping[str, Any], gpu: str, as_of: Any) -> dict[str,
 def evaluation_runs(adapter_dir: str | Path, runs_root: str | Path) -> list[Path]:
     """The evaluation run folders under ``runs_root`` whose model is the adapter in ``adapter_dir`` (linked as
     :func:`labscale.cost.cost_table` links them)."""
-    adapter_dir, root = Path(adapter_dir), Path(runs_root)
-    link = _load_finetune(adapter_dir / CARD_FILE) if (adapter_dir / CARD_FILE).is_file() else None
-    link = link or {"adapter_dir": str(adapter_dir)}
-    found = []
-    for run_dir in records.find_runs(root) if root.is_dir() else []:
-        manifest = records.read_manifest(run_dir)
-        if manifest.get("kind") == "finetune" or not (run_dir / "params.json").is_file():
-            continue
-        params = json.loads((run_dir / "params.json").read_text())
-        if _finetune_links(link, _model_info({"manifest": manifest, "params": params})):
-            found.append(run_dir)
-    return found
+    adapter_dir = Path(adapter_dir)
+    link = finetune_record(adapter_dir / CARD_FILE) if (adapter_dir / CARD_FILE).is_file() else None
+    return linked_evaluation_runs(link or {"adapter_dir": str(adapter_dir)}, runs_root)
 
 
 def _evaluation_section(adapter_dir: Path, runs_root: str | Path | None) -> list[dict[str, Any]]:
