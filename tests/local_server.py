@@ -12,18 +12,11 @@ Known quirks of ``transformers serve`` 5.23 handled here:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from labscale.backends.served import free_port, wait_until_healthy
 
 
 class LocalServer:
@@ -111,19 +104,7 @@ class LocalServer:
         raise AssertionError("unreachable")
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + self.startup_timeout
-        url = f"http://127.0.0.1:{self.port}/health"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.25)
-        return False
+        return wait_until_healthy(f"http://127.0.0.1:{self.port}/health", self.process, self.startup_timeout)
 
     def stop(self, grace: float = 15.0) -> None:
         """Terminate the server, then kill it if it has not exited after ``grace`` seconds."""

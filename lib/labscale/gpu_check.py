@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,14 +122,16 @@ def check_vllm(state: dict[str, Any]) -> str:
         raise Skipped("vllm not installed") from None
     from .backends import Decoding, load_backend
     from .backends.embedded import ensure_converted
+    from .backends.served import free_port, wait_until_healthy
 
-    base, adapter, port = ensure_converted(), _adapter(state), _free_port()
+    base, adapter, port = ensure_converted(), _adapter(state), free_port()
     command = ["vllm", "serve", str(base), "--port", str(port), "--enable-lora", "--max-lora-rank", "32"]
     command += ["--lora-modules", f"labscale-check={adapter}"]
     log = open(state["work"] / "vllm.log", "w")  # noqa: SIM115 - held open while the server runs
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for(f"http://127.0.0.1:{port}/health", server, timeout=600)
+        if not wait_until_healthy(f"http://127.0.0.1:{port}/health", server, timeout=600, poll=2):
+            raise RuntimeError(f"vllm serve did not answer /health within 600 s (exit code {server.poll()})")
         spec = f"openai:labscale-check?base_url=http://127.0.0.1:{port}/v1&adapter={adapter}&served_base={base}"
         backend = load_backend(spec)  # its parity gate raises AdapterParityError (this check's FAIL) on a mismatch
         replies = backend.generate([[{"role": "user", "content": p}] for p in PROMPTS], Decoding(max_new_tokens=16))
@@ -164,26 +164,6 @@ def _adapter(state: dict[str, Any]) -> Path:
     if "adapter" not in state:
         raise Skipped("needs the qlora-nf4-bf16 adapter")
     return state["adapter"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, server: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"vllm serve exited with code {server.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def run_checks(work: Path, *, require_gpu: bool = False, echo: Callable[[str], None] = print) -> list[Result]:

@@ -252,7 +252,7 @@ class OpenAIBackend(Backend):
         if adapter is not None:
             from .served import adapter_weights, check_engine
 
-            adapter_weights(adapter)  # a missing or empty adapter folder fails here, before any request
+            self._adapter_weights = adapter_weights(adapter)  # a missing or empty folder fails here, before any request
             if engine is not None:
                 check_engine(engine)
         elif served_base is not None or engine is not None:
@@ -315,13 +315,12 @@ class OpenAIBackend(Backend):
         """The served adapter's identity: engine and version, served name, the SHA-256 of its weights."""
         if self._served is None:
             from ..hashing import sha256_file
-            from .served import adapter_weights, serving_engine
+            from .served import serving_engine
 
-            weights = adapter_weights(self.adapter)
             self._served = {
                 **serving_engine(self.base_url, self._declared_engine, timeout=self.timeout),
                 "name": self.model_id,
-                "weights_sha256": sha256_file(weights),
+                "weights_sha256": sha256_file(self._adapter_weights),
             }
         return self._served
 

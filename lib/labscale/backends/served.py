@@ -32,7 +32,9 @@ run manifest (``hardware.adapter_parity``).
 from __future__ import annotations
 
 import json
-import urllib.error
+import socket
+import subprocess
+import time
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,41 +109,30 @@ def judge_parity(
     differs = sum(served_adapter[i] != served_base[i] for i in discriminating)
     mean = sum(prefix_agreement(s, t) for s, t in zip(served_adapter, local_adapter, strict=True)) / n
     if not discriminating:
-        passed, reason = (
-            False,
-            (
-                f"the local adapter answers all {n} parity prompts exactly as its base model does, so they cannot tell "
-                "a served adapter from the base"
-            ),
+        failure = (
+            f"the local adapter answers all {n} parity prompts exactly as its base model does, so they cannot tell "
+            "a served adapter from the base"
         )
     elif differs == 0 or 2 * closer < len(discriminating):
-        passed, reason = (
-            False,
-            (
-                f"the server appears to answer with the base model (or another adapter): on the {len(discriminating)} "
-                f"prompts where the adapter changes the local reply, the served adapter is closer to the adapter on "
-                f"{closer} and differs from the served base on {differs}; check the --lora-modules path and that the "
-                "adapter's target modules are ones the engine supports"
-            ),
+        failure = (
+            f"the server appears to answer with the base model (or another adapter): on the {len(discriminating)} "
+            f"prompts where the adapter changes the local reply, the served adapter is closer to the adapter on "
+            f"{closer} and differs from the served base on {differs}; check the --lora-modules path and that the "
+            "adapter's target modules are ones the engine supports"
         )
     elif mean < tolerance:
-        passed, reason = (
-            False,
-            (
-                f"the served adapter agrees with the local peft adapter on {mean:.2f} of each reply on average, below "
-                f"the tolerance of {tolerance}: the server holds other weights under this name"
-            ),
+        failure = (
+            f"the served adapter agrees with the local peft adapter on {mean:.2f} of each reply on average, below "
+            f"the tolerance of {tolerance}: the server holds other weights under this name"
         )
     else:
-        passed, reason = (
-            True,
-            (
-                f"served adapter agrees with the local adapter at {mean:.2f} (tolerance {tolerance}) and differs "
-                f"from the base on {differs} of {len(discriminating)} discriminating prompts"
-            ),
-        )
+        failure = None
+    reason = failure or (
+        f"served adapter agrees with the local adapter at {mean:.2f} (tolerance {tolerance}) and differs "
+        f"from the base on {differs} of {len(discriminating)} discriminating prompts"
+    )
     return ParityReport(
-        passed,
+        failure is None,
         reason,
         tolerance,
         round(mean, 4),
@@ -179,6 +170,30 @@ def server_root(base_url: str) -> str:
     return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server started next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float, *, poll: float = 0.25) -> bool:
+    """Whether the server ``process`` answered 200 at ``url`` (its ``/health``) within ``timeout`` seconds; False as
+    soon as the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(poll)
+    return False
+
+
 def _get_json(url: str, timeout: float) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read().decode("utf-8"))
@@ -199,7 +214,7 @@ def serving_engine(base_url: str, declared: str | None = None, *, timeout: float
     try:
         answer = _get_json(server_root(base_url) + "/version", timeout)
         version = answer.get("version") if isinstance(answer, dict) else None
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError):  # URLError and timeouts are OSErrors
         pass
     if declared is not None:
         name, declared_version = check_engine(declared)
@@ -218,7 +233,7 @@ def served_parent(base_url: str, model: str, *, timeout: float = 10.0) -> str | 
     """The base model a vLLM server lists as the ``parent`` of the served adapter ``model`` (None if unknown)."""
     try:
         listing = _get_json(base_url + "/models", timeout)
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError):  # URLError and timeouts are OSErrors
         return None
     for entry in listing.get("data", []) if isinstance(listing, dict) else []:
         if isinstance(entry, dict) and entry.get("id") == model and entry.get("parent"):
@@ -281,7 +296,9 @@ __all__ = [
     "PARITY_TOLERANCE",
     "ParityReport",
     "check_parity",
+    "free_port",
     "judge_parity",
     "prefix_agreement",
     "serving_engine",
+    "wait_until_healthy",
 ]

@@ -90,11 +90,12 @@ def summarize(attempts: list[dict[str, Any]]) -> dict[str, Any]:
         since = saved_at if saved_at is not None else attempt["started"]
         lost_seconds += max(0.0, attempt["last_time"] - since)
         lost_steps += max(0, attempt["last_step"] - max(resumed, attempt["from_step"]))
+    earlier = sum(a["last_time"] - a["started"] for a in attempts[:-1])
     return {
         "count": len(attempts),
         "interrupted": sum(not a.get("finished") for a in attempts[:-1]),
-        "seconds": round(sum(a["last_time"] - a["started"] for a in attempts), 3),
-        "earlier_seconds": round(sum(a["last_time"] - a["started"] for a in attempts[:-1]), 3),
+        "seconds": round(earlier + attempts[-1]["last_time"] - attempts[-1]["started"], 3),
+        "earlier_seconds": round(earlier, 3),
         "lost_seconds": round(lost_seconds, 3),
         "lost_steps": lost_steps,
         "resumed_from": [a["from_step"] for a in attempts[1:]],
