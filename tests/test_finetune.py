@@ -367,6 +367,36 @@ def test_killed_run_resumes_to_the_same_adapter(tmp_path, embedded_model_dir):
         finetune(BASE, "entity_resolution", config=other, output_dir=tmp_path / "crashed")
 
 
+@pytest.mark.slow
+def test_scoring_only_the_answer_positions_trains_the_same_adapter(tmp_path, embedded_model_dir, monkeypatch):
+    import contextlib
+
+    import torch
+    from trl.trainer import utils as trl_utils
+
+    import labscale.finetune.training as training
+
+    cpu = torch.device("cpu")
+    original = trl_utils._use_triton
+    with training.answer_positions_only("cpu"):
+        assert trl_utils._use_triton(cpu) is True  # trl's fused head goes compact on the CPU
+    assert trl_utils._use_triton is original and original(cpu) is False  # and is restored afterwards
+    with training.answer_positions_only("cuda"):
+        assert trl_utils._use_triton is original  # CUDA decides for itself
+
+    tiny = dict(r=4, alpha=8, train_fraction=8 / 700, max_length=192, warmup_steps=1, per_device_batch_size=2, seed=5)
+    config = FinetuneConfig.preset("cpu", **tiny)
+    compact = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "compact")
+    monkeypatch.setattr(training, "answer_positions_only", lambda device: contextlib.nullcontext())
+    every = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "every")
+    assert compact.optimizer_steps == every.optimizer_steps == 4
+    assert compact.losses == pytest.approx(every.losses, rel=1e-5)
+    a, b = _adapter_tensors(compact.adapter_dir), _adapter_tensors(every.adapter_dir)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-3, atol=1e-5), (name, (a[name] - b[name]).abs().max())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a real (tiny) fine-tune on entity resolution, evaluated through the ordinary backend
 # ---------------------------------------------------------------------------------------------------------------

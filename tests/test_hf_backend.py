@@ -158,11 +158,43 @@ def test_lora_adapter_is_loaded_and_fingerprinted(backend, embedded_model_dir, t
     base = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     peft_model.save_pretrained(tmp_path / "adapter")  # freshly initialised LoRA: B = 0, so outputs equal the base
-    tuned = load_backend(f"smollm2-135m?adapter={tmp_path / 'adapter'}", cache=ResponseCache(tmp_path / "l.sqlite"))
+    tuned = load_backend(
+        f"smollm2-135m?adapter={tmp_path / 'adapter'}&merge_adapter=false", cache=ResponseCache(tmp_path / "l.sqlite")
+    )
     assert tuned.identity()["adapter"]["fingerprint"].startswith("sha256:")
+    assert "merged" not in tuned.identity()["adapter"]
     assert isinstance(tuned.model, PeftModel)
     reply = tuned.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
     assert reply == backend.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
+
+
+def test_an_adapter_is_merged_for_generation_and_answers_as_the_separate_lora_pass(embedded_model_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")  # random A and B: the adapter changes outputs
+    spec = f"smollm2-135m?dtype=float32&adapter={tmp_path / 'adapter'}"
+    merged = load_backend(spec, cache=ResponseCache(tmp_path / "m.sqlite"))
+    separate = load_backend(spec + "&merge_adapter=false", cache=ResponseCache(tmp_path / "s.sqlite"))
+    plain = load_backend("smollm2-135m?dtype=float32", cache=ResponseCache(tmp_path / "p.sqlite"))
+    # merged by default: no LoRA module is left, and the identity (so the cache key) says so
+    assert not isinstance(merged.model, PeftModel)
+    assert not any("lora" in name for name, _ in merged.model.named_modules())
+    assert merged.identity()["adapter"]["merged"] is True
+    assert merged.identity() != separate.identity()
+    ids = merged.tokenizer(merged.prompt_text(FRANCE), return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        a, b, c = (m.model(input_ids=ids).logits[0, -1] for m in (merged, separate, plain))
+    assert torch.allclose(a, b, atol=1e-3) and (a - c).abs().max() > 0.1  # W + BA in fp32: the same function
+    replies = [m.generate(PROMPTS, Decoding(max_new_tokens=12), progress=False) for m in (merged, separate)]
+    assert [g.text for g in replies[0]] == [g.text for g in replies[1]]
+    # a 4-bit base cannot take W + BA: it keeps the separate LoRA pass, and its identity says nothing of merging
+    four = HFBackend(embedded_model_dir, load_in_4bit=True, adapter=str(tmp_path / "adapter"))
+    assert four.merge_adapter is False and "merged" not in four.identity()["adapter"]
 
 
 def test_4bit_nf4_loading_through_bitsandbytes_on_cpu(embedded_model_dir, tmp_path):

@@ -66,6 +66,11 @@ OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
         ),
         "device": (("auto", "cpu", "cuda"), "auto = CUDA when present, else CPU"),
         "adapter": (str, "path or hub id of a LoRA adapter"),
+        "merge_adapter": (
+            bool,
+            "fold the adapter into the weights for generation (default: yes, unless 4/8-bit): the same model with "
+            "no LoRA pass per layer; part of the cache key",
+        ),
         "batch_size": (int, "at most this many prompts per generate() call (default 32)"),
         "batch_tokens": (int, "and at most this many padded prompt + reply tokens per call (default 8192)"),
         "prefix_cache": (("auto", "off"), "auto = reuse the KV cache of a long prompt prefix shared by every item"),

@@ -202,6 +202,7 @@ class HFBackend(Backend):
         quantize: str = "none",
         device: str = "auto",
         adapter: str | None = None,
+        merge_adapter: bool = True,
         batch_size: int = 32,
         batch_tokens: int = 8192,
         prefix_cache: str = "auto",
@@ -220,6 +221,8 @@ class HFBackend(Backend):
         self._check_precision(model_id, adapter)  # before anything loads, naming the valid choices
         self.adapter = adapter
         self.adapter_fingerprint = _adapter_fingerprint(adapter) if adapter else None
+        # peft's merge_and_unload needs full-precision weights; a 4/8-bit base keeps its LoRA pass
+        self.merge_adapter = bool(adapter) and merge_adapter and not (load_in_4bit or load_in_8bit)
         check_range("batch_size", batch_size, 1, None, integer=True)
         check_range("batch_tokens", batch_tokens, 1, None, integer=True)
         self.batch_size, self.batch_tokens = batch_size, batch_tokens
@@ -305,6 +308,8 @@ class HFBackend(Backend):
             ident["quantize"] = self.quantize
         if self.adapter:
             ident["adapter"] = {"id": str(self.adapter), "fingerprint": self.adapter_fingerprint}
+            if self.merge_adapter:  # W + BA rounded to the weights' dtype: not bit-equal to the separate LoRA pass
+                ident["adapter"]["merged"] = True
         return ident
 
     # -- loading ----------------------------------------------------------------------------------------
@@ -376,6 +381,8 @@ class HFBackend(Backend):
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, self.adapter)
+            if self.merge_adapter:  # one matmul per projection instead of three: about 2x faster on the CPU
+                model = model.merge_and_unload()
         model.eval()
         if self.quantize == "int8-dynamic":  # int8 weights for every nn.Linear, activations quantized per call
             model = _quantize_int8_dynamic(model)
