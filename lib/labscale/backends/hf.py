@@ -518,9 +518,9 @@ class HFBackend(Backend):
         return self._prefix_kv[prefix]
 
     def _batch_inputs(self, ids: Sequence[Sequence[int]]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``generate`` inputs for the prompts ``ids``: left-padded input ids and attention mask, and no cache; or,
-        with a shared prefix to reuse, prefix | masked padding | item tokens and a copy of the prefix's KV cache
-        expanded to the batch."""
+        """``generate`` inputs for the prompts ``ids``: left-padded input ids and attention mask, and an empty KV
+        cache; or, with a shared prefix to reuse, prefix | masked padding | item tokens and a copy of the prefix's KV
+        cache expanded to the batch. Either cache appends in place (:mod:`labscale.backends.kv_cache`)."""
         import torch
 
         pad = self.tokenizer.pad_token_id
@@ -533,10 +533,12 @@ class HFBackend(Backend):
         width = max(len(x) for x in ids) - n
         rows = [list(x[:n]) + [pad] * (width - len(x) + n) + list(x[n:]) for x in ids]
         mask = [[1] * n + [0] * (width - len(x) + n) + [1] * (len(x) - n) for x in ids]
+        from .kv_cache import appending, appending_cache
+
         device = self.model.device
         encoded = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(mask, device=device)}
         if not n:
-            return encoded, {}
+            return encoded, {self._cache_argument(): appending_cache(self.model.config)}
         kv, name = self._prefix_kv_cache(prefix)
         with torch.inference_mode():
             kv = copy.deepcopy(kv)  # generate extends the cache it is given
@@ -547,7 +549,14 @@ class HFBackend(Backend):
         self.prefix_stats["batches_reused"] += 1
         self.prefix_stats["prompts_reused"] += len(ids)
         self.prefix_stats["reused_prompt_tokens"] += n * len(ids)
-        return encoded, {name: kv}
+        return encoded, {name: appending(kv)}
+
+    def _cache_argument(self) -> str:
+        """The name under which ``generate`` takes a KV cache: ``cache`` in transformers 5, else ``past_key_values``."""
+        import inspect
+
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft wraps it
+        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
     # -- generation -------------------------------------------------------------------------------------
     def _generate_batch(
