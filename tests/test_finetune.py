@@ -348,6 +348,12 @@ def test_killed_run_resumes_to_the_same_adapter(tmp_path, embedded_model_dir):
     assert [round(x, 5) for x in resumed.losses] == [round(x, 5) for x in straight.losses]
     assert resumed.train_tokens == straight.train_tokens > 12 * 130
     assert [(c["step"], c["samples"]) for c in resumed.checkpoints] == [(2, 4), (4, 8), (6, 12)]
+    # the last checkpoint holds the saved adapter's weights: one fingerprint, so one cache for their generations
+    from labscale.backends.hf import _adapter_fingerprint
+
+    last, earlier = (tmp_path / "straight" / "checkpoints" / f"checkpoint-{n}" for n in (6, 4))
+    assert _adapter_fingerprint(str(last)) == _adapter_fingerprint(str(straight.adapter_dir))
+    assert _adapter_fingerprint(str(earlier)) != _adapter_fingerprint(str(last))
     # what the crash cost: step 5 ran twice; the card bills both attempts and counts what was lost
     attempts = resumed.model_card["attempts"]
     assert (attempts["count"], attempts["interrupted"], attempts["lost_steps"]) == (2, 1, 1)

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -28,13 +30,27 @@ from .base import Backend, Decoding, Generation, Messages
 log = logging.getLogger(__name__)
 
 
+#: adapter_config.json fields that name where the base model was read from, not what the adapter computes: the
+#: Trainer's checkpoints name a local folder, the saved adapter the hub id (and the identity names the base anyway)
+_ADAPTER_CONFIG_LOCATIONS = ("base_model_name_or_path", "revision")
+
+
 def _adapter_fingerprint(adapter: str) -> str:
-    """A content hash for a local adapter folder (its config and weights); the id itself for hub adapters."""
+    """A content hash for a local adapter folder (its weights and its config, less where the base model was read
+    from); the id itself for hub adapters. A fine-tune's last checkpoint and its saved adapter hold the same weights
+    and so share a fingerprint, and their generations a cache."""
     path = Path(adapter)
     if not path.is_dir():
         return adapter
-    files = [path / n for n in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")]
-    return f"sha256:{sha256_files(f for f in files if f.is_file())[:16]}"
+    digest = hashlib.sha256()
+    config = path / "adapter_config.json"
+    if config.is_file():
+        settings = json.loads(config.read_text(encoding="utf-8"))
+        kept = {k: v for k, v in settings.items() if k not in _ADAPTER_CONFIG_LOCATIONS}
+        digest.update(json.dumps(kept, sort_keys=True).encode())
+    weights = [path / n for n in ("adapter_model.safetensors", "adapter_model.bin")]
+    digest.update(sha256_files(f for f in weights if f.is_file()).encode())
+    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 _TRUE = ("1", "true", "yes", "on")
