@@ -118,3 +118,73 @@ def test_an_unchanged_chapter_is_kept_and_a_changed_one_executed(shared_data, tm
     (derived / "manifest.json").write_text("{}")
     assert "executed transparency" in build()
     assert "executed transparency" in build("--force")
+
+
+def test_every_chapter_runs_after_the_chapters_it_reads():
+    order = book.build_order(list(book.CHAPTERS))
+    assert sorted(order) == sorted(book.CHAPTERS) and order[-1] == "transparency"
+    for name, needs in book.NEEDS.items():
+        assert all(order.index(need) < order.index(name) for need in needs), name
+    # the rest keeps the CHAPTERS order; a partial build orders only what it holds
+    assert order[:4] == ["domain_adaptation", "bias", "privacy", "hallucination"]
+    assert book.build_order(["cost", "structured", "bias"]) == ["bias", "structured", "cost"]
+    assert book.ready_chapters(["generality", "bias"], set(), ["generality", "bias"]) == ["generality", "bias"]
+    assert book.ready_chapters(["generality"], set(), ["domain_adaptation", "generality"]) == []
+
+
+# a stand-in for `python -m labscale.book --chapter NAME --no-html --report PATH`: it logs when it ran and with how
+# many threads, and reports its row as the real child does (a chapter named in FAIL exits with status 3)
+CHILD = r"""
+import json, os, sys, time
+name, report = sys.argv[sys.argv.index("--chapter") + 1], sys.argv[sys.argv.index("--report") + 1]
+log = os.environ["BOOK_TEST_LOG"]
+start = time.time()
+time.sleep(0.6)
+with open(log, "a") as handle:
+    handle.write(json.dumps([name, start, time.time(), os.environ["OMP_NUM_THREADS"], sys.argv[-2:]]) + "\n")
+if name in os.environ.get("FAIL", "").split(","):
+    sys.exit(3)
+with open(report, "w") as handle:
+    json.dump([{"chapter": name, "seconds": 0.6, "records written": 1, "model calls": 2, "cache hits": 0}], handle)
+"""
+
+
+def _child_runs(log):
+    import json
+
+    return {row[0]: row[1:] for row in map(json.loads, log.read_text().splitlines())}
+
+
+def test_chapters_run_two_at_a_time_after_what_they_read(tmp_path, monkeypatch):
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("BOOK_TEST_LOG", str(log))
+    monkeypatch.setattr(book.os, "cpu_count", lambda: 4)
+    chapters = book.build_order(["generality", "domain_adaptation", "bias", "privacy"])
+    rows, failed = book.build_in_parallel(chapters, 2, ["-p", "limit"], program=[sys.executable, str(script)])
+    assert failed == [] and [r["chapter"] for r in rows] == chapters and rows[0]["model calls"] == 2
+    runs = _child_runs(log)
+    assert {threads for _, _, threads, _ in runs.values()} == {"2"}  # 4 cores shared by 2 kernels
+    assert all(arguments == ["-p", "limit"] for *_, arguments in runs.values())
+    assert runs["generality"][0] >= runs["domain_adaptation"][1]  # it reads the domain-adaptation adapter
+    spans = sorted((start, end) for start, end, *_ in runs.values())
+    assert spans[1][0] < spans[0][1]  # two at once...
+    at_once = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert at_once == 2  # ...and never three
+
+
+def test_a_failed_chapter_stops_the_parallel_build(tmp_path, monkeypatch):
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("BOOK_TEST_LOG", str(log))
+    monkeypatch.setenv("FAIL", "domain_adaptation")
+    chapters = ["domain_adaptation", "bias", "generality", "head_to_head"]
+    rows, failed = book.build_in_parallel(chapters, 2, [], program=[sys.executable, str(script)])
+    assert failed == ["domain_adaptation"] and [r["chapter"] for r in rows] == ["bias"]
+    assert set(_child_runs(log)) == {"domain_adaptation", "bias"}  # nothing that reads it started

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from glob import escape as glob_escape
 from pathlib import Path
@@ -43,6 +44,29 @@ CHAPTERS = {
     "structured": "notebooks/structured.md",
     "transparency": "notebooks/transparency.md",
 }
+
+#: chapter -> the chapters whose run records or adapters it reads: they run before it, in every build
+NEEDS = {
+    "generality": ("domain_adaptation",),  # its adapter and base runs are the domain-adaptation chapter's
+    "head_to_head": ("domain_adaptation", "study_outputs"),
+    "cost": ("domain_adaptation", "bias", "hallucination", "generality", "structured"),  # every runs/adapters card
+    "transparency": tuple(name for name in CHAPTERS if name != "transparency"),
+}
+
+
+def ready_chapters(pending: list[str], done: set[str], build: list[str]) -> list[str]:
+    """The chapters of ``pending`` whose :data:`NEEDS` among the ``build``'s chapters are all ``done``."""
+    return [n for n in pending if all(d in done or d not in build for d in NEEDS.get(n, ()))]
+
+
+def build_order(chapters: list[str]) -> list[str]:
+    """``chapters`` in :data:`CHAPTERS` order, each after the chapters it :data:`NEEDS` among them."""
+    ordered: list[str] = []
+    pending = [name for name in CHAPTERS if name in chapters]
+    while pending:
+        ordered.append(ready_chapters(pending, set(ordered), chapters)[0])
+        pending.remove(ordered[-1])
+    return ordered
 
 
 def execute_chapter(
@@ -234,11 +258,15 @@ def build_html(root: Path = PROJECT_ROOT) -> Path:
     return root / "_build" / "html"
 
 
-def build_activity(since: float, runs_root: Path = PROJECT_ROOT / "runs") -> dict[str, int]:
-    """What a build step did, from the run records it wrote: records written under ``runs_root`` since ``since``
-    (a ``time.time()`` value; reused records are not rewritten), and their model calls and cache hits."""
+def build_activity(
+    since: float, runs_root: Path = PROJECT_ROOT / "runs", *, folders: list[Path] | None = None
+) -> dict[str, int]:
+    """What a build step did, from the run records it wrote: records written under ``runs_root`` (or only in
+    ``folders``: a chapter's own, when chapters run at once) since ``since`` (a ``time.time()`` value; reused
+    records are not rewritten), and their model calls and cache hits."""
     activity = {"records written": 0, "model calls": 0, "cache hits": 0}
-    for manifest in sorted(runs_root.rglob("manifest.json")) if runs_root.is_dir() else []:
+    roots = [f for f in (folders if folders is not None else [runs_root]) if f.is_dir()]
+    for manifest in sorted(m for root in roots for m in root.rglob("manifest.json")):
         if manifest.stat().st_mtime < since:
             continue
         usage = records.read_manifest(manifest).get("usage") or {}
@@ -268,6 +296,85 @@ def _parse_value(raw: str):
     return yaml.safe_load(raw)
 
 
+def build_chapter(name: str, parameters: dict, *, force: bool = False) -> dict:
+    """Execute chapter ``name`` unless its executed notebook is current, or write its placeholder page when its
+    data is missing; returns its row of the closing summary."""
+    t0, wall0 = time.perf_counter(), time.time()
+    chapter_params, notice = chapter_parameters(name, parameters)
+    if notice:
+        print(f"note: {notice}", flush=True)
+    missing = missing_data(name, chapter_params)
+    if missing:
+        placeholder_chapter(name, missing)
+        print(
+            f"note: {name} needs {', '.join(missing)}, not available offline (`labscale-data fetch "
+            f"{' '.join(missing)}` or LABSCALE_DATA_MIRROR): its page says so instead of running",
+            flush=True,
+        )
+        return {"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"}
+    output = PROJECT_ROOT / "book" / "chapters" / f"{name}.ipynb"
+    current = chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT)
+    if not force and stored_fingerprint(output) == current:
+        print(f"kept {name}: its source, parameters, library code and run records are unchanged", flush=True)
+        return {"chapter": name, "seconds": time.perf_counter() - t0, "note": "kept: inputs unchanged"}
+    with progress.relay():  # the kernel's progress bars, live on this terminal (never in the notebook)
+        path = execute_chapter(name, parameters=chapter_params, output=output)
+    # the fingerprint after the run, so that it covers the records the chapter wrote
+    store_fingerprint(path, chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT))
+    seconds = time.perf_counter() - t0
+    print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {seconds:.1f} s", flush=True)
+    folders = _record_folders(name, chapter_params, PROJECT_ROOT)
+    return {"chapter": name, "seconds": seconds, **build_activity(wall0, folders=folders)}
+
+
+def default_jobs() -> int:
+    """Chapters executed at once by default: two on a CPU with at least two cores (each kernel then computes with
+    half of them), one where a CUDA GPU is present (two chapters would share its memory)."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1)
+
+
+def build_in_parallel(
+    chapters: list[str], jobs: int, child_arguments: list[str], *, program: list[str] | None = None
+) -> tuple[list[dict], list[str]]:
+    """Execute ``chapters`` as ``labscale-book --chapter NAME`` child processes, up to ``jobs`` at once, each one
+    started once the chapters it :data:`NEEDS` have finished, the longest first (:data:`CHAPTERS` order), every
+    kernel with ``cores / jobs`` threads. Returns the summary rows (in build order) and the chapters that failed;
+    after a failure nothing new starts. ``program`` is the child's command before its arguments (default: this
+    module run by this Python)."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    pending, done, failed = list(chapters), set(), []
+    running: dict[str, tuple[subprocess.Popen, Path]] = {}
+    rows: dict[str, dict] = {}
+    started = 0
+    with tempfile.TemporaryDirectory(prefix="labscale-book-") as reports:
+        while pending or running:
+            for name in ready_chapters(pending, done, chapters)[: jobs - len(running)] if not failed else []:
+                started += 1
+                print(f"[{started}/{len(chapters)}] {name} … ({threads} threads)", flush=True)
+                report = Path(reports) / f"{name}.json"
+                command = [*(program or [sys.executable, "-m", "labscale.book"]), "--chapter", name, "--no-html"]
+                command += ["--report", str(report), *child_arguments]
+                running[name] = (subprocess.Popen(command, env=env), report)
+                pending.remove(name)
+            if not running:
+                break
+            time.sleep(0.5)
+            for name, (child, report) in list(running.items()):
+                if child.poll() is None:
+                    continue
+                del running[name]
+                done.add(name)
+                if child.returncode != 0 or not report.is_file():
+                    failed.append(name)
+                    print(f"error: chapter {name} failed (exit status {child.returncode})", flush=True)
+                else:
+                    rows[name] = json.loads(report.read_text(encoding="utf-8"))[0]
+    return [rows[name] for name in chapters if name in rows], failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -292,43 +399,42 @@ def main(argv: list[str] | None = None) -> int:
         help="execute every chapter, even one whose executed notebook is current (same source, parameters, "
         "library code and run records)",
     )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="chapters executed at once, each after the chapters it reads (default: 2 on a CPU with 2 or more "
+        "cores, 1 with a CUDA GPU)",
+    )
+    parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)  # a parallel build's child: its rows, as JSON
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs must be 1 or more, got {args.jobs}")
     if not args.online:
         set_offline(True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parameters = {name: _parse_value(value) for name, value in args.parameter}
     start = time.perf_counter()
-    summary = []
-    chapters = args.chapter or list(CHAPTERS)
-    for i, name in enumerate(chapters, 1):
-        print(f"[{i}/{len(chapters)}] {name} …", flush=True)
-        t0, wall0 = time.perf_counter(), time.time()
-        chapter_params, notice = chapter_parameters(name, parameters)
-        if notice:
-            print(f"note: {notice}", flush=True)
-        missing = missing_data(name, chapter_params)
-        if missing:
-            placeholder_chapter(name, missing)
-            print(
-                f"note: {name} needs {', '.join(missing)}, not available offline (`labscale-data fetch "
-                f"{' '.join(missing)}` or LABSCALE_DATA_MIRROR): its page says so instead of running",
-                flush=True,
-            )
-            summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"})
-            continue
-        output = PROJECT_ROOT / "book" / "chapters" / f"{name}.ipynb"
-        current = chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT)
-        if not args.force and stored_fingerprint(output) == current:
-            print(f"kept {name}: its source, parameters, library code and run records are unchanged", flush=True)
-            summary.append({"chapter": name, "seconds": time.perf_counter() - t0, "note": "kept: inputs unchanged"})
-            continue
-        with progress.relay():  # the kernel's progress bars, live on this terminal (never in the notebook)
-            path = execute_chapter(name, parameters=chapter_params, output=output)
-        # the fingerprint after the run, so that it covers the records the chapter wrote
-        store_fingerprint(path, chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT))
-        seconds = time.perf_counter() - t0
-        print(f"executed {name} -> {path.relative_to(PROJECT_ROOT)} in {seconds:.1f} s", flush=True)
-        summary.append({"chapter": name, "seconds": seconds, **build_activity(wall0)})
+    chapters = build_order(args.chapter or list(CHAPTERS))
+    jobs = 1 if len(chapters) == 1 else min(args.jobs or default_jobs(), len(chapters))
+    failed: list[str] = []
+    if jobs > 1:
+        child_arguments = [a for name, value in args.parameter for a in ("-p", name, value)]
+        child_arguments += [flag for flag, on in (("--online", args.online), ("--force", args.force)) if on]
+        summary, failed = build_in_parallel(chapters, jobs, child_arguments)
+    else:
+        summary = []
+        for i, name in enumerate(chapters, 1):
+            if args.report is None:  # a parallel build's parent has announced it
+                print(f"[{i}/{len(chapters)}] {name} …", flush=True)
+            summary.append(build_chapter(name, parameters, force=args.force))
+    if args.report is not None:
+        args.report.write_text(json.dumps(summary), encoding="utf-8")
+        return 0
+    if failed:
+        print(f"the book was not rendered: {', '.join(failed)} failed", flush=True)
+        return 1
     if not args.no_html:
         t0 = time.perf_counter()
         html = build_html()
@@ -336,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rendered HTML -> {html / 'index.html'} in {seconds:.1f} s", flush=True)
         summary.append({"chapter": "HTML (Jupyter Book)", "seconds": seconds})
     print(summary_table(summary), flush=True)
-    print(f"book built in {time.perf_counter() - start:.1f} s", flush=True)
+    print(
+        f"book built in {time.perf_counter() - start:.1f} s" + (f" ({jobs} chapters at a time)" if jobs > 1 else ""),
+        flush=True,
+    )
     return 0
 
 
