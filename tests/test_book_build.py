@@ -170,6 +170,9 @@ def test_chapters_run_two_at_a_time_after_what_they_read(tmp_path, monkeypatch):
     assert {threads for _, _, threads, _ in runs.values()} == {"2"}  # 4 cores shared by 2 kernels
     assert all(arguments == ["-p", "limit"] for *_, arguments in runs.values())
     assert runs["generality"][0] >= runs["domain_adaptation"][1]  # it reads the domain-adaptation adapter
+    first = sorted(runs, key=lambda name: runs[name][0])[:2]
+    assert sorted(first) == ["domain_adaptation", "privacy"]  # the longest of the ready chapters start first
+    assert sorted(book.LONGEST_FIRST) == sorted(book.CHAPTERS)
     spans = sorted((start, end) for start, end, *_ in runs.values())
     assert spans[1][0] < spans[0][1]  # two at once...
     at_once = max(sum(s <= t < e for s, e in spans) for t, _ in spans)

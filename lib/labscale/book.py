@@ -54,6 +54,22 @@ NEEDS = {
 }
 
 
+#: the chapters by their time in a cold build on 2 cores, longest first: a parallel build starts the longest of the
+#: chapters that are ready, so that no long one is left to run alone at the end
+LONGEST_FIRST = (
+    "structured",
+    "domain_adaptation",
+    "privacy",
+    "generality",
+    "study_outputs",
+    "head_to_head",
+    "hallucination",
+    "bias",
+    "transparency",
+    "cost",
+)
+
+
 def ready_chapters(pending: list[str], done: set[str], build: list[str]) -> list[str]:
     """The chapters of ``pending`` whose :data:`NEEDS` among the ``build``'s chapters are all ``done``."""
     return [n for n in pending if all(d in done or d not in build for d in NEEDS.get(n, ()))]
@@ -339,7 +355,7 @@ def build_in_parallel(
     chapters: list[str], jobs: int, child_arguments: list[str], *, program: list[str] | None = None
 ) -> tuple[list[dict], list[str]]:
     """Execute ``chapters`` as ``labscale-book --chapter NAME`` child processes, up to ``jobs`` at once, each one
-    started once the chapters it :data:`NEEDS` have finished, the longest first (:data:`CHAPTERS` order), every
+    started once the chapters it :data:`NEEDS` have finished, the longest first (:data:`LONGEST_FIRST`), every
     kernel with ``cores / jobs`` threads. Returns the summary rows (in build order) and the chapters that failed;
     after a failure nothing new starts. ``program`` is the child's command before its arguments (default: this
     module run by this Python)."""
@@ -351,7 +367,8 @@ def build_in_parallel(
     started = 0
     with tempfile.TemporaryDirectory(prefix="labscale-book-") as reports:
         while pending or running:
-            for name in ready_chapters(pending, done, chapters)[: jobs - len(running)] if not failed else []:
+            ready = sorted(ready_chapters(pending, done, chapters), key=LONGEST_FIRST.index)
+            for name in ready[: jobs - len(running)] if not failed else []:
                 started += 1
                 print(f"[{started}/{len(chapters)}] {name} … ({threads} threads)", flush=True)
                 report = Path(reports) / f"{name}.json"

@@ -57,6 +57,16 @@ def ensure_converted() -> Path:
     source = gguf_path()
     if marker.is_file() and (target / "config.json").is_file():
         return target
+    from filelock import FileLock
+
+    # chapters built at once start their kernels together: one converts while the others wait, then find the folder
+    with FileLock(str(config.models_dir() / ".smollm2-convert.lock")):
+        if marker.is_file() and (target / "config.json").is_file():
+            return target
+        return _convert(source, target)
+
+
+def _convert(source: Path, target: Path) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
