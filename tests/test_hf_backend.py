@@ -192,6 +192,15 @@ def test_an_adapter_is_merged_for_generation_and_answers_as_the_separate_lora_pa
     assert torch.allclose(a, b, atol=1e-3) and (a - c).abs().max() > 0.1  # W + BA in fp32: the same function
     replies = [m.generate(PROMPTS, Decoding(max_new_tokens=12), progress=False) for m in (merged, separate)]
     assert [g.text for g in replies[0]] == [g.text for g in replies[1]]
+    # the cache keys the adapter's content, not its folder: a copy elsewhere meets the same cached replies
+    import shutil
+
+    shutil.copytree(tmp_path / "adapter", tmp_path / "moved")
+    moved = load_backend(f"smollm2-135m?dtype=float32&adapter={tmp_path / 'moved'}")
+    assert moved.identity()["adapter"]["id"] != merged.identity()["adapter"]["id"]
+    decoding = Decoding(max_new_tokens=12)
+    assert moved.request_document(FRANCE, decoding, 0) == merged.request_document(FRANCE, decoding, 0)
+    assert "id" not in merged.request_document(FRANCE, decoding, 0)["adapter"]
     # a 4-bit base cannot take W + BA: it keeps the separate LoRA pass, and its identity says nothing of merging
     four = HFBackend(embedded_model_dir, load_in_4bit=True, adapter=str(tmp_path / "adapter"))
     assert four.merge_adapter is False and "merged" not in four.identity()["adapter"]

@@ -328,6 +328,15 @@ class HFBackend(Backend):
                 ident["adapter"]["merged"] = True
         return ident
 
+    def request_document(self, messages: Messages, decoding: Decoding, sample_index: int) -> dict[str, Any]:
+        """As for every backend, less a local adapter's folder: its content fingerprint keys the cache, so a moved
+        adapter, or a fine-tune's last checkpoint and its saved adapter, share their generations (the run record's
+        identity still names the folder)."""
+        document = super().request_document(messages, decoding, sample_index)
+        if self.adapter and self.adapter_fingerprint != str(self.adapter):
+            document["adapter"] = {k: v for k, v in document["adapter"].items() if k != "id"}
+        return document
+
     # -- loading ----------------------------------------------------------------------------------------
     @property
     def device(self) -> str:
