@@ -370,7 +370,7 @@ def build_in_parallel(
             ready = sorted(ready_chapters(pending, done, chapters), key=LONGEST_FIRST.index)
             for name in ready[: jobs - len(running)] if not failed else []:
                 started += 1
-                print(f"[{started}/{len(chapters)}] {name} … ({threads} threads)", flush=True)
+                print(f"[{started}/{len(chapters)}] {name} … ({threads} thread{'s' * (threads != '1')})", flush=True)
                 report = Path(reports) / f"{name}.json"
                 command = [*(program or [sys.executable, "-m", "labscale.book"]), "--chapter", name, "--no-html"]
                 command += ["--report", str(report), *child_arguments]
