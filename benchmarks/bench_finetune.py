@@ -7,6 +7,9 @@ on entity-resolution offline data, in its **own subprocess** so that the peak re
 (``getrusage`` max RSS, a process high-water mark) belongs to that configuration alone. Configurations:
 
 * ``lora-fp32``: the ``"cpu"`` preset (LoRA r=8 on every linear layer, batch 4 x 1, fp32 weights) on the CPU;
+* ``lora-fp32-every-position``: the same with trl's own CPU behaviour, the LM head projecting every position and
+  not only the labelled ones (:func:`labscale.finetune.training.answer_positions_only` switched off): the A/B of
+  that switch, with equal losses;
 * ``qlora-nf4-cpu``: the same with the base model in 4-bit NF4 through bitsandbytes on the CPU;
 * ``qlora-bf16-cuda`` (only when CUDA is present): the ``"paper"`` preset, i.e. 4-bit NF4 with bf16 compute,
   paged 8-bit AdamW and gradient checkpointing, batch 1 x 4.
@@ -34,7 +37,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CPU_CONFIGS = ("lora-fp32", "qlora-nf4-cpu")
+CPU_CONFIGS = ("lora-fp32", "lora-fp32-every-position", "qlora-nf4-cpu")
 CUDA_CONFIGS = ("qlora-bf16-cuda",)
 
 
@@ -89,6 +92,12 @@ def run_one(name: str, steps: int) -> dict:
             self.rows.append((time.perf_counter() - self._t, state.num_input_tokens_seen - self._tokens))
             self._t = None
 
+    if name == "lora-fp32-every-position":
+        import contextlib
+
+        import labscale.finetune.training as training
+
+        training.answer_positions_only = lambda device: contextlib.nullcontext()
     timer = Timer()
     with tempfile.TemporaryDirectory(prefix="bench-ft-") as out:
         result = finetune(base, "entity_resolution", config=config, output_dir=out, resume=False, callbacks=[timer])

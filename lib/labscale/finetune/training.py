@@ -348,8 +348,9 @@ def answer_positions_only(device: str):
     the unlabelled ones: the same loss and gradients, but with the completion-only loss of the ``cpu`` preset most
     of that vocabulary projection is thrown away. The switch is trl's private ``_use_triton`` as bound in its
     trainer utilities (only the fused head's compact choice reads it there; the kernel keeps its own), restored on
-    exit; with a trl that no longer has it, nothing changes. Measured on ViGGO (top 8 layers, batch 4): 5.6 s
-    a step before, 2.6 s after, with equal losses (benchmarks/bench_finetune.py)."""
+    exit; with a trl that no longer has it, nothing changes. Measured on ViGGO (top 8 layers, batch 4, 8 steps):
+    5.6 s a step before, 2.6 s after, with equal losses (the A/B: ``benchmarks/bench_finetune.py --configs
+    lora-fp32 lora-fp32-every-position``)."""
     from trl.trainer import utils as trl_utils
 
     original = getattr(trl_utils, "_use_triton", None)
