@@ -53,6 +53,10 @@ class CachedResponse:
     created: float
 
 
+#: seconds a connection waits for another process's lock (and opening retries), before giving up
+OPEN_TIMEOUT = 60
+
+
 class ResponseCache:
     """SQLite-backed response store, safe to share between threads of one process and between processes."""
 
@@ -60,11 +64,26 @@ class ResponseCache:
         self.path = Path(path) if path is not None else config.cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
-        self._conn.commit()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=OPEN_TIMEOUT)
+        self._open()
+
+    def _open(self) -> None:
+        """Switch the file to WAL and create the table. Processes opening one new file at once (chapters built in
+        parallel) can get "database is locked" here at once, without SQLite's busy wait (the journal-mode change
+        takes its lock without the busy handler), so this retries until :data:`OPEN_TIMEOUT`."""
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute(_SCHEMA)
+                self._conn.commit()
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                self._conn.rollback()
+                time.sleep(0.05)
 
     def get(self, key: str) -> CachedResponse | None:
         with self._lock:
