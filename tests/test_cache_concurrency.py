@@ -52,7 +52,9 @@ def _reader(path: str, reader: int, barrier, stop, results) -> None:
         barrier.wait()
         cache = ResponseCache(path)
         names, seen, wrong = all_names(), 0, []
-        while not stop.is_set():
+        done = False
+        while not done:  # passes while the writers write, and one more after they finished
+            done = stop.is_set()
             for name in names:
                 hit = cache.get(key_of(name))
                 if hit is not None:
