@@ -524,8 +524,8 @@ class HFBackend(Backend):
             start = end
         return batches
 
-    def _prefix_kv_cache(self, prefix: tuple[int, ...]) -> tuple[Any, str]:
-        """The KV cache of ``prefix`` (computed on first use) and the name ``generate`` takes it under."""
+    def _prefix_kv_cache(self, prefix: tuple[int, ...]) -> Any:
+        """The KV cache of ``prefix`` (computed on first use)."""
         import torch
 
         if prefix in self._prefix_kv:
@@ -534,9 +534,7 @@ class HFBackend(Backend):
         model = self.model
         with torch.inference_mode():
             out = model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True)
-        # transformers 5 names it `cache`; earlier versions `past_key_values`
-        name = "cache" if getattr(out, "cache", None) is not None else "past_key_values"
-        self._prefix_kv[prefix] = (getattr(out, name), name)
+        self._prefix_kv[prefix] = getattr(out, self._cache_argument())  # the output field has the argument's name
         self.prefix_stats["prefix_computations"] += 1
         while len(self._prefix_kv) > PREFIX_CACHE_ENTRIES:
             self._prefix_kv.popitem(last=False)
@@ -564,7 +562,7 @@ class HFBackend(Backend):
         encoded = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(mask, device=device)}
         if not n:
             return encoded, {self._cache_argument(): appending_cache(self.model.config)}
-        kv, name = self._prefix_kv_cache(prefix)
+        kv = self._prefix_kv_cache(prefix)
         with torch.inference_mode():
             kv = copy.deepcopy(kv)  # generate extends the cache it is given
             if n < len(prefix):
@@ -574,10 +572,11 @@ class HFBackend(Backend):
         self.prefix_stats["batches_reused"] += 1
         self.prefix_stats["prompts_reused"] += len(ids)
         self.prefix_stats["reused_prompt_tokens"] += n * len(ids)
-        return encoded, {name: appending(kv)}
+        return encoded, {self._cache_argument(): appending(kv)}
 
     def _cache_argument(self) -> str:
-        """The name under which ``generate`` takes a KV cache: ``cache`` in transformers 5, else ``past_key_values``."""
+        """The name under which ``generate`` takes a KV cache, and a forward pass returns it: ``cache`` in
+        transformers 5, else ``past_key_values``."""
         import inspect
 
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft wraps it
