@@ -44,8 +44,22 @@ def test_paper_preset_is_the_studys_recipe():
     on_gpu = paper.resolved("cuda")
     assert on_gpu["load_in_4bit"] and on_gpu["gradient_checkpointing"]
     assert on_gpu["quantization"] == {"quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"}
-    on_cpu = paper.resolved("cpu")
+    on_cpu = paper.resolved("cpu", cpu_bf16=False)
     assert (on_cpu["load_in_4bit"], on_cpu["gradient_checkpointing"], on_cpu["precision"]) == (False, False, "fp32")
+
+
+def test_precision_is_bf16_autocast_only_where_the_cpu_computes_it():
+    cpu = FinetuneConfig.preset("cpu")
+    assert cpu.precision == "auto"
+    assert cpu.resolved("cpu", cpu_bf16=True)["precision"] == "bf16"
+    assert cpu.resolved("cpu", cpu_bf16=False)["precision"] == "fp32"
+    assert FinetuneConfig.preset("cpu", load_in_4bit=True).resolved("cpu", cpu_bf16=True)["precision"] == "fp32"
+    assert FinetuneConfig.preset("cpu", precision="fp32").resolved("cpu", cpu_bf16=True)["precision"] == "fp32"
+    assert FinetuneConfig.preset("cpu", precision="bf16").resolved("cpu", cpu_bf16=False)["precision"] == "bf16"
+    with pytest.raises(InvalidParameter, match=r"precision='fp16' needs a CUDA GPU.*'auto', 'fp32', 'bf16'"):
+        FinetuneConfig.preset("cpu", precision="fp16").resolved("cpu")
+    with pytest.raises(InvalidParameter, match=r"precision.*'half'.*'auto', 'fp32', 'bf16', 'fp16'"):
+        FinetuneConfig.preset("cpu", precision="half")
 
 
 def test_cpu_preset_and_overrides():

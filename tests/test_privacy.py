@@ -154,6 +154,8 @@ def test_bad_dp_settings_fail_before_training(tmp_path):
         dp_finetune("smollm2-135m", "medqa_tf", epsilon=1, config=_tiny_config(epochs=1.5), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="load_in_4bit"):
         dp_finetune("smollm2-135m", "medqa_tf", epsilon=1, config=_tiny_config(load_in_4bit=True), output_dir=tmp_path)
+    with pytest.raises(InvalidParameter, match=r"precision='bf16'.*valid: 'auto' or 'fp32'"):
+        dp_finetune("smollm2-135m", "medqa_tf", epsilon=1, config=_tiny_config(precision="bf16"), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="epsilon"):
         dp_finetune("smollm2-135m", "medqa_tf", epsilon=-2, config=_tiny_config(), output_dir=tmp_path)
     with pytest.raises(InvalidParameter, match="task"):
@@ -239,6 +241,38 @@ def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     assert (
         json.loads((tmp_path / "audit" / "eps-2" / "manifest.json").read_text())["written_at"] == record["written_at"]
     )
+
+
+@pytest.mark.slow
+def test_frozen_trunk_trains_the_same_adapter_as_the_full_pass(embedded_model_dir, tmp_path):
+    """The trunk below the adapted layers computed once gives the same DP run as the whole model at every step:
+    the same losses, and adapters equal to rounding (Opacus's noise and the sampling draw the same random
+    numbers either way)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from labscale.privacy import dp_finetune
+
+    runs = {}
+    for frozen in (True, False):
+        runs[frozen] = dp_finetune(
+            "smollm2-135m",
+            "medqa_tf",
+            epsilon=2.0,
+            config=_tiny_config(),
+            output_dir=tmp_path / str(frozen),
+            delta=1e-3,
+            frozen_trunk=frozen,
+        )
+    fast, full = runs[True].model_card, runs[False].model_card
+    assert fast["resolved"]["frozen_trunk_layers"] == 28 and full["resolved"]["frozen_trunk_layers"] == 0
+    fast, full = fast["train_loss"]["history"], full["train_loss"]["history"]
+    assert [h["batch"] for h in fast] == [h["batch"] for h in full] and len(fast) == 3
+    assert [h["loss"] for h in fast] == pytest.approx([h["loss"] for h in full], rel=1e-4)
+    a, b = (load_file(runs[f].adapter_dir / "adapter_model.safetensors") for f in (True, False))
+    assert a.keys() == b.keys() and any("layers.28" in k for k in a)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-4), key
 
 
 def test_audit_comparisons_pair_the_same_rows(tmp_path):

@@ -30,6 +30,8 @@ way (:mod:`labscale.scoring`).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import random
@@ -178,7 +180,11 @@ def _canary_rows(canaries: Sequence[Canary], backend) -> list[dict[str, Any]]:
 
 
 def _collate(rows: list[dict[str, Any]], pad_id: int, completion_only: bool):
+    """Token ids, attention mask and loss weights, right-padded; with the rows' frozen-trunk states (``"trunk"``,
+    see :mod:`labscale.finetune.trunk`) also those, padded alike, as a fourth tensor."""
     import torch
+
+    from .finetune.trunk import pad_states
 
     width = max((len(r["input_ids"]) for r in rows), default=1)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -189,14 +195,20 @@ def _collate(rows: list[dict[str, Any]], pad_id: int, completion_only: bool):
         ids[i, :n] = torch.tensor(r["input_ids"])
         attention[i, :n] = 1
         weights[i, :n] = torch.tensor(r["completion_mask"], dtype=torch.float32) if completion_only else 1.0
+    if rows and "trunk" in rows[0]:
+        return ids, attention, weights, pad_states([r["trunk"] for r in rows], width)
     return ids, attention, weights
 
 
-def _example_losses(model, ids, attention, weights):
-    """Mean next-token loss per example over its weighted positions (per-example, as DP-SGD clips per example)."""
+def _example_losses(model, ids, attention, weights, states=None):
+    """Mean next-token loss per example over its weighted positions (per-example, as DP-SGD clips per example).
+    With ``states`` (frozen-trunk hidden states) the model holds only its top layers and starts from them."""
     import torch
 
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+    if states is not None:
+        logits = model(inputs_embeds=states, attention_mask=attention).logits[:, :-1].float()
+    else:
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
     targets, w = ids[:, 1:], weights[:, 1:]
     nll = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none"
@@ -212,6 +224,11 @@ def _check_dp_config(config) -> None:
     check_config(config)
     if config.epochs != int(config.epochs):
         raise InvalidParameter(f"epochs={config.epochs} must be a whole number for DP accounting; valid: 1, 2, 3...")
+    if config.precision not in ("auto", "fp32"):
+        raise InvalidParameter(
+            f"precision={config.precision!r}: DP fine-tuning trains in fp32 here (Opacus's per-example gradients); "
+            "valid: 'auto' or 'fp32'"
+        )
     if config.load_in_4bit:
         raise InvalidParameter(
             "load_in_4bit=True is not supported for DP fine-tuning here (Opacus computes "
@@ -235,6 +252,8 @@ def dp_finetune(
     canaries: Sequence[Canary] = (),
     resume: bool = True,
     progress: bool = False,
+    frozen_trunk: bool = True,
+    trunks: dict | None = None,
 ):
     """Fine-tune a LoRA adapter with DP-SGD at ``epsilon`` (``inf``: non-private) and return its
     :class:`~labscale.finetune.AdapterResult`; the adapter goes to ``output_dir/adapter`` with a card that records
@@ -244,6 +263,11 @@ def dp_finetune(
     = ``per_device_batch_size * grad_accumulation``, ``completion_only_loss``); ``epochs`` must be whole for DP
     accounting. ``delta`` defaults to ``1 / (10 n)`` for ``n`` training rows. ``canaries`` are added to the training
     rows (:func:`make_canaries`). A finished run of the identical request is reused.
+
+    With ``top_layers`` set and ``frozen_trunk=True``, the frozen layers below run once per row, not once per step
+    (:mod:`labscale.finetune.trunk`, checked against the full forward pass first; the losses agree with the full
+    pass to rounding, so the request does not depend on it); ``trunks`` (a dict) shares those states between the
+    runs of a sweep on the same rows.
     """
     from .finetune import (
         AdapterResult,
@@ -257,6 +281,7 @@ def dp_finetune(
         save_adapter,
         training_request,
     )
+    from .finetune.trunk import top_only
 
     started = time.perf_counter()
     eps = parse_epsilon(epsilon)
@@ -310,6 +335,13 @@ def dp_finetune(
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = backend.tokenizer.pad_token_id if backend.tokenizer.pad_token_id is not None else 0
+    first_layer, states = (
+        _frozen_trunk(peft_model, backend, rows, layers, {} if trunks is None else trunks)
+        if frozen_trunk
+        else (None, None)
+    )
+    if states is not None:
+        rows = [{**r, "trunk": state} for r, state in zip(rows, states, strict=True)]
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
         rows,
@@ -342,17 +374,21 @@ def dp_finetune(
         lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(total_steps - warmup, 1)),
     )
     history, tokens, step = [], 0, 0
-    with progress_bars.bar(
-        total=total_steps, desc=f"DP-LoRA {epsilon_label(eps)}", disable=not progress, leave=False
-    ) as bar:
+    top = top_only(peft_model, first_layer) if first_layer is not None else contextlib.nullcontext()
+    with (
+        progress_bars.bar(
+            total=total_steps, desc=f"DP-LoRA {epsilon_label(eps)}", disable=not progress, leave=False
+        ) as bar,
+        top,
+    ):
         for epoch in range(epochs):
-            for ids, attention, weights in loader:
+            for ids, attention, weights, *states in loader:
                 step += 1
                 if len(ids) == 0:  # Poisson sampling can draw an empty batch: the noise-only step is skipped
                     scheduler.step()
                     bar.update(1)
                     continue
-                loss = _example_losses(trained_model, ids, attention, weights).mean()
+                loss = _example_losses(trained_model, ids, attention, weights, *states).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if engine is None and config.max_grad_norm:
@@ -384,6 +420,7 @@ def dp_finetune(
             "gradient_checkpointing": False,
             "precision": "fp32",
             "optim": "torch.optim.AdamW",
+            "frozen_trunk_layers": first_layer or 0,
         },
         lora=lora_summary(peft_model, layers),
         steps={
@@ -423,6 +460,32 @@ def dp_finetune(
     return AdapterResult.from_card(adapter_dir)
 
 
+def _trunk_key(backend, rows: list[dict[str, Any]], first_layer: int) -> str:
+    """What frozen-trunk states depend on: the base model, the rows' token ids and the layer they enter."""
+    payload = {"model": backend.identity(), "rows": [r["input_ids"] for r in rows], "first_layer": first_layer}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _frozen_trunk(model, backend, rows: list[dict[str, Any]], layers, trunks: dict) -> tuple[int | None, Any]:
+    """The first adapted layer and every row's state entering it, when the frozen trunk below can be computed once
+    (LoRA on the top layers only, and the split checked against the full forward pass on the first row); the
+    states are kept in ``trunks`` for the next run on the same rows. Else ``(None, None)``: every step runs the
+    whole model."""
+    from .finetune.trunk import check_top_only, trunk_states
+
+    if not layers or min(layers) == 0:
+        return None, None
+    first_layer = min(layers)
+    try:
+        check_top_only(model, rows[0]["input_ids"], first_layer)
+    except ValueError:
+        return None, None
+    key = _trunk_key(backend, rows, first_layer)
+    if key not in trunks:
+        trunks[key] = trunk_states(model, [r["input_ids"] for r in rows], first_layer)
+    return first_layer, trunks[key]
+
+
 def dp_sweep(
     base_model: str,
     task: str,
@@ -443,12 +506,13 @@ def dp_sweep(
         raise InvalidParameter("epsilons must not be empty (the study's: 0.5, 1, 5, 20, inf)")
     check_choice("task to fine-tune", task, ALL_TASK_NAMES)
     _check_dp_config(config)
+    trunks: dict = options.pop("trunks", None) or {}  # the frozen trunk's states, computed once for every budget
     return train_each(
         base_model,
         output_root,
         {label: Path(task) / label for label in values},
         lambda label, output_dir: dp_finetune(
-            base_model, task, epsilon=values[label], config=config, output_dir=output_dir, **options
+            base_model, task, epsilon=values[label], config=config, output_dir=output_dir, trunks=trunks, **options
         ),
     )
 
