@@ -54,3 +54,34 @@ def test_a_model_that_transforms_inputs_embeds_is_refused():
     assert decoder_layers(model) == (model.transformer, "h")
     with pytest.raises(ValueError, match="differ from the full forward pass"):
         check_top_only(model, [1, 5, 9, 12, 3], 2)
+
+
+def test_scores_through_a_shared_trunk_equal_the_full_pass(embedded):
+    from labscale.finetune.trunk import SharedTrunk
+    from labscale.scoring import continuation_logprobs, sequence_logprobs
+
+    tokenizer = embedded.tokenizer
+    rows = [tokenizer(t)["input_ids"] for t in ("The patient, 71, has type 2 diabetes.", "Secret code 4 1 9 0 2 7")]
+    trunk = SharedTrunk(26)
+    assert trunk.usable(embedded.model)
+    plain = sequence_logprobs(embedded, rows, progress=False)
+    split = sequence_logprobs(embedded, rows, progress=False, trunk=trunk)
+    for a, b in zip(plain, split, strict=True):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4) and len(a.token_logprobs) > 5
+    assert len(trunk._states) == 2  # computed once, reused below
+    again = sequence_logprobs(embedded, rows, progress=False, trunk=trunk)
+    assert [s.total for s in again] == [s.total for s in split]
+    prompts, secrets = ["My code is"] * 2, [" 4 1 9", " 7 7 0"]
+    assert [s.total for s in continuation_logprobs(embedded, prompts, secrets, progress=False, trunk=trunk)] == (
+        pytest.approx([s.total for s in continuation_logprobs(embedded, prompts, secrets, progress=False)], abs=1e-3)
+    )
+
+
+def test_adapted_from_reads_the_adapters_lowest_layer(tmp_path):
+    import json
+
+    from labscale.finetune.trunk import adapted_from
+
+    for layers, first in (([28, 29], 28), (None, 0), (5, 5), ([], 0)):
+        (tmp_path / "adapter_config.json").write_text(json.dumps({"layers_to_transform": layers}))
+        assert adapted_from(tmp_path) == first

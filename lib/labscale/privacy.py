@@ -596,11 +596,13 @@ def audit_data(adapter_dirs: Sequence[str | Path]) -> AuditData:
 
 
 def _membership_scores(
-    backend, rows: list[dict[str, Any]], reference: list[float] | None, k: float, progress: bool
+    backend, rows: list[dict[str, Any]], reference: list[float] | None, k: float, progress: bool, trunk=None
 ) -> list[dict[str, float]]:
     from .scoring import sequence_logprobs, zlib_entropy
 
-    scored = sequence_logprobs(backend, [r["input_ids"] for r in rows], progress=progress, desc="membership")
+    scored = sequence_logprobs(
+        backend, [r["input_ids"] for r in rows], progress=progress, desc="membership", trunk=trunk
+    )
     out = []
     for i, (row, s) in enumerate(zip(rows, scored, strict=True)):
         lp = s.token_logprobs
@@ -618,7 +620,7 @@ def _membership_scores(
     return out
 
 
-def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int) -> tuple[float, np.ndarray]:
+def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int, trunk=None) -> tuple[float, np.ndarray]:
     from .scoring import continuation_logprobs
 
     rng = random.Random(f"{canary.id}-{seed}")
@@ -629,7 +631,7 @@ def _canary_nlls(backend, canary: Canary, n_candidates: int, seed: int) -> tuple
             seen.add(text)
             candidates.append(text)
     scored = continuation_logprobs(
-        backend, [canary.prefix] * (n_candidates + 1), [canary.secret] + candidates, progress=False
+        backend, [canary.prefix] * (n_candidates + 1), [canary.secret] + candidates, progress=False, trunk=trunk
     )
     nll = np.array([-s.total for s in scored])
     return float(nll[0]), nll[1:]
@@ -649,9 +651,12 @@ def leakage_audit(
 ) -> pd.DataFrame:
     """Membership inference (LOSS, reference-calibrated, zlib, Min-K%) and canary exposure for the base model and
     each adapter (label -> adapter folder from :func:`dp_finetune`, all trained on the same data). Writes one run
-    record per model to ``output_dir/<label>`` and returns the tidy table (model, audit, metric, value, CI...)."""
+    record per model to ``output_dir/<label>`` and returns the tidy table (model, audit, metric, value, CI...).
+    When every adapter adapts only the top layers, the layers below run once per text for all the models
+    (:class:`~labscale.finetune.trunk.SharedTrunk`); each model then runs only its top layers."""
     from .backends import load_backend, parse_model_spec
     from .finetune import check_adapter
+    from .finetune.trunk import SharedTrunk, adapted_from
     from .protocol import Produced, RunSpec, execute
 
     check_range("min_k", min_k, 0.01, 1.0)
@@ -660,6 +665,9 @@ def leakage_audit(
     for folder in adapters.values():
         check_adapter(folder, base_model)
     data = audit_data(list(adapters.values()))
+    # the layers below the lowest adapted one are the base model's in every audited model: run them once per text
+    first_layer = min(adapted_from(folder) for folder in adapters.values())
+    trunk = SharedTrunk(first_layer) if first_layer > 0 else None
     rows = data.members + data.non_members
     is_member = [True] * len(data.members) + [False] * len(data.non_members)
     models = {"base": None, **dict(adapters)}
@@ -681,7 +689,7 @@ def leakage_audit(
         )
 
         def produce(backend=backend, folder=folder, reference=reference) -> Produced:
-            scores = _membership_scores(backend, rows, reference, min_k, progress=False)
+            scores = _membership_scores(backend, rows, reference, min_k, progress=False, trunk=trunk)
             metrics: dict[str, dict] = {}
             for attack in ATTACKS:
                 if attack == "reference" and folder is None:
@@ -693,7 +701,7 @@ def leakage_audit(
                     metrics[f"mia_{attack}_{name}"] = m
             canary_rows = []
             for canary in data.canaries:
-                own, others = _canary_nlls(backend, canary, n_candidates, seed)
+                own, others = _canary_nlls(backend, canary, n_candidates, seed, trunk=trunk)
                 m = canary_exposure(own, others, 10**canary.digits, n_resamples=n_resamples, seed=seed)
                 metrics[f"exposure_{canary.repetitions}x"] = {
                     **m,

@@ -57,12 +57,14 @@ def continuation_logprobs(
     batch_size: int = 16,
     desc: str | None = None,
     progress: bool = True,
+    trunk=None,
 ) -> list[ScoredText]:
     """log p(each continuation token | prompt, earlier continuation tokens) for every (prompt, continuation) pair.
 
     ``prompts`` are rendered prompt strings (``backend.prompt_text(messages)``, or ``""`` to score a raw text from
     the start; its first token is then conditioned on the tokenizer's BOS token when it has one, else not
-    scored). Pairs are batched by length with right padding; results keep the input order.
+    scored). Pairs are batched by length with right padding; results keep the input order. ``trunk`` (a
+    :class:`~labscale.finetune.trunk.SharedTrunk`) reuses the frozen layers' states across models that share them.
     """
     _check_backend(backend)
     if len(prompts) != len(continuations):
@@ -82,14 +84,20 @@ def continuation_logprobs(
         if not head:  # nothing to condition the first token on: it is not scored
             head, tail = tail[:1], tail[1:]
         encoded.append((head, tail))
-    return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress)
+    return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress, trunk=trunk)
 
 
 def sequence_logprobs(
-    backend, sequences: Sequence[Sequence[int]], *, batch_size: int = 16, desc: str | None = None, progress: bool = True
+    backend,
+    sequences: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 16,
+    desc: str | None = None,
+    progress: bool = True,
+    trunk=None,
 ) -> list[ScoredText]:
     """log p(token t | tokens < t) for every token but the first of each token-id sequence (e.g. a training row
-    exactly as it was trained on)."""
+    exactly as it was trained on); ``trunk`` as in :func:`continuation_logprobs`."""
     _check_backend(backend)
     check_range("batch_size", batch_size, 1, None, integer=True)
     encoded = []
@@ -97,16 +105,26 @@ def sequence_logprobs(
         if len(seq) < 2:
             raise InvalidParameter(f"a sequence needs at least 2 tokens to be scored, got {len(seq)}")
         encoded.append((list(seq[:1]), list(seq[1:])))
-    return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress)
+    return _score(backend, encoded, batch_size=batch_size, desc=desc, progress=progress, trunk=trunk)
 
 
 def _score(
-    backend, encoded: list[tuple[list[int], list[int]]], *, batch_size: int, desc: str | None, progress: bool
+    backend,
+    encoded: list[tuple[list[int], list[int]]],
+    *,
+    batch_size: int,
+    desc: str | None,
+    progress: bool,
+    trunk=None,
 ) -> list[ScoredText]:
-    """Score (head, tail) token-id pairs: the log-probability of each tail token, batched by length, right-padded."""
+    """Score (head, tail) token-id pairs: the log-probability of each tail token, batched by length, right-padded;
+    from the shared ``trunk``'s states through the top layers only, where the model reproduces its full pass so."""
     import torch
 
+    from .finetune.trunk import pad_states, top_only
+
     tokenizer, model = backend.tokenizer, backend.model
+    split = trunk is not None and trunk.usable(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     results: list[ScoredText | None] = [None] * len(encoded)
@@ -121,8 +139,14 @@ def _score(
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             device = model.device
-            with torch.inference_mode():
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            if split:
+                states = trunk.states(model, [encoded[i][0] + encoded[i][1] for i in chunk])
+                with torch.inference_mode(), top_only(model, trunk.first_layer):
+                    embeds = pad_states(states, width).to(device=device, dtype=model.dtype)
+                    logits = model(inputs_embeds=embeds, attention_mask=mask.to(device)).logits.float()
+            else:
+                with torch.inference_mode():
+                    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
             token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
             for row, i in enumerate(chunk):

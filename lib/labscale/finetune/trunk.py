@@ -120,3 +120,43 @@ def check_top_only(model, row: Sequence[int], first_layer: int) -> float:
             f"logits (tolerance {SPLIT_TOLERANCE})"
         )
     return gap
+
+
+def adapted_from(adapter_dir) -> int:
+    """The lowest decoder layer a saved LoRA adapter changes (0 when it adapts every layer): the layers below are
+    the base model's, so the base and its adapters share the trunk up to there."""
+    import json
+    from pathlib import Path
+
+    layers = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("layers_to_transform")
+    if isinstance(layers, int):
+        return layers
+    return min(layers) if layers else 0
+
+
+class SharedTrunk:
+    """The states entering decoder layer ``first_layer``, per token-id sequence, shared by every model that equals
+    the others below that layer (a base model and its adapters of :func:`adapted_from` >= ``first_layer``): the
+    caller guarantees that. The first model to need a sequence's state computes it; a model is checked with
+    :func:`check_top_only` (``usable``) before its scores rely on the split."""
+
+    def __init__(self, first_layer: int) -> None:
+        self.first_layer = first_layer
+        self._states: dict[tuple[int, ...], Any] = {}
+
+    def usable(self, model) -> bool:
+        """Whether ``model`` reproduces its full forward pass from the trunk (checked on the first 16 tokens of a
+        stored row, or on a short made-up one)."""
+        row = next(iter(self._states), (1, 2, 3, 4))[:16]
+        try:
+            check_top_only(model, list(row), self.first_layer)
+        except ValueError:
+            return False
+        return True
+
+    def states(self, model, rows: Sequence[Sequence[int]]) -> list:
+        """The stored state of each row, computing the missing ones with ``model``'s own trunk."""
+        missing = list(dict.fromkeys(tuple(r) for r in rows if tuple(r) not in self._states))
+        for row, state in zip(missing, trunk_states(model, missing, self.first_layer), strict=True):
+            self._states[row] = state
+        return [self._states[tuple(r)] for r in rows]
