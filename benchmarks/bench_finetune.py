@@ -6,7 +6,9 @@ Each configuration trains ``--steps`` optimizer steps of :func:`labscale.finetun
 on entity-resolution offline data, in its **own subprocess** so that the peak resident memory
 (``getrusage`` max RSS, a process high-water mark) belongs to that configuration alone. Configurations:
 
-* ``lora-fp32``: the ``"cpu"`` preset (LoRA r=8 on every linear layer, batch 4 x 1, fp32 weights) on the CPU;
+* ``lora-fp32``: the ``"cpu"`` preset (LoRA r=8 on every linear layer, batch 4 x 1) in fp32 on the CPU;
+* ``lora-bf16-autocast``: the same with bf16 autocast and fp32 master weights, what ``precision="auto"`` picks on
+  a CPU that computes bf16 natively (avx512_bf16, amx_bf16): the A/B of that choice;
 * ``lora-fp32-every-position``: the same with trl's own CPU behaviour, the LM head projecting every position and
   not only the labelled ones (:func:`labscale.finetune.training.answer_positions_only` switched off): the A/B of
   that switch, with equal losses;
@@ -37,7 +39,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CPU_CONFIGS = ("lora-fp32", "lora-fp32-every-position", "qlora-nf4-cpu")
+CPU_CONFIGS = ("lora-fp32", "lora-bf16-autocast", "lora-fp32-every-position", "qlora-nf4-cpu")
 CUDA_CONFIGS = ("qlora-bf16-cuda",)
 
 
@@ -72,7 +74,11 @@ def run_one(name: str, steps: int) -> dict:
         base = "smollm2-135m"
     else:
         config = FinetuneConfig.preset(
-            "cpu", load_in_4bit=name == "qlora-nf4-cpu", save_steps=10**6, train_fraction=fraction
+            "cpu",
+            load_in_4bit=name == "qlora-nf4-cpu",
+            precision="bf16" if name == "lora-bf16-autocast" else "fp32",
+            save_steps=10**6,
+            train_fraction=fraction,
         )
         base = "smollm2-135m?device=cpu"
 

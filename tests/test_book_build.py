@@ -171,12 +171,22 @@ def test_chapters_run_two_at_a_time_after_what_they_read(tmp_path, monkeypatch):
     assert all(arguments == ["-p", "limit"] for *_, arguments in runs.values())
     assert runs["generality"][0] >= runs["domain_adaptation"][1]  # it reads the domain-adaptation adapter
     first = sorted(runs, key=lambda name: runs[name][0])[:2]
-    assert sorted(first) == ["domain_adaptation", "privacy"]  # the longest of the ready chapters start first
-    assert sorted(book.LONGEST_FIRST) == sorted(book.CHAPTERS)
+    assert sorted(first) == ["domain_adaptation", "privacy"]  # the longest chains of the ready chapters start first
+    assert sorted(book.CRITICAL_FIRST) == sorted(book.CHAPTERS) == sorted(book.COLD_SECONDS)
     spans = sorted((start, end) for start, end, *_ in runs.values())
     assert spans[1][0] < spans[0][1]  # two at once...
     at_once = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert at_once == 2  # ...and never three
+
+
+def test_critical_path_puts_what_others_wait_for_first():
+    # study outputs is shorter than generality, but head to head waits for it: its chain is the longer one
+    assert book.COLD_SECONDS["study_outputs"] < book.COLD_SECONDS["generality"]
+    assert book.critical_path_seconds("study_outputs") == (
+        book.COLD_SECONDS["study_outputs"] + book.COLD_SECONDS["head_to_head"] + book.COLD_SECONDS["transparency"]
+    )
+    assert book.CRITICAL_FIRST.index("study_outputs") < book.CRITICAL_FIRST.index("generality")
+    assert book.CRITICAL_FIRST[0] == "domain_adaptation" and book.CRITICAL_FIRST[-1] == "transparency"
 
 
 def test_a_failed_chapter_stops_the_parallel_build(tmp_path, monkeypatch):

@@ -54,20 +54,31 @@ NEEDS = {
 }
 
 
-#: the chapters by their time in a cold build on 2 cores, longest first: a parallel build starts the longest of the
-#: chapters that are ready, so that no long one is left to run alone at the end
-LONGEST_FIRST = (
-    "structured",
-    "domain_adaptation",
-    "privacy",
-    "generality",
-    "study_outputs",
-    "head_to_head",
-    "hallucination",
-    "bias",
-    "transparency",
-    "cost",
-)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07)
+COLD_SECONDS = {
+    "domain_adaptation": 634,
+    "structured": 482,
+    "privacy": 395,
+    "generality": 262,
+    "study_outputs": 248,
+    "head_to_head": 125,
+    "hallucination": 112,
+    "bias": 44,
+    "transparency": 7,
+    "cost": 6,
+}
+
+
+def critical_path_seconds(name: str) -> float:
+    """The longest chain of cold seconds from the start of ``name`` to the end of the build: its own time plus
+    that of the longest chain of chapters that need it (:data:`NEEDS`)."""
+    after = [other for other, needs in NEEDS.items() if name in needs]
+    return COLD_SECONDS[name] + max((critical_path_seconds(other) for other in after), default=0.0)
+
+
+#: the start order of a parallel build among the chapters that are ready: the longest critical path first, so that
+#: the chapters others wait for (study outputs before head to head) are not left to the end
+CRITICAL_FIRST = tuple(sorted(CHAPTERS, key=critical_path_seconds, reverse=True))
 
 
 def ready_chapters(pending: list[str], done: set[str], build: list[str]) -> list[str]:
@@ -355,7 +366,7 @@ def build_in_parallel(
     chapters: list[str], jobs: int, child_arguments: list[str], *, program: list[str] | None = None
 ) -> tuple[list[dict], list[str]]:
     """Execute ``chapters`` as ``labscale-book --chapter NAME`` child processes, up to ``jobs`` at once, each one
-    started once the chapters it :data:`NEEDS` have finished, the longest first (:data:`LONGEST_FIRST`), every
+    started once the chapters it :data:`NEEDS` have finished, the longest chain first (:data:`CRITICAL_FIRST`), every
     kernel with ``cores / jobs`` threads. Returns the summary rows (in build order) and the chapters that failed;
     after a failure nothing new starts. ``program`` is the child's command before its arguments (default: this
     module run by this Python)."""
@@ -367,7 +378,7 @@ def build_in_parallel(
     started = 0
     with tempfile.TemporaryDirectory(prefix="labscale-book-") as reports:
         while pending or running:
-            ready = sorted(ready_chapters(pending, done, chapters), key=LONGEST_FIRST.index)
+            ready = sorted(ready_chapters(pending, done, chapters), key=CRITICAL_FIRST.index)
             for name in ready[: jobs - len(running)] if not failed else []:
                 started += 1
                 print(f"[{started}/{len(chapters)}] {name} … ({threads} thread{'s' * (threads != '1')})", flush=True)

@@ -648,12 +648,14 @@ def leakage_audit(
     seed: int = 0,
     n_resamples: int = 1000,
     progress: bool = True,
+    shared_trunk: bool = True,
 ) -> pd.DataFrame:
     """Membership inference (LOSS, reference-calibrated, zlib, Min-K%) and canary exposure for the base model and
     each adapter (label -> adapter folder from :func:`dp_finetune`, all trained on the same data). Writes one run
     record per model to ``output_dir/<label>`` and returns the tidy table (model, audit, metric, value, CI...).
-    When every adapter adapts only the top layers, the layers below run once per text for all the models
-    (:class:`~labscale.finetune.trunk.SharedTrunk`); each model then runs only its top layers."""
+    When every adapter adapts only the top layers and ``shared_trunk`` is on, the layers below run once per text for
+    all the models (:class:`~labscale.finetune.trunk.SharedTrunk`); each model then runs only its top layers. The
+    scores agree with the full pass to rounding, so the records do not depend on it."""
     from .backends import load_backend, parse_model_spec
     from .finetune import check_adapter
     from .finetune.trunk import SharedTrunk, adapted_from
@@ -667,7 +669,7 @@ def leakage_audit(
     data = audit_data(list(adapters.values()))
     # the layers below the lowest adapted one are the base model's in every audited model: run them once per text
     first_layer = min(adapted_from(folder) for folder in adapters.values())
-    trunk = SharedTrunk(first_layer) if first_layer > 0 else None
+    trunk = SharedTrunk(first_layer) if shared_trunk and first_layer > 0 else None
     rows = data.members + data.non_members
     is_member = [True] * len(data.members) + [False] * len(data.non_members)
     models = {"base": None, **dict(adapters)}
