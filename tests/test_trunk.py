@@ -63,7 +63,7 @@ def test_scores_through_a_shared_trunk_equal_the_full_pass(embedded):
     tokenizer = embedded.tokenizer
     rows = [tokenizer(t)["input_ids"] for t in ("The patient, 71, has type 2 diabetes.", "Secret code 4 1 9 0 2 7")]
     trunk = SharedTrunk(26)
-    assert trunk.usable(embedded.model)
+    assert trunk.usable(embedded.model, rows[0])
     plain = sequence_logprobs(embedded, rows, progress=False)
     split = sequence_logprobs(embedded, rows, progress=False, trunk=trunk)
     for a, b in zip(plain, split, strict=True):

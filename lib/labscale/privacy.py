@@ -31,7 +31,6 @@ way (:mod:`labscale.scoring`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import random
@@ -460,30 +459,21 @@ def dp_finetune(
     return AdapterResult.from_card(adapter_dir)
 
 
-def _trunk_key(backend, rows: list[dict[str, Any]], first_layer: int) -> str:
-    """What frozen-trunk states depend on: the base model, the rows' token ids and the layer they enter."""
-    payload = {"model": backend.identity(), "rows": [r["input_ids"] for r in rows], "first_layer": first_layer}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _frozen_trunk(model, backend, rows: list[dict[str, Any]], layers, trunks: dict) -> tuple[int | None, Any]:
     """The first adapted layer and every row's state entering it, when the frozen trunk below can be computed once
-    (LoRA on the top layers only, and the split checked against the full forward pass on the first row); the
-    states are kept in ``trunks`` for the next run on the same rows. Else ``(None, None)``: every step runs the
-    whole model."""
-    from .finetune.trunk import check_top_only, trunk_states
+    (LoRA on the top layers only, and the split checked against the full forward pass on the first row). ``trunks``
+    maps (base model identity, first layer) to its :class:`~labscale.finetune.trunk.SharedTrunk`, so the next run
+    on the same base and rows reuses the states. Else ``(None, None)``: every step runs the whole model."""
+    from .finetune.trunk import SharedTrunk
 
     if not layers or min(layers) == 0:
         return None, None
     first_layer = min(layers)
-    try:
-        check_top_only(model, rows[0]["input_ids"], first_layer)
-    except ValueError:
+    identity = json.dumps(backend.identity(), sort_keys=True, default=str)
+    trunk = trunks.setdefault((identity, first_layer), SharedTrunk(first_layer))
+    if not trunk.usable(model, rows[0]["input_ids"]):
         return None, None
-    key = _trunk_key(backend, rows, first_layer)
-    if key not in trunks:
-        trunks[key] = trunk_states(model, [r["input_ids"] for r in rows], first_layer)
-    return first_layer, trunks[key]
+    return first_layer, trunk.states(model, [r["input_ids"] for r in rows])
 
 
 def dp_sweep(

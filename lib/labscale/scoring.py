@@ -124,9 +124,9 @@ def _score(
     from .finetune.trunk import pad_states, top_only
 
     tokenizer, model = backend.tokenizer, backend.model
-    split = trunk is not None and trunk.usable(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+    split = trunk is not None and bool(order) and trunk.usable(model, encoded[order[0]][0] + encoded[order[0]][1])
     results: list[ScoredText | None] = [None] * len(encoded)
     with progress_bars.bar(total=len(order), desc=desc or "scoring", disable=not progress, leave=False) as bar:
         for offset in range(0, len(order), batch_size):
@@ -134,13 +134,13 @@ def _score(
             width = max(len(encoded[i][0]) + len(encoded[i][1]) for i in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                seq = encoded[i][0] + encoded[i][1]
+            sequences = [encoded[i][0] + encoded[i][1] for i in chunk]
+            for row, seq in enumerate(sequences):
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             device = model.device
             if split:
-                states = trunk.states(model, [encoded[i][0] + encoded[i][1] for i in chunk])
+                states = trunk.states(model, sequences)
                 with torch.inference_mode(), top_only(model, trunk.first_layer):
                     embeds = pad_states(states, width).to(device=device, dtype=model.dtype)
                     logits = model(inputs_embeds=embeds, attention_mask=mask.to(device)).logits.float()

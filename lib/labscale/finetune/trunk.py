@@ -136,20 +136,19 @@ def adapted_from(adapter_dir) -> int:
 
 class SharedTrunk:
     """The states entering decoder layer ``first_layer``, per token-id sequence, shared by every model that equals
-    the others below that layer (a base model and its adapters of :func:`adapted_from` >= ``first_layer``): the
-    caller guarantees that. The first model to need a sequence's state computes it; a model is checked with
-    :func:`check_top_only` (``usable``) before its scores rely on the split."""
+    the others below that layer (one base model: its DP fine-tunes on the same rows, or the base and its adapters of
+    :func:`adapted_from` >= ``first_layer``): the caller guarantees that. The first model to need a sequence's
+    state computes it; a model is checked with :func:`check_top_only` (``usable``) before anything relies on the
+    split."""
 
     def __init__(self, first_layer: int) -> None:
         self.first_layer = first_layer
         self._states: dict[tuple[int, ...], Any] = {}
 
-    def usable(self, model) -> bool:
-        """Whether ``model`` reproduces its full forward pass from the trunk (checked on the first 16 tokens of a
-        stored row, or on a short made-up one)."""
-        row = next(iter(self._states), (1, 2, 3, 4))[:16]
+    def usable(self, model, row: Sequence[int]) -> bool:
+        """Whether ``model`` reproduces its full forward pass from the trunk on ``row`` (a real text it will see)."""
         try:
-            check_top_only(model, list(row), self.first_layer)
+            check_top_only(model, row, self.first_layer)
         except ValueError:
             return False
         return True
