@@ -87,6 +87,42 @@ def test_fingerprint_follows_source_parameters_and_the_records_a_chapter_names(t
     assert book.chapter_fingerprint("cost", {}, root=root) != third
 
 
+def test_a_build_restamps_the_chapters_it_ran_or_kept(tmp_path):
+    """A card a later chapter wrote into a shared folder leaves an earlier chapter current after the build: its
+    stored fingerprint becomes today's. A placeholder page and a notebook with no stamp are left alone."""
+    import nbformat
+
+    root = tmp_path
+    (root / "notebooks").mkdir()
+    for name in ("domain_adaptation", "bias", "structured"):
+        (root / "notebooks" / f"{name}.md").write_text('adapter_root = "runs/adapters"\n')
+    chapters = root / "book" / "chapters"
+    chapters.mkdir(parents=True)
+    (root / "runs" / "adapters" / "fact_checking").mkdir(parents=True)
+    (root / "runs" / "adapters" / "fact_checking" / "labscale_card.json").write_text("{}")
+    for name in ("domain_adaptation", "bias", "structured"):
+        nbformat.write(nbformat.v4.new_notebook(), chapters / f"{name}.ipynb")
+    stamped = book.chapter_fingerprint("domain_adaptation", {}, root=root)
+    book.store_fingerprint(chapters / "domain_adaptation.ipynb", stamped)
+    book.store_fingerprint(chapters / "structured.ipynb", "stale")
+    # a later chapter's adapter lands in the same folder
+    (root / "runs" / "adapters" / "toxicity").mkdir()
+    (root / "runs" / "adapters" / "toxicity" / "labscale_card.json").write_text("{}")
+    now = book.chapter_fingerprint("domain_adaptation", {}, root=root)
+    assert now != stamped
+    rows = [
+        {"chapter": "domain_adaptation", "seconds": 1.0},
+        {"chapter": "bias", "seconds": 1.0},  # executed notebook without a stamp: not touched
+        {"chapter": "structured", "seconds": 1.0, "note": "placeholder: data missing"},
+        {"chapter": "HTML (Jupyter Book)", "seconds": 1.0},
+    ]
+    assert book.restamp_fingerprints(rows, {}, root=root) == ["domain_adaptation"]
+    assert book.stored_fingerprint(chapters / "domain_adaptation.ipynb") == now
+    assert book.stored_fingerprint(chapters / "bias.ipynb") is None
+    assert book.stored_fingerprint(chapters / "structured.ipynb") == "stale"
+    assert book.restamp_fingerprints(rows, {}, root=root) == []  # nothing changed since
+
+
 @pytest.mark.slow
 def test_an_unchanged_chapter_is_kept_and_a_changed_one_executed(shared_data, tmp_path, monkeypatch, capsys):
     """The real transparency chapter (no model) built twice: the second build keeps the executed notebook; a new

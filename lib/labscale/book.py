@@ -277,6 +277,31 @@ def store_fingerprint(notebook: Path, fingerprint: str) -> None:
     nbformat.write(executed, notebook)
 
 
+def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path = PROJECT_ROOT) -> list[str]:
+    """At the end of a build, store each executed or kept chapter's fingerprint as it is now; returns the chapters
+    whose fingerprint changed.
+
+    A chapter's fingerprint covers whole record folders (``runs/adapters`` holds every chapter's adapters), so a
+    chapter that ran or was kept early in a build sees its folders change when later chapters write theirs. Those
+    later chapters are not among the ones it :data:`NEEDS` (those had finished before it was checked), so by that
+    table's contract it reads nothing they wrote, and its executed notebook is as current as at its check. Without
+    this, the first rebuild after a cold build executed domain adaptation, generality and structured again."""
+    changed = []
+    for row in rows:
+        name = row["chapter"]
+        if name not in CHAPTERS or str(row.get("note", "")).startswith("placeholder"):
+            continue
+        output = root / "book" / "chapters" / f"{name}.ipynb"
+        stored = stored_fingerprint(output) if output.is_file() else None
+        if stored is None:
+            continue
+        current = chapter_fingerprint(name, chapter_parameters(name, parameters)[0], root=root)
+        if current != stored:
+            store_fingerprint(output, current)
+            changed.append(name)
+    return changed
+
+
 def build_html(root: Path = PROJECT_ROOT) -> Path:
     """Render the static HTML book with Jupyter Book v1; returns the folder holding index.html."""
     cli = Path(sys.executable).with_name("jupyter-book")
@@ -460,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is not None:
         args.report.write_text(json.dumps(summary), encoding="utf-8")
         return 0
+    restamp_fingerprints(summary, parameters)
     if failed:
         print(f"the book was not rendered: {', '.join(failed)} failed", flush=True)
         return 1
