@@ -56,3 +56,22 @@ def test_crop_then_append_overwrites_and_batch_changes_start_a_new_buffer():
     k1, _ = plain.update(keys, values, 0)
     k2, _ = inplace.update(keys, values, 0)
     assert k1.shape == (6, 3, 32, 8) and torch.equal(k1, k2) and k2.data_ptr() != buffer
+
+
+def test_chosen_logprobs_are_the_normalised_scores_of_the_chosen_tokens():
+    """Each step's scores normalised at the chosen token, closer to a float64 reference than log_softmax over the
+    stacked steps (what ``compute_transition_scores`` does), and -inf where a processor masked the token out."""
+    from labscale.backends.hf import chosen_logprobs
+
+    generator = torch.Generator().manual_seed(0)
+    scores = tuple(torch.randn(3, 49152, generator=generator) * 8 for _ in range(5))
+    tokens = torch.randint(0, 49152, (3, 5), generator=generator)
+    reference = torch.stack(
+        [s.double().log_softmax(-1).gather(1, tokens[:, t : t + 1]).squeeze(1) for t, s in enumerate(scores)], 1
+    )
+    got = chosen_logprobs(scores, tokens)
+    assert got.shape == (3, 5) and got.dtype == torch.float32
+    assert torch.allclose(got.double(), reference, atol=1e-5, rtol=0)
+    masked = tuple(s.clone() for s in scores)
+    masked[2][1, tokens[1, 2]] = float("-inf")  # e.g. top-p filtered it
+    assert chosen_logprobs(masked, tokens)[1, 2] == float("-inf")

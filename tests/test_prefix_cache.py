@@ -90,16 +90,35 @@ def test_prefix_is_computed_once_per_task_and_shots(embedded_model_dir):
 
 def test_prompts_without_a_long_shared_prefix_run_whole(embedded_model_dir):
     b = backend(embedded_model_dir, "batch_size=4")
-    short = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Name one colour.")]
-    zero_shot = task_prompts("medqa_tf", 0, 4)  # they share only the system message and instruction
-    assert common_prefix_length(b._prompt_ids(zero_shot)) < PREFIX_MIN_TOKENS
-    for prompts in (short, zero_shot):
-        b.generate(prompts, Decoding(max_new_tokens=2), progress=False)
+    questions = ("What is the capital of France?", "Name one colour.")
+    own_system = [
+        [{"role": "system", "content": f"{q[:4]} helper."}, {"role": "user", "content": q}] for q in questions
+    ]
+    assert common_prefix_length(b._prompt_ids(own_system)) < PREFIX_MIN_TOKENS
+    b.generate(own_system, Decoding(max_new_tokens=2), progress=False)
     assert b.runtime_info()["prefix_reuse"] == {
         "prefix_computations": 0,
         "batches_reused": 0,
         "prompts_reused": 0,
         "reused_prompt_tokens": 0,
+    }
+
+
+def test_zero_shot_prompts_reuse_their_system_message_and_instruction(embedded_model_dir):
+    zero_shot = task_prompts("medqa_tf", 0, 4)
+    on, off = backend(embedded_model_dir, "batch_size=2"), backend(embedded_model_dir, "batch_size=2&prefix_cache=off")
+    shared = common_prefix_length(on._prompt_ids(zero_shot))
+    assert shared >= PREFIX_MIN_TOKENS
+    decoding = Decoding(max_new_tokens=6)
+    assert_same_replies(
+        on.generate(zero_shot, decoding, progress=False), off.generate(zero_shot, decoding, progress=False)
+    )
+    stats = on.runtime_info()["prefix_reuse"]
+    assert stats == {
+        "prefix_computations": 1,
+        "batches_reused": 2,
+        "prompts_reused": 4,
+        "reused_prompt_tokens": 4 * shared,
     }
 
 
