@@ -54,18 +54,18 @@ NEEDS = {
 }
 
 
-#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit 7587ffa)
 COLD_SECONDS = {
-    "domain_adaptation": 634,
-    "structured": 482,
-    "privacy": 395,
-    "generality": 262,
-    "study_outputs": 248,
-    "head_to_head": 125,
-    "hallucination": 112,
-    "bias": 44,
-    "transparency": 7,
-    "cost": 6,
+    "domain_adaptation": 614,
+    "structured": 489,
+    "privacy": 389,
+    "generality": 243,
+    "study_outputs": 236,
+    "head_to_head": 127,
+    "hallucination": 99,
+    "bias": 36,
+    "transparency": 6,
+    "cost": 4,
 }
 
 

@@ -108,11 +108,13 @@ def check_top_only(model, row: Sequence[int], first_layer: int) -> float:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        full = model(input_ids=torch.tensor([list(row)], device=device), use_cache=False).logits.float()
-        with top_only(model, first_layer):
-            split = model(inputs_embeds=state[None].to(device), use_cache=False).logits.float()
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            full = model(input_ids=torch.tensor([list(row)], device=device), use_cache=False).logits.float()
+            with top_only(model, first_layer):
+                split = model(inputs_embeds=state[None].to(device), use_cache=False).logits.float()
+    finally:
+        model.train(was_training)
     gap = float((full - split).abs().max())
     if not gap <= SPLIT_TOLERANCE:
         raise ValueError(
