@@ -168,6 +168,31 @@ def test_lora_adapter_is_loaded_and_fingerprinted(backend, embedded_model_dir, t
     assert reply == backend.generate([FRANCE], Decoding(max_new_tokens=12), progress=False)[0].text
 
 
+def test_a_merged_adapter_prefills_its_head_as_one_matrix_product(embedded_model_dir, tmp_path):
+    """peft leaves a merged model's weights without grad; with the strided last-position input that a prefill gives
+    the head, torch.matmul would then broadcast the head's weight over the batch and call bmm. The backend makes that
+    input contiguous: one mm for the head, and the same logits as without the hook, to rounding."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
+    get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
+    merged = load_backend(f"smollm2-135m?dtype=float32&adapter={tmp_path / 'a'}", cache=None)
+    head = merged.model.get_output_embeddings()
+    assert not head.weight.requires_grad  # the condition under which matmul does not fold
+    ids = merged.tokenizer([merged.prompt_text(p) for p in PROMPTS[:2]] * 2, return_tensors="pt", padding=True)
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        hooked = merged.model(**ids, logits_to_keep=1).logits
+    assert "aten::bmm" not in {event.key for event in prof.key_averages()}
+    head._forward_pre_hooks.clear()
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        plain = merged.model(**ids, logits_to_keep=1).logits
+    assert "aten::bmm" in {event.key for event in prof.key_averages()}  # what the hook avoids
+    assert torch.allclose(hooked, plain, rtol=1e-5, atol=1e-4)  # mm and bmm round apart in fp32
+
+
 def test_an_adapter_is_merged_for_generation_and_answers_as_the_separate_lora_pass(embedded_model_dir, tmp_path):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model

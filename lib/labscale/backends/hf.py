@@ -104,6 +104,20 @@ def chosen_logprobs(scores, tokens):
     )
 
 
+def _contiguous_head_input(model) -> None:
+    """Make the output head's input contiguous before it runs.
+
+    ``generate`` prefills with ``logits_to_keep=1``, so the head gets ``hidden[:, -1:, :]``, a strided view. When the
+    head's weight does not require grad (a merged LoRA adapter: peft froze it), ``torch.matmul`` does not fold such a
+    view into one matrix product but broadcasts the weight to every row of the batch and calls ``bmm``: a copy of
+    (batch x vocabulary x hidden) values. A prefill of 32 entity-resolution prompts on the embedded model took 14.3 s
+    merged against 7.4 s for the base model (whose weights require grad, which makes ``matmul`` fold); with the
+    contiguous input, 6.8-6.9 s and the same logits (bit for bit there in bf16; mm and bmm round apart in fp32)."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+
+
 def hub_offline() -> bool:
     """Whether Hugging Face offline mode is on (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` now, or at import)."""
     from huggingface_hub import constants
@@ -423,6 +437,7 @@ class HFBackend(Backend):
             if self.merge_adapter:  # one matmul per projection instead of three (100 prompts: 18.4 -> 15.1 s)
                 model = model.merge_and_unload()
         model.eval()
+        _contiguous_head_input(model)
         if self.quantize == "int8-dynamic":  # int8 weights for every nn.Linear, activations quantized per call
             model = _quantize_int8_dynamic(model)
         self._tokenizer, self._model = tokenizer, model
