@@ -54,16 +54,16 @@ NEEDS = {
 }
 
 
-#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit 7587ffa)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit b3545d9)
 COLD_SECONDS = {
-    "domain_adaptation": 614,
-    "structured": 489,
-    "privacy": 389,
-    "generality": 243,
-    "study_outputs": 236,
-    "head_to_head": 127,
-    "hallucination": 99,
-    "bias": 36,
+    "domain_adaptation": 514,
+    "structured": 422,
+    "privacy": 354,
+    "study_outputs": 219,
+    "generality": 203,
+    "head_to_head": 116,
+    "hallucination": 91,
+    "bias": 33,
     "transparency": 6,
     "cost": 4,
 }
@@ -277,7 +277,7 @@ def store_fingerprint(notebook: Path, fingerprint: str) -> None:
     nbformat.write(executed, notebook)
 
 
-def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path = PROJECT_ROOT) -> list[str]:
+def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path | None = None) -> list[str]:
     """At the end of a build, store each executed or kept chapter's fingerprint as it is now; returns the chapters
     whose fingerprint changed.
 
@@ -286,6 +286,7 @@ def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path = PRO
     later chapters are not among the ones it :data:`NEEDS` (those had finished before it was checked), so by that
     table's contract it reads nothing they wrote, and its executed notebook is as current as at its check. Without
     this, the first rebuild after a cold build executed domain adaptation, generality and structured again."""
+    root = PROJECT_ROOT if root is None else root  # looked up when called, as build_chapter does
     changed = []
     for row in rows:
         name = row["chapter"]
