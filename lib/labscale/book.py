@@ -96,6 +96,11 @@ def build_order(chapters: list[str]) -> list[str]:
     return ordered
 
 
+def executed_notebook(name: str, root: Path) -> Path:
+    """Where chapter ``name``'s executed notebook (or its placeholder page) is written under ``root``."""
+    return root / "book" / "chapters" / f"{name}.ipynb"
+
+
 def execute_chapter(
     name: str, *, root: Path = PROJECT_ROOT, parameters: dict | None = None, output: Path | None = None
 ) -> Path:
@@ -104,7 +109,7 @@ def execute_chapter(
     import papermill
 
     source = root / CHAPTERS[name]
-    output = output or root / "book" / "chapters" / f"{name}.ipynb"
+    output = output or executed_notebook(name, root)
     output.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
     staged = output.with_suffix(".input.ipynb")
@@ -170,7 +175,7 @@ def placeholder_chapter(
         + f"`labscale-book --chapter {name}`.\n```\n"
     )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)])
-    output = output or root / "book" / "chapters" / f"{name}.ipynb"
+    output = output or executed_notebook(name, root)
     output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, output)
     return output
@@ -292,8 +297,8 @@ def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path | Non
         name = row["chapter"]
         if name not in CHAPTERS or str(row.get("note", "")).startswith("placeholder"):
             continue
-        output = root / "book" / "chapters" / f"{name}.ipynb"
-        stored = stored_fingerprint(output) if output.is_file() else None
+        output = executed_notebook(name, root)
+        stored = stored_fingerprint(output)  # None: no notebook, or one without a stamp
         if stored is None:
             continue
         current = chapter_fingerprint(name, chapter_parameters(name, parameters)[0], root=root)
@@ -365,7 +370,7 @@ def build_chapter(name: str, parameters: dict, *, force: bool = False) -> dict:
             flush=True,
         )
         return {"chapter": name, "seconds": time.perf_counter() - t0, "note": "placeholder: data missing"}
-    output = PROJECT_ROOT / "book" / "chapters" / f"{name}.ipynb"
+    output = executed_notebook(name, PROJECT_ROOT)
     current = chapter_fingerprint(name, chapter_params, root=PROJECT_ROOT)
     if not force and stored_fingerprint(output) == current:
         print(f"kept {name}: its source, parameters, library code and run records are unchanged", flush=True)
