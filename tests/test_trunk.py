@@ -85,3 +85,105 @@ def test_adapted_from_reads_the_adapters_lowest_layer(tmp_path):
     for layers, first in (([28, 29], 28), (None, 0), (5, 5), ([], 0)):
         (tmp_path / "adapter_config.json").write_text(json.dumps({"layers_to_transform": layers}))
         assert adapted_from(tmp_path) == first
+
+
+# -- the trunk under a trl SFTTrainer (labscale.finetune.trunk.trainer_on_trunk) ----------------------------------
+
+
+def _tiny_llama(**config):
+    """A real Llama architecture with random weights, small enough to build in milliseconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    options = dict(vocab_size=48, hidden_size=16, intermediate_size=32, num_hidden_layers=4, num_attention_heads=2)
+    return LlamaForCausalLM(LlamaConfig(**{**options, **config})).eval()
+
+
+def _right_padding_collator(examples):
+    import torch
+
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.zeros((len(examples), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for j, e in enumerate(examples):
+        ids[j, : len(e["input_ids"])], mask[j, : len(e["input_ids"])] = torch.tensor(e["input_ids"]), 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_top_layers_keep_their_names_so_a_checkpoint_saved_meanwhile_is_the_whole_models():
+    model = _tiny_llama()
+    layers = list(model.model.layers)
+    names = set(model.state_dict())
+    with top_only(model, 2):
+        kept = model.model.layers
+        assert len(kept) == 2 and kept[0] is layers[2] and kept[-1] is layers[3] and list(kept[1:]) == [layers[3]]
+        inside = set(model.state_dict())
+        assert inside == {n for n in names if not n.startswith(("model.layers.0.", "model.layers.1."))}
+        assert any(n.startswith("model.layers.3.") for n in inside)
+    assert list(model.model.layers) == layers and set(model.state_dict()) == names
+
+
+def test_the_collator_adds_each_rows_state_padded_like_its_tokens():
+    import torch
+
+    from labscale.finetune.trunk import TrunkCollator
+
+    rows = [[5, 6, 7], [8, 9]]
+    states = {tuple(r): torch.full((len(r), 3), float(len(r))) for r in rows}
+    batch = TrunkCollator(_right_padding_collator, states)([{"input_ids": r} for r in rows])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 0]]  # kept: the Trainer counts tokens from them
+    assert batch["inputs_embeds"].shape == (2, 3, 3)
+    assert batch["inputs_embeds"][0].eq(3.0).all() and batch["inputs_embeds"][1, :2].eq(2.0).all()
+    assert batch["inputs_embeds"][1, 2].eq(0.0).all()
+
+    def left_padding(examples):
+        batch = _right_padding_collator(examples)
+        return {k: v.flip(1) for k, v in batch.items()}
+
+    with pytest.raises(RuntimeError, match="does not right-pad"):
+        TrunkCollator(left_padding, states)([{"input_ids": r} for r in rows])
+
+
+def test_dropout_below_the_adapted_layers_rules_the_trunk_out():
+    import torch
+
+    from labscale.finetune.trunk import trunk_dropout
+
+    assert trunk_dropout(_tiny_llama(), 2) == []
+    assert trunk_dropout(_tiny_llama(attention_dropout=0.1), 2) == ["config.attention_dropout"]
+    model = _tiny_llama()
+    model.model.layers[0].mlp.add_module("drop", torch.nn.Dropout(0.1))  # in the trunk
+    model.model.layers[3].mlp.add_module("lora_drop", torch.nn.Dropout(0.05))  # in an adapted layer: allowed
+    assert trunk_dropout(model, 2) == ["model.layers.0.mlp.drop"]
+
+
+def test_a_trainer_runs_its_steps_from_the_trunk_states_and_gets_everything_back():
+    from types import SimpleNamespace
+
+    import torch
+
+    from labscale.finetune.trunk import TrunkCollator, trainer_on_trunk
+
+    model = _tiny_llama()
+    rows = [[3, 4, 5, 6, 7], [9, 10, 11], [12, 13, 14, 15]]
+    trainer = SimpleNamespace(model=model, train_dataset={"input_ids": rows}, data_collator=_right_padding_collator)
+    batch = _right_padding_collator([{"input_ids": r} for r in rows])
+    with torch.no_grad():
+        full = model(**batch).logits
+    with trainer_on_trunk(trainer, 2) as first_layer:
+        assert first_layer == 2 and isinstance(trainer.data_collator, TrunkCollator)
+        assert len(model.model.layers) == 2
+        split_batch = trainer.data_collator([{"input_ids": r} for r in rows])
+        with torch.no_grad():  # input_ids and inputs_embeds together: the decoder takes the states
+            split = model(**split_batch).logits
+    assert trainer.data_collator is _right_padding_collator and len(model.model.layers) == 4
+    for i, r in enumerate(rows):
+        assert torch.allclose(full[i, : len(r)], split[i, : len(r)], atol=1e-5)
+    with pytest.raises(ValueError, match="exactly one"):  # the pre-hook is gone with the block
+        model(**split_batch)
+
+    dropped = SimpleNamespace(model=_tiny_llama(attention_dropout=0.1), train_dataset={"input_ids": rows},
+                              data_collator=_right_padding_collator)  # fmt: skip
+    with trainer_on_trunk(dropped, 2) as first_layer:
+        assert first_layer is None and dropped.data_collator is _right_padding_collator

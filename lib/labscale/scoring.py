@@ -139,19 +139,24 @@ def _score(
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             device = model.device
+            # the output head runs from the first position that predicts a scored token on (the prompts' own
+            # positions before it need no logits): ``offset`` is where the kept logits start
+            offset = min(len(encoded[i][0]) for i in chunk) - 1
+            keep = {"logits_to_keep": width - offset}
             if split:
                 states = trunk.states(model, sequences)
                 with torch.inference_mode(), top_only(model, trunk.first_layer):
                     embeds = pad_states(states, width).to(device=device, dtype=model.dtype)
-                    logits = model(inputs_embeds=embeds, attention_mask=mask.to(device)).logits.float()
+                    logits = model(inputs_embeds=embeds, attention_mask=mask.to(device), **keep).logits.float()
             else:
                 with torch.inference_mode():
-                    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            token_lp = logprobs.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu().numpy()
+                    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **keep).logits.float()
+            logits = logits[:, :-1]  # the chosen token's logit less the log-normaliser: no log-softmax of every logit
+            chosen = logits.gather(-1, ids[:, offset + 1 :].to(device).unsqueeze(-1)).squeeze(-1)
+            token_lp = (chosen - torch.logsumexp(logits, dim=-1)).cpu().numpy()
             for row, i in enumerate(chunk):
                 head, tail = encoded[i]
-                start = len(head) - 1  # position predicting the first continuation token
+                start = len(head) - 1 - offset  # the kept position predicting the first continuation token
                 results[i] = ScoredText(token_lp[row, start : start + len(tail)].astype(float), len(head))
             bar.update(len(chunk))
     return results  # type: ignore[return-value]

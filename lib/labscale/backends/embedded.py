@@ -92,3 +92,7 @@ def _convert(source: Path, target: Path) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+if __name__ == "__main__":  # `make setup` converts once, so that a book build does not spend its first half-minute here
+    print(f"embedded model ready: {ensure_converted()}")

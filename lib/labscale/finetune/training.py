@@ -32,6 +32,7 @@ from .adapter import (
 from .attempts import AttemptLog
 from .config import FinetuneConfig, check_config, check_train_size, plan_steps
 from .data import TrainData, TrainingSet, build_training_set
+from .trunk import trainer_on_trunk
 
 
 def resolve_base(base_model: str):
@@ -100,6 +101,7 @@ def finetune(
     task_options: dict[str, Any] | None = None,
     callbacks: Iterable | None = None,
     progress: bool = False,
+    frozen_trunk: bool = True,
 ) -> AdapterResult:
     """Fine-tune ``base_model`` (a labscale model string, e.g. ``"smollm2-135m"`` or ``"hf:<id>@<rev>"``) on the
     train split of ``task`` from ``source`` with a LoRA adapter; returns an :class:`AdapterResult`.
@@ -113,6 +115,11 @@ def finetune(
     Trainer is given the newest *complete* checkpoint folder, which is what ``resume_from_checkpoint=True`` picks
     except that a checkpoint cut short while being written is skipped.)
     ``callbacks`` are extra :class:`transformers.TrainerCallback` objects.
+
+    With ``config.top_layers`` set and ``frozen_trunk=True``, the frozen layers below the adapted ones run once per
+    training row before the first step, not at every step of every epoch (:func:`~.trunk.trainer_on_trunk`, checked
+    against the full forward pass first); the losses agree with the full pass to rounding, so the request does not
+    depend on it, and the card's ``resolved.frozen_trunk_layers`` says whether it was used.
     """
     started = time.perf_counter()
     check_config(config)
@@ -248,7 +255,13 @@ def finetune(
         trainer.remove_callback(PrinterCallback)  # the per-step log dicts; the history is in the card
     if len(trainer.train_dataset) != len(tset):  # pragma: no cover - our rows never exceed max_length
         raise RuntimeError("trl dropped or truncated training examples that labscale had already length-checked")
-    with answer_positions_only(device):
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings["precision"])
+    split = (
+        trainer_on_trunk(trainer, layers[0], device_type=device, autocast_dtype=precision)
+        if frozen_trunk and layers
+        else contextlib.nullcontext()
+    )
+    with answer_positions_only(device), split as first_layer:
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     attempted = attempts.finish()
 
@@ -270,7 +283,7 @@ def finetune(
         tset=tset,
         backend=backend,
         config=config,
-        resolved=settings,
+        resolved={**settings, "frozen_trunk_layers": first_layer or 0},
         lora=lora_summary(peft_model, layers),
         steps={**plan.as_dict(), "global_step": state.global_step, "resumed_from_step": _step_of(resume_from)},
         history=history,

@@ -4,6 +4,8 @@ each training row. :func:`trunk_states` computes it once per row (for every epoc
 rows, such as the privacy sweep's budgets); :func:`top_only` runs the model from there, feeding those states as
 ``inputs_embeds`` to the top layers alone. :func:`check_top_only` verifies that the split reproduces the full
 forward pass on a real row before it is used (an architecture that rescales ``inputs_embeds`` would not).
+:func:`trainer_on_trunk` does the same for a trl ``SFTTrainer``: every epoch after the first, and the first's own
+batches, run only the adapted layers.
 """
 
 from __future__ import annotations
@@ -84,14 +86,31 @@ def pad_states(states: Sequence, width: int):
     return out
 
 
+def _kept_layers(layers, first_layer: int):
+    """The decoder layers from ``first_layer`` on, as a ModuleList that keeps their original indices as names, so
+    that weight names (``layers.26.self_attn...``) stay those of the whole model: an adapter checkpoint saved while
+    only the top layers run is the same as one saved from the whole model. Indexing is by position."""
+    import torch
+
+    class KeptLayers(torch.nn.ModuleList):
+        def __getitem__(self, index):
+            kept = list(self._modules.values())
+            return torch.nn.ModuleList(kept[index]) if isinstance(index, slice) else kept[index]
+
+    kept = KeptLayers()
+    for index in range(first_layer, len(layers)):
+        kept.add_module(str(index), layers[index])
+    return kept
+
+
 @contextlib.contextmanager
 def top_only(model, first_layer: int):
-    """Within the block, ``model`` holds only its decoder layers from ``first_layer`` on: call it with the trunk
-    states as ``inputs_embeds``. The full layer list is restored on exit (before saving an adapter, whose weight
-    names carry the layer indices)."""
+    """Within the block, ``model`` holds only its decoder layers from ``first_layer`` on (under their own names, see
+    :func:`_kept_layers`): call it with the trunk states as ``inputs_embeds``. The full layer list is restored on
+    exit."""
     holder, name = decoder_layers(model)
     layers = getattr(holder, name)
-    setattr(holder, name, layers[first_layer:])
+    setattr(holder, name, _kept_layers(layers, first_layer))
     try:
         yield model
     finally:
@@ -144,16 +163,23 @@ class SharedTrunk:
     split."""
 
     def __init__(self, first_layer: int) -> None:
+        import weakref
+
         self.first_layer = first_layer
         self._states: dict[tuple[int, ...], Any] = {}
+        self._verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def usable(self, model, row: Sequence[int]) -> bool:
-        """Whether ``model`` reproduces its full forward pass from the trunk on ``row`` (a real text it will see)."""
-        try:
-            check_top_only(model, row, self.first_layer)
-        except ValueError:
-            return False
-        return True
+        """Whether ``model`` reproduces its full forward pass from the trunk on ``row`` (a real text it will see);
+        checked once per model, on the first row it is asked about (a model scoring its membership rows and then
+        each canary's candidates is checked once, not four times)."""
+        if model not in self._verdicts:
+            try:
+                check_top_only(model, row, self.first_layer)
+                self._verdicts[model] = True
+            except ValueError:
+                self._verdicts[model] = False
+        return self._verdicts[model]
 
     def states(self, model, rows: Sequence[Sequence[int]]) -> list:
         """The stored state of each row, computing the missing ones with ``model``'s own trunk."""
@@ -161,3 +187,92 @@ class SharedTrunk:
         for row, state in zip(missing, trunk_states(model, missing, self.first_layer), strict=True):
             self._states[row] = state
         return [self._states[tuple(r)] for r in rows]
+
+
+#: the most memory (bytes) the trunk states of one fine-tune may take; a larger training set trains as before
+TRUNK_STORE_LIMIT = 2 * 2**30
+
+
+def trunk_dropout(model, first_layer: int) -> list[str]:
+    """What would make the trunk random in training mode, so that states computed once would not stand for it: the
+    names of dropout modules with ``p > 0`` outside the adapted layers, and the config's attention dropout."""
+    import torch
+
+    holder, name = decoder_layers(model)
+    top = {id(m) for layer in list(getattr(holder, name))[first_layer:] for m in layer.modules()}
+    found = [
+        module_name
+        for module_name, module in model.named_modules()
+        if isinstance(module, torch.nn.Dropout) and module.p > 0 and id(module) not in top
+    ]
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if float(getattr(config, "attention_dropout", 0.0) or 0.0) > 0:
+        found.append("config.attention_dropout")
+    return found
+
+
+class TrunkCollator:
+    """A data collator that adds each row's trunk state, right-padded like its ``input_ids``, as ``inputs_embeds``
+    (:func:`trainer_on_trunk`). ``input_ids`` stay in the batch: the Trainer counts the tokens seen from them."""
+
+    def __init__(self, collator, states: dict) -> None:
+        self.collator = collator
+        self.states = states
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        width = batch["input_ids"].shape[1]
+        lengths = [len(e["input_ids"]) for e in examples]
+        mask = batch.get("attention_mask")
+        if mask is not None and any(int(mask[j, :n].sum()) != n for j, n in enumerate(lengths)):
+            raise RuntimeError("the collator does not right-pad: trunk states would not line up with the tokens")
+        batch["inputs_embeds"] = pad_states([self.states[tuple(e["input_ids"])] for e in examples], width)
+        return batch
+
+
+def _embeds_over_ids(_module, args, kwargs):
+    """Forward pre-hook of the decoder: with trunk states given as ``inputs_embeds``, the token ids are not embedded."""
+    if kwargs.get("inputs_embeds") is not None and kwargs.get("input_ids") is not None:
+        kwargs["input_ids"] = None
+    return args, kwargs
+
+
+@contextlib.contextmanager
+def trainer_on_trunk(trainer, first_layer: int, *, device_type: str = "cpu", autocast_dtype=None):
+    """Within the block, ``trainer`` (a trl ``SFTTrainer`` whose LoRA adapts layers ``first_layer`` and up) trains
+    on frozen-trunk states computed once per training row, running only the adapted layers at each step; yields
+    ``first_layer``, or ``None`` (and changes nothing) when the split does not apply: dropout in the trunk, a split
+    that does not reproduce the full pass (:func:`check_top_only`), or states beyond :data:`TRUNK_STORE_LIMIT`.
+    ``autocast_dtype`` is the training's mixed precision (the states are computed under the same autocast).
+    Everything is restored on exit."""
+    import torch
+
+    model = trainer.model
+    rows = [list(r) for r in trainer.train_dataset["input_ids"]]
+    hidden = model.config.get_text_config().hidden_size
+    usable = (
+        first_layer > 0
+        and rows
+        and sum(map(len, rows)) * hidden * 4 <= TRUNK_STORE_LIMIT
+        and not trunk_dropout(model, first_layer)
+    )
+    if usable:
+        try:
+            check_top_only(model, rows[0], first_layer)
+        except ValueError:
+            usable = False
+    if not usable:
+        yield None
+        return
+    with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+        states = trunk_states(model, rows, first_layer)
+    collator = trainer.data_collator
+    trainer.data_collator = TrunkCollator(collator, {tuple(r): s for r, s in zip(rows, states, strict=True)})
+    holder, _ = decoder_layers(model)
+    hook = holder.register_forward_pre_hook(_embeds_over_ids, with_kwargs=True)
+    try:
+        with top_only(model, first_layer):
+            yield first_layer
+    finally:
+        hook.remove()
+        trainer.data_collator = collator
