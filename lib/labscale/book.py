@@ -54,17 +54,17 @@ NEEDS = {
 }
 
 
-#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit b3545d9)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit f56dfa3)
 COLD_SECONDS = {
-    "domain_adaptation": 514,
-    "structured": 422,
-    "privacy": 354,
-    "study_outputs": 219,
+    "domain_adaptation": 520,
+    "structured": 361,
+    "privacy": 340,
+    "study_outputs": 216,
     "generality": 203,
-    "head_to_head": 116,
-    "hallucination": 91,
-    "bias": 33,
-    "transparency": 6,
+    "head_to_head": 112,
+    "hallucination": 90,
+    "bias": 34,
+    "transparency": 7,
     "cost": 4,
 }
 

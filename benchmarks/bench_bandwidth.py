@@ -1,0 +1,106 @@
+"""Batch-1 decoding against the machine's memory bandwidth: how close the HF backend comes to the limit.
+
+Run: ``python benchmarks/bench_bandwidth.py`` (``--threads 1``, ``--dtypes float32 bfloat16``).
+
+At batch 1 every decoding step reads every weight once (the tied output head reads the whole embedding matrix), so
+``read bandwidth / weight bytes`` tokens per second is the most a step can do. This script measures:
+
+* the read bandwidth: ``tensor.sum()`` over a 512 MiB float32 tensor (much larger than the caches), median of 5;
+* per dtype, the decode rate of the embedded SmolLM2-135M-Instruct at batch 1: greedy, a short chat prompt,
+  ``min_new_tokens`` equal to the budget, timed for 1 and for ``--new-tokens`` tokens so that the prefill cancels
+  out (``(n - 1) / (t_n - t_1)``), median of ``--repeats``;
+
+and prints one JSON line per dtype: weight bytes, the limit in tokens/s, the measured rate and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def read_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
+    """Median read bandwidth (GB/s) of summing a ``mib`` MiB float32 tensor."""
+    import torch
+
+    x = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+    x.sum()  # first touch
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - start)
+    return x.numel() * 4 / statistics.median(times) / 1e9
+
+
+def decode_rate(backend, new_tokens: int, repeats: int) -> float:
+    """Batch-1 decode tokens/s with the prefill cancelled out: ``(n - 1) / (t_n - t_1)``."""
+    import torch
+
+    from labscale.backends import Decoding
+
+    prompt = backend.prompt_text([{"role": "user", "content": "Explain in one sentence why the sky is blue."}])
+    encoded = backend.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+
+    def timed(n: int) -> float:
+        config = backend.generation_config(Decoding(max_new_tokens=n))
+        config.min_new_tokens = n
+        start = time.perf_counter()
+        with torch.inference_mode():
+            backend.model.generate(**encoded, generation_config=config)
+        return time.perf_counter() - start
+
+    timed(new_tokens)  # warm-up
+    rates = [(new_tokens - 1) / (timed(new_tokens) - timed(1)) for _ in range(repeats)]
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from labscale.backends import load_backend
+
+    torch.set_num_threads(args.threads)
+    bandwidth = read_bandwidth_gbs()
+    for dtype in args.dtypes:
+        backend = load_backend(f"smollm2-135m?dtype={dtype}")  # no cache: every call generates
+        backend.load()
+        weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
+        limit = bandwidth * 1e9 / weight_bytes
+        rate = decode_rate(backend, args.new_tokens, args.repeats)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "bandwidth",
+                    "dtype": dtype,
+                    "threads": args.threads,
+                    "read_bandwidth_gbs": round(bandwidth, 2),
+                    "weight_mb": round(weight_bytes / 1e6, 1),
+                    "limit_tokens_per_s": round(limit, 1),
+                    "decode_tokens_per_s": round(rate, 1),
+                    "fraction_of_limit": round(rate / limit, 3),
+                    "load_average": os.getloadavg()[0],
+                    "machine": platform.platform(),
+                    "torch": torch.__version__,
+                }
+            ),
+            flush=True,
+        )
+        backend.close()
+
+
+if __name__ == "__main__":
+    main()
