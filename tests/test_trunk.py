@@ -2,7 +2,14 @@
 
 import pytest
 
-from labscale.finetune.trunk import check_top_only, decoder_layers, pad_states, top_only, trunk_states
+from labscale.finetune.trunk import (
+    check_top_only,
+    decoder_layers,
+    pad_states,
+    right_padded,
+    top_only,
+    trunk_states,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +32,8 @@ def test_trunk_plus_top_layers_equal_the_full_pass_on_padded_batches(embedded):
     first = 26
     states = trunk_states(model, rows, first, batch_size=2)
     assert [tuple(s.shape) for s in states] == [(len(r), model.config.hidden_size) for r in rows]
-    width = max(map(len, rows))
-    ids = torch.zeros((len(rows), width), dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], attention[i, : len(r)] = torch.tensor(r), 1
+    ids, attention = right_padded(rows)
+    width = ids.shape[1]
     holder, name = decoder_layers(model)
     assert holder is model.model and name == "layers"
     with torch.no_grad():
@@ -101,14 +105,14 @@ def _tiny_llama(**config):
 
 
 def _right_padding_collator(examples):
-    import torch
-
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.zeros((len(examples), width), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for j, e in enumerate(examples):
-        ids[j, : len(e["input_ids"])], mask[j, : len(e["input_ids"])] = torch.tensor(e["input_ids"]), 1
+    ids, mask = right_padded([e["input_ids"] for e in examples])
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_rows_are_right_padded_with_their_mask():
+    ids, mask = right_padded([[5, 6, 7], [8]], pad_id=2)
+    assert ids.tolist() == [[5, 6, 7], [8, 2, 2]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert right_padded([[4]], width=3)[0].tolist() == [[4, 0, 0]]
 
 
 def test_top_layers_keep_their_names_so_a_checkpoint_saved_meanwhile_is_the_whole_models():

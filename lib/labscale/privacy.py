@@ -183,16 +183,13 @@ def _collate(rows: list[dict[str, Any]], pad_id: int, completion_only: bool):
     see :mod:`labscale.finetune.trunk`) also those, padded alike, as a fourth tensor."""
     import torch
 
-    from .finetune.trunk import pad_states
+    from .finetune.trunk import pad_states, right_padded
 
-    width = max((len(r["input_ids"]) for r in rows), default=1)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    ids, attention = right_padded([r["input_ids"] for r in rows], pad_id)
+    width = ids.shape[1]
     weights = torch.zeros((len(rows), width), dtype=torch.float32)
     for i, r in enumerate(rows):
         n = len(r["input_ids"])
-        ids[i, :n] = torch.tensor(r["input_ids"])
-        attention[i, :n] = 1
         weights[i, :n] = torch.tensor(r["completion_mask"], dtype=torch.float32) if completion_only else 1.0
     if rows and "trunk" in rows[0]:
         return ids, attention, weights, pad_states([r["trunk"] for r in rows], width)

@@ -121,7 +121,7 @@ def _score(
     from the shared ``trunk``'s states through the top layers only, where the model reproduces its full pass so."""
     import torch
 
-    from .finetune.trunk import pad_states, top_only
+    from .finetune.trunk import pad_states, right_padded, top_only
 
     tokenizer, model = backend.tokenizer, backend.model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -131,13 +131,9 @@ def _score(
     with progress_bars.bar(total=len(order), desc=desc or "scoring", disable=not progress, leave=False) as bar:
         for offset in range(0, len(order), batch_size):
             chunk = order[offset : offset + batch_size]
-            width = max(len(encoded[i][0]) + len(encoded[i][1]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
             sequences = [encoded[i][0] + encoded[i][1] for i in chunk]
-            for row, seq in enumerate(sequences):
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
+            ids, mask = right_padded(sequences, pad)
+            width = ids.shape[1]
             device = model.device
             # the output head runs from the first position that predicts a scored token on (the prompts' own
             # positions before it need no logits): ``offset`` is where the kept logits start

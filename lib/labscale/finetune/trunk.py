@@ -58,12 +58,7 @@ def trunk_states(model, rows: Sequence[Sequence[int]], first_layer: int, *, batc
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                width = max(len(rows[i]) for i in chunk)
-                ids = torch.zeros((len(chunk), width), dtype=torch.long)
-                attention = torch.zeros((len(chunk), width), dtype=torch.long)
-                for j, i in enumerate(chunk):
-                    ids[j, : len(rows[i])] = torch.tensor(rows[i])
-                    attention[j, : len(rows[i])] = 1
+                ids, attention = right_padded([rows[i] for i in chunk])
                 with contextlib.suppress(_Captured):
                     model(input_ids=ids.to(device), attention_mask=attention.to(device), use_cache=False)
                 hidden = captured.pop("h").float().cpu()
@@ -73,6 +68,21 @@ def trunk_states(model, rows: Sequence[Sequence[int]], first_layer: int, *, batc
         handle.remove()
         model.train(was_training)
     return states
+
+
+def right_padded(rows: Sequence[Sequence[int]], pad_id: int = 0, width: int | None = None):
+    """Token-id rows right-padded with ``pad_id`` into one ``[rows, width]`` tensor (``width``: the longest row's
+    length when not given), and the attention mask (1 on each row's own tokens). Causal attention never carries the
+    padding back to a real position, so each row's states are those it has alone."""
+    import torch
+
+    width = max((len(r) for r in rows), default=1) if width is None else width
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
 
 
 def pad_states(states: Sequence, width: int):
