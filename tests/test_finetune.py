@@ -442,6 +442,16 @@ def test_a_frozen_trunk_trains_the_same_adapter(tmp_path, embedded_model_dir):
     # a checkpoint saved while only the top layers ran names their weights as the whole model does
     middle = _adapter_tensors(tmp_path / "frozen" / "checkpoints" / "checkpoint-4")
     assert middle.keys() == a.keys()
+    # and a run killed after it resumes from it, on the trunk again, to the same adapter
+    with pytest.raises(Crash):
+        finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "crashed", callbacks=[_crash_after(6)])
+    resumed = finetune(BASE, "entity_resolution", config=config, output_dir=tmp_path / "crashed")
+    assert resumed.model_card["steps"]["resumed_from_step"] == 4
+    assert resumed.model_card["resolved"]["frozen_trunk_layers"] == 26
+    assert [round(x, 5) for x in resumed.losses] == [round(x, 5) for x in frozen.losses]
+    c = _adapter_tensors(resumed.adapter_dir)
+    for name in a:
+        assert torch.allclose(a[name], c[name], rtol=1e-5, atol=1e-7), (name, (a[name] - c[name]).abs().max())
 
 
 # ---------------------------------------------------------------------------------------------------------------
