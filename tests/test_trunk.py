@@ -112,7 +112,7 @@ def _right_padding_collator(examples):
 def test_rows_are_right_padded_with_their_mask():
     ids, mask = right_padded([[5, 6, 7], [8]], pad_id=2)
     assert ids.tolist() == [[5, 6, 7], [8, 2, 2]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert right_padded([[4]], width=3)[0].tolist() == [[4, 0, 0]]
+    assert [t.tolist() for t in right_padded([[4]])] == [[[4]], [[1]]]
 
 
 def test_top_layers_keep_their_names_so_a_checkpoint_saved_meanwhile_is_the_whole_models():

@@ -121,6 +121,7 @@ def _score(
     from the shared ``trunk``'s states through the top layers only, where the model reproduces its full pass so."""
     import torch
 
+    from .backends.hf import chosen_logprobs
     from .finetune.trunk import pad_states, right_padded, top_only
 
     tokenizer, model = backend.tokenizer, backend.model
@@ -136,9 +137,9 @@ def _score(
             width = ids.shape[1]
             device = model.device
             # the output head runs from the first position that predicts a scored token on (the prompts' own
-            # positions before it need no logits): ``offset`` is where the kept logits start
-            offset = min(len(encoded[i][0]) for i in chunk) - 1
-            keep = {"logits_to_keep": width - offset}
+            # positions before it need no logits): ``first`` is where the kept logits start
+            first = min(len(encoded[i][0]) for i in chunk) - 1
+            keep = {"logits_to_keep": width - first}
             if split:
                 states = trunk.states(model, sequences)
                 with torch.inference_mode(), top_only(model, trunk.first_layer):
@@ -147,12 +148,11 @@ def _score(
             else:
                 with torch.inference_mode():
                     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **keep).logits.float()
-            logits = logits[:, :-1]  # the chosen token's logit less the log-normaliser: no log-softmax of every logit
-            chosen = logits.gather(-1, ids[:, offset + 1 :].to(device).unsqueeze(-1)).squeeze(-1)
-            token_lp = (chosen - torch.logsumexp(logits, dim=-1)).cpu().numpy()
+            # each position's logits normalised at the token that follows (no log-softmax of every logit)
+            token_lp = chosen_logprobs(logits[:, :-1].unbind(1), ids[:, first + 1 :].to(device)).cpu().numpy()
             for row, i in enumerate(chunk):
                 head, tail = encoded[i]
-                start = len(head) - 1 - offset  # the kept position predicting the first continuation token
+                start = len(head) - 1 - first  # the kept position predicting the first continuation token
                 results[i] = ScoredText(token_lp[row, start : start + len(tail)].astype(float), len(head))
             bar.update(len(chunk))
     return results  # type: ignore[return-value]

@@ -94,7 +94,8 @@ def generated_length(tokens: Sequence[int], stops: set[int]) -> int:
 
 def chosen_logprobs(scores, tokens):
     """The log-probability of each generated token, ``(batch, steps)``: each step's scores (the logits after the
-    sampling processors, as ``generate`` returns them) normalised with ``logsumexp``, at the chosen token. The same
+    sampling processors, as ``generate`` returns them, or a forward pass's logits split per position, as scoring
+    passes them) normalised with ``logsumexp``, at the chosen token. The same
     values as ``compute_transition_scores(..., normalize_logits=True)`` without stacking every step's
     ``(batch, vocabulary)`` scores into one tensor first (about 1 s per batch of 24 replies of 64 tokens)."""
     import torch

@@ -70,13 +70,13 @@ def trunk_states(model, rows: Sequence[Sequence[int]], first_layer: int, *, batc
     return states
 
 
-def right_padded(rows: Sequence[Sequence[int]], pad_id: int = 0, width: int | None = None):
-    """Token-id rows right-padded with ``pad_id`` into one ``[rows, width]`` tensor (``width``: the longest row's
-    length when not given), and the attention mask (1 on each row's own tokens). Causal attention never carries the
-    padding back to a real position, so each row's states are those it has alone."""
+def right_padded(rows: Sequence[Sequence[int]], pad_id: int = 0):
+    """Token-id rows right-padded with ``pad_id`` into one ``[rows, longest row]`` tensor, and the attention mask (1
+    on each row's own tokens). Causal attention never carries the padding back to a real position, so each row's
+    states are those it has alone."""
     import torch
 
-    width = max((len(r) for r in rows), default=1) if width is None else width
+    width = max((len(r) for r in rows), default=1)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
@@ -215,8 +215,7 @@ def trunk_dropout(model, first_layer: int) -> list[str]:
         for module_name, module in model.named_modules()
         if isinstance(module, torch.nn.Dropout) and module.p > 0 and id(module) not in top
     ]
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    if float(getattr(config, "attention_dropout", 0.0) or 0.0) > 0:
+    if float(getattr(model.config.get_text_config(), "attention_dropout", 0.0) or 0.0) > 0:
         found.append("config.attention_dropout")
     return found
 
@@ -258,26 +257,22 @@ def trainer_on_trunk(trainer, first_layer: int, *, device_type: str = "cpu", aut
     import torch
 
     model = trainer.model
-    rows = [list(r) for r in trainer.train_dataset["input_ids"]]
+    rows = [tuple(r) for r in trainer.train_dataset["input_ids"]]
     hidden = model.config.get_text_config().hidden_size
-    usable = (
+    trunk = SharedTrunk(first_layer)
+    if not (
         first_layer > 0
         and rows
         and sum(map(len, rows)) * hidden * 4 <= TRUNK_STORE_LIMIT
         and not trunk_dropout(model, first_layer)
-    )
-    if usable:
-        try:
-            check_top_only(model, rows[0], first_layer)
-        except ValueError:
-            usable = False
-    if not usable:
+        and trunk.usable(model, rows[0])
+    ):
         yield None
         return
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        states = trunk_states(model, rows, first_layer)
+        states = trunk.states(model, rows)
     collator = trainer.data_collator
-    trainer.data_collator = TrunkCollator(collator, {tuple(r): s for r, s in zip(rows, states, strict=True)})
+    trainer.data_collator = TrunkCollator(collator, dict(zip(rows, states, strict=True)))
     holder, _ = decoder_layers(model)
     hook = holder.register_forward_pre_hook(_embeds_over_ids, with_kwargs=True)
     try:
