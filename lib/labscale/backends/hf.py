@@ -5,7 +5,8 @@
 * Decoding settings are always explicit: a fresh ``GenerationConfig`` is built from :class:`Decoding`, so a hub
   ``generation_config.json`` (for example Llama-2-chat's later ``do_sample=true, temperature=0.6``) can never
   switch greedy decoding to sampling behind our back. Stop tokens are the tokenizer's EOS plus the model's
-  declared EOS ids, recorded in the run manifest.
+  declared EOS ids, recorded in the run manifest. Greedy decoding runs :func:`~labscale.backends.greedy.greedy_decode`,
+  the same steps as ``generate`` with each reply leaving the batch when it stops; sampling runs ``generate``.
 * CUDA when present, else CPU; optional 4-bit NF4 loading through bitsandbytes; optional LoRA adapter (peft).
 * Weights load lazily, on the first cache miss, so a fully cached rerun never loads the model.
 """
@@ -26,6 +27,7 @@ from ..errors import InvalidParameter, check_choice, check_range
 from ..hashing import sha256_files
 from ..prompts import render_plain, render_prompt
 from .base import Backend, Decoding, Generation, Messages
+from .greedy import greedy_decode
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,15 @@ def chosen_logprobs(scores, tokens):
     return torch.stack(
         [step.gather(1, tokens[:, t : t + 1]).squeeze(1) - step.logsumexp(-1) for t, step in enumerate(scores)], dim=1
     )
+
+
+def cache_argument(model) -> str:
+    """The name under which ``generate`` and a forward pass of ``model`` take a KV cache, and a forward pass returns
+    it: ``cache`` in transformers 5, else ``past_key_values``."""
+    import inspect
+
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps it
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
 
 def _contiguous_head_input(model) -> None:
@@ -605,12 +616,7 @@ class HFBackend(Backend):
         return encoded, {self._cache_argument(): appending(kv)}
 
     def _cache_argument(self) -> str:
-        """The name under which ``generate`` takes a KV cache, and a forward pass returns it: ``cache`` in
-        transformers 5, else ``past_key_values``."""
-        import inspect
-
-        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft wraps it
-        return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+        return cache_argument(self.model)
 
     # -- generation -------------------------------------------------------------------------------------
     def _generate_batch(
@@ -620,12 +626,22 @@ class HFBackend(Backend):
 
         tokenizer, model = self.tokenizer, self.model
         encoded, reuse = self._batch_inputs(self._prompt_ids(conversations))
-        torch.manual_seed(decoding.seed)
-        with torch.inference_mode():
-            out = model.generate(**encoded, **reuse, generation_config=self.generation_config(decoding))
-        prompt_len = encoded["input_ids"].shape[1]
-        new_tokens = out.sequences[:, prompt_len:]
-        logprobs = chosen_logprobs(out.scores, new_tokens)
+        if decoding.greedy:  # finished replies leave the batch (generate would decode them to the longest's end)
+            new_tokens, logprobs = greedy_decode(
+                model,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                *reuse.values(),
+                max_new_tokens=decoding.max_new_tokens,
+                stop_ids=self.stop_token_ids(),
+                pad_id=tokenizer.pad_token_id,
+            )
+        else:
+            torch.manual_seed(decoding.seed)
+            with torch.inference_mode():
+                out = model.generate(**encoded, **reuse, generation_config=self.generation_config(decoding))
+            new_tokens = out.sequences[:, encoded["input_ids"].shape[1] :]
+            logprobs = chosen_logprobs(out.scores, new_tokens)
         stops = set(self.stop_token_ids())
         for j in range(len(conversations)):
             tokens = new_tokens[j].tolist()
