@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labscale.backends.greedy import greedy_decode
-from labscale.backends.hf import chosen_logprobs
+from labscale.backends.greedy import generate_decode, greedy_decode
 from labscale.backends.kv_cache import appending_cache
 
 
@@ -22,28 +21,11 @@ def tiny_llama():
     return LlamaForCausalLM(config).eval()
 
 
-def reference(model, ids, mask, max_new_tokens, stops, pad):
-    """Greedy ``generate``'s new tokens and their log-probabilities."""
-    from transformers import GenerationConfig
-
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=pad,
-        eos_token_id=list(stops),
-        return_dict_in_generate=True,
-        output_scores=True,
-    )
-    with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-    tokens = out.sequences[:, ids.shape[1] :]
-    return tokens, chosen_logprobs(out.scores, tokens)
-
-
 def assert_same(model, ids, mask, stops, pad, budget):
     """``greedy_decode`` against ``generate`` on the same inputs; returns the replies' stop steps."""
-    expected, expected_logprobs = reference(model, ids, mask, budget, stops, pad)
+    expected, expected_logprobs = generate_decode(
+        model, ids, mask, appending_cache(model.config), max_new_tokens=budget, stop_ids=stops, pad_id=pad
+    )
     tokens, logprobs = greedy_decode(
         model,
         ids,

@@ -56,15 +56,15 @@ NEEDS = {
 
 #: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit f56dfa3)
 COLD_SECONDS = {
-    "domain_adaptation": 520,
-    "structured": 361,
-    "privacy": 340,
-    "study_outputs": 216,
-    "generality": 203,
-    "head_to_head": 112,
-    "hallucination": 90,
+    "domain_adaptation": 488,
+    "structured": 350,
+    "privacy": 334,
+    "study_outputs": 218,
+    "generality": 199,
+    "head_to_head": 119,
+    "hallucination": 94,
     "bias": 34,
-    "transparency": 7,
+    "transparency": 6,
     "cost": 4,
 }
 

@@ -74,3 +74,40 @@ def greedy_decode(
             step_positions = step_positions[:, -1:] + 1
             step_ids = chosen[:, None]
     return tokens[:, :steps], logprobs[:, :steps]
+
+
+def generate_decode(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    cache: Any,
+    *,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+) -> tuple[Any, Any]:
+    """What :func:`greedy_decode` returns, from transformers' greedy ``generate`` (every row decoded until the
+    longest reply ends): the reference it is tested and benchmarked against."""
+    import torch
+    from transformers import GenerationConfig
+
+    from .hf import cache_argument, chosen_logprobs
+
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=pad_id,
+        eos_token_id=list(stop_ids),
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            **{cache_argument(model): cache},
+        )
+    tokens = out.sequences[:, input_ids.shape[1] :]
+    return tokens, chosen_logprobs(out.scores, tokens)
