@@ -13,7 +13,14 @@ import pytest
 
 from labscale import privacy
 from labscale.errors import InvalidParameter
-from labscale.metrics import canary_exposure, membership_metrics, roc_auc, skewnorm_moments_fit, tpr_at_fpr
+from labscale.metrics import (
+    canary_exposure,
+    membership_advantage,
+    membership_metrics,
+    roc_auc,
+    skewnorm_moments_fit,
+    tpr_at_fpr,
+)
 from labscale.privacy import epsilon_label, make_canaries, parse_epsilon
 from labscale.tasks import INVALID, get_task
 
@@ -35,6 +42,19 @@ def test_tpr_at_fixed_fpr_by_hand():
     # FPR 0.25 admits one negative -> threshold = second negative 0.6 -> 0.95, 0.85, 0.7 pass: 3/4
     assert tpr_at_fpr(scores, labels, 0.25) == pytest.approx(0.75)
     assert tpr_at_fpr(scores, labels, 1.0) == 1.0
+
+
+def test_membership_advantage_by_hand_and_against_every_threshold():
+    scores = [0.95, 0.9, 0.85, 0.7, 0.6, 0.4, 0.3, 0.2]
+    labels = [1, 0, 1, 1, 0, 1, 0, 0]
+    # threshold 0.7: members 0.95, 0.85, 0.7 pass (3/4), non-members 0.9 (1/4) -> 0.5, the best of the 8
+    assert membership_advantage(scores, labels) == 0.5
+    assert membership_advantage([1, 2], [1, 1]) == 0.0  # one class only
+    rng = np.random.default_rng(3)
+    for _ in range(20):  # ties included: scores drawn from 12 values
+        s, y = rng.integers(0, 12, size=40).astype(float), rng.random(40) < 0.4
+        by_threshold = max(np.mean(s[y] >= t) - np.mean(s[~y] >= t) for t in np.unique(s))
+        assert membership_advantage(s, y) == by_threshold  # the same floats, not only close
 
 
 def test_membership_metrics_perfect_and_random_attacks():

@@ -218,6 +218,19 @@ def tpr_at_fpr(scores: Sequence[float], labels: Sequence[int], fpr: float = 0.01
     return float(np.mean(positives > negatives[allowed]))
 
 
+def membership_advantage(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Membership advantage: the largest TPR - FPR over thresholds ``score >= t`` at every observed score (0 without
+    both classes). Counted for all thresholds at once from the sorted scores of each class."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels).astype(bool)
+    positives, negatives = np.sort(s[y]), np.sort(s[~y])
+    if len(positives) == 0 or len(negatives) == 0:
+        return 0.0
+    thresholds = np.unique(s)
+    tpr = (len(positives) - np.searchsorted(positives, thresholds, side="left")) / len(positives)
+    fpr = (len(negatives) - np.searchsorted(negatives, thresholds, side="left")) / len(negatives)
+    return float(np.max(tpr - fpr))
+
+
 def attainable_fpr(fpr: float, non_members: int) -> float:
     """The largest false-positive rate at most ``fpr`` that ``non_members`` negatives can realise: a multiple of
     ``1 / non_members`` (0 when ``fpr < 1 / non_members``: with 32 non-members "1 % FPR" is 0 % FPR)."""
@@ -247,13 +260,6 @@ def membership_metrics(
             f"membership metrics need members and non-members; got {n_members} members of {len(rows)} items"
         )
 
-    def advantage(r: np.ndarray) -> float:
-        y = r[:, 1].astype(bool)
-        if y.all() or not y.any():
-            return 0.0
-        thresholds = np.unique(r[:, 0])
-        return float(max(np.mean(r[y, 0] >= t) - np.mean(r[~y, 0] >= t) for t in thresholds))
-
     n_non = len(rows) - n_members
     info = {"members": n_members, "non_members": n_non}
     attained = attainable_fpr(fpr, n_non)
@@ -268,7 +274,9 @@ def membership_metrics(
             requested_fpr=fpr,
             **info,
         ),
-        "advantage": _scored(advantage, rows, n_resamples=n_resamples, seed=seed, **info),
+        "advantage": _scored(
+            lambda r: membership_advantage(r[:, 0], r[:, 1]), rows, n_resamples=n_resamples, seed=seed, **info
+        ),
     }
 
 
