@@ -196,6 +196,42 @@ def test_bad_dp_settings_fail_before_training(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def _tiny_peft(config_class, model_class, **extra):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    options = dict(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+    model = model_class(config_class(**options, **extra)).eval()
+    return get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+
+
+def test_example_losses_run_the_head_on_weighted_positions_only_and_equal_the_full_logits():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from labscale.finetune.trunk import right_padded
+
+    model = _tiny_peft(LlamaConfig, LlamaForCausalLM)
+    ids, attention = right_padded([[3, 5, 7, 9, 11, 2], [4, 6, 8], [10, 12, 14, 16]], 0)
+    weights = attention.float()
+    weights[2, :2] = 0  # a completion-only row: the prompt's positions carry no loss
+    losses = privacy._example_losses(model, ids, attention, weights)
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()  # every position, padding too
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    w = weights[:, 1:]
+    torch.testing.assert_close(losses, (nll * w).sum(1) / w.sum(1), rtol=1e-6, atol=1e-6)
+    privacy._check_plain_head(model, [3, 5, 7, 9])  # a Llama's logits are its head on the last hidden state
+
+
+def test_a_model_whose_logits_are_soft_capped_is_refused_for_dp():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    model = _tiny_peft(Gemma2Config, Gemma2ForCausalLM, head_dim=8, num_key_value_heads=2, final_logit_softcapping=0.5)
+    with pytest.raises(InvalidParameter, match="not its output head"):
+        privacy._check_plain_head(model, [3, 5, 7, 9])
+
+
 @pytest.mark.slow
 def test_dp_sweep_and_leakage_audit_end_to_end(embedded_model_dir, tmp_path):
     from labscale.privacy import dp_summary, dp_sweep, leakage_audit

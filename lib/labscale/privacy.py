@@ -198,18 +198,44 @@ def _collate(rows: list[dict[str, Any]], pad_id: int, completion_only: bool):
 
 def _example_losses(model, ids, attention, weights, states=None):
     """Mean next-token loss per example over its weighted positions (per-example, as DP-SGD clips per example).
-    With ``states`` (frozen-trunk hidden states) the model holds only its top layers and starts from them."""
+    ``model`` is the peft model; the output head runs at the weighted positions only, never on padding (a quarter
+    of the privacy chapter's padded batches). With ``states`` (frozen-trunk hidden states) the model holds only its
+    top layers and starts from them."""
     import torch
 
-    if states is not None:
-        logits = model(inputs_embeds=states, attention_mask=attention).logits[:, :-1].float()
-    else:
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    targets, w = ids[:, 1:], weights[:, 1:]
-    nll = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none"
-    ).view(targets.shape)
-    return (nll * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+    causal = model.get_base_model()
+    inputs = {"inputs_embeds": states} if states is not None else {"input_ids": ids}
+    hidden = causal.get_decoder()(**inputs, attention_mask=attention).last_hidden_state
+    w = weights[:, 1:]
+    rows, cols = w.nonzero(as_tuple=True)
+    logits = causal.get_output_embeddings()(hidden[rows, cols]).float()
+    nll = torch.nn.functional.cross_entropy(logits, ids[rows, cols + 1], reduction="none")
+    totals = torch.zeros(len(ids), dtype=nll.dtype, device=nll.device).index_add(0, rows, nll * w[rows, cols])
+    return totals / w.sum(dim=1).clamp(min=1.0)
+
+
+def _check_plain_head(model, row: Sequence[int]) -> None:
+    """Refuse a model whose logits are not its output head applied to its decoder's last hidden state (a logit
+    soft-cap or scale in ``forward``), which :func:`_example_losses` would train on without; checked on ``row``."""
+    import torch
+
+    causal = model.get_base_model()
+    was_training = causal.training
+    causal.eval()
+    try:
+        with torch.no_grad():
+            ids = torch.tensor([list(row)], device=next(causal.parameters()).device)
+            full = causal(input_ids=ids, use_cache=False).logits.float()
+            hidden = causal.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+            head = causal.get_output_embeddings()(hidden).float()
+    finally:
+        causal.train(was_training)
+    gap = float((full - head).abs().max())
+    if not gap <= 1e-4:
+        raise InvalidParameter(
+            f"{type(causal).__name__}: its logits are not its output head on the last hidden state (largest "
+            f"difference {gap:.3g}); DP fine-tuning supports causal LMs whose forward applies the head alone"
+        )
 
 
 def _check_dp_config(config) -> None:
@@ -331,6 +357,7 @@ def dp_finetune(
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     pad = backend.tokenizer.pad_token_id if backend.tokenizer.pad_token_id is not None else 0
+    _check_plain_head(peft_model, rows[0]["input_ids"])
     first_layer, states = (
         _frozen_trunk(peft_model, backend, rows, layers, {} if trunks is None else trunks)
         if frozen_trunk
@@ -384,7 +411,8 @@ def dp_finetune(
                     scheduler.step()
                     bar.update(1)
                     continue
-                loss = _example_losses(trained_model, ids, attention, weights, *states).mean()
+                # Opacus hooked peft_model's LoRA layers (trained_model wraps it): a direct call records them alike
+                loss = _example_losses(peft_model, ids, attention, weights, *states).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if engine is None and config.max_grad_norm:
