@@ -54,7 +54,7 @@ NEEDS = {
 }
 
 
-#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit f56dfa3)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit 7438269)
 COLD_SECONDS = {
     "domain_adaptation": 488,
     "structured": 350,
