@@ -233,6 +233,26 @@ def test_probability_at_least_as_good():
     assert set(out["n"]) == {150} and set(out["model"]) == {"m1"} and set(out["interval"]) <= {"bca", "percentile"}
 
 
+def test_item_bootstrap_computed_once_per_battles_resamples_and_seed(monkeypatch):
+    import labscale.arena.ratings as ratings
+
+    battles = synthetic(TRUE, 60, np.random.default_rng(3), ties=0.1)
+    monkeypatch.setattr(ratings, "_ITEM_BOOTSTRAPS", {})
+    first = probability_at_least_as_good(battles, "m1", ["m0"], n_resamples=100, seed=0)
+    fits = []
+    monkeypatch.setattr(ratings, "_log_strengths", lambda *a: fits.append(a) or pytest.fail("refitted"))
+    # the same question again, the intervals and another model's question: no refit, the same numbers
+    again = probability_at_least_as_good(battles.copy(), "m1", ["m0"], n_resamples=100, seed=0)
+    pd.testing.assert_frame_equal(first, again)
+    assert len(bradley_terry_intervals(battles, n_resamples=100, seed=0)) == len(TRUE)
+    probability_at_least_as_good(battles, "m2", ["m0"], n_resamples=100, seed=0)
+    assert fits == []
+    with pytest.raises(pytest.fail.Exception, match="refitted"):  # another seed is another bootstrap
+        probability_at_least_as_good(battles, "m1", ["m0"], n_resamples=100, seed=1)
+    ((theta, boot, jack),) = ratings._ITEM_BOOTSTRAPS.values()
+    assert not (theta.flags.writeable or boot.flags.writeable or jack.flags.writeable)
+
+
 # -- win rates and calibration -----------------------------------------------------------------------------------
 TINY = [(1, "A", "B", "model_a"), (2, "A", "B", "tie"), (3, "B", "A", "model_b"), (4, "B", "C", "model_b")]
 

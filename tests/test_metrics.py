@@ -126,6 +126,28 @@ def test_bootstrap_contains_value_and_is_seeded():
     assert bootstrap_ci(np.mean, data, seed=2) != (low, high)
 
 
+@pytest.mark.parametrize("kind", ["mean of floats", "mean of 0/1", "corpus BLEU"])
+def test_bootstrap_on_rows_gives_the_same_floats_as_a_call_per_resample(kind):
+    """A mean and corpus BLEU resample all at once (metrics._statistic_on_rows): the interval, the paired difference's
+    interval equal those of the Python call per resample, to the last bit."""
+    rng = np.random.default_rng(5)
+    if kind == "corpus BLEU":
+        first, second = (metrics.bleu_statistics(REFS * 10, [h[::-1] if k else h for h in HYPS * 10]) for k in (0, 1))
+        statistic = metrics.corpus_bleu
+    else:
+        first, second = rng.random((2, 120)) if kind == "mean of floats" else rng.integers(0, 2, (2, 120))
+        statistic = metrics._mean
+    assert metrics._statistic_on_rows(statistic, first) is not None
+    per_call = lambda *arrays: statistic(*arrays)  # noqa: E731  (another function: no vectorized form)
+    assert metrics._statistic_on_rows(per_call, first) is None
+    assert metrics._bootstrap(statistic, first, n_resamples=300, seed=2) == metrics._bootstrap(
+        per_call, first, n_resamples=300, seed=2
+    )
+    fast = metrics.paired_difference(statistic, first, second, n_resamples=300, seed=2)
+    slow = metrics.paired_difference(per_call, first, second, n_resamples=300, seed=2)
+    assert {k: fast[k] for k in ("value", "ci_low", "ci_high")} == {k: slow[k] for k in ("value", "ci_low", "ci_high")}
+
+
 def test_bootstrap_narrows_with_more_data():
     rng = np.random.default_rng(0)
     small = rng.integers(0, 2, 20)

@@ -271,20 +271,36 @@ def bca_from_distributions(
     return out
 
 
+#: the last few item bootstraps, keyed by the per-item win matrices, the resamples and the seed: a chapter asks for
+#: the same bootstrap once for the ratings' intervals and once per model's headline probabilities
+_ITEM_BOOTSTRAPS: dict[tuple, tuple] = {}
+
+
 def _item_bootstrap(table: pd.DataFrame, n_models: int, n_resamples: int, seed: int):
     """Log-strengths on all items, on ``n_resamples`` item resamples (every battle of a drawn item comes along,
-    as often as the item is drawn) and leaving out each item in turn: ``(theta, boot, jack, n_items)``."""
+    as often as the item is drawn) and leaving out each item in turn: ``(theta, boot, jack, n_items)``, read-only.
+
+    The same battles, resamples and seed give the same arrays, so they are computed once (:data:`_ITEM_BOOTSTRAPS`)."""
+    import hashlib
+
     _, a, b, score = _encoded(table)
     items, _ = pd.factorize(table["item"])
     n_items = int(items.max()) + 1
     per_item = _wins(a, b, score, items, n_items, n_models)
-    total = per_item.sum(axis=0)
-    theta = _log_strengths(total)
-    draws = np.random.default_rng(seed).multinomial(n_items, np.full(n_items, 1 / n_items), size=n_resamples)
-    resampled = (draws @ per_item.reshape(n_items, -1)).reshape(n_resamples, n_models, n_models)
-    boot = np.array([_log_strengths(w, theta) for w in resampled])
-    jack = np.array([_log_strengths(total - w, theta) for w in per_item]) if n_items > 1 else theta[None, :]
-    return theta, boot, jack, n_items
+    key = (hashlib.sha256(per_item.tobytes()).hexdigest(), per_item.shape, n_resamples, seed)
+    if key not in _ITEM_BOOTSTRAPS:
+        total = per_item.sum(axis=0)
+        theta = _log_strengths(total)
+        draws = np.random.default_rng(seed).multinomial(n_items, np.full(n_items, 1 / n_items), size=n_resamples)
+        resampled = (draws @ per_item.reshape(n_items, -1)).reshape(n_resamples, n_models, n_models)
+        boot = np.array([_log_strengths(w, theta) for w in resampled])
+        jack = np.array([_log_strengths(total - w, theta) for w in per_item]) if n_items > 1 else theta[None, :]
+        for array in (theta, boot, jack):
+            array.setflags(write=False)
+        while len(_ITEM_BOOTSTRAPS) >= 4:
+            _ITEM_BOOTSTRAPS.pop(next(iter(_ITEM_BOOTSTRAPS)))
+        _ITEM_BOOTSTRAPS[key] = (theta, boot, jack)
+    return (*_ITEM_BOOTSTRAPS[key], n_items)
 
 
 def bradley_terry_intervals(
