@@ -122,6 +122,20 @@ def test_elo_order_bootstrap_spans_the_orders():
     pd.testing.assert_frame_equal(out, elo_order_bootstrap(battles, n_resamples=400, seed=3))
 
 
+def test_elo_runs_equal_online_elo_of_each_reordered_table():
+    """All permutations step together (ratings._elo_runs): each run's final ratings are online_elo of the table
+    taken in that run's order, whatever the number of models and the block of runs."""
+    from labscale.arena.ratings import _elo_runs, _encoded
+
+    battles = synthetic(TRUE, 12, np.random.default_rng(2), ties=0.2)
+    models, a, b, score = _encoded(battles)
+    orders = np.random.default_rng(4).permuted(np.tile(np.arange(len(battles), dtype=np.int32), (7, 1)), axis=1)
+    runs = _elo_runs(a, b, score, orders, len(models), k=16.0, initial=1000.0, scale=400.0, base=10.0)
+    for order, run in zip(orders, runs, strict=True):
+        expected = online_elo(battles.iloc[order].reset_index(drop=True), k=16.0)
+        np.testing.assert_allclose(run, expected.reindex(models).to_numpy(), rtol=0, atol=1e-9)
+
+
 # -- Bradley-Terry -----------------------------------------------------------------------------------------------
 def test_bradley_terry_agrees_with_choix():
     import choix

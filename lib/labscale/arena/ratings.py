@@ -85,15 +85,18 @@ def _encoded(battles: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, 
 
 # -- online Elo --------------------------------------------------------------------------------------------------
 def _elo_runs(a, b, score, orders: np.ndarray, n_models: int, *, k, initial, scale, base) -> np.ndarray:
-    """Online Elo of the battles taken in each row of ``orders`` (runs x battles): final ratings, runs x models."""
+    """Online Elo of the battles taken in each row of ``orders`` (runs x battles): final ratings, runs x models.
+
+    One step per battle position for all runs at once: the ratings as one flat array indexed ``run * n_models +
+    model``, and each position's battles read from a contiguous row of the transposed orders."""
     ratings = np.full((len(orders), n_models), float(initial))
-    runs = np.arange(len(orders))
-    for battle in orders.T:
-        ia, ib, s = a[battle], b[battle], score[battle]
-        ra, rb = ratings[runs, ia], ratings[runs, ib]
+    flat, offsets = ratings.reshape(-1), np.arange(len(orders)) * n_models
+    for battle in np.ascontiguousarray(orders.T):
+        ia, ib, s = offsets + a[battle], offsets + b[battle], score[battle]
+        ra, rb = flat[ia], flat[ib]
         expected = 1.0 / (1.0 + float(base) ** ((rb - ra) / scale))
-        ratings[runs, ia] = ra + k * (s - expected)
-        ratings[runs, ib] = rb + k * ((1.0 - s) - (1.0 - expected))
+        flat[ia] = ra + k * (s - expected)
+        flat[ib] = rb + k * ((1.0 - s) - (1.0 - expected))
     return ratings
 
 
@@ -135,10 +138,10 @@ def elo_order_bootstrap(
     table = check_battles(battles)
     models, a, b, score = _encoded(table)
     rng, n = np.random.default_rng(seed), len(table)
-    chunk = max(1, 2_000_000 // n)  # permutations per block, to bound memory on large tables
+    chunk = max(1, 20_000_000 // n)  # permutations per block (80 MB of int32 orders), to bound memory on large tables
     runs = []
     for start in range(0, n_resamples, chunk):
-        orders = rng.permuted(np.tile(np.arange(n), (min(chunk, n_resamples - start), 1)), axis=1)
+        orders = rng.permuted(np.tile(np.arange(n, dtype=np.int32), (min(chunk, n_resamples - start), 1)), axis=1)
         runs.append(_elo_runs(a, b, score, orders, len(models), **options))
     runs = np.vstack(runs)
     tail = (1 - confidence) / 2
