@@ -54,16 +54,16 @@ NEEDS = {
 }
 
 
-#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit 7438269)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit 1c75908)
 COLD_SECONDS = {
-    "domain_adaptation": 488,
-    "structured": 350,
-    "privacy": 334,
-    "study_outputs": 218,
-    "generality": 199,
-    "head_to_head": 119,
-    "hallucination": 94,
-    "bias": 34,
+    "domain_adaptation": 358,
+    "structured": 285,
+    "study_outputs": 233,
+    "privacy": 225,
+    "generality": 214,
+    "head_to_head": 106,
+    "hallucination": 99,
+    "bias": 36,
     "transparency": 6,
     "cost": 4,
 }
