@@ -217,20 +217,14 @@ def _example_losses(model, ids, attention, weights, states=None):
 def _check_plain_head(model, row: Sequence[int]) -> None:
     """Refuse a model whose logits are not its output head applied to its decoder's last hidden state (a logit
     soft-cap or scale in ``forward``), which :func:`_example_losses` would train on without; checked on ``row``."""
-    import torch
+    from .finetune.trunk import logit_gap
 
     causal = model.get_base_model()
-    was_training = causal.training
-    causal.eval()
-    try:
-        with torch.no_grad():
-            ids = torch.tensor([list(row)], device=next(causal.parameters()).device)
-            full = causal(input_ids=ids, use_cache=False).logits.float()
-            hidden = causal.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
-            head = causal.get_output_embeddings()(hidden).float()
-    finally:
-        causal.train(was_training)
-    gap = float((full - head).abs().max())
+
+    def head_on_hidden(ids):
+        return causal.get_output_embeddings()(causal.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state)
+
+    gap = logit_gap(causal, row, head_on_hidden)
     if not gap <= 1e-4:
         raise InvalidParameter(
             f"{type(causal).__name__}: its logits are not its output head on the last hidden state (largest "

@@ -11,7 +11,7 @@ batches, run only the adapted layers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: largest absolute logit difference allowed between the split and the full forward pass (fp32 rounding)
@@ -127,24 +127,35 @@ def top_only(model, first_layer: int):
         setattr(holder, name, layers)
 
 
-def check_top_only(model, row: Sequence[int], first_layer: int) -> float:
-    """The largest absolute logit difference between the full forward pass and trunk + top layers on ``row``;
-    raises ``ValueError`` above :data:`SPLIT_TOLERANCE`, so a model the split does not fit is never trained with
-    it."""
+def logit_gap(model, row: Sequence[int], other: Callable[[Any], Any]) -> float:
+    """The largest absolute difference between ``model``'s logits on ``row`` and ``other(ids)``'s (another way to
+    the same logits from the ``(1, len(row))`` id tensor), both in eval mode without gradients; the training mode is
+    restored after."""
     import torch
 
-    (state,) = trunk_states(model, [row], first_layer)
-    device = next(model.parameters()).device
+    ids = torch.tensor([list(row)], device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            full = model(input_ids=torch.tensor([list(row)], device=device), use_cache=False).logits.float()
-            with top_only(model, first_layer):
-                split = model(inputs_embeds=state[None].to(device), use_cache=False).logits.float()
+            full = model(input_ids=ids, use_cache=False).logits.float()
+            alternative = other(ids).float()
     finally:
         model.train(was_training)
-    gap = float((full - split).abs().max())
+    return float((full - alternative).abs().max())
+
+
+def check_top_only(model, row: Sequence[int], first_layer: int) -> float:
+    """The largest absolute logit difference between the full forward pass and trunk + top layers on ``row``;
+    raises ``ValueError`` above :data:`SPLIT_TOLERANCE`, so a model the split does not fit is never trained with
+    it."""
+    (state,) = trunk_states(model, [row], first_layer)
+
+    def split(ids):
+        with top_only(model, first_layer):
+            return model(inputs_embeds=state[None].to(ids.device), use_cache=False).logits
+
+    gap = logit_gap(model, row, split)
     if not gap <= SPLIT_TOLERANCE:
         raise ValueError(
             f"{type(model).__name__}: trunk + top layers differ from the full forward pass by {gap:.3g} in the "
