@@ -8,9 +8,12 @@ At batch 1 every decoding step reads every weight once (the tied output head rea
 * the read bandwidth: ``tensor.sum()`` over a 512 MiB float32 tensor (much larger than the caches), median of 5;
 * per dtype, the decode rate of the embedded SmolLM2-135M-Instruct at batch 1: greedy, a short chat prompt,
   ``min_new_tokens`` equal to the budget, timed for 1 and for ``--new-tokens`` tokens so that the prefill cancels
-  out (``(n - 1) / (t_n - t_1)``), median of ``--repeats``;
+  out (``(n - 1) / (t_n - t_1)``), median of ``--repeats``; with the linear layers as loaded (``plain``) and, where
+  any qualify (bf16 on a CPU whose oneDNN computes bf16), on weights reordered for oneDNN as the backend's
+  ``packed_weights=auto`` runs them (``packed``, :mod:`labscale.backends.packed`);
 
-and prints one JSON line per dtype: weight bytes, the limit in tokens/s, the measured rate and their ratio.
+and prints one JSON line per dtype and weights: weight bytes, the limit in tokens/s, the measured rate and their
+ratio.
 """
 
 from __future__ import annotations
@@ -39,11 +42,15 @@ def read_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
     return x.numel() * 4 / statistics.median(times) / 1e9
 
 
-def decode_rate(backend, new_tokens: int, repeats: int) -> float:
-    """Batch-1 decode tokens/s with the prefill cancelled out: ``(n - 1) / (t_n - t_1)``."""
+def decode_rate(backend, new_tokens: int, repeats: int, packed: bool = False) -> float:
+    """Batch-1 decode tokens/s with the prefill cancelled out: ``(n - 1) / (t_n - t_1)``; ``packed``: on reordered
+    weights."""
+    import contextlib
+
     import torch
 
     from labscale.backends import Decoding
+    from labscale.backends.packed import packed_linears
 
     prompt = backend.prompt_text([{"role": "user", "content": "Explain in one sentence why the sky is blue."}])
     encoded = backend.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
@@ -52,7 +59,7 @@ def decode_rate(backend, new_tokens: int, repeats: int) -> float:
         config = backend.generation_config(Decoding(max_new_tokens=n))
         config.min_new_tokens = n
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), packed_linears(backend.model) if packed else contextlib.nullcontext():
             backend.model.generate(**encoded, generation_config=config)
         return time.perf_counter() - start
 
@@ -72,6 +79,7 @@ def main() -> None:
     import torch
 
     from labscale.backends import load_backend
+    from labscale.backends.packed import packable_layers
 
     torch.set_num_threads(args.threads)
     bandwidth = read_bandwidth_gbs()
@@ -80,25 +88,27 @@ def main() -> None:
         backend.load()
         weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
         limit = bandwidth * 1e9 / weight_bytes
-        rate = decode_rate(backend, args.new_tokens, args.repeats)
-        print(
-            json.dumps(
-                {
-                    "benchmark": "bandwidth",
-                    "dtype": dtype,
-                    "threads": args.threads,
-                    "read_bandwidth_gbs": round(bandwidth, 2),
-                    "weight_mb": round(weight_bytes / 1e6, 1),
-                    "limit_tokens_per_s": round(limit, 1),
-                    "decode_tokens_per_s": round(rate, 1),
-                    "fraction_of_limit": round(rate / limit, 3),
-                    "load_average": os.getloadavg()[0],
-                    "machine": platform.platform(),
-                    "torch": torch.__version__,
-                }
-            ),
-            flush=True,
-        )
+        for weights in ("plain", "packed") if packable_layers(backend.model) else ("plain",):
+            rate = decode_rate(backend, args.new_tokens, args.repeats, packed=weights == "packed")
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "bandwidth",
+                        "dtype": dtype,
+                        "weights": weights,
+                        "threads": args.threads,
+                        "read_bandwidth_gbs": round(bandwidth, 2),
+                        "weight_mb": round(weight_bytes / 1e6, 1),
+                        "limit_tokens_per_s": round(limit, 1),
+                        "decode_tokens_per_s": round(rate, 1),
+                        "fraction_of_limit": round(rate / limit, 3),
+                        "load_average": os.getloadavg()[0],
+                        "machine": platform.platform(),
+                        "torch": torch.__version__,
+                    }
+                ),
+                flush=True,
+            )
         backend.close()
 
 

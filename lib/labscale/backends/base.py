@@ -8,6 +8,7 @@ sends only the misses, stores each result the moment it arrives and keeps per-ru
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -155,15 +156,18 @@ class Backend(ABC):
             batches = self._batches(pending, decoding)
         # items done of this call (cache hits count as done from the start), the hits, and tqdm's rate and ETA
         hits = len(conversations) - len(misses)
-        with progress_bars.bar(
-            total=len(conversations),
-            initial=hits,
-            postfix={"hits": hits},
-            desc=desc or f"{self.model_id}",
-            unit="item",
-            disable=not progress or not conversations,
-            leave=False,
-        ) as bar:
+        with (
+            progress_bars.bar(
+                total=len(conversations),
+                initial=hits,
+                postfix={"hits": hits},
+                desc=desc or f"{self.model_id}",
+                unit="item",
+                disable=not progress or not conversations,
+                leave=False,
+            ) as bar,
+            self._generating() if batches else contextlib.nullcontext(),
+        ):
             for part in batches:
                 chunk = misses[part]
 
@@ -194,6 +198,11 @@ class Backend(ABC):
     def _prepare_misses(self, conversations: Sequence[Messages], decoding: Decoding) -> None:  # noqa: B027
         """Called once per :meth:`generate` call with all its cache misses, before their batches: a backend may
         prepare what the batches share (the HF backend finds the prompts' common prefix here). None by default."""
+
+    def _generating(self) -> contextlib.AbstractContextManager[Any]:
+        """Entered around a :meth:`generate` call's batches when it has misses: a backend may prepare its model for
+        the call and restore it after (the HF backend reorders bf16 weights for oneDNN here). Nothing by default."""
+        return contextlib.nullcontext()
 
     def _batches(self, conversations: Sequence[Messages], decoding: Decoding) -> list[slice]:
         """How a call's misses (shortest first) are split into :meth:`_generate_batch` calls: :attr:`batch_size` at a

@@ -9,17 +9,20 @@
   the same steps as ``generate`` with each reply leaving the batch when it stops; sampling runs ``generate``.
 * CUDA when present, else CPU; optional 4-bit NF4 loading through bitsandbytes; optional LoRA adapter (peft).
 * Weights load lazily, on the first cache miss, so a fully cached rerun never loads the model.
+* On a CPU, bf16 linear layers run on weights reordered for oneDNN for the length of each generate call with misses
+  (``packed_weights=auto``): the same bits as plain ``F.linear``, faster (:mod:`labscale.backends.packed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +265,7 @@ class HFBackend(Backend):
         batch_size: int = 32,
         batch_tokens: int = 8192,
         prefix_cache: str = "auto",
+        packed_weights: str = "auto",
         chat_template: str = "auto",
         embedded: bool = False,
     ):
@@ -288,6 +292,9 @@ class HFBackend(Backend):
         self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._call_prefix: tuple[tuple[int, ...], int] | None = None
         self.prefix_stats = self._zero_prefix_stats()
+        check_choice("packed_weights", packed_weights, ("auto", "off"))
+        self.packed_weights = packed_weights  # outside identity(): the same bits as F.linear (labscale.backends.packed)
+        self.packed_layers = 0  # how many linear layers the last generate call with misses ran on reordered weights
         self.chat_template = chat_template
         self.embedded = embedded  # the model is the embedded SmolLM2, converted on first load
         self._model = None
@@ -619,6 +626,20 @@ class HFBackend(Backend):
         return cache_argument(self.model)
 
     # -- generation -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[None]:
+        """bf16 linear layers on CPU run on weights reordered for oneDNN during the call (the same bits, faster;
+        :mod:`labscale.backends.packed`), unless ``packed_weights=off``."""
+        if self.packed_weights == "off":
+            self.packed_layers = 0
+            yield
+            return
+        from .packed import packed_linears
+
+        with packed_linears(self.model) as count:
+            self.packed_layers = count
+            yield
+
     def _generate_batch(
         self, conversations: Sequence[Messages], decoding: Decoding, store: Callable[[int, Generation], None]
     ) -> None:
@@ -677,6 +698,8 @@ class HFBackend(Backend):
             "threads": torch.get_num_threads(),
             "prefix_cache": self.prefix_cache,
             "prefix_reuse": dict(self.prefix_stats),
+            "packed_weights": self.packed_weights,
+            "packed_layers": self.packed_layers,
         }
         if self.device == "cuda":
             info["gpu"] = torch.cuda.get_device_name(0)
