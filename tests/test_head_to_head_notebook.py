@@ -31,10 +31,22 @@ def test_head_to_head_notebook_runs_end_to_end(embedded_model_dir, shared_data, 
             "released_dir": str(tmp_path / "released"),
             "judge_items": 1,
             "judge_max_new_tokens": 8,
-            "gold_tasks": ["entity_resolution"],
+            "gold_tasks": ["fact_checking"],
             "shots": [0, 1],
             "limit": 4,
             "domain_dir": str(tmp_path / "domain"),
+            "adapter_root": str(tmp_path / "adapters"),
+            # a tiny fact-checking adapter trained inside (8 examples, batch 2 -> 4 steps, LoRA on the top 2 layers)
+            "finetune_options": {
+                "train_fraction": 8 / 600,
+                "per_device_batch_size": 2,
+                "max_length": 256,
+                "checkpoint_every_samples": 4,
+                "top_layers": 2,
+                "r": 4,
+                "alpha": 8,
+                "warmup_steps": 1,
+            },
             "format_shots": [0, 1],
             "format_limit": 3,
             "sheet_items": 2,
@@ -49,7 +61,9 @@ def test_head_to_head_notebook_runs_end_to_end(embedded_model_dir, shared_data, 
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # ratings, heatmaps, reliability
     # the judge's judgments, this book's runs and the format sweep are run records
     assert len(find_runs(out / "judge")) == 1
-    assert len(find_runs(tmp_path / "domain")) == 2  # entity resolution at 0 and 1 shots
+    # fact-checking at 0 and 1 shots, and the adapter zero-shot: three contestants rated by gold labels
+    assert len(find_runs(tmp_path / "domain")) == 3
+    assert "smollm2-135m fine-tuned" in text  # rated beside "smollm2-135m 0-shot" and "1-shot"
     assert len(find_runs(out / "formats")) == 8 * 2  # eight formats x two shot counts
     sheet = pd.read_csv(out / "annotation_sheet.csv")
     assert len(sheet) == 2 and sheet["verdict"].isna().all()  # blinded pairs, verdicts left to the annotators
