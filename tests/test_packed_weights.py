@@ -50,6 +50,18 @@ def test_fp32_layers_are_left_alone():
         assert not any("forward" in m.__dict__ for m in model.modules())
 
 
+def test_a_model_whose_copy_would_not_fit_in_memory_is_left_alone(monkeypatch):
+    import psutil
+
+    model = small_model()
+    layer_bytes = sum(m.weight.numel() * 2 for m in packable_layers(model))  # bf16: 2 bytes a weight
+    for available, expected in ((2 * layer_bytes, 3 if PACKS else 0), (2 * layer_bytes - 1, 0)):
+        memory = psutil.virtual_memory()._replace(available=available)
+        monkeypatch.setattr(psutil, "virtual_memory", lambda memory=memory: memory)
+        with packed_linears(model) as count:
+            assert count == expected
+
+
 def test_a_weight_changed_between_calls_is_never_served_stale():
     model = small_model()
     x = torch.randn(3, 64).to(torch.bfloat16)

@@ -12,7 +12,8 @@ model), so a model changed between calls (an adapter merged into it, a weight ed
 stale weights, and nothing outside the call sees a changed module. It first checks, for each weight shape, that the
 reordered product equals ``F.linear`` bit for bit on this machine, and leaves every layer alone if one does not, so
 replies, caches and identities are unchanged. fp32 is left alone too: there the reordered product rounds
-differently. A layer asked for gradients inside the call runs ``F.linear``.
+differently. A layer asked for gradients inside the call runs ``F.linear``. The reordered copy doubles the layers'
+memory for the call, so a model whose layers would take more than half of the memory available is left alone.
 """
 
 from __future__ import annotations
@@ -69,15 +70,25 @@ def _same_bits(layers: list[Any], packed: list[Any]) -> bool:
     return True
 
 
+def _fits_twice(layers: list[Any]) -> bool:
+    """Whether a reordered copy of ``layers`` takes at most half of the memory available now."""
+    import psutil
+
+    copy_bytes = sum(m.weight.numel() * m.weight.element_size() for m in layers)
+    return copy_bytes <= psutil.virtual_memory().available / 2
+
+
 @contextlib.contextmanager
 def packed_linears(model: Any) -> Iterator[int]:
     """Run ``model``'s bf16 CPU linear layers on reordered weights inside the block; yields how many layers run so
-    (0 where none qualify, oneDNN cannot reorder, or the reordered product is not bit-equal here)."""
+    (0 where none qualify, oneDNN cannot reorder, the copy would not fit in memory, or the reordered product is not
+    bit-equal here)."""
     import torch
 
     layers = packable_layers(model)
     packed: list[Any] = []
-    if layers and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    supported = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if layers and supported and _fits_twice(layers):
         try:
             with torch.inference_mode():
                 packed = [torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), None) for m in layers]
