@@ -54,17 +54,17 @@ NEEDS = {
 }
 
 
-#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit 1c75908)
+#: seconds of each chapter in a cold two-at-a-time build on 2 cores (1 thread each; measured 2026-12-07, commit a535c71)
 COLD_SECONDS = {
-    "domain_adaptation": 358,
-    "structured": 285,
-    "study_outputs": 233,
-    "privacy": 225,
-    "generality": 214,
-    "head_to_head": 106,
-    "hallucination": 99,
-    "bias": 36,
-    "transparency": 6,
+    "domain_adaptation": 321,
+    "structured": 274,
+    "privacy": 232,
+    "study_outputs": 219,
+    "generality": 198,
+    "head_to_head": 104,
+    "hallucination": 98,
+    "bias": 37,
+    "transparency": 7,
     "cost": 4,
 }
 
