@@ -1,8 +1,22 @@
-"""Reading an executed chapter notebook back in the end-to-end tests: its code-cell outputs and their text."""
+"""The end-to-end chapter tests' shared parts: a tiny fine-tune's options, and reading an executed chapter notebook
+back (its code-cell outputs and their text)."""
 
 from __future__ import annotations
 
 import nbformat
+
+#: ``finetune_options`` for a chapter that trains inside its test: 8 examples, batch 2 -> 4 steps, a checkpoint
+#: every 4 samples, LoRA of rank 4 on the top 2 layers
+TINY_FINETUNE = {
+    "train_fraction": 8 / 600,
+    "per_device_batch_size": 2,
+    "max_length": 256,
+    "checkpoint_every_samples": 4,
+    "top_layers": 2,
+    "r": 4,
+    "alpha": 8,
+    "warmup_steps": 1,
+}
 
 
 def raw_dumps(outputs: list) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from labscale.book import execute_chapter
 from labscale.records import find_runs
-from notebook_outputs import executed_outputs
+from notebook_outputs import TINY_FINETUNE, executed_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -29,17 +29,7 @@ def test_generality_notebook_runs_end_to_end(embedded_model_dir, tmp_path, monke
             "adapter_root": str(tmp_path / "adapters"),
             "lm_eval_limit": 4,
             "lm_eval_batch_size": 4,
-            # 8 examples, batch 2 -> 4 steps, LoRA on the top 2 layers
-            "finetune_options": {
-                "train_fraction": 8 / 600,
-                "per_device_batch_size": 2,
-                "max_length": 256,
-                "checkpoint_every_samples": 4,
-                "top_layers": 2,
-                "r": 4,
-                "alpha": 8,
-                "warmup_steps": 1,
-            },
+            "finetune_options": TINY_FINETUNE,  # a fine-tune of 4 steps inside the test
         },
     )
     outputs, text = executed_outputs(executed)

@@ -8,7 +8,7 @@ import pytest
 
 from labscale.book import execute_chapter
 from labscale.records import find_runs
-from notebook_outputs import executed_outputs
+from notebook_outputs import TINY_FINETUNE, executed_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +36,7 @@ def test_head_to_head_notebook_runs_end_to_end(embedded_model_dir, shared_data, 
             "limit": 4,
             "domain_dir": str(tmp_path / "domain"),
             "adapter_root": str(tmp_path / "adapters"),
-            # a tiny fact-checking adapter trained inside (8 examples, batch 2 -> 4 steps, LoRA on the top 2 layers)
-            "finetune_options": {
-                "train_fraction": 8 / 600,
-                "per_device_batch_size": 2,
-                "max_length": 256,
-                "checkpoint_every_samples": 4,
-                "top_layers": 2,
-                "r": 4,
-                "alpha": 8,
-                "warmup_steps": 1,
-            },
+            "finetune_options": TINY_FINETUNE,  # a fine-tune of 4 steps inside the test
             "format_shots": [0, 1],
             "format_limit": 3,
             "sheet_items": 2,

@@ -12,7 +12,7 @@ import pytest
 from labscale.book import build_html, execute_chapter
 from labscale.config import PROJECT_ROOT
 from labscale.records import find_runs
-from notebook_outputs import raw_dumps
+from notebook_outputs import TINY_FINETUNE, raw_dumps
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +31,7 @@ def test_domain_adaptation_notebook_runs_and_renders(embedded_model_dir, tmp_pat
             "seed": 5,
             "max_new_tokens": {"summarization": 24},
             "adapter_root": str(adapters),
-            # 8 examples, batch 2 -> 4 steps, a checkpoint every 4 samples, LoRA on the top 2 layers
-            "finetune_options": {
-                "train_fraction": 8 / 600,
-                "per_device_batch_size": 2,
-                "max_length": 256,
-                "checkpoint_every_samples": 4,
-                "top_layers": 2,
-                "r": 4,
-                "alpha": 8,
-                "warmup_steps": 1,
-            },
+            "finetune_options": TINY_FINETUNE,  # a fine-tune of 4 steps inside the test
         },
     )
 
