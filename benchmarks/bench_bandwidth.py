@@ -42,9 +42,9 @@ def read_bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
     return x.numel() * 4 / statistics.median(times) / 1e9
 
 
-def decode_rate(backend, new_tokens: int, repeats: int, packed: bool = False) -> float:
-    """Batch-1 decode tokens/s with the prefill cancelled out: ``(n - 1) / (t_n - t_1)``; ``packed``: on reordered
-    weights."""
+def decode_rate(backend, new_tokens: int, repeats: int, packed: bool = False) -> tuple[float, int]:
+    """Batch-1 decode tokens/s with the prefill cancelled out: ``(n - 1) / (t_n - t_1)``, and how many linear layers
+    ran on reordered weights (``packed``; 0 where :func:`labscale.backends.packed.packed_linears` packed none)."""
     import contextlib
 
     import torch
@@ -55,17 +55,20 @@ def decode_rate(backend, new_tokens: int, repeats: int, packed: bool = False) ->
     prompt = backend.prompt_text([{"role": "user", "content": "Explain in one sentence why the sky is blue."}])
     encoded = backend.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
 
+    layers = []
+
     def timed(n: int) -> float:
         config = backend.generation_config(Decoding(max_new_tokens=n))
         config.min_new_tokens = n
         start = time.perf_counter()
-        with torch.inference_mode(), packed_linears(backend.model) if packed else contextlib.nullcontext():
+        with torch.inference_mode(), packed_linears(backend.model) if packed else contextlib.nullcontext(0) as count:
             backend.model.generate(**encoded, generation_config=config)
+        layers.append(count)
         return time.perf_counter() - start
 
     timed(new_tokens)  # warm-up
     rates = [(new_tokens - 1) / (timed(new_tokens) - timed(1)) for _ in range(repeats)]
-    return statistics.median(rates)
+    return statistics.median(rates), min(layers)
 
 
 def main() -> None:
@@ -89,13 +92,14 @@ def main() -> None:
         weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
         limit = bandwidth * 1e9 / weight_bytes
         for weights in ("plain", "packed") if packable_layers(backend.model) else ("plain",):
-            rate = decode_rate(backend, args.new_tokens, args.repeats, packed=weights == "packed")
+            rate, packed_layers = decode_rate(backend, args.new_tokens, args.repeats, packed=weights == "packed")
             print(
                 json.dumps(
                     {
                         "benchmark": "bandwidth",
                         "dtype": dtype,
                         "weights": weights,
+                        "packed_layers": packed_layers,  # 0 in a "packed" row: this machine packed nothing
                         "threads": args.threads,
                         "read_bandwidth_gbs": round(bandwidth, 2),
                         "weight_mb": round(weight_bytes / 1e6, 1),
