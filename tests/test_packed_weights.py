@@ -84,6 +84,31 @@ def test_gradients_inside_the_block_go_through_plain_linear():
         assert torch.equal(a, b)
 
 
+@pytest.mark.skipif(not PACKS, reason="oneDNN has no bf16 here: nothing is packed, so nothing is probed")
+def test_one_shape_whose_bits_differ_leaves_every_layer_alone_and_the_verdict_is_kept(monkeypatch):
+    """A kernel that accumulates in another order cannot be had on demand: the fault is injected in one shape."""
+    from labscale.backends import packed
+
+    real, probes = packed._packed_forward, []
+
+    def off_by_a_bit(module, weight, x):
+        probes.append((module.out_features, x.shape[0]))
+        out = real(module, weight, x)
+        return out + 2**-6 if module.out_features == 40 and x.shape[0] == max(packed.PROBE_ROWS) else out
+
+    monkeypatch.setattr(packed, "_packed_forward", off_by_a_bit)
+    monkeypatch.setattr(packed, "_VERDICTS", {})
+    model = small_model()
+    for _ in range(2):
+        with torch.inference_mode(), packed_linears(model) as count:
+            assert count == 0
+            assert not any("forward" in m.__dict__ for m in model.modules())
+    # probed once in the process: every row count for the shapes up to the first that differs, then kept
+    assert probes == [(96, rows) for rows in packed.PROBE_ROWS] + [(40, rows) for rows in packed.PROBE_ROWS]
+    threads = torch.get_num_threads()
+    assert packed._VERDICTS == {(96, 64, False, threads): True, (40, 96, True, threads): False}
+
+
 def test_packed_weights_is_a_client_option_validated_before_loading():
     with pytest.raises(InvalidParameter, match="'auto', 'off'"):
         parse_model_spec("smollm2-135m?packed_weights=yes")
