@@ -54,7 +54,7 @@ benchmark: $(STAMP)
 	$(OFFLINE) $(PY) benchmarks/bench_hf_backend.py
 	$(OFFLINE) $(PY) benchmarks/bench_bandwidth.py
 	$(OFFLINE) $(PY) benchmarks/bench_greedy.py
-	$(OFFLINE) $(PY) benchmarks/bench_speed.py --prompts 4 16 --few-shot-prompts 16
+	$(OFFLINE) $(PY) benchmarks/bench_speed.py --prompts 4 16 --few-shot-prompts 16 --repeats 3
 	$(OFFLINE) $(PY) benchmarks/bench_finetune.py
 	$(OFFLINE) $(PY) benchmarks/bench_grid.py
 

@@ -2,8 +2,8 @@
 repeats is computed once and reused, and greedy replies stay those of the full prompts, token for token.
 
 The guarantee is tested in fp32. In bf16 (the embedded model's inference default where the CPU has it) a reused
-prefix rounds like any other change of kernel shape: classification labels stayed identical and some long
-summaries drifted (``benchmarks/bench_speed.py`` reports the agreement)."""
+prefix rounds like any other change of kernel shape: 16 of 16 fact-checking labels stayed identical, and 5 of 16
+zero-shot summaries of 64 tokens (``benchmarks/bench_speed.py`` reports the agreement)."""
 
 from __future__ import annotations
 

@@ -288,7 +288,7 @@ class HFBackend(Backend):
         self.batch_size, self.batch_tokens = batch_size, batch_tokens
         self._miss_lengths: list[int] = []
         check_choice("prefix_cache", prefix_cache, ("auto", "off"))
-        self.prefix_cache = prefix_cache  # outside identity(): reuse decodes as the full prompt does
+        self.prefix_cache = prefix_cache  # outside identity(): reuse decodes as the full prompt does (fp32 exactly)
         self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._call_prefix: tuple[tuple[int, ...], int] | None = None
         self.prefix_stats = self._zero_prefix_stats()
