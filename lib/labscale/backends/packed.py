@@ -56,19 +56,28 @@ PROBE_ROWS = (1, 3, 40, 300)
 _VERDICTS: dict[tuple[Any, ...], bool] = {}
 
 
-def _same_bits(layers: list[Any], packed: list[Any]) -> bool:
+def _reordered(module: Any) -> Any:
+    """``module``'s weight in oneDNN's layout (call it under ``torch.inference_mode``)."""
+    import torch
+
+    return torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), None)
+
+
+def _same_bits(layers: list[Any]) -> bool:
     """Whether the reordered product equals ``F.linear`` bit for bit on :data:`PROBE_ROWS` random rows, for one
     layer of each weight shape; probed once per shape and thread count in a process (the embedded model's five
-    shapes: 0.5 s on 1 thread, most of it its output head; each later call's reordering then takes 0.17 s)."""
+    shapes: 0.5 s on 1 thread, most of it its output head; each later call's reordering then takes 0.17 s). Only
+    the probed layer is reordered here, so a shape already judged unequal costs no reordering at all."""
     import torch
     import torch.nn.functional as F
 
     threads = torch.get_num_threads()
     generator = torch.Generator().manual_seed(0)
-    with torch.inference_mode():
-        for module, weight in zip(layers, packed, strict=True):
-            key = (*module.weight.shape, module.bias is not None, threads)
-            if key not in _VERDICTS:
+    for module in layers:
+        key = (*module.weight.shape, module.bias is not None, threads)
+        if key not in _VERDICTS:
+            with torch.inference_mode():
+                weight = _reordered(module)
                 _VERDICTS[key] = all(
                     torch.equal(_packed_forward(module, weight, x), F.linear(x, module.weight, module.bias))
                     for x in (
@@ -76,8 +85,8 @@ def _same_bits(layers: list[Any], packed: list[Any]) -> bool:
                         for rows in PROBE_ROWS
                     )
                 )
-            if not _VERDICTS[key]:
-                return False
+        if not _VERDICTS[key]:
+            return False
     return True
 
 
@@ -100,12 +109,13 @@ def packed_linears(model: Any) -> Iterator[int]:
     packed: list[Any] = []
     supported = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if layers and supported and _fits_twice(layers):
-        try:
-            with torch.inference_mode():
-                packed = [torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), None) for m in layers]
+        try:  # the probe first: every layer is reordered only where every shape gives the same bits
+            if _same_bits(layers):
+                with torch.inference_mode():
+                    packed = [_reordered(m) for m in layers]
         except RuntimeError:
             packed = []
-    if not packed or not _same_bits(layers, packed):
+    if not packed:
         yield 0
         return
     try:
