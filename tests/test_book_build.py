@@ -200,11 +200,12 @@ def test_chapters_run_two_at_a_time_after_what_they_read(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_TEST_LOG", str(log))
     monkeypatch.setattr(book.os, "cpu_count", lambda: 4)
     chapters = book.build_order(["generality", "domain_adaptation", "bias", "privacy"])
-    rows, failed = book.build_in_parallel(chapters, 2, ["-p", "limit"], program=[sys.executable, str(script)])
+    arguments = {name: ["-p", f"{name}.seed"] for name in chapters}
+    rows, failed = book.build_in_parallel(chapters, 2, arguments, program=[sys.executable, str(script)])
     assert failed == [] and [r["chapter"] for r in rows] == chapters and rows[0]["model calls"] == 2
     runs = _child_runs(log)
     assert {threads for _, _, threads, _ in runs.values()} == {"2"}  # 4 cores shared by 2 kernels
-    assert all(arguments == ["-p", "limit"] for *_, arguments in runs.values())
+    assert all(arguments == ["-p", f"{name}.seed"] for name, (*_, arguments) in runs.items())  # each its own
     assert runs["generality"][0] >= runs["domain_adaptation"][1]  # it reads the domain-adaptation adapter
     first = sorted(runs, key=lambda name: runs[name][0])[:2]
     assert sorted(first) == ["domain_adaptation", "privacy"]  # the longest chains of the ready chapters start first
@@ -240,6 +241,76 @@ def test_a_failed_chapter_stops_the_parallel_build(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_TEST_LOG", str(log))
     monkeypatch.setenv("FAIL", "domain_adaptation")
     chapters = ["domain_adaptation", "bias", "generality", "head_to_head"]
-    rows, failed = book.build_in_parallel(chapters, 2, [], program=[sys.executable, str(script)])
+    rows, failed = book.build_in_parallel(chapters, 2, {}, program=[sys.executable, str(script)])
     assert failed == ["domain_adaptation"] and [r["chapter"] for r in rows] == ["bias"]
     assert set(_child_runs(log)) == {"domain_adaptation", "bias"}  # nothing that reads it started
+
+
+def test_overrides_reach_only_the_chapters_that_declare_them():
+    chapters = book.build_order(["domain_adaptation", "bias", "cost", "structured"])
+    overrides = book.chapter_overrides(chapters, [("limit", 10), ("structured.limit", 50), ("gpu", "a40")])
+    # a plain name for every chapter that has it (cost has no limit); CHAPTER.NAME for that one, later pairs winning
+    assert overrides == {
+        "domain_adaptation": {"limit": 10},
+        "bias": {"limit": 10},
+        "cost": {"gpu": "a40"},
+        "structured": {"limit": 50, "gpu": "a40"},
+    }
+    # a profile first, then -p over it
+    large = book.chapter_overrides(chapters, [("bias.bbq_limit", 40)], profile="large")
+    assert large == {
+        "domain_adaptation": {},
+        "bias": {"limit": 100, "bbq_limit": 40},
+        "cost": {},
+        "structured": {"limit": 100},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pairs", "profile", "message"),
+    [
+        ([("limmit", 10)], "default", "-p limmit: no chapter of this build (bias, cost) has that parameter; valid: "),
+        ([("bias.limmit", 10)], "default", "chapter bias has no parameter 'limmit'; valid: models, shots, limit,"),
+        ([("structured.limit", 10)], "default", "'structured' is not a chapter of this build; valid: bias, cost"),
+        ([], "huge", "unknown book profile 'huge'; valid choices: 'default', 'large'"),
+    ],
+)
+def test_a_misspelt_override_fails_naming_the_valid_ones(pairs, profile, message):
+    with pytest.raises(book.InvalidParameter) as error:
+        book.chapter_overrides(["bias", "cost"], pairs, profile=profile)
+    assert message in str(error.value)
+
+
+def test_the_book_command_rejects_an_unknown_parameter_before_any_chapter_runs(monkeypatch, capsys):
+    monkeypatch.setattr(book, "execute_chapter", lambda *a, **k: pytest.fail("no chapter may run"))
+    with pytest.raises(SystemExit) as exit_:
+        book.main(["--chapter", "cost", "-p", "limit", "5", "--no-html"])
+    assert exit_.value.code == 2
+    valid = "as_of, finetune_records, gpu, price_map, quality_metric, runs_root, task, or CHAPTER.NAME for one chapter"
+    assert f"-p limit: no chapter of this build (cost) has that parameter; valid: {valid}" in capsys.readouterr().err
+
+
+def test_every_profile_names_real_chapters_and_parameters():
+    assert book.PROFILES["default"] == {}
+    for profile, chapters in book.PROFILES.items():
+        for name, overrides in chapters.items():
+            assert set(overrides) <= set(book.parameter_names(name)), (profile, name)
+    # "large": at least 100 items per condition wherever a chapter samples fewer by default
+    assert {name: min(o.values()) for name, o in book.PROFILES["large"].items()} == dict.fromkeys(
+        book.PROFILES["large"], 100
+    )
+
+
+def test_a_child_gets_its_overrides_back_as_the_same_values(tmp_path):
+    overrides = {
+        "limit": 100,
+        "shots": [0, 3],
+        "task_options": {"viggo": {"a": None}},
+        "finetune_preset": "cpu",
+        "ratio": 0.25,
+        "finetune": False,
+    }
+    arguments = book.child_arguments("structured", overrides)
+    assert arguments[:3] == ["-p", "structured.limit", "100"] and arguments[4:6] == ["structured.shots", "[0, 3]"]
+    pairs = [(arguments[i + 1], book._parse_value(arguments[i + 2])) for i in range(0, len(arguments), 3)]
+    assert pairs == [(f"structured.{k}", v) for k, v in overrides.items()]

@@ -13,20 +13,14 @@ import jupytext
 import papermill
 import pytest
 
-from labscale.book import CHAPTERS
+from labscale.book import CHAPTERS, parameter_names, parameters_cell
 from labscale.config import PROJECT_ROOT
-
-
-def _parameters_cell(notebook) -> str:
-    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(cells) == 1, "each chapter has exactly one cell tagged parameters"
-    return cells[0].source
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_papermill_recognises_every_parameter(chapter, tmp_path, caplog):
     notebook = jupytext.read(PROJECT_ROOT / CHAPTERS[chapter])
-    source = _parameters_cell(notebook)
+    source = parameters_cell(notebook, chapter).source
     assigned = [
         t.id
         for node in ast.parse(source).body
@@ -35,6 +29,7 @@ def test_papermill_recognises_every_parameter(chapter, tmp_path, caplog):
         if isinstance(t, ast.Name)
     ]
     assert assigned, f"{chapter}: the parameters cell assigns nothing"
+    assert list(parameter_names(chapter)) == assigned  # what labscale-book -p checks names against
     staged = tmp_path / f"{chapter}.ipynb"
     jupytext.write(notebook, staged)
 

@@ -15,6 +15,7 @@ seconds, records written, model calls and cache hits per chapter.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import hashlib
 import json
@@ -30,6 +31,7 @@ from pathlib import Path
 from . import progress, records
 from .config import PROJECT_ROOT, set_offline
 from .data import registry
+from .errors import InvalidParameter, invalid_choice
 
 #: chapter name -> notebook source under notebooks/
 CHAPTERS = {
@@ -181,6 +183,99 @@ def placeholder_chapter(
     return output
 
 
+def parameters_cell(notebook, name: str):
+    """The one cell of chapter ``name``'s notebook (a jupytext/nbformat notebook) tagged ``parameters``."""
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise InvalidParameter(f"{name}: {len(cells)} cells tagged parameters (expected one)")
+    return cells[0]
+
+
+def parameter_lines(source: str) -> dict[str, tuple[int, int]]:
+    """Each parameter of a ``parameters`` cell -> the (first, last) line of its assignment, 1-based."""
+    spans = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            spans[node.targets[0].id] = (node.lineno, node.end_lineno)
+    return spans
+
+
+@functools.cache
+def parameter_names(name: str, root: Path = PROJECT_ROOT) -> tuple[str, ...]:
+    """The parameters chapter ``name`` declares in its ``parameters`` cell, in the cell's order."""
+    import jupytext
+
+    return tuple(parameter_lines(parameters_cell(jupytext.read(root / CHAPTERS[name]), name).source))
+
+
+#: named sets of parameter overrides, chapter -> parameter -> value (``labscale-book --profile NAME``): "default"
+#: runs every chapter as written; "large" samples at least 100 items per condition wherever a chapter samples items
+#: (domain adaptation and generality already do), so that every interval is informative, at the cost of a longer
+#: build (measured in the README's performance table)
+PROFILES: dict[str, dict[str, dict]] = {
+    "default": {},
+    "large": {
+        "bias": {"limit": 100, "bbq_limit": 100},
+        "privacy": {"limit": 100},
+        "hallucination": {"limit": 100, "squad_limit": 100, "truthfulqa_limit": 100},
+        "generality": {"lm_eval_limit": 100},
+        "study_outputs": {"limit": 100},
+        "head_to_head": {"format_limit": 100},
+        "structured": {"limit": 100},
+    },
+}
+
+
+def chapter_overrides(
+    chapters: list[str], pairs: list[tuple[str, object]], *, profile: str = "default", root: Path = PROJECT_ROOT
+) -> dict[str, dict]:
+    """Each chapter's parameter overrides in a build of ``chapters``: the ``profile``'s (:data:`PROFILES`), then
+    those of the ``-p`` ``pairs`` in order, where a plain ``NAME`` sets that parameter in every chapter of the build
+    that declares it and ``CHAPTER.NAME`` in that chapter only. A chapter gets only parameters it declares, and a
+    name that no chapter of the build declares fails before anything runs, naming the valid ones."""
+    if profile not in PROFILES:
+        raise invalid_choice("book profile", profile, PROFILES)
+    overrides = {name: dict(PROFILES[profile].get(name, {})) for name in chapters}
+    for key, value in pairs:
+        chapter, _, parameter = key.rpartition(".")
+        if chapter:
+            if chapter not in chapters:
+                raise InvalidParameter(
+                    f"-p {key}: {chapter!r} is not a chapter of this build; valid: {', '.join(chapters)}"
+                )
+            if parameter not in parameter_names(chapter, root):
+                valid = ", ".join(parameter_names(chapter, root))
+                raise InvalidParameter(f"-p {key}: chapter {chapter} has no parameter {parameter!r}; valid: {valid}")
+            overrides[chapter][parameter] = value
+            continue
+        having = [name for name in chapters if parameter in parameter_names(name, root)]
+        if not having:
+            valid = sorted({p for name in chapters for p in parameter_names(name, root)})
+            raise InvalidParameter(
+                f"-p {key}: no chapter of this build ({', '.join(chapters)}) has that parameter; valid: "
+                f"{', '.join(valid)}, or CHAPTER.NAME for one chapter"
+            )
+        for name in having:
+            overrides[name][parameter] = value
+    return overrides
+
+
+def child_arguments(name: str, overrides: dict) -> list[str]:
+    """``-p CHAPTER.NAME VALUE`` arguments that give a parallel build's child process chapter ``name``'s
+    ``overrides`` (values written as YAML, which the child parses back to the same values)."""
+    import yaml
+
+    return [
+        argument
+        for parameter, value in overrides.items()
+        for argument in ("-p", f"{name}.{parameter}", _yaml_value(yaml, value))
+    ]
+
+
+def _yaml_value(yaml, value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1e9).removesuffix("\n...\n").strip()
+
+
 def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
     """The parameters a chapter runs with in the book build, and a notice when the build changes a default.
 
@@ -282,9 +377,9 @@ def store_fingerprint(notebook: Path, fingerprint: str) -> None:
     nbformat.write(executed, notebook)
 
 
-def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path | None = None) -> list[str]:
-    """At the end of a build, store each executed or kept chapter's fingerprint as it is now; returns the chapters
-    whose fingerprint changed.
+def restamp_fingerprints(rows: list[dict], overrides: dict[str, dict], *, root: Path | None = None) -> list[str]:
+    """At the end of a build, store each executed or kept chapter's fingerprint (with its ``overrides``, chapter ->
+    parameters, :func:`chapter_overrides`) as it is now; returns the chapters whose fingerprint changed.
 
     A chapter's fingerprint covers whole record folders (``runs/adapters`` holds every chapter's adapters), so a
     chapter that ran or was kept early in a build sees its folders change when later chapters write theirs. Those
@@ -301,7 +396,7 @@ def restamp_fingerprints(rows: list[dict], parameters: dict, *, root: Path | Non
         stored = stored_fingerprint(output)  # None: no notebook, or one without a stamp
         if stored is None:
             continue
-        current = chapter_fingerprint(name, chapter_parameters(name, parameters)[0], root=root)
+        current = chapter_fingerprint(name, chapter_parameters(name, overrides.get(name, {}))[0], root=root)
         if current != stored:
             store_fingerprint(output, current)
             changed.append(name)
@@ -394,13 +489,13 @@ def default_jobs() -> int:
 
 
 def build_in_parallel(
-    chapters: list[str], jobs: int, child_arguments: list[str], *, program: list[str] | None = None
+    chapters: list[str], jobs: int, arguments: dict[str, list[str]], *, program: list[str] | None = None
 ) -> tuple[list[dict], list[str]]:
     """Execute ``chapters`` as ``labscale-book --chapter NAME`` child processes, up to ``jobs`` at once, each one
     started once the chapters it :data:`NEEDS` have finished, the longest chain first (:data:`CRITICAL_FIRST`), every
-    kernel with ``cores / jobs`` threads. Returns the summary rows (in build order) and the chapters that failed;
-    after a failure nothing new starts. ``program`` is the child's command before its arguments (default: this
-    module run by this Python)."""
+    kernel with ``cores / jobs`` threads and each child with its chapter's ``arguments``. Returns the summary rows (in
+    build order) and the chapters that failed; after a failure nothing new starts. ``program`` is the child's command
+    before its arguments (default: this module run by this Python)."""
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     pending, done, failed = list(chapters), set(), []
@@ -415,7 +510,7 @@ def build_in_parallel(
                 print(f"[{started}/{len(chapters)}] {name} … ({threads} thread{'s' * (threads != '1')})", flush=True)
                 report = Path(reports) / f"{name}.json"
                 command = [*(program or [sys.executable, "-m", "labscale.book"]), "--chapter", name, "--no-html"]
-                command += ["--report", str(report), *child_arguments]
+                command += ["--report", str(report), *arguments.get(name, [])]
                 running[name] = (subprocess.Popen(command, env=env), report)
                 pending.remove(name)
             if not running:
@@ -446,7 +541,15 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="papermill parameter override, VALUE parsed as YAML (e.g. -p limit 10)",
+        help="papermill parameter override, VALUE parsed as YAML: NAME for every chapter that declares it (-p limit "
+        "10), CHAPTER.NAME for one chapter (-p structured.limit 50)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="default",
+        choices=sorted(PROFILES),
+        help="a named set of overrides, applied before -p: 'large' samples at least 100 items per condition in "
+        "every chapter (a longer build; see the README's performance table)",
     )
     parser.add_argument(
         "--online", action="store_true", help="allow Hugging Face hub access (default: HF_HUB_OFFLINE=1)"
@@ -473,25 +576,30 @@ def main(argv: list[str] | None = None) -> int:
     if not args.online:
         set_offline(True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parameters = {name: _parse_value(value) for name, value in args.parameter}
     start = time.perf_counter()
     chapters = build_order(args.chapter or list(CHAPTERS))
+    try:  # a misspelt parameter fails here, before any chapter runs
+        overrides = chapter_overrides(
+            chapters, [(name, _parse_value(value)) for name, value in args.parameter], profile=args.profile
+        )
+    except InvalidParameter as error:
+        parser.error(str(error))
     jobs = 1 if len(chapters) == 1 else min(args.jobs or default_jobs(), len(chapters))
     failed: list[str] = []
     if jobs > 1:
-        child_arguments = [a for name, value in args.parameter for a in ("-p", name, value)]
-        child_arguments += [flag for flag, on in (("--online", args.online), ("--force", args.force)) if on]
-        summary, failed = build_in_parallel(chapters, jobs, child_arguments)
+        flags = [flag for flag, on in (("--online", args.online), ("--force", args.force)) if on]
+        arguments = {name: [*child_arguments(name, overrides[name]), *flags] for name in chapters}
+        summary, failed = build_in_parallel(chapters, jobs, arguments)
     else:
         summary = []
         for i, name in enumerate(chapters, 1):
             if args.report is None:  # a parallel build's parent has announced it
                 print(f"[{i}/{len(chapters)}] {name} …", flush=True)
-            summary.append(build_chapter(name, parameters, force=args.force))
+            summary.append(build_chapter(name, overrides[name], force=args.force))
     if args.report is not None:
         args.report.write_text(json.dumps(summary), encoding="utf-8")
         return 0
-    restamp_fingerprints(summary, parameters)
+    restamp_fingerprints(summary, overrides)
     if failed:
         print(f"the book was not rendered: {', '.join(failed)} failed", flush=True)
         return 1

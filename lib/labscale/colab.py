@@ -29,7 +29,7 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-from .book import CHAPTER_DATA, CHAPTERS, chapter_title
+from .book import CHAPTER_DATA, CHAPTERS, chapter_title, parameter_lines, parameters_cell
 from .config import PROJECT_ROOT
 from .errors import InvalidParameter
 
@@ -230,15 +230,6 @@ def _literal(value: Any) -> str:
     raise InvalidParameter(f"a Colab parameter value must be a literal, not {type(value).__name__}: {value!r}")
 
 
-def parameter_lines(source: str) -> dict[str, tuple[int, int]]:
-    """Each parameter of a ``parameters`` cell -> the (first, last) line of its assignment, 1-based."""
-    spans = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            spans[node.targets[0].id] = (node.lineno, node.end_lineno)
-    return spans
-
-
 def set_parameters(source: str, overrides: dict[str, Any], *, chapter: str = "the chapter") -> str:
     """``source`` (a parameters cell) with each parameter of ``overrides`` set to its value, one line each; a
     rewritten line keeps the trailing comment of the assignment's last line. A name the cell does not assign fails,
@@ -279,14 +270,7 @@ def check_parameters(root: Path = PROJECT_ROOT) -> None:
     if unknown:
         raise InvalidParameter(f"COLAB_PARAMETERS: no chapter {', '.join(unknown)}; valid: {', '.join(CHAPTERS)}")
     for name, overrides in COLAB_PARAMETERS.items():
-        set_parameters(_parameters_cell(jupytext.read(root / CHAPTERS[name]), name).source, overrides, chapter=name)
-
-
-def _parameters_cell(notebook, name: str):
-    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    if len(cells) != 1:
-        raise InvalidParameter(f"{name}: {len(cells)} cells tagged parameters (expected one)")
-    return cells[0]
+        set_parameters(parameters_cell(jupytext.read(root / CHAPTERS[name]), name).source, overrides, chapter=name)
 
 
 # ----------------------------------------------------------------------------------------------- the notebook
@@ -386,7 +370,7 @@ def colab_notebook(name: str, root: Path = PROJECT_ROOT):
     if name not in CHAPTERS:
         raise InvalidParameter(f"no chapter {name!r}; valid: {', '.join(CHAPTERS)}")
     source = jupytext.read(root / CHAPTERS[name])
-    cell = _parameters_cell(source, name)
+    cell = parameters_cell(source, name)
     overrides = COLAB_PARAMETERS.get(name, {})
     defaults = {  # the book's value of each parameter, as written in the chapter (on one line)
         node.targets[0].id: " ".join(ast.get_source_segment(cell.source, node.value).split())
