@@ -314,3 +314,20 @@ def test_a_child_gets_its_overrides_back_as_the_same_values(tmp_path):
     assert arguments[:3] == ["-p", "structured.limit", "100"] and arguments[4:6] == ["structured.shots", "[0, 3]"]
     pairs = [(arguments[i + 1], book._parse_value(arguments[i + 2])) for i in range(0, len(arguments), 3)]
     assert pairs == [(f"structured.{k}", v) for k, v in overrides.items()]
+
+
+def test_a_parallel_build_hands_each_child_its_own_overrides(monkeypatch):
+    seen = {}
+
+    def record(chapters, jobs, arguments, **kwargs):  # the children themselves are exercised above
+        seen.update(chapters=chapters, jobs=jobs, arguments=arguments)
+        return [], []
+
+    monkeypatch.setattr(book, "build_in_parallel", record)
+    argv = ["--chapter", "bias", "--chapter", "cost", "--profile", "large", "-p", "seed", "3", "--force", "--no-html"]
+    assert book.main([*argv, "--jobs", "2"]) == 0
+    assert seen["chapters"] == ["bias", "cost"] and seen["jobs"] == 2  # cost reads the bias records
+    assert seen["arguments"] == {
+        "bias": ["-p", "bias.limit", "100", "-p", "bias.bbq_limit", "100", "-p", "bias.seed", "3", "--force"],
+        "cost": ["--force"],  # the cost chapter has neither a sample nor a seed
+    }
