@@ -263,17 +263,18 @@ def chapter_overrides(
 def child_arguments(name: str, overrides: dict) -> list[str]:
     """``-p CHAPTER.NAME VALUE`` arguments that give a parallel build's child process chapter ``name``'s
     ``overrides`` (values written as YAML, which the child parses back to the same values)."""
-    import yaml
-
     return [
         argument
         for parameter, value in overrides.items()
-        for argument in ("-p", f"{name}.{parameter}", _yaml_value(yaml, value))
+        for argument in ("-p", f"{name}.{parameter}", _yaml_text(value))
     ]
 
 
-def _yaml_value(yaml, value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=1e9).removesuffix("\n...\n").strip()
+def _yaml_text(value) -> str:
+    """``value`` as one line of YAML (without the end-of-document marker a plain scalar gets)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).removesuffix("\n...\n").strip()
 
 
 def chapter_parameters(name: str, parameters: dict) -> tuple[dict, str | None]:
